@@ -1,0 +1,4 @@
+// placeholder until the reader exists
+#include <cstddef>
+#include <cstdint>
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t*, size_t) { return 0; }
