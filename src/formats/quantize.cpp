@@ -1,0 +1,534 @@
+// Scalar reference encoders for the GGUF block types (inverse layouts of dequant.cpp).
+//
+// K-quant scale search, as implemented here:
+//  1. Per sub-block, a grid of candidate inverse scales around the min/max one is tried; for each, the
+//     integer codes are rounded and the real (scale, offset) pair is re-fitted by weighted least squares.
+//     The best candidate is then refined by alternating "requantise codes / re-fit" until the weighted
+//     squared error stops improving.
+//  2. The per-sub-block scales (and mins) are themselves quantised to 6 bits (Q4_K/Q5_K) or signed 8 bits
+//     (Q6_K) with the same weighted search, each weighted by how much its error costs in the block.
+//  3. With the integer scales fixed, the fp16 super-block scale(s) are re-fitted by least squares and the codes
+//     requantised, keeping whichever variant has the smaller error.
+// Weights are 1 without an importance vector, else the importance values (squared error weighted as an
+// imatrix would weight it).
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+
+#include "formats/quant.h"
+
+namespace dflash::formats {
+
+using namespace dflash::tensor;
+
+namespace {
+
+// Nearest integer (half away from zero) clamped to [lo, hi]; NaN maps to lo. Never UB on huge inputs.
+inline int qround(float v, int lo, int hi) {
+  const float r = std::round(v);
+  if (!(r >= static_cast<float>(lo))) return lo;
+  if (r > static_cast<float>(hi)) return hi;
+  return static_cast<int>(r);
+}
+
+// Copies a sub-block's weights, falling back to uniform weights if they are missing or degenerate
+// (all zero, negative or non-finite), so every fit below has a positive total weight.
+void sub_weights(const float* importance, int n, float* w) {
+  if (importance != nullptr) {
+    float sum = 0.0f;
+    bool ok = true;
+    for (int i = 0; i < n; ++i) {
+      const float v = importance[i];
+      if (!(v >= 0.0f) || !std::isfinite(v)) ok = false;
+      w[i] = v;
+      sum += v;
+    }
+    if (ok && sum > 0.0f && std::isfinite(sum)) return;
+  }
+  for (int i = 0; i < n; ++i) w[i] = 1.0f;
+}
+
+// ---- symmetric fit: x ≈ s·q, q integer in [lo, hi] -------------------------------------------------------
+// Returns s and writes q. Minimises Σ w (x − s q)². Used for Q6_K sub-blocks and for quantising the K-quant
+// sub-block scales/mins against the super-block scale.
+float fit_symmetric(const float* x, const float* w, int n, int lo, int hi, int* q) {
+  float vmax = 0.0f, amax = 0.0f;
+  for (int i = 0; i < n; ++i) {
+    const float a = std::fabs(x[i]);
+    if (a > amax) {
+      amax = a;
+      vmax = x[i];
+    }
+  }
+  if (!(amax > 0.0f) || !std::isfinite(amax)) {
+    for (int i = 0; i < n; ++i) q[i] = 0;
+    return 0.0f;
+  }
+  int tmp[64];
+  float best_num = 0.0f, best_den = 0.0f;  // error = Σwx² − num²/den; maximise num²/den
+  float best_s = 0.0f;
+  bool have = false;
+  const int targets[2] = {hi, lo};
+  for (int t : targets) {
+    if (t == 0) continue;
+    if ((t > 0) != (vmax > 0.0f) && lo >= 0) continue;  // unsigned range: only the positive mapping
+    for (int k = -10; k <= 10; ++k) {
+      const float iscale = (static_cast<float>(t) + 0.1f * static_cast<float>(k)) / vmax;
+      float num = 0.0f, den = 0.0f;
+      for (int i = 0; i < n; ++i) {
+        const int l = qround(iscale * x[i], lo, hi);
+        tmp[i] = l;
+        num += w[i] * x[i] * static_cast<float>(l);
+        den += w[i] * static_cast<float>(l * l);
+      }
+      if (den <= 0.0f) continue;
+      if (!have || double(num) * num * best_den > double(best_num) * best_num * den) {
+        have = true;
+        best_num = num;
+        best_den = den;
+        best_s = num / den;
+        std::copy(tmp, tmp + n, q);
+      }
+    }
+  }
+  if (!have) {  // all weights zero where it mattered: plain max mapping
+    const float s = vmax / static_cast<float>(hi != 0 ? hi : lo);
+    for (int i = 0; i < n; ++i) q[i] = qround(x[i] / s, lo, hi);
+    return s;
+  }
+  // Refine: requantise with the fitted scale, re-fit, stop when it no longer helps.
+  for (int iter = 0; iter < 4 && best_s != 0.0f; ++iter) {
+    const float inv = 1.0f / best_s;
+    float num = 0.0f, den = 0.0f;
+    bool changed = false;
+    for (int i = 0; i < n; ++i) {
+      const int l = qround(x[i] * inv, lo, hi);
+      tmp[i] = l;
+      changed |= l != q[i];
+      num += w[i] * x[i] * static_cast<float>(l);
+      den += w[i] * static_cast<float>(l * l);
+    }
+    if (!changed || den <= 0.0f || !(double(num) * num * best_den > double(best_num) * best_num * den)) break;
+    best_num = num;
+    best_den = den;
+    best_s = num / den;
+    std::copy(tmp, tmp + n, q);
+  }
+  return best_s;
+}
+
+// The fp16 value `step` ulps away from h in magnitude (h itself if that would leave the finite range or
+// cross zero).
+uint16_t fp16_step(uint16_t h, int step) {
+  const int mag = (h & 0x7FFF) + step;
+  if (step == 0 || mag < 1 || mag > 0x7BFF || (h & 0x7FFF) == 0 || (h & 0x7FFF) > 0x7BFF) return h;
+  return static_cast<uint16_t>((h & 0x8000) | mag);
+}
+
+// q[i] = round(v[i] / d) in [lo, hi] (unchanged where d == 0).
+void refit_ints(const float* v, int n, float d, int lo, int hi, int* q) {
+  if (d == 0.0f || !std::isfinite(d)) return;
+  const float inv = 1.0f / d;
+  for (int i = 0; i < n; ++i) q[i] = qround(v[i] * inv, lo, hi);
+}
+
+// ---- affine fit: x ≈ s·q + o, q in [0, nmax], s ≥ 0, o ≤ 0 (the K-quant "min" is subtracted) -----------
+struct Affine {
+  float s = 0.0f;
+  float o = 0.0f;
+  float err = 0.0f;
+};
+
+// Weighted least squares for (s, o) given the codes, honouring s ≥ 0 and o ≤ 0.
+Affine ls_affine(const float* x, const float* w, const uint8_t* l, int n) {
+  float sw = 0, sq = 0, sqq = 0, sx = 0, sqx = 0;
+  for (int i = 0; i < n; ++i) {
+    const float q = l[i];
+    sw += w[i];
+    sq += w[i] * q;
+    sqq += w[i] * q * q;
+    sx += w[i] * x[i];
+    sqx += w[i] * q * x[i];
+  }
+  Affine a;
+  const float det = sw * sqq - sq * sq;
+  if (det > 1e-6f * sw * sqq) {
+    a.s = (sw * sqx - sq * sx) / det;
+    a.o = (sqq * sx - sq * sqx) / det;
+  } else {  // all codes equal: only their common level is determined
+    const float mean = sx / sw;
+    a.o = std::min(mean, 0.0f);
+    a.s = sq > 0.0f ? (mean - a.o) * sw / sq : 0.0f;
+  }
+  if (a.o > 0.0f) {
+    a.o = 0.0f;
+    a.s = sqq > 0.0f ? sqx / sqq : 0.0f;
+  }
+  if (a.s < 0.0f) {
+    a.s = 0.0f;
+    a.o = std::min(sx / sw, 0.0f);
+  }
+  float err = 0.0f;
+  for (int i = 0; i < n; ++i) {
+    const float d = a.s * l[i] + a.o - x[i];
+    err += w[i] * d * d;
+  }
+  a.err = err;
+  return a;
+}
+
+Affine fit_affine(const float* x, const float* w, int n, int nmax, uint8_t* q) {
+  float xmin = 0.0f, xmax = x[0];
+  for (int i = 0; i < n; ++i) {
+    xmin = std::min(xmin, x[i]);
+    xmax = std::max(xmax, x[i]);
+  }
+  if (!(xmax > xmin) || !std::isfinite(xmax - xmin)) {  // constant ≤ 0 (incl. all-zero) or non-finite
+    std::memset(q, 0, static_cast<size_t>(n));
+    Affine a;
+    a.o = std::isfinite(xmin) ? xmin : 0.0f;
+    return a;
+  }
+  uint8_t tmp[32];
+  Affine best;
+  best.err = std::numeric_limits<float>::infinity();
+  for (int k = -10; k <= 10; ++k) {
+    const float iscale = (static_cast<float>(nmax) + 0.1f * static_cast<float>(k)) / (xmax - xmin);
+    for (int i = 0; i < n; ++i) tmp[i] = static_cast<uint8_t>(qround(iscale * (x[i] - xmin), 0, nmax));
+    const Affine a = ls_affine(x, w, tmp, n);
+    if (a.err < best.err) {
+      best = a;
+      std::memcpy(q, tmp, static_cast<size_t>(n));
+    }
+  }
+  for (int iter = 0; iter < 4 && best.s > 0.0f; ++iter) {
+    const float inv = 1.0f / best.s;
+    bool changed = false;
+    for (int i = 0; i < n; ++i) {
+      tmp[i] = static_cast<uint8_t>(qround((x[i] - best.o) * inv, 0, nmax));
+      changed |= tmp[i] != q[i];
+    }
+    if (!changed) break;
+    const Affine a = ls_affine(x, w, tmp, n);
+    if (!(a.err < best.err)) break;
+    best = a;
+    std::memcpy(q, tmp, static_cast<size_t>(n));
+  }
+  return best;
+}
+
+// ---- shared Q4_K / Q5_K encoder ----------------------------------------------------------------------------
+// Encodes one super-block: writes d, dmin, packed scales and the 256 codes L (0..nmax).
+void encode_k_affine(const float* x, const float* importance, int nmax, uint16_t* d_out, uint16_t* dmin_out,
+                     uint8_t* scales, uint8_t* L) {
+  float w[kQK_K];
+  float sub_s[8], sub_m[8], ws[8], wm[8];
+  for (int j = 0; j < 8; ++j) {
+    float* wj = w + 32 * j;
+    sub_weights(importance ? importance + 32 * j : nullptr, 32, wj);
+    const Affine a = fit_affine(x + 32 * j, wj, 32, nmax, L + 32 * j);
+    sub_s[j] = a.s;
+    sub_m[j] = -a.o;
+    // Cost of a scale error δ is δ²·Σw·q², of a min error δ²·Σw.
+    float sq2 = 0.0f, sw = 0.0f;
+    for (int i = 0; i < 32; ++i) {
+      sq2 += wj[i] * static_cast<float>(L[32 * j + i]) * static_cast<float>(L[32 * j + i]);
+      sw += wj[i];
+    }
+    ws[j] = sq2 > 0.0f ? sq2 : sw;
+    wm[j] = sw;
+  }
+  int isc[8], imn[8];
+  const float d = fit_symmetric(sub_s, ws, 8, 0, 63, isc);
+  const float dmin = fit_symmetric(sub_m, wm, 8, 0, 63, imn);
+
+  // Requantise all codes against the stored (fp16-rounded) scales; returns the weighted error.
+  auto requant = [&](float dd, float mm, uint8_t* codes) {
+    float err = 0.0f;
+    for (int j = 0; j < 8; ++j) {
+      const float s = dd * static_cast<float>(isc[j]);
+      const float m = mm * static_cast<float>(imn[j]);
+      const float inv = s > 0.0f ? 1.0f / s : 0.0f;
+      for (int i = 0; i < 32; ++i) {
+        const float xi = x[32 * j + i];
+        const int l = s > 0.0f ? qround((xi + m) * inv, 0, nmax) : 0;
+        codes[32 * j + i] = static_cast<uint8_t>(l);
+        const float e = s * static_cast<float>(l) - m - xi;
+        err += w[32 * j + i] * e * e;
+      }
+    }
+    return err;
+  };
+
+  // fp16 rounding of the super-scales: try the neighbouring fp16 values too, re-deriving the integer scales
+  // against each, so the stored ints absorb the rounding (it matters when d is small, e.g. fp16 subnormal).
+  uint16_t d16 = fp32_to_fp16(d), m16 = fp32_to_fp16(dmin);
+  float best_err = std::numeric_limits<float>::infinity();
+  {
+    int bsc[8], bmn[8];
+    uint16_t bd = d16, bm = m16;
+    uint8_t L2[kQK_K];
+    for (int dd = -1; dd <= 1; ++dd)
+      for (int dm = -1; dm <= 1; ++dm) {
+        const uint16_t cd = fp16_step(d16, dd), cm = fp16_step(m16, dm);
+        if ((dd != 0 && cd == d16) || (dm != 0 && cm == m16)) continue;
+        refit_ints(sub_s, 8, fp16_to_fp32(cd), 0, 63, isc);
+        refit_ints(sub_m, 8, fp16_to_fp32(cm), 0, 63, imn);
+        const float err = requant(fp16_to_fp32(cd), fp16_to_fp32(cm), L2);
+        if (err < best_err) {
+          best_err = err;
+          bd = cd;
+          bm = cm;
+          std::copy(isc, isc + 8, bsc);
+          std::copy(imn, imn + 8, bmn);
+          std::memcpy(L, L2, sizeof(L2));
+        }
+      }
+    d16 = bd;
+    m16 = bm;
+    std::copy(bsc, bsc + 8, isc);
+    std::copy(bmn, bmn + 8, imn);
+  }
+  // With integer scales fixed, x ≈ d·(sc_j·q) − dmin·m_j is linear in (d, dmin): re-fit both, requantise.
+  uint8_t L2[kQK_K];
+  for (int iter = 0; iter < 2; ++iter) {
+    float aa = 0, ab = 0, bb = 0, ax = 0, bx = 0;
+    for (int j = 0; j < 8; ++j)
+      for (int i = 0; i < 32; ++i) {
+        const float wi = w[32 * j + i], xi = x[32 * j + i];
+        const float a = static_cast<float>(isc[j] * L[32 * j + i]);
+        const float b = -static_cast<float>(imn[j]);
+        aa += wi * a * a;
+        ab += wi * a * b;
+        bb += wi * b * b;
+        ax += wi * a * xi;
+        bx += wi * b * xi;
+      }
+    const float det = aa * bb - ab * ab;
+    float nd, nm;
+    if (bb > 0.0f && det > 1e-6f * aa * bb) {
+      nd = (bb * ax - ab * bx) / det;
+      nm = (aa * bx - ab * ax) / det;
+    } else if (aa > 0.0f) {
+      nd = ax / aa;
+      nm = fp16_to_fp32(m16);
+    } else {
+      break;
+    }
+    if (!(nd >= 0.0f) || !(nm >= 0.0f) || !std::isfinite(nd) || !std::isfinite(nm)) break;
+    const uint16_t nd16 = fp32_to_fp16(nd), nm16 = fp32_to_fp16(nm);
+    const float err = requant(fp16_to_fp32(nd16), fp16_to_fp32(nm16), L2);
+    if (!(err < best_err)) break;
+    best_err = err;
+    d16 = nd16;
+    m16 = nm16;
+    std::memcpy(L, L2, sizeof(L2));
+  }
+  *d_out = d16;
+  *dmin_out = m16;
+
+  std::memset(scales, 0, kKScaleSize);
+  for (int j = 0; j < 8; ++j) {
+    const uint8_t sc = static_cast<uint8_t>(isc[j]), mn = static_cast<uint8_t>(imn[j]);
+    if (j < 4) {
+      scales[j] |= sc;
+      scales[j + 4] |= mn;
+    } else {
+      scales[j + 4] = static_cast<uint8_t>((sc & 0xF) | ((mn & 0xF) << 4));
+      scales[j - 4] |= static_cast<uint8_t>((sc >> 4) << 6);
+      scales[j] |= static_cast<uint8_t>((mn >> 4) << 6);
+    }
+  }
+}
+
+}  // namespace
+
+void quantize_row_q8_0(const float* x, BlockQ8_0* y, int64_t n) {
+  // Bit-exact with the public reference: d = amax/127 in fp32, codes rounded half away from zero with the
+  // fp32 (not the fp16-rounded) inverse scale.
+  for (int64_t b = 0; b < n / kQK8_0; ++b) {
+    const float* xb = x + b * kQK8_0;
+    float amax = 0.0f;
+    for (int i = 0; i < kQK8_0; ++i) amax = std::max(amax, std::fabs(xb[i]));
+    const float d = amax / 127.0f;
+    const float id = d != 0.0f ? 1.0f / d : 0.0f;
+    y[b].d = fp32_to_fp16(d);
+    for (int i = 0; i < kQK8_0; ++i) y[b].qs[i] = static_cast<int8_t>(qround(xb[i] * id, -127, 127));
+  }
+}
+
+void quantize_row_q8_k(const float* x, BlockQ8_K* y, int64_t n) {
+  // The element of largest magnitude maps to −127 (so d may be negative), as the public format does.
+  for (int64_t b = 0; b < n / kQK_K; ++b) {
+    const float* xb = x + b * kQK_K;
+    float amax = 0.0f, vmax = 0.0f;
+    for (int i = 0; i < kQK_K; ++i) {
+      const float a = std::fabs(xb[i]);
+      if (a > amax) {
+        amax = a;
+        vmax = xb[i];
+      }
+    }
+    std::memset(y[b].bsums, 0, sizeof(y[b].bsums));
+    if (!(amax > 0.0f) || !std::isfinite(amax)) {
+      y[b].d = 0.0f;
+      std::memset(y[b].qs, 0, sizeof(y[b].qs));
+      continue;
+    }
+    const float iscale = -127.0f / vmax;
+    for (int i = 0; i < kQK_K; ++i) {
+      // Round half to even, as the public reference's nearest_int does.
+      const float r = std::nearbyint(iscale * xb[i]);
+      const int v = !(r >= -128.0f) ? -128 : (r > 127.0f ? 127 : static_cast<int>(r));
+      y[b].qs[i] = static_cast<int8_t>(v);
+      y[b].bsums[i / 16] = static_cast<int16_t>(y[b].bsums[i / 16] + v);
+    }
+    y[b].d = 1.0f / iscale;
+  }
+}
+
+void quantize_row_q4_k(const float* x, BlockQ4_K* y, int64_t n, const float* importance) {
+  uint8_t L[kQK_K];
+  for (int64_t b = 0; b < n / kQK_K; ++b) {
+    encode_k_affine(x + b * kQK_K, importance ? importance + b * kQK_K : nullptr, 15, &y[b].d, &y[b].dmin,
+                    y[b].scales, L);
+    for (int j = 0; j < 4; ++j)
+      for (int l = 0; l < 32; ++l)
+        y[b].qs[32 * j + l] = static_cast<uint8_t>(L[64 * j + l] | (L[64 * j + 32 + l] << 4));
+  }
+}
+
+void quantize_row_q5_k(const float* x, BlockQ5_K* y, int64_t n, const float* importance) {
+  uint8_t L[kQK_K];
+  for (int64_t b = 0; b < n / kQK_K; ++b) {
+    encode_k_affine(x + b * kQK_K, importance ? importance + b * kQK_K : nullptr, 31, &y[b].d, &y[b].dmin,
+                    y[b].scales, L);
+    std::memset(y[b].qh, 0, sizeof(y[b].qh));
+    for (int j = 0; j < 4; ++j)
+      for (int l = 0; l < 32; ++l) {
+        const int lo = L[64 * j + l], hi = L[64 * j + 32 + l];
+        y[b].qs[32 * j + l] = static_cast<uint8_t>((lo & 0xF) | ((hi & 0xF) << 4));
+        y[b].qh[l] |= static_cast<uint8_t>(((lo >> 4) << (2 * j)) | ((hi >> 4) << (2 * j + 1)));
+      }
+  }
+}
+
+void quantize_row_q6_k(const float* x, BlockQ6_K* y, int64_t n, const float* importance) {
+  for (int64_t b = 0; b < n / kQK_K; ++b) {
+    const float* xb = x + b * kQK_K;
+    const float* ib = importance ? importance + b * kQK_K : nullptr;
+    float w[kQK_K], sub_s[16], ws[16];
+    int L[kQK_K];
+    for (int j = 0; j < 16; ++j) {
+      sub_weights(ib ? ib + 16 * j : nullptr, 16, w + 16 * j);
+      sub_s[j] = fit_symmetric(xb + 16 * j, w + 16 * j, 16, -32, 31, L + 16 * j);
+      float sq2 = 0.0f, sw = 0.0f;
+      for (int i = 0; i < 16; ++i) {
+        sq2 += w[16 * j + i] * static_cast<float>(L[16 * j + i] * L[16 * j + i]);
+        sw += w[16 * j + i];
+      }
+      ws[j] = sq2 > 0.0f ? sq2 : sw;
+    }
+    int isc[16];
+    const float d = fit_symmetric(sub_s, ws, 16, -128, 127, isc);
+    // Requantise against the stored scales; returns the weighted error.
+    auto requant = [&](float df, int* codes) {
+      float err = 0.0f;
+      for (int j = 0; j < 16; ++j) {
+        const float s = df * static_cast<float>(isc[j]);
+        const float inv = s != 0.0f ? 1.0f / s : 0.0f;
+        for (int i = 0; i < 16; ++i) {
+          const float xi = xb[16 * j + i];
+          const int l = s != 0.0f ? qround(xi * inv, -32, 31) : 0;
+          codes[16 * j + i] = l;
+          const float e = s * static_cast<float>(l) - xi;
+          err += w[16 * j + i] * e * e;
+        }
+      }
+      return err;
+    };
+    // As for Q4_K: also try the fp16 neighbours of d, re-deriving the integer scales against each.
+    uint16_t d16 = fp32_to_fp16(d);
+    float best_err = std::numeric_limits<float>::infinity();
+    {
+      int bsc[16], L2[kQK_K];
+      uint16_t bd = d16;
+      for (int dd = -1; dd <= 1; ++dd) {
+        const uint16_t cd = fp16_step(d16, dd);
+        if (dd != 0 && cd == d16) continue;
+        refit_ints(sub_s, 16, fp16_to_fp32(cd), -128, 127, isc);
+        const float err = requant(fp16_to_fp32(cd), L2);
+        if (err < best_err) {
+          best_err = err;
+          bd = cd;
+          std::copy(isc, isc + 16, bsc);
+          std::copy(L2, L2 + kQK_K, L);
+        }
+      }
+      d16 = bd;
+      std::copy(bsc, bsc + 16, isc);
+    }
+    // Integer scales fixed: re-fit the super-block scale by least squares, keep it if it helps.
+    {
+      float num = 0.0f, den = 0.0f;
+      for (int i = 0; i < kQK_K; ++i) {
+        const float a = static_cast<float>(isc[i / 16] * L[i]);
+        num += w[i] * a * xb[i];
+        den += w[i] * a * a;
+      }
+      if (den > 0.0f && std::isfinite(num / den)) {
+        int L2[kQK_K];
+        const uint16_t nd16 = fp32_to_fp16(num / den);
+        const float err = requant(fp16_to_fp32(nd16), L2);
+        if (err < best_err) {
+          best_err = err;
+          d16 = nd16;
+          std::copy(L2, L2 + kQK_K, L);
+        }
+      }
+    }
+    y[b].d = d16;
+    for (int j = 0; j < 16; ++j) y[b].scales[j] = static_cast<int8_t>(isc[j]);
+    std::memset(y[b].qh, 0, sizeof(y[b].qh));
+    for (int half = 0; half < 2; ++half) {
+      const int* Lh = L + 128 * half;
+      uint8_t* ql = y[b].ql + 64 * half;
+      uint8_t* qh = y[b].qh + 32 * half;
+      for (int l = 0; l < 32; ++l) {
+        const int q1 = Lh[l] + 32, q2 = Lh[l + 32] + 32, q3 = Lh[l + 64] + 32, q4 = Lh[l + 96] + 32;
+        ql[l] = static_cast<uint8_t>((q1 & 0xF) | ((q3 & 0xF) << 4));
+        ql[l + 32] = static_cast<uint8_t>((q2 & 0xF) | ((q4 & 0xF) << 4));
+        qh[l] = static_cast<uint8_t>((q1 >> 4) | ((q2 >> 4) << 2) | ((q3 >> 4) << 4) | ((q4 >> 4) << 6));
+      }
+    }
+  }
+}
+
+void quantize_row(DType t, const float* src, void* dst, int64_t n, const float* importance) {
+  switch (t) {
+    case DType::kF32:
+      std::memcpy(dst, src, static_cast<size_t>(n) * sizeof(float));
+      return;
+    case DType::kF16: {
+      uint16_t* d = static_cast<uint16_t*>(dst);
+      for (int64_t i = 0; i < n; ++i) d[i] = fp32_to_fp16(src[i]);
+      return;
+    }
+    case DType::kBF16: {
+      uint16_t* d = static_cast<uint16_t*>(dst);
+      for (int64_t i = 0; i < n; ++i) d[i] = fp32_to_bf16(src[i]);
+      return;
+    }
+    // Q8_0 and Q8_K are plain absmax codecs; an importance vector has nothing to choose there.
+    case DType::kQ8_0: return quantize_row_q8_0(src, static_cast<BlockQ8_0*>(dst), n);
+    case DType::kQ8_K: return quantize_row_q8_k(src, static_cast<BlockQ8_K*>(dst), n);
+    case DType::kQ4_K: return quantize_row_q4_k(src, static_cast<BlockQ4_K*>(dst), n, importance);
+    case DType::kQ5_K: return quantize_row_q5_k(src, static_cast<BlockQ5_K*>(dst), n, importance);
+    case DType::kQ6_K: return quantize_row_q6_k(src, static_cast<BlockQ6_K*>(dst), n, importance);
+    default:
+      return;  // callers check codec_supported first
+  }
+}
+
+}  // namespace dflash::formats
