@@ -54,8 +54,9 @@ HWY_INLINE void DotRow(const typename WL::T* HWY_RESTRICT w, const float* const*
                        float* out) {
   const hn::ScalableTag<float> df;
   const int64_t N = int64_t(hn::Lanes(df));
-  // Independent accumulators so few-token tiles are not bound by FMA latency.
-  constexpr int U = NT == 1 ? 4 : (NT == 2 ? 2 : 1);
+  // Two accumulators per token hide some FMA latency. The summation order is the same for every
+  // tile size, so a token's result does not depend on the batch it is computed in.
+  constexpr int U = 2;
   using V = hn::Vec<decltype(df)>;
   V acc[U][NT];
   for (int u = 0; u < U; ++u)
@@ -72,8 +73,7 @@ HWY_INLINE void DotRow(const typename WL::T* HWY_RESTRICT w, const float* const*
     for (int t = 0; t < NT; ++t) acc[0][t] = hn::MulAdd(wv, hn::LoadU(df, x[t] + i), acc[0][t]);
   }
   for (int t = 0; t < NT; ++t) {
-    V s = acc[0][t];
-    for (int u = 1; u < U; ++u) s = hn::Add(s, acc[u][t]);
+    const V s = hn::Add(acc[0][t], acc[1][t]);
     float r = hn::GetLane(hn::SumOfLanes(df, s));
     for (int64_t k = i; k < n; ++k) r += WL::scalar(w[k]) * x[t][k];
     out[t] = r;

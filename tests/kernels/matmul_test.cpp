@@ -235,6 +235,32 @@ TEST_P(MatmulTest, RowRangesAndExpertsMatchFullMatmul) {
       ASSERT_EQ(y[size_t(tk * 7 + r)], full[size_t(tk * out * n_exp + 30 + r)]);
 }
 
+// A token's output must not depend on the batch it comes in, the tiling or the thread count:
+// speculative verification (n tokens) must reproduce plain decoding (1 token) bit for bit.
+TEST_P(MatmulTest, ResultsAreBitIdenticalAcrossBatchSizesAndThreads) {
+  const DType t = GetParam();
+  const int64_t bs = tensor::info(t).block_size;
+  const int64_t in = bs == 1 ? 131 : bs * 3, out = 37, n = 11;
+  std::mt19937 rng(5);
+  const auto data = random_weights(t, in, out, rng);
+  const auto w = make_tensor(t, in, out, data);
+  const auto x = random_acts(in, n, rng);
+  util::ThreadPool p1(1), p3(3);
+  std::vector<MatmulIsa> isas = {MatmulIsa::kScalar, matmul_best_isa()};
+  for (MatmulIsa isa : isas) {
+    set_matmul_isa(isa);
+    std::vector<float> batch(size_t(n * out));
+    matmul(w, x.data(), n, batch.data(), p3);
+    for (int64_t tk = 0; tk < n; ++tk) {
+      std::vector<float> one(static_cast<size_t>(out));
+      matmul(w, x.data() + tk * in, 1, one.data(), p1);
+      for (int64_t r = 0; r < out; ++r)
+        ASSERT_EQ(one[size_t(r)], batch[size_t(tk * out + r)])
+            << matmul_isa_name(isa) << " token " << tk << " row " << r;
+    }
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(AllDtypes, MatmulTest,
                          ::testing::Values(DType::kF32, DType::kF16, DType::kBF16, DType::kQ8_0,
                                            DType::kQ4_K, DType::kQ5_K, DType::kQ6_K),
