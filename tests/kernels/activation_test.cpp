@@ -83,7 +83,9 @@ TEST(Softmax, MatchesReferenceAndSumsToOneOnExtremes) {
       EXPECT_NEAR(s, 1.0, 1e-5) << "row " << r << " n " << n;
     }
     for (int64_t i = 0; i < n; i += 2) EXPECT_EQ(got[size_t(2 * n + i)], 0.0f);
-    if (n > 1) EXPECT_NEAR(got[size_t(2 * n + 1)], want[size_t(2 * n + 1)], 1e-6);
+    if (n > 1) {
+      EXPECT_NEAR(got[size_t(2 * n + 1)], want[size_t(2 * n + 1)], 1e-6);
+    }
     for (int64_t i = 0; i < n; ++i) EXPECT_NEAR(got[size_t(3 * n + i)], 1.0 / n, 1e-6);
   }
   std::vector<float> all_masked(5, -std::numeric_limits<float>::infinity());
