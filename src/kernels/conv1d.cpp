@@ -1,7 +1,8 @@
 #include "kernels/conv1d.h"
 
+#include "kernels/activation.h"
+
 #include <algorithm>
-#include <cmath>
 #include <cstring>
 
 namespace dflash::kernels {
@@ -9,8 +10,6 @@ namespace dflash::kernels {
 namespace {
 constexpr int64_t kMaxK = 16;
 constexpr int64_t kCB = 64;  // channels per block: taps transposed to [K][kCB] so the inner loop is contiguous
-
-inline float silu1(float v) { return v / (1.0f + std::exp(-v)); }
 }  // namespace
 
 void causal_conv1d(const float* x, int64_t x_stride, const float* w, float* state, float* out,
@@ -30,12 +29,12 @@ void causal_conv1d(const float* x, int64_t x_stride, const float* w, float* stat
         for (int64_t c = 0; c < cb; ++c) acc[c] += wt[j][c] * row[c];
       }
       float* o = out + t * out_stride + c0;
-      if (fuse_silu)
-        for (int64_t c = 0; c < cb; ++c) o[c] = silu1(acc[c]);
-      else
-        for (int64_t c = 0; c < cb; ++c) o[c] = acc[c];
+      for (int64_t c = 0; c < cb; ++c) o[c] = acc[c];
     }
   }
+  // SiLU as a separate vectorised pass: a scalar exp per channel would cost more than the conv.
+  if (fuse_silu)
+    for (int64_t t = 0; t < T; ++t) silu(out + t * out_stride, out + t * out_stride, C);
   causal_conv1d_push(x, x_stride, state, T, C, K);
 }
 
