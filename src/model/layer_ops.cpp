@@ -203,9 +203,38 @@ void attention_causal(const float* q, int64_t m, int64_t nh, int64_t hd, const f
   kernels::attention(a, kv, mask, &pool);
 }
 
+void attention_block(const float* q, int64_t m, int64_t nh, int64_t hd, const float* kcache, const float* vcache,
+                     int64_t nkv, int64_t capacity, int64_t n_keys, int64_t pos0, int64_t window, float* out,
+                     util::ThreadPool& pool) {
+  kernels::AttnArgs a;
+  a.q = q;
+  a.n_q = m;
+  a.n_head = nh;
+  a.q_token_stride = nh * hd;
+  a.q_head_stride = hd;
+  a.out = out;
+  a.out_token_stride = nh * hd;
+  a.scale = 1.0f / std::sqrt(static_cast<float>(hd));
+  kernels::KvView kv;
+  kv.k = kcache;
+  kv.v = vcache;
+  kv.n_tokens = n_keys;
+  kv.n_kv_head = nkv;
+  kv.head_dim = hd;
+  kv.token_stride = hd;
+  kv.head_stride = capacity * hd;
+  kernels::AttnMask mask;
+  if (window > 0) {
+    mask.kind = kernels::MaskKind::kCausal;
+    mask.q_pos0 = pos0;
+    mask.window = window;
+  }
+  kernels::attention(a, kv, mask, &pool);
+}
+
 void moe_ffn(const Tensor& gate_inp, const Tensor& gate_exps, const Tensor& up_exps, const Tensor& down_exps,
              int64_t n_used, const Tensor* gate_sh, const Tensor* up_sh, const Tensor* down_sh,
-             const float* gate_inp_sh, const float* x, int64_t m, int64_t n_embd, float* out, float* buf_a,
+             const Tensor* gate_inp_sh, const float* x, int64_t m, int64_t n_embd, float* out, float* buf_a,
              float* buf_b, float* router, util::ThreadPool& pool) {
   const int64_t E = gate_inp.ne[1];
   const int64_t F = gate_exps.ne[1];
@@ -246,7 +275,7 @@ void moe_ffn(const Tensor& gate_inp, const Tensor& gate_exps, const Tensor& up_e
       kernels::swiglu(buf_a, buf_b, buf_a, Fs);
       kernels::matmul(*down_sh, buf_a, 1, y.data(), pool);
       float gs = 0.0f;
-      for (int64_t k = 0; k < n_embd; ++k) gs += gate_inp_sh[k] * xt[k];
+      kernels::matmul(*gate_inp_sh, xt, 1, &gs, pool);
       gs = sigmoid1(gs);
       for (int64_t k = 0; k < n_embd; ++k) ot[k] += gs * y[static_cast<size_t>(k)];
     }

@@ -63,10 +63,17 @@ void kv_append(float* cache, const float* rows, int64_t m, int64_t nkv, int64_t 
 void attention_causal(const float* q, int64_t m, int64_t nh, int64_t hd, const float* kcache, const float* vcache,
                       int64_t nkv, int64_t capacity, int64_t pos0, float* out, util::ThreadPool& pool);
 
+// Attention of m block queries at positions pos0.. over cache keys [0, n_keys) (the block's own
+// keys included). window == 0: no mask (every query sees every key, the DFlash drafter);
+// window > 0: causal with a sliding window (drafter sliding_attention layers).
+void attention_block(const float* q, int64_t m, int64_t nh, int64_t hd, const float* kcache, const float* vcache,
+                     int64_t nkv, int64_t capacity, int64_t n_keys, int64_t pos0, int64_t window, float* out,
+                     util::ThreadPool& pool);
+
 // ---- MoE FFN: softmax router, top-k renormalised, SwiGLU experts, sigmoid-gated shared expert ----
 void moe_ffn(const tensor::Tensor& gate_inp, const tensor::Tensor& gate_exps, const tensor::Tensor& up_exps,
              const tensor::Tensor& down_exps, int64_t n_used, const tensor::Tensor* gate_sh,
-             const tensor::Tensor* up_sh, const tensor::Tensor* down_sh, const float* gate_inp_sh,
+             const tensor::Tensor* up_sh, const tensor::Tensor* down_sh, const tensor::Tensor* gate_inp_sh,
              const float* x, int64_t m, int64_t n_embd, float* out, float* buf_a, float* buf_b, float* router,
              util::ThreadPool& pool);
 

@@ -295,7 +295,16 @@ Result<std::unique_ptr<Qwen35>> Qwen35::load(std::shared_ptr<const formats::Gguf
         DFLASH_RETURN_IF_ERROR(bind(f, n("ffn_gate_shexp.weight"), {H, C.n_ff_shexp}, &L.gate_shexp));
         DFLASH_RETURN_IF_ERROR(bind(f, n("ffn_up_shexp.weight"), {H, C.n_ff_shexp}, &L.up_shexp));
         DFLASH_RETURN_IF_ERROR(bind(f, n("ffn_down_shexp.weight"), {C.n_ff_shexp, H}, &L.down_shexp));
-        DFLASH_RETURN_IF_ERROR(bind(f, n("ffn_gate_inp_shexp.weight"), {H}, &L.gate_inp_shexp));
+        // The shared-expert gate is a {H} vector or an {H, 1} matrix depending on the converter;
+        // either way it is used as a one-row matrix.
+        const formats::GgufTensorInfo* sg = f.find_tensor(n("ffn_gate_inp_shexp.weight"));
+        if (sg && sg->tensor.n_dims == 1) {
+          DFLASH_RETURN_IF_ERROR(bind(f, n("ffn_gate_inp_shexp.weight"), {H}, &L.gate_inp_shexp));
+          L.gate_inp_shexp.n_dims = 2;
+          L.gate_inp_shexp.ne[1] = 1;
+        } else {
+          DFLASH_RETURN_IF_ERROR(bind(f, n("ffn_gate_inp_shexp.weight"), {H, 1}, &L.gate_inp_shexp));
+        }
       }
     } else {
       DFLASH_RETURN_IF_ERROR(bind(f, n("ffn_gate.weight"), {H, C.n_ff}, &L.ffn_gate));
@@ -493,7 +502,7 @@ Status Qwen35::forward(std::span<const int32_t> tokens, bool all_logits) {
         ops::moe_ffn(L.gate_inp, L.gate_exps, L.up_exps, L.down_exps, C.n_expert_used,
                      L.gate_shexp.data ? &L.gate_shexp : nullptr, L.up_shexp.data ? &L.up_shexp : nullptr,
                      L.down_shexp.data ? &L.down_shexp : nullptr,
-                     L.gate_inp_shexp.data ? L.gate_inp_shexp.as<float>() : nullptr, h, m, H, I.tmp.data(),
+                     L.gate_inp_shexp.data ? &L.gate_inp_shexp : nullptr, h, m, H, I.tmp.data(),
                      I.ffn_a.data(), I.ffn_b.data(), I.router.data(), *I.pool);
         std::memcpy(h, I.tmp.data(), static_cast<size_t>(m * H) * sizeof(float));
       } else {
