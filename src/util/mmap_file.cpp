@@ -62,6 +62,10 @@ Result<std::unique_ptr<AtomicFileWriter>> AtomicFileWriter::create(const std::st
   buf.push_back('\0');
   int fd = mkstemp(buf.data());
   if (fd < 0) return io_error(path + ": cannot create temporary file: " + std::strerror(errno));
+  // mkstemp creates 0600; a model file should get the usual permissions.
+  mode_t mask = umask(0);
+  umask(mask);
+  fchmod(fd, 0666 & ~mask);
   w->fd_ = fd;
   w->tmp_path_ = buf.data();
   return w;

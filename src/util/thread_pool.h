@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <mutex>
 #include <thread>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -29,8 +30,9 @@ class ThreadPool {
   template <typename F>
   void parallel_for(int64_t n_tasks, F&& fn) {
     if (n_tasks <= 0) return;
-    auto thunk = [](void* ctx, int64_t task, int tid) { (*static_cast<F*>(ctx))(task, tid); };
-    run(n_tasks, thunk, static_cast<void*>(&fn));
+    using Fn = std::remove_reference_t<F>;
+    auto thunk = [](void* ctx, int64_t task, int tid) { (*static_cast<Fn*>(ctx))(task, tid); };
+    run(n_tasks, thunk, const_cast<void*>(static_cast<const void*>(&fn)));
   }
 
   // Splits [0, n) into contiguous chunks of at least `grain` items, about one per thread
