@@ -25,11 +25,21 @@ using namespace dflash::tensor;
 namespace {
 
 // Nearest integer (half away from zero) clamped to [lo, hi]; NaN maps to lo. Never UB on huge inputs.
+// Used where the rounding must match the public reference (Q8_0).
 inline int qround(float v, int lo, int hi) {
   const float r = std::round(v);
   if (!(r >= static_cast<float>(lo))) return lo;
   if (r > static_cast<float>(hi)) return hi;
   return static_cast<int>(r);
+}
+
+// Cheaper clamp-then-round (ties upward) for the K-quant searches, where ties need not match anything.
+// NaN maps to lo.
+inline int kround(float v, int lo, int hi) {
+  const float flo = static_cast<float>(lo), fhi = static_cast<float>(hi);
+  v = v >= flo ? v : flo;
+  v = v <= fhi ? v : fhi;
+  return static_cast<int>(v - flo + 0.5f) + lo;
 }
 
 // Copies a sub-block's weights, falling back to uniform weights if they are missing or degenerate
@@ -52,7 +62,7 @@ void sub_weights(const float* importance, int n, float* w) {
 // ---- symmetric fit: x ≈ s·q, q integer in [lo, hi] -------------------------------------------------------
 // Returns s and writes q. Minimises Σ w (x − s q)². Used for Q6_K sub-blocks and for quantising the K-quant
 // sub-block scales/mins against the super-block scale.
-float fit_symmetric(const float* x, const float* w, int n, int lo, int hi, int* q) {
+float fit_symmetric(const float* x, const float* w, int n, int lo, int hi, int* q) {  // n % 4 == 0, n ≤ 64
   float vmax = 0.0f, amax = 0.0f;
   for (int i = 0; i < n; ++i) {
     const float a = std::fabs(x[i]);
@@ -75,13 +85,17 @@ float fit_symmetric(const float* x, const float* w, int n, int lo, int hi, int* 
     if ((t > 0) != (vmax > 0.0f) && lo >= 0) continue;  // unsigned range: only the positive mapping
     for (int k = -10; k <= 10; ++k) {
       const float iscale = (static_cast<float>(t) + 0.1f * static_cast<float>(k)) / vmax;
-      float num = 0.0f, den = 0.0f;
-      for (int i = 0; i < n; ++i) {
-        const int l = qround(iscale * x[i], lo, hi);
-        tmp[i] = l;
-        num += w[i] * x[i] * static_cast<float>(l);
-        den += w[i] * static_cast<float>(l * l);
+      float pn[4] = {0, 0, 0, 0}, pd[4] = {0, 0, 0, 0};  // partial sums: no serial add chain
+      for (int i = 0; i < n; i += 4) {
+        for (int k = 0; k < 4; ++k) {
+          const int l = kround(iscale * x[i + k], lo, hi);
+          tmp[i + k] = l;
+          const float wl = w[i + k] * static_cast<float>(l);
+          pn[k] += wl * x[i + k];
+          pd[k] += wl * static_cast<float>(l);
+        }
       }
+      const float num = (pn[0] + pn[1]) + (pn[2] + pn[3]), den = (pd[0] + pd[1]) + (pd[2] + pd[3]);
       if (den <= 0.0f) continue;
       if (!have || double(num) * num * best_den > double(best_num) * best_num * den) {
         have = true;
@@ -94,7 +108,7 @@ float fit_symmetric(const float* x, const float* w, int n, int lo, int hi, int* 
   }
   if (!have) {  // all weights zero where it mattered: plain max mapping
     const float s = vmax / static_cast<float>(hi != 0 ? hi : lo);
-    for (int i = 0; i < n; ++i) q[i] = qround(x[i] / s, lo, hi);
+    for (int i = 0; i < n; ++i) q[i] = kround(x[i] / s, lo, hi);
     return s;
   }
   // Refine: requantise with the fitted scale, re-fit, stop when it no longer helps.
@@ -103,7 +117,7 @@ float fit_symmetric(const float* x, const float* w, int n, int lo, int hi, int* 
     float num = 0.0f, den = 0.0f;
     bool changed = false;
     for (int i = 0; i < n; ++i) {
-      const int l = qround(x[i] * inv, lo, hi);
+      const int l = kround(x[i] * inv, lo, hi);
       tmp[i] = l;
       changed |= l != q[i];
       num += w[i] * x[i] * static_cast<float>(l);
@@ -130,7 +144,7 @@ uint16_t fp16_step(uint16_t h, int step) {
 void refit_ints(const float* v, int n, float d, int lo, int hi, int* q) {
   if (d == 0.0f || !std::isfinite(d)) return;
   const float inv = 1.0f / d;
-  for (int i = 0; i < n; ++i) q[i] = qround(v[i] * inv, lo, hi);
+  for (int i = 0; i < n; ++i) q[i] = kround(v[i] * inv, lo, hi);
 }
 
 // ---- affine fit: x ≈ s·q + o, q in [0, nmax], s ≥ 0, o ≤ 0 (the K-quant "min" is subtracted) -----------
@@ -140,78 +154,100 @@ struct Affine {
   float err = 0.0f;
 };
 
-// Weighted least squares for (s, o) given the codes, honouring s ≥ 0 and o ≤ 0.
-Affine ls_affine(const float* x, const float* w, const uint8_t* l, int n) {
-  float sw = 0, sq = 0, sqq = 0, sx = 0, sqx = 0;
-  for (int i = 0; i < n; ++i) {
-    const float q = l[i];
-    sw += w[i];
-    sq += w[i] * q;
-    sqq += w[i] * q * q;
-    sx += w[i] * x[i];
-    sqx += w[i] * q * x[i];
-  }
+// Weighted sums of a sub-block that do not depend on the codes.
+struct XSums {
+  float sw = 0, sx = 0, sxx = 0;
+};
+// ... and those that do.
+struct QSums {
+  float sq = 0, sqq = 0, sqx = 0;
+};
+
+// Weighted least squares for (s, o) given the code sums, honouring s ≥ 0 and o ≤ 0; the error is evaluated
+// in closed form (in double, to avoid cancellation).
+Affine ls_affine(const XSums& c, const QSums& q) {
   Affine a;
-  const float det = sw * sqq - sq * sq;
-  if (det > 1e-6f * sw * sqq) {
-    a.s = (sw * sqx - sq * sx) / det;
-    a.o = (sqq * sx - sq * sqx) / det;
+  const float det = c.sw * q.sqq - q.sq * q.sq;
+  if (det > 1e-6f * c.sw * q.sqq) {
+    a.s = (c.sw * q.sqx - q.sq * c.sx) / det;
+    a.o = (q.sqq * c.sx - q.sq * q.sqx) / det;
   } else {  // all codes equal: only their common level is determined
-    const float mean = sx / sw;
+    const float mean = c.sx / c.sw;
     a.o = std::min(mean, 0.0f);
-    a.s = sq > 0.0f ? (mean - a.o) * sw / sq : 0.0f;
+    a.s = q.sq > 0.0f ? (mean - a.o) * c.sw / q.sq : 0.0f;
   }
   if (a.o > 0.0f) {
     a.o = 0.0f;
-    a.s = sqq > 0.0f ? sqx / sqq : 0.0f;
+    a.s = q.sqq > 0.0f ? q.sqx / q.sqq : 0.0f;
   }
   if (a.s < 0.0f) {
     a.s = 0.0f;
-    a.o = std::min(sx / sw, 0.0f);
+    a.o = std::min(c.sx / c.sw, 0.0f);
   }
-  float err = 0.0f;
-  for (int i = 0; i < n; ++i) {
-    const float d = a.s * l[i] + a.o - x[i];
-    err += w[i] * d * d;
-  }
-  a.err = err;
+  // Σw(s·q + o − x)² expanded.
+  const double s = a.s, o = a.o;
+  const double err = double(c.sxx) - 2 * s * q.sqx - 2 * o * c.sx + s * s * q.sqq + 2 * s * o * q.sq +
+                     o * o * c.sw;
+  a.err = static_cast<float>(std::max(err, 0.0));
   return a;
 }
 
 Affine fit_affine(const float* x, const float* w, int n, int nmax, uint8_t* q) {
   float xmin = 0.0f, xmax = x[0];
+  XSums c;
   for (int i = 0; i < n; ++i) {
     xmin = std::min(xmin, x[i]);
     xmax = std::max(xmax, x[i]);
+    c.sw += w[i];
+    c.sx += w[i] * x[i];
+    c.sxx += w[i] * x[i] * x[i];
   }
-  if (!(xmax > xmin) || !std::isfinite(xmax - xmin)) {  // constant ≤ 0 (incl. all-zero) or non-finite
+  if (!(xmax > xmin) || !std::isfinite(xmax - xmin) || !std::isfinite(c.sxx)) {
+    // constant ≤ 0 (incl. all-zero) or non-finite input
     std::memset(q, 0, static_cast<size_t>(n));
     Affine a;
     a.o = std::isfinite(xmin) ? xmin : 0.0f;
     return a;
   }
   uint8_t tmp[32];
+  const float fmax = static_cast<float>(nmax);
+  // Codes for the scale search; rounding ties need not match anything here, so use a cheap rounding.
+  // Four partial sums per quantity keep the loop free of serial add chains (and let it vectorise).
+  auto codes = [&](float iscale, float off) {
+    float a[4] = {0, 0, 0, 0}, b[4] = {0, 0, 0, 0}, e[4] = {0, 0, 0, 0};
+    for (int i = 0; i < n; i += 4) {
+      for (int k = 0; k < 4; ++k) {
+        float v = iscale * (x[i + k] - off);
+        v = v >= 0.0f ? v : 0.0f;
+        v = v <= fmax ? v : fmax;
+        const int l = static_cast<int>(v + 0.5f);
+        tmp[i + k] = static_cast<uint8_t>(l);
+        const float fl = static_cast<float>(l);
+        const float wl = w[i + k] * fl;
+        a[k] += wl;
+        b[k] += wl * fl;
+        e[k] += wl * x[i + k];
+      }
+    }
+    QSums qs;
+    qs.sq = (a[0] + a[1]) + (a[2] + a[3]);
+    qs.sqq = (b[0] + b[1]) + (b[2] + b[3]);
+    qs.sqx = (e[0] + e[1]) + (e[2] + e[3]);
+    return qs;
+  };
   Affine best;
   best.err = std::numeric_limits<float>::infinity();
-  for (int k = -10; k <= 10; ++k) {
-    const float iscale = (static_cast<float>(nmax) + 0.1f * static_cast<float>(k)) / (xmax - xmin);
-    for (int i = 0; i < n; ++i) tmp[i] = static_cast<uint8_t>(qround(iscale * (x[i] - xmin), 0, nmax));
-    const Affine a = ls_affine(x, w, tmp, n);
+  for (int k = -5; k <= 5; ++k) {
+    const float iscale = (fmax + 0.2f * static_cast<float>(k)) / (xmax - xmin);
+    const Affine a = ls_affine(c, codes(iscale, xmin));
     if (a.err < best.err) {
       best = a;
       std::memcpy(q, tmp, static_cast<size_t>(n));
     }
   }
   for (int iter = 0; iter < 4 && best.s > 0.0f; ++iter) {
-    const float inv = 1.0f / best.s;
-    bool changed = false;
-    for (int i = 0; i < n; ++i) {
-      tmp[i] = static_cast<uint8_t>(qround((x[i] - best.o) * inv, 0, nmax));
-      changed |= tmp[i] != q[i];
-    }
-    if (!changed) break;
-    const Affine a = ls_affine(x, w, tmp, n);
-    if (!(a.err < best.err)) break;
+    const Affine a = ls_affine(c, codes(1.0f / best.s, best.o));
+    if (std::memcmp(tmp, q, static_cast<size_t>(n)) == 0 || !(a.err < best.err)) break;
     best = a;
     std::memcpy(q, tmp, static_cast<size_t>(n));
   }
@@ -245,20 +281,22 @@ void encode_k_affine(const float* x, const float* importance, int nmax, uint16_t
 
   // Requantise all codes against the stored (fp16-rounded) scales; returns the weighted error.
   auto requant = [&](float dd, float mm, uint8_t* codes) {
-    float err = 0.0f;
+    float err[4] = {0, 0, 0, 0};
     for (int j = 0; j < 8; ++j) {
       const float s = dd * static_cast<float>(isc[j]);
       const float m = mm * static_cast<float>(imn[j]);
-      const float inv = s > 0.0f ? 1.0f / s : 0.0f;
-      for (int i = 0; i < 32; ++i) {
-        const float xi = x[32 * j + i];
-        const int l = s > 0.0f ? qround((xi + m) * inv, 0, nmax) : 0;
-        codes[32 * j + i] = static_cast<uint8_t>(l);
-        const float e = s * static_cast<float>(l) - m - xi;
-        err += w[32 * j + i] * e * e;
+      const float inv = s > 0.0f ? 1.0f / s : 0.0f;  // s == 0: every code 0
+      for (int i = 0; i < 32; i += 4) {
+        for (int k = 0; k < 4; ++k) {
+          const float xi = x[32 * j + i + k];
+          const int l = kround((xi + m) * inv, 0, nmax);
+          codes[32 * j + i + k] = static_cast<uint8_t>(l);
+          const float e = s * static_cast<float>(l) - m - xi;
+          err[k] += w[32 * j + i + k] * e * e;
+        }
       }
     }
-    return err;
+    return (err[0] + err[1]) + (err[2] + err[3]);
   };
 
   // fp16 rounding of the super-scales: try the neighbouring fp16 values too, re-deriving the integer scales
@@ -269,22 +307,24 @@ void encode_k_affine(const float* x, const float* importance, int nmax, uint16_t
     int bsc[8], bmn[8];
     uint16_t bd = d16, bm = m16;
     uint8_t L2[kQK_K];
-    for (int dd = -1; dd <= 1; ++dd)
-      for (int dm = -1; dm <= 1; ++dm) {
-        const uint16_t cd = fp16_step(d16, dd), cm = fp16_step(m16, dm);
-        if ((dd != 0 && cd == d16) || (dm != 0 && cm == m16)) continue;
-        refit_ints(sub_s, 8, fp16_to_fp32(cd), 0, 63, isc);
-        refit_ints(sub_m, 8, fp16_to_fp32(cm), 0, 63, imn);
-        const float err = requant(fp16_to_fp32(cd), fp16_to_fp32(cm), L2);
-        if (err < best_err) {
-          best_err = err;
-          bd = cd;
-          bm = cm;
-          std::copy(isc, isc + 8, bsc);
-          std::copy(imn, imn + 8, bmn);
-          std::memcpy(L, L2, sizeof(L2));
-        }
+    // Coordinate-wise: the three d candidates with the rounded dmin, then the dmin neighbours with the best d.
+    const int steps[5][2] = {{0, 0}, {-1, 0}, {1, 0}, {0, -1}, {0, 1}};
+    for (const auto& st : steps) {
+      const int dd = st[0], dm = st[1];
+      const uint16_t cd = fp16_step(dd == 0 && dm != 0 ? bd : d16, dd), cm = fp16_step(m16, dm);
+      if ((dd != 0 && cd == d16) || (dm != 0 && cm == m16)) continue;
+      refit_ints(sub_s, 8, fp16_to_fp32(cd), 0, 63, isc);
+      refit_ints(sub_m, 8, fp16_to_fp32(cm), 0, 63, imn);
+      const float err = requant(fp16_to_fp32(cd), fp16_to_fp32(cm), L2);
+      if (err < best_err) {
+        best_err = err;
+        bd = cd;
+        bm = cm;
+        std::copy(isc, isc + 8, bsc);
+        std::copy(imn, imn + 8, bmn);
+        std::memcpy(L, L2, sizeof(L2));
       }
+    }
     d16 = bd;
     m16 = bm;
     std::copy(bsc, bsc + 8, isc);
@@ -434,19 +474,21 @@ void quantize_row_q6_k(const float* x, BlockQ6_K* y, int64_t n, const float* imp
     const float d = fit_symmetric(sub_s, ws, 16, -128, 127, isc);
     // Requantise against the stored scales; returns the weighted error.
     auto requant = [&](float df, int* codes) {
-      float err = 0.0f;
+      float err[4] = {0, 0, 0, 0};
       for (int j = 0; j < 16; ++j) {
         const float s = df * static_cast<float>(isc[j]);
-        const float inv = s != 0.0f ? 1.0f / s : 0.0f;
-        for (int i = 0; i < 16; ++i) {
-          const float xi = xb[16 * j + i];
-          const int l = s != 0.0f ? qround(xi * inv, -32, 31) : 0;
-          codes[16 * j + i] = l;
-          const float e = s * static_cast<float>(l) - xi;
-          err += w[16 * j + i] * e * e;
+        const float inv = s != 0.0f ? 1.0f / s : 0.0f;  // s == 0: every code 0
+        for (int i = 0; i < 16; i += 4) {
+          for (int k = 0; k < 4; ++k) {
+            const float xi = xb[16 * j + i + k];
+            const int l = kround(xi * inv, -32, 31);
+            codes[16 * j + i + k] = l;
+            const float e = s * static_cast<float>(l) - xi;
+            err[k] += w[16 * j + i + k] * e * e;
+          }
         }
       }
-      return err;
+      return (err[0] + err[1]) + (err[2] + err[3]);
     };
     // As for Q4_K: also try the fp16 neighbours of d, re-deriving the integer scales against each.
     uint16_t d16 = fp32_to_fp16(d);
