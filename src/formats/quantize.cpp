@@ -42,21 +42,33 @@ inline int kround(float v, int lo, int hi) {
   return static_cast<int>(v - flo + 0.5f) + lo;
 }
 
-// Copies a sub-block's weights, falling back to uniform weights if they are missing or degenerate
-// (all zero, negative or non-finite), so every fit below has a positive total weight.
-void sub_weights(const float* importance, int n, float* w) {
-  if (importance != nullptr) {
-    float sum = 0.0f;
-    bool ok = true;
-    for (int i = 0; i < n; ++i) {
-      const float v = importance[i];
-      if (!(v >= 0.0f) || !std::isfinite(v)) ok = false;
-      w[i] = v;
-      sum += v;
-    }
-    if (ok && sum > 0.0f && std::isfinite(sum)) return;
+// Per-element weights of one super-block (n = 256, sub-blocks of `sub`). Without importance all are 1.
+// Invalid entries (negative, NaN, inf) count as 0. A sub-block whose weights are all 0 gets uniform weights
+// (so its fit stays well defined) but small ones (1e-3 of the block mean), so that its error barely counts
+// when the super-block scales are chosen; an all-zero block falls back to 1.
+void block_weights(const float* importance, int n, int sub, float* w) {
+  if (importance == nullptr) {
+    for (int i = 0; i < n; ++i) w[i] = 1.0f;
+    return;
   }
-  for (int i = 0; i < n; ++i) w[i] = 1.0f;
+  double total = 0.0;
+  for (int i = 0; i < n; ++i) {
+    const float v = importance[i];
+    w[i] = (v >= 0.0f && v < std::numeric_limits<float>::infinity()) ? v : 0.0f;
+    total += w[i];
+  }
+  const double mean = total / n;
+  if (!(mean >= 1e-30) || !(mean <= 1e30)) {  // all zero, denormal-tiny, huge or non-finite: ignore it
+    for (int i = 0; i < n; ++i) w[i] = 1.0f;
+    return;
+  }
+  const float fallback = static_cast<float>(1e-3 * mean);
+  for (int j = 0; j < n; j += sub) {
+    float sum = 0.0f;
+    for (int i = j; i < j + sub; ++i) sum += w[i];
+    if (sum > 0.0f) continue;
+    for (int i = j; i < j + sub; ++i) w[i] = fallback;
+  }
 }
 
 // ---- symmetric fit: x ≈ s·q, q integer in [lo, hi] -------------------------------------------------------
@@ -260,9 +272,9 @@ void encode_k_affine(const float* x, const float* importance, int nmax, uint16_t
                      uint8_t* scales, uint8_t* L) {
   float w[kQK_K];
   float sub_s[8], sub_m[8], ws[8], wm[8];
+  block_weights(importance, kQK_K, 32, w);
   for (int j = 0; j < 8; ++j) {
     float* wj = w + 32 * j;
-    sub_weights(importance ? importance + 32 * j : nullptr, 32, wj);
     const Affine a = fit_affine(x + 32 * j, wj, 32, nmax, L + 32 * j);
     sub_s[j] = a.s;
     sub_m[j] = -a.o;
@@ -304,7 +316,9 @@ void encode_k_affine(const float* x, const float* importance, int nmax, uint16_t
   uint16_t d16 = fp32_to_fp16(d), m16 = fp32_to_fp16(dmin);
   float best_err = std::numeric_limits<float>::infinity();
   {
-    int bsc[8], bmn[8];
+    int bsc[8], bmn[8];  // the fit's values stand if no candidate has a finite error (non-finite input)
+    std::copy(isc, isc + 8, bsc);
+    std::copy(imn, imn + 8, bmn);
     uint16_t bd = d16, bm = m16;
     uint8_t L2[kQK_K];
     // Coordinate-wise: the three d candidates with the rounded dmin, then the dmin neighbours with the best d.
@@ -459,9 +473,9 @@ void quantize_row_q6_k(const float* x, BlockQ6_K* y, int64_t n, const float* imp
     const float* xb = x + b * kQK_K;
     const float* ib = importance ? importance + b * kQK_K : nullptr;
     float w[kQK_K], sub_s[16], ws[16];
+    block_weights(ib, kQK_K, 16, w);
     int L[kQK_K];
     for (int j = 0; j < 16; ++j) {
-      sub_weights(ib ? ib + 16 * j : nullptr, 16, w + 16 * j);
       sub_s[j] = fit_symmetric(xb + 16 * j, w + 16 * j, 16, -32, 31, L + 16 * j);
       float sq2 = 0.0f, sw = 0.0f;
       for (int i = 0; i < 16; ++i) {
@@ -494,7 +508,8 @@ void quantize_row_q6_k(const float* x, BlockQ6_K* y, int64_t n, const float* imp
     uint16_t d16 = fp32_to_fp16(d);
     float best_err = std::numeric_limits<float>::infinity();
     {
-      int bsc[16], L2[kQK_K];
+      int bsc[16], L2[kQK_K];  // the fit's values stand if no candidate has a finite error
+      std::copy(isc, isc + 16, bsc);
       uint16_t bd = d16;
       for (int dd = -1; dd <= 1; ++dd) {
         const uint16_t cd = fp16_step(d16, dd);

@@ -23,11 +23,11 @@ using namespace dflash::tensor;
 [[maybe_unused]] bool sanitized() { return std::getenv("DFLASH_SANITIZED") != nullptr; }
 
 std::vector<uint8_t> encode(DType t, const std::vector<float>& x, const float* imp = nullptr) {
-  std::vector<uint8_t> out(row_size(t, static_cast<int64_t>(x.size())) + 16, 0xA5);
+  const size_t bytes = row_size(t, static_cast<int64_t>(x.size()));
+  std::vector<uint8_t> out(bytes + 16, 0xA5);  // 16 canary bytes after the row
   quantize_row(t, x.data(), out.data(), static_cast<int64_t>(x.size()), imp);
-  for (size_t i = out.size() - 16; i < out.size(); ++i) EXPECT_EQ(out[i], 0xA5) << "wrote past row_size";
-  out.resize(out.size() - 16);
-  return out;
+  for (size_t i = bytes; i < out.size(); ++i) EXPECT_EQ(out[i], 0xA5) << "wrote past row_size";
+  return std::vector<uint8_t>(out.begin(), out.begin() + static_cast<std::ptrdiff_t>(bytes));
 }
 
 std::vector<float> decode(DType t, const std::vector<uint8_t>& q, int64_t n) {
@@ -422,10 +422,26 @@ TEST(QuantImportance, WeightedPositionsGetSmallerError) {
     EXPECT_LT(heavy1, 0.8 * heavy0) << dtype_name(t);
     EXPECT_LT(w1, 0.9 * w0) << dtype_name(t);
   }
-  // Unit importance is the same as none.
-  std::vector<float> ones(x.size(), 1.0f);
+  // Unit importance, and an all-zero importance (no information), are the same as none.
+  std::vector<float> ones(x.size(), 1.0f), zeros(x.size(), 0.0f);
   for (DType t : {DType::kQ4_K, DType::kQ5_K, DType::kQ6_K}) {
     EXPECT_EQ(encode(t, x), encode(t, x, ones.data())) << dtype_name(t);
+    EXPECT_EQ(encode(t, x), encode(t, x, zeros.data())) << dtype_name(t);
+  }
+  // A sub-block with zero importance next to weighted ones: still a sane encoding of the weighted part.
+  std::vector<float> part(x.size(), 1.0f);
+  for (size_t b = 0; b < x.size(); b += 256)
+    for (size_t i = 0; i < 32; ++i) part[b + i] = 0.0f;
+  for (DType t : {DType::kQ4_K, DType::kQ5_K, DType::kQ6_K}) {
+    auto y0 = roundtrip(t, x);
+    auto y1 = roundtrip(t, x, part.data());
+    double e0 = 0, e1 = 0;
+    for (size_t i = 0; i < x.size(); ++i) {
+      if (part[i] == 0.0f) continue;
+      e0 += (double(x[i]) - y0[i]) * (double(x[i]) - y0[i]);
+      e1 += (double(x[i]) - y1[i]) * (double(x[i]) - y1[i]);
+    }
+    EXPECT_LE(e1, 1.02 * e0) << dtype_name(t);
   }
 }
 
