@@ -150,10 +150,13 @@ float fit_symmetric(const float* x, const float* w, int n, int lo, int hi, int* 
 }
 
 // The fp16 value `step` ulps away from h in magnitude (h itself if that would leave the finite range or
-// cross zero).
+// cross zero). From zero, +1 gives the smallest positive subnormal: a super-scale that rounded to 0 may still
+// be usable there, with larger integer scales.
 uint16_t fp16_step(uint16_t h, int step) {
+  if (step == 0) return h;
+  if ((h & 0x7FFF) == 0) return step > 0 ? uint16_t{1} : h;
   const int mag = (h & 0x7FFF) + step;
-  if (step == 0 || mag < 1 || mag > 0x7BFF || (h & 0x7FFF) == 0 || (h & 0x7FFF) > 0x7BFF) return h;
+  if (mag < 1 || mag > 0x7BFF || (h & 0x7FFF) > 0x7BFF) return h;
   return static_cast<uint16_t>((h & 0x8000) | mag);
 }
 
