@@ -7,8 +7,9 @@
 //     squared error stops improving.
 //  2. The per-sub-block scales (and mins) are themselves quantised to 6 bits (Q4_K/Q5_K) or signed 8 bits
 //     (Q6_K) with the same weighted search, each weighted by how much its error costs in the block.
-//  3. With the integer scales fixed, the fp16 super-block scale(s) are re-fitted by least squares and the codes
-//     requantised, keeping whichever variant has the smaller error.
+//  3. The fp16-rounded super-block scale(s) and their fp16 neighbours are tried, re-deriving the integer scales
+//     against each and requantising the codes; then, with the integer scales fixed, the super-block scale(s)
+//     are re-fitted by least squares. Every step is kept only if it lowers the weighted error.
 // Weights are 1 without an importance vector, else the importance values (squared error weighted as an
 // imatrix would weight it).
 //
@@ -104,12 +105,12 @@ float fit_symmetric(const float* x, const float* w, int n, int lo, int hi, int* 
       const float iscale = (static_cast<float>(t) + 0.2f * static_cast<float>(k)) / vmax;
       float pn[4] = {0, 0, 0, 0}, pd[4] = {0, 0, 0, 0};  // partial sums: no serial add chain
       for (int i = 0; i < n; i += 4) {
-        for (int k = 0; k < 4; ++k) {
-          const int l = kround(iscale * x[i + k], lo, hi);
-          tmp[i + k] = l;
-          const float wl = w[i + k] * static_cast<float>(l);
-          pn[k] += wl * x[i + k];
-          pd[k] += wl * static_cast<float>(l);
+        for (int u = 0; u < 4; ++u) {
+          const int l = kround(iscale * x[i + u], lo, hi);
+          tmp[i + u] = l;
+          const float wl = w[i + u] * static_cast<float>(l);
+          pn[u] += wl * x[i + u];
+          pd[u] += wl * static_cast<float>(l);
         }
       }
       const float num = (pn[0] + pn[1]) + (pn[2] + pn[3]), den = (pd[0] + pd[1]) + (pd[2] + pd[3]);
