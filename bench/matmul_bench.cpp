@@ -1,0 +1,209 @@
+// Matmul micro-benchmarks: GEMV / GEMM per weight dtype on matrices larger than L3, thread-pool
+// dispatch overhead, and a STREAM-like read bandwidth probe (the decode bound: weight bytes read per
+// token / DRAM bandwidth). All use wall time; DFLASH_THREADS sets the pool size (default 2).
+//
+//   build/bin/dflash-microbench --benchmark_filter='Matmul|DramRead|Pool'
+#include <benchmark/benchmark.h>
+
+#include <cstdlib>
+#include <cstring>
+#include <map>
+#include <memory>
+#include <random>
+#include <vector>
+
+#include "kernels/matmul.h"
+#include "kernels/matmul_isa.h"
+#include "tensor/tensor.h"
+#include "util/thread_pool.h"
+
+namespace {
+
+using namespace dflash;
+using tensor::DType;
+
+int bench_threads() {
+  const char* e = std::getenv("DFLASH_THREADS");
+  return e && std::atoi(e) > 0 ? std::atoi(e) : 2;
+}
+
+util::ThreadPool& pool_of(int n) {
+  static std::map<int, std::unique_ptr<util::ThreadPool>> pools;
+  auto& p = pools[n];
+  if (!p) p = std::make_unique<util::ThreadPool>(n);
+  return *p;
+}
+
+constexpr DType kTypes[] = {DType::kF32, DType::kF16, DType::kBF16, DType::kQ8_0,
+                            DType::kQ4_K, DType::kQ5_K, DType::kQ6_K};
+constexpr int64_t kIn = 4096;
+constexpr size_t kMinWeightBytes = size_t(96) << 20;  // ≫ L3 (8 MiB here, 48 MiB on the CI boxes)
+
+struct Weights {
+  std::vector<uint8_t> bytes;
+  tensor::Tensor t;
+};
+
+// Random but well-formed weights (finite, normal floats; sane fp16 scales) of ≥ kMinWeightBytes.
+const Weights& weights(DType dt) {
+  static std::map<DType, std::unique_ptr<Weights>> cache;
+  auto& w = cache[dt];
+  if (w) return *w;
+  w = std::make_unique<Weights>();
+  const size_t row = tensor::row_size(dt, kIn);
+  int64_t rows = int64_t((kMinWeightBytes + row - 1) / row);
+  rows = (rows + 63) / 64 * 64;
+  w->bytes.resize(row * size_t(rows));
+  std::mt19937_64 rng(42);
+  for (size_t i = 0; i + 8 <= w->bytes.size(); i += 8) {
+    uint64_t v = rng();
+    std::memcpy(&w->bytes[i], &v, 8);
+  }
+  const uint16_t h = tensor::fp32_to_fp16(0.01f), hb = tensor::fp32_to_bf16(0.01f);
+  uint8_t* p = w->bytes.data();
+  const size_t n = size_t(kIn) * size_t(rows);
+  switch (dt) {
+    case DType::kF32:
+      for (size_t i = 0; i < n; ++i) {
+        float f = float(int(p[4 * i]) - 128) * 1e-3f;
+        std::memcpy(p + 4 * i, &f, 4);
+      }
+      break;
+    case DType::kF16:
+    case DType::kBF16:
+      for (size_t i = 0; i < n; ++i) {
+        uint16_t v = uint16_t((dt == DType::kF16 ? h : hb) ^ (p[2 * i] & 0x8f));
+        std::memcpy(p + 2 * i, &v, 2);
+      }
+      break;
+    case DType::kQ8_0:
+      for (size_t b = 0; b < n / 32; ++b) std::memcpy(p + b * 34, &h, 2);
+      break;
+    case DType::kQ4_K:
+    case DType::kQ5_K:
+      for (size_t b = 0; b < n / 256; ++b) {
+        uint8_t* blk = p + b * tensor::info(dt).type_size;
+        std::memcpy(blk, &h, 2);
+        std::memcpy(blk + 2, &h, 2);
+      }
+      break;
+    case DType::kQ6_K:
+      for (size_t b = 0; b < n / 256; ++b) std::memcpy(p + b * 210 + 208, &h, 2);
+      break;
+    default:
+      break;
+  }
+  w->t.name = "bench";
+  w->t.dtype = dt;
+  w->t.n_dims = 2;
+  w->t.ne = {kIn, rows, 1, 1};
+  w->t.data = w->bytes.data();
+  return *w;
+}
+
+// Args: dtype index, n_tokens.
+void BM_Matmul(benchmark::State& state) {
+  const DType dt = kTypes[state.range(0)];
+  const int64_t n = state.range(1);
+  const Weights& w = weights(dt);
+  const int64_t out = w.t.ne[1];
+  std::vector<float> x(size_t(kIn * n)), y(size_t(out * n));
+  std::mt19937 rng(1);
+  std::normal_distribution<float> nd;
+  for (auto& v : x) v = nd(rng);
+  util::ThreadPool& pool = pool_of(bench_threads());
+  kernels::matmul(w.t, x.data(), n, y.data(), pool);  // warm the scratch buffers
+  for (auto _ : state) {
+    kernels::matmul(w.t, x.data(), n, y.data(), pool);
+    benchmark::ClobberMemory();
+  }
+  const double bytes = double(w.t.nbytes()), flops = 2.0 * double(kIn) * double(out) * double(n);
+  state.counters["GB/s"] = benchmark::Counter(bytes / 1e9, benchmark::Counter::kIsIterationInvariantRate);
+  state.counters["GFLOP/s"] =
+      benchmark::Counter(flops / 1e9, benchmark::Counter::kIsIterationInvariantRate);
+  state.SetLabel(std::string(tensor::dtype_name(dt)) + " " + std::to_string(kIn) + "x" +
+                 std::to_string(out) + " n=" + std::to_string(n) + " " +
+                 kernels::matmul_isa_name(kernels::matmul_isa()) + " t=" +
+                 std::to_string(pool.size()));
+}
+BENCHMARK(BM_Matmul)
+    ->ArgsProduct({{0, 1, 2, 3, 4, 5, 6}, {1, 2, 4, 8, 16, 32, 64}})
+    ->ArgNames({"dtype", "n"})
+    ->UseRealTime()
+    ->Unit(benchmark::kMillisecond)
+    ->MinTime(0.3);
+
+// Compute throughput with cache-resident weights (4096 x 64: 72 KiB..1 MiB), one thread, CPU time:
+// what the kernels do per core when memory is not the limit (ratio to n=1 shows batch reuse).
+void BM_MatmulHot(benchmark::State& state) {
+  const DType dt = kTypes[state.range(0)];
+  const int64_t n = state.range(1);
+  const Weights& big = weights(dt);
+  tensor::Tensor w = big.t;
+  w.ne[1] = 64;
+  std::vector<float> x(size_t(kIn * n)), y(size_t(64 * n));
+  std::mt19937 rng(1);
+  std::normal_distribution<float> nd;
+  for (auto& v : x) v = nd(rng);
+  util::ThreadPool& pool = pool_of(1);
+  for (auto _ : state) {
+    kernels::matmul(w, x.data(), n, y.data(), pool);
+    benchmark::ClobberMemory();
+  }
+  const double macs = double(kIn) * 64.0 * double(n);
+  state.counters["GMAC/s"] = benchmark::Counter(macs / 1e9, benchmark::Counter::kIsIterationInvariantRate);
+  state.SetLabel(std::string(tensor::dtype_name(dt)) + " n=" + std::to_string(n));
+}
+BENCHMARK(BM_MatmulHot)
+    ->ArgsProduct({{0, 1, 2, 3, 4, 5, 6}, {1, 4, 16}})
+    ->ArgNames({"dtype", "n"})
+    ->Unit(benchmark::kMicrosecond);
+
+// Dispatch cost of an empty parallel_for over all threads (Arg: threads).
+void BM_PoolDispatch(benchmark::State& state) {
+  util::ThreadPool& pool = pool_of(int(state.range(0)));
+  const int64_t tasks = pool.size();
+  for (auto _ : state) pool.parallel_for(tasks, [](int64_t, int) {});
+  state.SetLabel("empty parallel_for, " + std::to_string(tasks) + " tasks");
+}
+BENCHMARK(BM_PoolDispatch)->Arg(2)->Arg(3)->UseRealTime()->Unit(benchmark::kMicrosecond);
+
+// Same, but parallel_range over 4096 rows with trivial work per chunk (what matmul issues).
+void BM_PoolRange(benchmark::State& state) {
+  util::ThreadPool& pool = pool_of(int(state.range(0)));
+  std::vector<int64_t> sink(64 * 8);
+  for (auto _ : state)
+    pool.parallel_range(4096, 1, [&](int64_t b, int64_t e, int tid) { sink[size_t(tid) * 8] += e - b; });
+  benchmark::DoNotOptimize(sink.data());
+}
+BENCHMARK(BM_PoolRange)->Arg(2)->UseRealTime()->Unit(benchmark::kMicrosecond);
+
+// STREAM-like read-only bandwidth: sum of a 1 GiB buffer split over `threads` (Arg).
+void BM_DramRead(benchmark::State& state) {
+  constexpr size_t kBytes = size_t(1) << 30;
+  static std::vector<uint64_t> buf = [] {
+    std::vector<uint64_t> b(kBytes / 8);
+    for (size_t i = 0; i < b.size(); ++i) b[i] = i * 0x9E3779B97F4A7C15ull;
+    return b;
+  }();
+  util::ThreadPool& pool = pool_of(int(state.range(0)));
+  std::vector<uint64_t> part(size_t(pool.size()) * 8);
+  for (auto _ : state) {
+    pool.parallel_range(int64_t(buf.size()), 1 << 16, [&](int64_t b, int64_t e, int tid) {
+      uint64_t s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+      const uint64_t* p = buf.data();
+      for (int64_t i = b; i + 4 <= e; i += 4) {
+        s0 += p[i];
+        s1 += p[i + 1];
+        s2 += p[i + 2];
+        s3 += p[i + 3];
+      }
+      part[size_t(tid) * 8] += s0 + s1 + s2 + s3;
+    });
+  }
+  benchmark::DoNotOptimize(part.data());
+  state.counters["GB/s"] = benchmark::Counter(double(kBytes) / 1e9, benchmark::Counter::kIsIterationInvariantRate);
+}
+BENCHMARK(BM_DramRead)->Arg(1)->Arg(2)->UseRealTime()->Unit(benchmark::kMillisecond)->MinTime(1.0);
+
+}  // namespace

@@ -1,0 +1,97 @@
+#include "kernels/hwy_targets.h"
+
+#undef HWY_TARGET_INCLUDE
+#define HWY_TARGET_INCLUDE "kernels/activation.cpp"
+#include "hwy/foreach_target.h"  // IWYU pragma: keep
+#include "hwy/highway.h"
+#include "kernels/ops_simd-inl.h"
+
+#include <cmath>
+#include <limits>
+
+#include "kernels/activation.h"
+
+HWY_BEFORE_NAMESPACE();
+namespace dflash::kernels::HWY_NAMESPACE {
+
+void SiluImpl(const float* x, float* y, int64_t n) {
+  MapUnary(x, y, n, [](DF d, VF v) HWY_ATTR { return hn::Mul(v, SigmoidV(d, v)); });
+}
+
+void SigmoidImpl(const float* x, float* y, int64_t n) {
+  MapUnary(x, y, n, [](DF d, VF v) HWY_ATTR { return SigmoidV(d, v); });
+}
+
+void SoftplusImpl(const float* x, float* y, int64_t n) {
+  MapUnary(x, y, n, [](DF d, VF v) HWY_ATTR {
+    const auto above = hn::Gt(v, hn::Set(d, 20.0f));
+    const VF e = hn::Exp(d, hn::Min(v, hn::Set(d, 20.0f)));
+    return hn::IfThenElse(above, v, hn::Log1p(d, e));
+  });
+}
+
+void SwigluImpl(const float* g, const float* u, float* y, int64_t n) {
+  const DF d;
+  const int64_t N = int64_t(hn::Lanes(d));
+  int64_t i = 0;
+  for (; i + N <= n; i += N) {
+    const VF vg = hn::LoadU(d, g + i);
+    hn::StoreU(hn::Mul(hn::Mul(vg, SigmoidV(d, vg)), hn::LoadU(d, u + i)), d, y + i);
+  }
+  for (; i < n; ++i) {
+    const float s = 1.0f / (1.0f + std::exp(-g[i]));
+    y[i] = g[i] * s * u[i];
+  }
+}
+
+void SoftmaxImpl(float* x, int64_t n_rows, int64_t n) {
+  const DF d;
+  const int64_t N = int64_t(hn::Lanes(d));
+  for (int64_t r = 0; r < n_rows; ++r) {
+    float* p = x + r * n;
+    VF vm = hn::Set(d, -std::numeric_limits<float>::infinity());
+    int64_t i = 0;
+    for (; i + N <= n; i += N) vm = hn::Max(vm, hn::LoadU(d, p + i));
+    float m = hn::GetLane(hn::MaxOfLanes(d, vm));
+    for (; i < n; ++i) m = p[i] > m ? p[i] : m;
+    if (m == -std::numeric_limits<float>::infinity()) {
+      for (int64_t j = 0; j < n; ++j) p[j] = 0.0f;
+      continue;
+    }
+    const VF vmax = hn::Set(d, m);
+    VF vs = hn::Zero(d);
+    i = 0;
+    for (; i + N <= n; i += N) {
+      const VF e = hn::Exp(d, hn::Sub(hn::LoadU(d, p + i), vmax));
+      hn::StoreU(e, d, p + i);
+      vs = hn::Add(vs, e);
+    }
+    float s = hn::GetLane(hn::SumOfLanes(d, vs));
+    for (; i < n; ++i) {
+      p[i] = std::exp(p[i] - m);
+      s += p[i];
+    }
+    Scale(p, 1.0f / s, n);
+  }
+}
+
+}  // namespace dflash::kernels::HWY_NAMESPACE
+HWY_AFTER_NAMESPACE();
+
+#if HWY_ONCE
+namespace dflash::kernels {
+HWY_EXPORT(SiluImpl);
+HWY_EXPORT(SigmoidImpl);
+HWY_EXPORT(SoftplusImpl);
+HWY_EXPORT(SwigluImpl);
+HWY_EXPORT(SoftmaxImpl);
+
+void silu(const float* x, float* y, int64_t n) { HWY_DYNAMIC_DISPATCH(SiluImpl)(x, y, n); }
+void sigmoid(const float* x, float* y, int64_t n) { HWY_DYNAMIC_DISPATCH(SigmoidImpl)(x, y, n); }
+void softplus(const float* x, float* y, int64_t n) { HWY_DYNAMIC_DISPATCH(SoftplusImpl)(x, y, n); }
+void swiglu(const float* gate, const float* up, float* y, int64_t n) {
+  HWY_DYNAMIC_DISPATCH(SwigluImpl)(gate, up, y, n);
+}
+void softmax(float* x, int64_t n_rows, int64_t n) { HWY_DYNAMIC_DISPATCH(SoftmaxImpl)(x, n_rows, n); }
+}  // namespace dflash::kernels
+#endif

@@ -1,0 +1,63 @@
+// Gated delta rule (the recurrent core of Gated DeltaNet), f32.
+//
+// Per value head with state S ∈ R^{Dk×Dv}, per token (q, k already L2-normalised, q already scaled by
+// Dk^-0.5 — see l2norm_heads; g = log-decay ≤ 0; beta = post-sigmoid):
+//   S = S·exp(g);  kv = Sᵀk;  delta = (v − kv)·beta;  S = S + k⊗delta;  o = Sᵀq
+//
+// State layout: value-major, state[h][j][i] = S[i][j] (Hv × Dv × Dk, like vLLM/mlx). Row j of a head
+// is column j of S, so for each j the whole token update is one pass over a contiguous Dk row:
+// decay, dot with k, axpy of k, dot with q — the row stays in registers.
+//
+// Token inputs: q and k of qk-head a at q + t*q_stride + a*Dk (same for k with k_stride); v of value
+// head h at v + t*v_stride + h*Dv; g and beta at g[t*Hv + h]; output o at out + t*out_stride + h*Dv.
+#pragma once
+
+#include <cstdint>
+
+namespace dflash::util {
+class ThreadPool;
+}
+
+namespace dflash::kernels {
+
+// Which q/k head serves value head h (r = Hv / Hk):
+//   kGrouped: h / r (HF safetensors layout, repeat_interleave)
+//   kTiled:   h % Hk (llama.cpp GGUF layout, after its V-head reorder)
+enum class HeadMap { kGrouped, kTiled };
+
+struct DeltaShape {
+  int64_t n_k_heads = 0;  // Hk
+  int64_t n_v_heads = 0;  // Hv, a multiple of Hk
+  int64_t dk = 0;
+  int64_t dv = 0;
+  HeadMap map = HeadMap::kGrouped;
+  int64_t qk_head(int64_t h) const {
+    return map == HeadMap::kGrouped ? h / (n_v_heads / n_k_heads) : h % n_k_heads;
+  }
+};
+
+struct DeltaInputs {
+  const float* q = nullptr;  // may be null when out is null (tape replay)
+  const float* k = nullptr;
+  const float* v = nullptr;
+  const float* g = nullptr;
+  const float* beta = nullptr;
+  int64_t q_stride = 0, k_stride = 0, v_stride = 0;  // elements between tokens
+  int64_t n_tokens = 0;
+};
+
+// Sequential recurrent form over n_tokens tokens. out may be null: state update only (replaying a
+// tape of recorded k, v, g, beta onto a restored state).
+void delta_rule_recurrent(const DeltaShape& s, float* state, const DeltaInputs& in, float* out,
+                          int64_t out_stride, util::ThreadPool* pool = nullptr);
+
+// Chunked (WY / UT-transform) form for prefill: same result as the recurrent form up to rounding.
+// Per chunk of C tokens (c = in-chunk cumsum of g, D[i][j] = exp(c_i − c_j)):
+//   A = strict_lower(diag(β) K Kᵀ ⊙ D);  (I + A) U = diag(β) V;  (I + A) W = diag(β exp(c)) K
+//   V' = U − W S;  O = diag(exp(c)) Q S + (Q Kᵀ ⊙ D ⊙ lower_incl) V'
+//   S ← exp(c_last) S + (diag(exp(c_last − c)) K)ᵀ V'
+// Uses per-thread scratch that grows on first use.
+void delta_rule_chunked(const DeltaShape& s, float* state, const DeltaInputs& in, float* out,
+                        int64_t out_stride, int64_t chunk = 64, util::ThreadPool* pool = nullptr);
+
+}  // namespace dflash::kernels

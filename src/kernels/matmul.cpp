@@ -1,0 +1,214 @@
+#include "kernels/matmul.h"
+
+#include <algorithm>
+#include <atomic>
+#include <cstdio>
+#include <cstdlib>
+#include <memory>
+#include <string>
+
+#include "formats/quant.h"
+#include "kernels/matmul_impl.h"
+#include "kernels/matmul_isa.h"
+#include "kernels/quantize_act.h"
+#include "kernels/ref/matmul_ref.h"
+
+namespace dflash::kernels {
+
+using tensor::DType;
+
+// ---------------- ISA selection ----------------
+
+namespace {
+MatmulIsa detect_isa() {
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+  __builtin_cpu_init();
+  const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+                    __builtin_cpu_supports("f16c");
+  if (!avx2) return MatmulIsa::kScalar;
+  const bool vnni = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                    __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni");
+  if (vnni && detail::rows_fn_avx512vnni(DType::kQ8_0) != nullptr) return MatmulIsa::kAvx512Vnni;
+  return MatmulIsa::kAvx2;
+#else
+  return MatmulIsa::kScalar;
+#endif
+}
+
+MatmulIsa isa_from_env(MatmulIsa best) {
+  // DFLASH_MATMUL_ISA=scalar|avx2 lowers the choice (benchmarks / debugging).
+  const char* e = std::getenv("DFLASH_MATMUL_ISA");
+  if (!e) return best;
+  const std::string s(e);
+  MatmulIsa want = best;
+  if (s == "scalar") want = MatmulIsa::kScalar;
+  else if (s == "avx2") want = MatmulIsa::kAvx2;
+  return std::min(want, best);
+}
+
+std::atomic<int> g_isa{-1};
+}  // namespace
+
+MatmulIsa matmul_best_isa() {
+  static const MatmulIsa best = detect_isa();
+  return best;
+}
+
+MatmulIsa matmul_isa() {
+  int v = g_isa.load(std::memory_order_relaxed);
+  if (v < 0) {
+    v = int(isa_from_env(matmul_best_isa()));
+    g_isa.store(v, std::memory_order_relaxed);
+  }
+  return MatmulIsa(v);
+}
+
+void set_matmul_isa(MatmulIsa isa) {
+  g_isa.store(int(std::min(isa, matmul_best_isa())), std::memory_order_relaxed);
+}
+
+const char* matmul_isa_name(MatmulIsa isa) {
+  switch (isa) {
+    case MatmulIsa::kScalar: return "scalar";
+    case MatmulIsa::kAvx2: return "avx2";
+    case MatmulIsa::kAvx512Vnni: return "avx512vnni";
+  }
+  return "?";
+}
+
+// ---------------- driver ----------------
+
+namespace {
+
+bool matmul_dtype(DType t) {
+  switch (t) {
+    case DType::kF32: case DType::kF16: case DType::kBF16: case DType::kQ8_0:
+    case DType::kQ4_K: case DType::kQ5_K: case DType::kQ6_K:
+      return true;
+    default:
+      return false;
+  }
+}
+
+[[noreturn]] void die(const tensor::Tensor& w, const char* what) {
+  std::fprintf(stderr, "dflash: matmul on tensor '%s' (%s, %s): %s\n", w.name.c_str(),
+               tensor::dtype_name(w.dtype), w.shape_string().c_str(), what);
+  std::abort();
+}
+
+detail::RowsFn select_rows_fn(DType t) {
+  const MatmulIsa isa = matmul_isa();
+  detail::RowsFn fn = nullptr;
+  if (isa == MatmulIsa::kAvx512Vnni) fn = detail::rows_fn_avx512vnni(t);
+  if (!fn && isa >= MatmulIsa::kAvx2) fn = detail::rows_fn_avx2(t);
+  if (!fn && isa != MatmulIsa::kScalar) fn = detail::rows_fn_float_simd(t);
+  if (!fn) fn = detail::rows_fn_scalar(t);
+  return fn;
+}
+
+// Quantised activations of the calling thread; grows to the largest call, then stays.
+struct Scratch {
+  std::unique_ptr<uint8_t[]> buf;
+  size_t cap = 0;
+  uint8_t* get(size_t n) {
+    if (n > cap) {
+      cap = std::max(n, cap + cap / 2);
+      buf.reset(new uint8_t[cap]);
+    }
+    return buf.get();
+  }
+};
+thread_local Scratch t_scratch;
+
+// Multiply-adds below which a job runs on the calling thread alone: a parallel dispatch costs a
+// few microseconds, about what 2 cores do in ~20k int8 MACs... so keep chunks well above that.
+constexpr int64_t kMinMacsPerChunk = 1 << 16;
+
+}  // namespace
+
+util::Status matmul_check(const tensor::Tensor& w) {
+  if (!matmul_dtype(w.dtype))
+    return util::unsupported("matmul: tensor '" + w.name + "' has dtype " +
+                             tensor::dtype_name(w.dtype) +
+                             "; expected one of f32 f16 bf16 q8_0 q4_K q5_K q6_K");
+  const int64_t bs = tensor::info(w.dtype).block_size;
+  if (w.ne[0] <= 0 || w.ne[0] % bs != 0)
+    return util::invalid_argument("matmul: tensor '" + w.name + "' row length " +
+                                  std::to_string(w.ne[0]) + " is not a positive multiple of " +
+                                  std::to_string(bs) + " (block size of " +
+                                  tensor::dtype_name(w.dtype) + ")");
+  if (w.data == nullptr && w.nelements() > 0)
+    return util::invalid_argument("matmul: tensor '" + w.name + "' has no data");
+  return util::Status::ok();
+}
+
+void matmul_rows(const tensor::Tensor& w, int64_t row_begin, int64_t row_end, const float* x,
+                 int64_t n_tokens, float* y, util::ThreadPool& pool) {
+  if (!matmul_dtype(w.dtype)) die(w, "unsupported dtype (call matmul_check when binding)");
+  const int64_t in = w.ne[0];
+  const int64_t bs = tensor::info(w.dtype).block_size;
+  if (in <= 0 || in % bs != 0) die(w, "row length is not a multiple of the block size");
+  if (row_begin < 0 || row_end > w.rows() || row_begin > row_end) die(w, "row range out of bounds");
+  const int64_t n_rows = row_end - row_begin;
+  if (n_tokens <= 0 || n_rows == 0) return;
+
+  detail::RowsArgs a;
+  a.w = w.row(row_begin);
+  a.w_stride = w.row_bytes();
+  a.in = in;
+  a.n_tokens = n_tokens;
+  a.y = y;
+  a.ldy = n_rows;
+
+  const int64_t total_macs = in * n_tokens * n_rows;
+  const int64_t macs_per_row = in * n_tokens;
+
+  const DType adt = ref::act_dtype(w.dtype);
+  if (adt == DType::kF32) {
+    a.act = reinterpret_cast<const uint8_t*>(x);
+    a.act_stride = size_t(in) * sizeof(float);
+  } else {
+    const bool q80 = adt == DType::kQ8_0;
+    a.act_stride = q80 ? size_t(in / tensor::kQK8_0) * sizeof(ActQ8_0)
+                       : size_t(in / tensor::kQK_K) * sizeof(tensor::BlockQ8_K);
+    uint8_t* act = t_scratch.get(a.act_stride * size_t(n_tokens));
+    a.act = act;
+    auto quant = [&](int64_t t0, int64_t t1, int) {
+      for (int64_t t = t0; t < t1; ++t) {
+        uint8_t* dst = act + size_t(t) * a.act_stride;
+        if (q80) quantize_act_q8_0(x + t * in, reinterpret_cast<ActQ8_0*>(dst), in);
+        else quantize_act_q8_k(x + t * in, reinterpret_cast<tensor::BlockQ8_K*>(dst), in);
+      }
+    };
+    // Quantising is ~1/out of the matmul's work; only big batches are worth a dispatch.
+    if (n_tokens >= 8 && in * n_tokens >= (1 << 16)) pool.parallel_range(n_tokens, 1, quant);
+    else quant(0, n_tokens, 0);
+  }
+
+  const detail::RowsFn fn = select_rows_fn(w.dtype);
+  if (pool.size() == 1 || total_macs < 2 * kMinMacsPerChunk) {
+    fn(a, 0, n_rows);
+    return;
+  }
+  const int64_t grain = std::max<int64_t>(1, kMinMacsPerChunk / std::max<int64_t>(1, macs_per_row));
+  pool.parallel_range(n_rows, grain, [&](int64_t r0, int64_t r1, int) { fn(a, r0, r1); });
+}
+
+void matmul(const tensor::Tensor& w, const float* x, int64_t n_tokens, float* y,
+            util::ThreadPool& pool) {
+  matmul_rows(w, 0, w.rows(), x, n_tokens, y, pool);
+}
+
+void matmul_expert(const tensor::Tensor& w, int64_t expert, const float* x, int64_t n_tokens,
+                   float* y, util::ThreadPool& pool) {
+  const int64_t out = w.ne[1];
+  if (expert < 0 || expert >= w.ne[2] * w.ne[3]) die(w, "expert index out of range");
+  matmul_rows(w, expert * out, (expert + 1) * out, x, n_tokens, y, pool);
+}
+
+namespace detail {
+// No AVX-512 VNNI kernels yet: the AVX2 ones run on those CPUs.
+RowsFn rows_fn_avx512vnni(tensor::DType) { return nullptr; }
+}  // namespace detail
+
+}  // namespace dflash::kernels

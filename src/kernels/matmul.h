@@ -1,0 +1,36 @@
+// y = W·x for a batch of tokens. W is a weight tensor with ne = {in, out} (row r holds the in-weights
+// of output r) in F32, F16, BF16, Q8_0, Q4_K, Q5_K or Q6_K; x is [n_tokens][in] f32 row-major;
+// y is [n_tokens][out] f32.
+//
+// Quantised weights: each token's x is quantised to 8-bit blocks (Q8_0 for Q8_0 weights, Q8_K for
+// K-quants; kernels/quantize_act.h) and multiplied with integer dot products. For n_tokens > 1 each
+// weight row is loaded once and used for all tokens (a batch of 16 costs far less than 16 GEMVs).
+// Work is split over output rows on the pool. The quantised activations live in a thread-local
+// buffer of the calling thread that grows to the largest size seen: no allocation in steady state.
+#pragma once
+
+#include <cstdint>
+
+#include "tensor/tensor.h"
+#include "util/status.h"
+#include "util/thread_pool.h"
+
+namespace dflash::kernels {
+
+// OK when matmul can take w: supported dtype, ne[0] a multiple of the block size, data present.
+// Call once when binding weights; matmul itself only asserts these (aborting with a message).
+util::Status matmul_check(const tensor::Tensor& w);
+
+void matmul(const tensor::Tensor& w, const float* x, int64_t n_tokens, float* y,
+            util::ThreadPool& pool);
+
+// Rows [row_begin, row_end) of w viewed as a 2-D matrix of w.rows() rows; y is
+// [n_tokens][row_end - row_begin].
+void matmul_rows(const tensor::Tensor& w, int64_t row_begin, int64_t row_end, const float* x,
+                 int64_t n_tokens, float* y, util::ThreadPool& pool);
+
+// Expert e of a 3-D weight {in, out, n_expert}: y is [n_tokens][out].
+void matmul_expert(const tensor::Tensor& w, int64_t expert, const float* x, int64_t n_tokens,
+                   float* y, util::ThreadPool& pool);
+
+}  // namespace dflash::kernels

@@ -1,0 +1,20 @@
+// Instruction-set selection for the matmul kernels (internal to kernels/, exposed for tests/bench).
+#pragma once
+
+namespace dflash::kernels {
+
+enum class MatmulIsa {
+  kScalar,      // portable C++ (always available)
+  kAvx2,        // AVX2 + FMA + F16C integer/float paths
+  kAvx512Vnni,  // AVX-512 BW/VL + VNNI integer dot products (selected only when the CPU has them)
+};
+
+// Best ISA the running CPU supports (cached runtime CPU detection).
+MatmulIsa matmul_best_isa();
+// ISA the kernels currently use; defaults to matmul_best_isa(). Tests force kScalar to cover the
+// portable path. Requests above what the CPU supports are clamped to matmul_best_isa().
+MatmulIsa matmul_isa();
+void set_matmul_isa(MatmulIsa isa);
+const char* matmul_isa_name(MatmulIsa isa);
+
+}  // namespace dflash::kernels

@@ -1,0 +1,256 @@
+// Model-side glue over kernels/: the heavy loops are the kernels'; what is here fixes Qwen3.5's data
+// layout (qkv row slices, tiled value heads, interleaved q/gate, expert slices).
+#include "model/layer_ops.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "formats/quant.h"
+#include "kernels/activation.h"
+#include "kernels/attention.h"
+#include "kernels/conv1d.h"
+#include "kernels/deltanet.h"
+#include "kernels/matmul.h"
+#include "kernels/norm.h"
+#include "kernels/rope.h"
+
+namespace dflash::model::ops {
+
+using tensor::DType;
+using tensor::Tensor;
+
+namespace {
+inline float sigmoid1(float x) { return 1.0f / (1.0f + std::exp(-x)); }
+inline float softplus1(float x) { return x > 20.0f ? x : std::log1p(std::exp(x)); }
+
+kernels::DeltaShape delta_shape(int64_t hk, int64_t hv, int64_t dk, int64_t dv) {
+  kernels::DeltaShape s;
+  s.n_k_heads = hk;
+  s.n_v_heads = hv;
+  s.dk = dk;
+  s.dv = dv;
+  s.map = kernels::HeadMap::kTiled;  // GGUF order: value head j reads q/k head j mod Hk
+  return s;
+}
+}  // namespace
+
+bool matmul_supported(DType t) {
+  switch (t) {
+    case DType::kF32: case DType::kF16: case DType::kBF16: case DType::kQ8_0:
+    case DType::kQ4_K: case DType::kQ5_K: case DType::kQ6_K:
+      return true;
+    default:
+      return false;
+  }
+}
+
+void matmul(const Tensor& w, const float* x, int64_t m, float* y, util::ThreadPool& pool) {
+  kernels::matmul(w, x, m, y, pool);
+}
+
+void embed(const Tensor& table, const int32_t* tokens, int64_t m, float* out) {
+  const int64_t n = table.ne[0];
+  for (int64_t t = 0; t < m; ++t) formats::dequantize_row(table.dtype, table.row(tokens[t]), out + t * n, n);
+}
+
+void rmsnorm(const float* x, const float* w, int64_t rows, int64_t n, float eps, float* out) {
+  kernels::rmsnorm(x, w, out, rows, n, eps);
+}
+
+void add(float* x, const float* y, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) x[i] += y[i];
+}
+
+void mul_sigmoid(float* x, const float* gate, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) x[i] *= sigmoid1(gate[i]);
+}
+
+void swiglu(const float* g, const float* u, int64_t n, float* out) { kernels::swiglu(g, u, out, n); }
+
+void deltanet_gates(const float* b, const float* a, const float* dt_bias, const float* ssm_a, int64_t m,
+                    int64_t hv, float* beta, float* g) {
+  for (int64_t t = 0; t < m; ++t)
+    for (int64_t j = 0; j < hv; ++j) {
+      const int64_t i = t * hv + j;
+      g[i] = softplus1(a[i] + dt_bias[j]) * ssm_a[j];
+      beta[i] = sigmoid1(b[i]);
+    }
+}
+
+void conv1d_silu(const float* x, int64_t m, int64_t c, const float* w, int64_t k, float* window, float* out) {
+  kernels::causal_conv1d(x, c, w, window, out, c, m, c, k, /*fuse_silu=*/true);
+}
+
+void conv_window_after(const float* window, const float* x, int64_t n, int64_t c, int64_t k, float* out) {
+  if (out != window) std::memcpy(out, window, static_cast<size_t>((k - 1) * c) * sizeof(float));
+  kernels::causal_conv1d_push(x, c, out, n, c, k);
+}
+
+void deltanet_qk_norm(float* qkv, int64_t m, int64_t row, int64_t hk, int64_t dk, float eps) {
+  kernels::l2norm_heads(qkv, m, hk, dk, row, dk, eps, 1.0f / std::sqrt(static_cast<float>(dk)));
+  kernels::l2norm_heads(qkv + hk * dk, m, hk, dk, row, dk, eps, 1.0f);
+}
+
+void deltanet_recurrent(const float* qkv, int64_t m, int64_t row, int64_t hk, int64_t hv, int64_t dk, int64_t dv,
+                        const float* g, const float* beta, float* S, float* o, std::vector<float>* inter,
+                        util::ThreadPool& pool) {
+  const kernels::DeltaShape s = delta_shape(hk, hv, dk, dv);
+  const int64_t kd = hk * dk;
+  auto inputs = [&](int64_t t0, int64_t n) {
+    kernels::DeltaInputs in;
+    in.q = qkv + t0 * row;
+    in.k = qkv + t0 * row + kd;
+    in.v = qkv + t0 * row + 2 * kd;
+    in.g = g + t0 * hv;
+    in.beta = beta + t0 * hv;
+    in.q_stride = in.k_stride = in.v_stride = row;
+    in.n_tokens = n;
+    return in;
+  };
+  if (!inter) {
+    kernels::delta_rule_recurrent(s, S, inputs(0, m), o, hv * dv, &pool);
+    return;
+  }
+  // Oracle mode: one token at a time, keeping every intermediate state.
+  const size_t state = static_cast<size_t>(hv * dk * dv);
+  for (int64_t t = 0; t < m; ++t) {
+    kernels::delta_rule_recurrent(s, S, inputs(t, 1), o + t * hv * dv, hv * dv, &pool);
+    inter->insert(inter->end(), S, S + state);
+  }
+}
+
+void deltanet_chunked(const float* qkv, int64_t m, int64_t row, int64_t hk, int64_t hv, int64_t dk, int64_t dv,
+                      const float* g, const float* beta, float* S, float* o, int chunk, util::ThreadPool& pool) {
+  const int64_t kd = hk * dk;
+  kernels::DeltaInputs in;
+  in.q = qkv;
+  in.k = qkv + kd;
+  in.v = qkv + 2 * kd;
+  in.g = g;
+  in.beta = beta;
+  in.q_stride = in.k_stride = in.v_stride = row;
+  in.n_tokens = m;
+  kernels::delta_rule_chunked(delta_shape(hk, hv, dk, dv), S, in, o, hv * dv, chunk, &pool);
+}
+
+void deltanet_replay(const float* k, const float* v, const float* g, const float* beta, int64_t n, int64_t hk,
+                     int64_t hv, int64_t dk, int64_t dv, float* S, util::ThreadPool& pool) {
+  kernels::DeltaInputs in;
+  in.k = k;
+  in.v = v;
+  in.g = g;
+  in.beta = beta;
+  in.k_stride = hk * dk;
+  in.v_stride = hv * dv;
+  in.n_tokens = n;
+  kernels::delta_rule_recurrent(delta_shape(hk, hv, dk, dv), S, in, nullptr, 0, &pool);
+}
+
+void gated_rmsnorm(const float* o, const float* z, const float* w, int64_t rows, int64_t d, float eps, float* out) {
+  kernels::rmsnorm_gated(o, z, w, out, rows, d, eps);
+}
+
+void split_query_gate(const float* qg, int64_t m, int64_t nh, int64_t hd, float* q, float* gate) {
+  for (int64_t t = 0; t < m; ++t)
+    for (int64_t h = 0; h < nh; ++h) {
+      const float* src = qg + (t * nh + h) * 2 * hd;
+      std::memcpy(q + (t * nh + h) * hd, src, static_cast<size_t>(hd) * sizeof(float));
+      std::memcpy(gate + (t * nh + h) * hd, src + hd, static_cast<size_t>(hd) * sizeof(float));
+    }
+}
+
+void head_rmsnorm(float* x, const float* w, int64_t m, int64_t nheads, int64_t hd, float eps) {
+  kernels::rmsnorm_heads(x, w, m, nheads, hd, nheads * hd, hd, eps);
+}
+
+void rope_neox(float* x, int64_t m, int64_t nheads, int64_t hd, int64_t n_rot, int64_t pos0, float theta) {
+  thread_local std::vector<int64_t> pos;
+  pos.resize(static_cast<size_t>(m));
+  for (int64_t t = 0; t < m; ++t) pos[static_cast<size_t>(t)] = pos0 + t;
+  kernels::rope(x, m, nheads, nheads * hd, hd, n_rot, pos.data(), theta);
+}
+
+void kv_append(float* cache, const float* rows, int64_t m, int64_t nkv, int64_t hd, int64_t capacity, int64_t pos0) {
+  for (int64_t t = 0; t < m; ++t)
+    for (int64_t g = 0; g < nkv; ++g)
+      std::memcpy(cache + (g * capacity + pos0 + t) * hd, rows + (t * nkv + g) * hd,
+                  static_cast<size_t>(hd) * sizeof(float));
+}
+
+void attention_causal(const float* q, int64_t m, int64_t nh, int64_t hd, const float* kcache, const float* vcache,
+                      int64_t nkv, int64_t capacity, int64_t pos0, float* out, util::ThreadPool& pool) {
+  kernels::AttnArgs a;
+  a.q = q;
+  a.n_q = m;
+  a.n_head = nh;
+  a.q_token_stride = nh * hd;
+  a.q_head_stride = hd;
+  a.out = out;
+  a.out_token_stride = nh * hd;
+  a.scale = 1.0f / std::sqrt(static_cast<float>(hd));
+  kernels::KvView kv;
+  kv.k = kcache;
+  kv.v = vcache;
+  kv.n_tokens = pos0 + m;
+  kv.n_kv_head = nkv;
+  kv.head_dim = hd;
+  kv.token_stride = hd;
+  kv.head_stride = capacity * hd;
+  kernels::AttnMask mask;
+  mask.kind = kernels::MaskKind::kCausal;
+  mask.q_pos0 = pos0;
+  kernels::attention(a, kv, mask, &pool);
+}
+
+void moe_ffn(const Tensor& gate_inp, const Tensor& gate_exps, const Tensor& up_exps, const Tensor& down_exps,
+             int64_t n_used, const Tensor* gate_sh, const Tensor* up_sh, const Tensor* down_sh,
+             const float* gate_inp_sh, const float* x, int64_t m, int64_t n_embd, float* out, float* buf_a,
+             float* buf_b, float* router, util::ThreadPool& pool) {
+  const int64_t E = gate_inp.ne[1];
+  const int64_t F = gate_exps.ne[1];
+  kernels::matmul(gate_inp, x, m, router, pool);
+  thread_local std::vector<float> y;
+  thread_local std::vector<int32_t> order;
+  y.resize(static_cast<size_t>(n_embd));
+  order.resize(static_cast<size_t>(E));
+  for (int64_t t = 0; t < m; ++t) {
+    const float* xt = x + t * n_embd;
+    float* ot = out + t * n_embd;
+    std::fill(ot, ot + n_embd, 0.0f);
+    // Softmax over all experts, top-k by probability (lower index on ties), renormalised
+    // (Qwen3.5-MoE always renormalises; qwen35.md §5.3).
+    float* p = router + t * E;
+    float mx = *std::max_element(p, p + E), sum = 0.0f;
+    for (int64_t e = 0; e < E; ++e) sum += (p[e] = std::exp(p[e] - mx));
+    for (int64_t e = 0; e < E; ++e) p[e] /= sum;
+    for (int64_t e = 0; e < E; ++e) order[static_cast<size_t>(e)] = static_cast<int32_t>(e);
+    std::partial_sort(order.begin(), order.begin() + n_used, order.end(),
+                      [&](int32_t a, int32_t b) { return p[a] > p[b] || (p[a] == p[b] && a < b); });
+    float wsum = 0.0f;
+    for (int64_t i = 0; i < n_used; ++i) wsum += p[order[static_cast<size_t>(i)]];
+    std::sort(order.begin(), order.begin() + n_used);  // accumulate in expert-index order, as the reference
+    for (int64_t i = 0; i < n_used; ++i) {
+      const int32_t e = order[static_cast<size_t>(i)];
+      const float wgt = p[e] / wsum;
+      kernels::matmul_expert(gate_exps, e, xt, 1, buf_a, pool);
+      kernels::matmul_expert(up_exps, e, xt, 1, buf_b, pool);
+      kernels::swiglu(buf_a, buf_b, buf_a, F);
+      kernels::matmul_expert(down_exps, e, buf_a, 1, y.data(), pool);
+      for (int64_t k = 0; k < n_embd; ++k) ot[k] += wgt * y[static_cast<size_t>(k)];
+    }
+    if (gate_sh) {
+      const int64_t Fs = gate_sh->ne[1];
+      kernels::matmul(*gate_sh, xt, 1, buf_a, pool);
+      kernels::matmul(*up_sh, xt, 1, buf_b, pool);
+      kernels::swiglu(buf_a, buf_b, buf_a, Fs);
+      kernels::matmul(*down_sh, buf_a, 1, y.data(), pool);
+      float gs = 0.0f;
+      for (int64_t k = 0; k < n_embd; ++k) gs += gate_inp_sh[k] * xt[k];
+      gs = sigmoid1(gs);
+      for (int64_t k = 0; k < n_embd; ++k) ot[k] += gs * y[static_cast<size_t>(k)];
+    }
+  }
+}
+
+}  // namespace dflash::model::ops

@@ -1,0 +1,606 @@
+// Qwen3.5 forward pass. Reads like the equations of ../shared/reference/qwen35.md §2–5; the loops
+// that cost time are kernels (kernels/), called through the few lines of model/layer_ops.h.
+#include "model/qwen35.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "formats/quant.h"
+#include "kernels/matmul.h"
+#include "model/layer_ops.h"
+#include "util/log.h"
+
+namespace dflash::model {
+
+using tensor::DType;
+using tensor::Tensor;
+using util::Result;
+using util::Status;
+using util::strfmt;
+
+// ---------------------------------------------------------------------------------------------
+// Config
+
+namespace {
+
+template <typename T>
+Status need(const formats::GgufFile& f, const std::string& key, T* out) {
+  auto r = f.get<T>(key);
+  if (!r.is_ok())
+    return r.status().with_context(f.path() + ": model metadata");
+  *out = *r;
+  return Status::ok();
+}
+
+}  // namespace
+
+Result<Qwen35Config> Qwen35Config::from_gguf(const formats::GgufFile& f) {
+  Qwen35Config c;
+  DFLASH_ASSIGN_OR_RETURN(std::string_view arch, f.get_string("general.architecture"));
+  c.arch = std::string(arch);
+  if (c.arch != "qwen35" && c.arch != "qwen35moe")
+    return util::unsupported(strfmt("%s: architecture '%s' is not a Qwen3.5 target (expected qwen35 or qwen35moe)",
+                                    f.path().c_str(), c.arch.c_str()));
+  const std::string a = c.arch + ".";
+  uint32_t u = 0;
+  DFLASH_RETURN_IF_ERROR(need(f, a + "block_count", &u));
+  c.n_layer = u;
+  DFLASH_RETURN_IF_ERROR(need(f, a + "embedding_length", &u));
+  c.n_embd = u;
+  DFLASH_RETURN_IF_ERROR(need(f, a + "context_length", &u));
+  c.n_ctx_train = u;
+  DFLASH_RETURN_IF_ERROR(need(f, a + "attention.head_count", &u));
+  c.n_head = u;
+  DFLASH_RETURN_IF_ERROR(need(f, a + "attention.head_count_kv", &u));
+  c.n_head_kv = u;
+  DFLASH_RETURN_IF_ERROR(need(f, a + "attention.key_length", &u));
+  c.head_dim = u;
+  DFLASH_RETURN_IF_ERROR(need(f, a + "attention.layer_norm_rms_epsilon", &c.rms_eps));
+  DFLASH_RETURN_IF_ERROR(need(f, a + "rope.dimension_count", &u));
+  c.n_rot = u;
+  DFLASH_RETURN_IF_ERROR(need(f, a + "rope.freq_base", &c.rope_theta));
+  DFLASH_RETURN_IF_ERROR(need(f, a + "ssm.conv_kernel", &u));
+  c.conv_kernel = u;
+  DFLASH_RETURN_IF_ERROR(need(f, a + "ssm.state_size", &u));
+  c.ssm_d_state = u;
+  DFLASH_RETURN_IF_ERROR(need(f, a + "ssm.group_count", &u));
+  c.ssm_n_k_heads = u;
+  DFLASH_RETURN_IF_ERROR(need(f, a + "ssm.time_step_rank", &u));
+  c.ssm_n_v_heads = u;
+  DFLASH_RETURN_IF_ERROR(need(f, a + "ssm.inner_size", &u));
+  c.ssm_d_inner = u;
+  if (c.arch == "qwen35moe") {
+    DFLASH_RETURN_IF_ERROR(need(f, a + "expert_count", &u));
+    c.n_expert = u;
+    DFLASH_RETURN_IF_ERROR(need(f, a + "expert_used_count", &u));
+    c.n_expert_used = u;
+    DFLASH_RETURN_IF_ERROR(need(f, a + "expert_feed_forward_length", &u));
+    c.n_ff_exp = u;
+    DFLASH_ASSIGN_OR_RETURN(uint32_t shexp, f.get_u32_or(a + "expert_shared_feed_forward_length", 0));
+    c.n_ff_shexp = shexp;
+  } else {
+    DFLASH_RETURN_IF_ERROR(need(f, a + "feed_forward_length", &u));
+    c.n_ff = u;
+  }
+  // Which layers are recurrent: an explicit per-layer list if present, else every layer but each
+  // full_attention_interval-th.
+  c.is_recurrent.assign(static_cast<size_t>(c.n_layer), false);
+  if (f.has(a + "attention.recurrent_layers")) {
+    DFLASH_ASSIGN_OR_RETURN(std::vector<bool> rl, f.get_array<bool>(a + "attention.recurrent_layers"));
+    if (static_cast<int64_t>(rl.size()) < c.n_layer)
+      return util::corrupt(strfmt("%s: %sattention.recurrent_layers has %zu entries, expected %lld",
+                                  f.path().c_str(), a.c_str(), rl.size(), (long long)c.n_layer));
+    for (int64_t i = 0; i < c.n_layer; ++i) c.is_recurrent[static_cast<size_t>(i)] = rl[static_cast<size_t>(i)];
+  } else {
+    DFLASH_ASSIGN_OR_RETURN(uint32_t interval, f.get_u32_or(a + "full_attention_interval", 4));
+    if (interval == 0) return util::corrupt(f.path() + ": full_attention_interval is 0");
+    for (int64_t i = 0; i < c.n_layer; ++i) c.is_recurrent[static_cast<size_t>(i)] = (i + 1) % interval != 0;
+  }
+  // Sanity: dimensions the forward relies on.
+  auto bad = [&](const char* what) {
+    return util::corrupt(strfmt("%s: inconsistent Qwen3.5 metadata: %s", f.path().c_str(), what));
+  };
+  if (c.n_layer <= 0 || c.n_embd <= 0 || c.n_head <= 0 || c.n_head_kv <= 0 || c.head_dim <= 0)
+    return bad("layer/embedding/head counts must be positive");
+  if (c.n_head % c.n_head_kv) return bad("attention.head_count is not a multiple of head_count_kv");
+  if (c.n_rot <= 0 || c.n_rot > c.head_dim || c.n_rot % 2) return bad("rope.dimension_count must be even and ≤ key_length");
+  if (c.ssm_n_k_heads <= 0 || c.ssm_n_v_heads <= 0 || c.ssm_d_state <= 0) return bad("ssm head counts must be positive");
+  if (c.ssm_n_v_heads % c.ssm_n_k_heads) return bad("ssm.time_step_rank is not a multiple of ssm.group_count");
+  if (c.ssm_d_inner % c.ssm_n_v_heads) return bad("ssm.inner_size is not a multiple of ssm.time_step_rank");
+  if (c.head_v_dim() != c.ssm_d_state) return bad("value head dim differs from ssm.state_size");
+  if (c.conv_kernel < 1 || c.conv_kernel > 16) return bad("ssm.conv_kernel out of range");
+  return c;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Weights and state
+
+namespace {
+
+struct Layer {
+  bool recurrent = false;
+  Tensor attn_norm, post_norm;
+  // Gated DeltaNet
+  Tensor qkv, z, conv1d, dt_bias, ssm_a, beta, alpha, ssm_norm, ssm_out;
+  // gated attention
+  Tensor wq, wk, wv, wo, q_norm, k_norm;
+  // dense FFN
+  Tensor ffn_gate, ffn_up, ffn_down;
+  // MoE
+  Tensor gate_inp, gate_exps, up_exps, down_exps, gate_shexp, up_shexp, down_shexp, gate_inp_shexp;
+};
+
+// Per-token inputs of a DeltaNet layer's state updates, recorded during a verify so that a partial
+// accept can be replayed onto the checkpoint (DESIGN.md, "State and rollback").
+struct TapeLayer {
+  std::vector<float> qkv_raw;  // [T][conv_dim] pre-conv inputs (rebuild the conv window)
+  std::vector<float> k;        // [T][Hk][Dk] after l2norm
+  std::vector<float> v;        // [T][Hv][Dv]
+  std::vector<float> g;        // [T][Hv] log-decay
+  std::vector<float> beta;     // [T][Hv] post-sigmoid
+};
+
+}  // namespace
+
+struct Qwen35::Impl {
+  std::shared_ptr<const formats::GgufFile> file;
+  util::ThreadPool* pool = nullptr;
+  Tensor token_embd, output_norm, output;
+  std::vector<Layer> layers;
+
+  // State. Conv window [(K-1)][conv_dim] and delta-rule state [Hv][Dv][Dk] (value-major, as
+  // kernels/deltanet.h) per recurrent layer; K and V caches [n_kv][n_ctx][head_dim] per attention layer.
+  std::vector<std::vector<float>> conv, ssm;
+  std::vector<std::vector<float>> kcache, vcache;
+
+  // Verify bookkeeping.
+  bool checkpointed = false;
+  int64_t ckpt_pos = 0;
+  int64_t verify_len = 0;
+  std::vector<std::vector<float>> ckpt_conv, ckpt_ssm;
+  std::vector<TapeLayer> tape;
+  // Oracle mode: state after every verify token, [T][state] per layer.
+  std::vector<std::vector<float>> inter_ssm, inter_conv;
+
+  // Activations (sized once for max tokens per forward chunk).
+  int64_t cap_tokens = 0;
+  std::vector<float> x, h, tmp, ffn_a, ffn_b, qkv, qkv_conv, zbuf, bbuf, abuf, gbuf, core;
+  std::vector<float> q, k, v, qg, attn;
+  std::vector<float> router;
+  // Outputs of the last forward.
+  std::vector<float> logits;  // [rows][n_vocab]
+  std::vector<float> features;  // [tokens][n_capture × n_embd]
+  int64_t n_logit_rows = 0;
+  bool capture_all = false;
+  std::vector<float> all_layers;  // [n_layer][tokens][n_embd]
+  int64_t all_layers_tokens = 0;
+};
+
+Qwen35::~Qwen35() = default;
+
+namespace {
+
+Status bind(const formats::GgufFile& f, const std::string& name, std::initializer_list<int64_t> ne,
+            Tensor* out, bool required = true) {
+  const formats::GgufTensorInfo* ti = f.find_tensor(name);
+  if (!ti) {
+    if (!required) return Status::ok();
+    return util::not_found(strfmt("%s: tensor '%s' is missing", f.path().c_str(), name.c_str()));
+  }
+  const Tensor& t = ti->tensor;
+  std::vector<int64_t> want(ne);
+  bool ok = static_cast<size_t>(t.n_dims) <= want.size();
+  for (size_t i = 0; ok && i < want.size(); ++i) ok = t.ne[i] == want[i];
+  if (!ok) {
+    std::string w = "[";
+    for (size_t i = 0; i < want.size(); ++i) w += (i ? ", " : "") + std::to_string(want[i]);
+    return util::corrupt(strfmt("%s: tensor '%s' has shape %s, expected %s]", f.path().c_str(), name.c_str(),
+                                t.shape_string().c_str(), w.c_str()));
+  }
+  if (want.size() >= 2 && !kernels::matmul_check(t).is_ok())
+    return util::unsupported(strfmt("%s: tensor '%s' has type %s, which this engine cannot compute with "
+                                    "(supported: f32 f16 bf16 q8_0 q4_K q5_K q6_K)",
+                                    f.path().c_str(), name.c_str(), tensor::dtype_name(t.dtype)));
+  if (want.size() == 1 && t.dtype != DType::kF32)
+    return util::unsupported(strfmt("%s: tensor '%s' must be f32 (norms, biases and gates), got %s",
+                                    f.path().c_str(), name.c_str(), tensor::dtype_name(t.dtype)));
+  *out = t;
+  return Status::ok();
+}
+
+}  // namespace
+
+Result<std::unique_ptr<Qwen35>> Qwen35::load(std::shared_ptr<const formats::GgufFile> file,
+                                             const Qwen35Options& opts, util::ThreadPool* pool) {
+  const formats::GgufFile& f = *file;
+  DFLASH_ASSIGN_OR_RETURN(Qwen35Config c, Qwen35Config::from_gguf(f));
+  std::unique_ptr<Qwen35> m(new Qwen35());
+  m->cfg_ = c;
+  m->opts_ = opts;
+  m->impl_ = std::make_unique<Impl>();
+  Impl& I = *m->impl_;
+  I.file = file;
+  I.pool = pool ? pool : &util::ThreadPool::global();
+
+  if (opts.n_ctx <= 0) return util::invalid_argument("context size must be positive");
+  if (opts.n_batch <= 0 || opts.max_verify <= 0) return util::invalid_argument("batch sizes must be positive");
+  for (int l : opts.capture_layers)
+    if (l < 0 || l >= c.n_layer)
+      return util::invalid_argument(strfmt("capture layer %d is outside the target's %lld layers", l,
+                                           (long long)c.n_layer));
+
+  // Vocabulary size comes from the embedding table.
+  const formats::GgufTensorInfo* emb = f.find_tensor("token_embd.weight");
+  if (!emb) return util::not_found(f.path() + ": tensor 'token_embd.weight' is missing");
+  m->cfg_.n_vocab = emb->tensor.ne[1];
+  Qwen35Config& C = m->cfg_;
+  const int64_t H = C.n_embd, V = C.n_vocab;
+  DFLASH_RETURN_IF_ERROR(bind(f, "token_embd.weight", {H, V}, &I.token_embd));
+  if (!formats::codec_supported(I.token_embd.dtype))
+    return util::unsupported(f.path() + ": token_embd.weight has an unsupported type");
+  DFLASH_RETURN_IF_ERROR(bind(f, "output_norm.weight", {H}, &I.output_norm));
+  DFLASH_RETURN_IF_ERROR(bind(f, "output.weight", {H, V}, &I.output, /*required=*/false));
+  if (!I.output.data) I.output = I.token_embd;  // tied embeddings
+
+  const int64_t Hv = C.ssm_n_v_heads, Dv = C.head_v_dim(), hd = C.head_dim;
+  // The layer schedule in the metadata can be wrong: converters that only know
+  // full_attention_interval write it for checkpoints with an explicit, non-periodic layer_types.
+  // The tensors present are the ground truth; follow them and say so.
+  for (int64_t il = 0; il < C.n_layer; ++il) {
+    const bool has_gdn = f.find_tensor(strfmt("blk.%lld.attn_qkv.weight", (long long)il)) != nullptr;
+    const bool has_attn = f.find_tensor(strfmt("blk.%lld.attn_q.weight", (long long)il)) != nullptr;
+    const bool rec = C.is_recurrent[static_cast<size_t>(il)];
+    if (has_gdn != has_attn && has_gdn != rec) {
+      LOG_WARN("%s: layer %lld is %s by its tensors but %s by the metadata's layer schedule; following the tensors",
+               f.path().c_str(), (long long)il, has_gdn ? "Gated DeltaNet" : "full attention",
+               rec ? "Gated DeltaNet" : "full attention");
+      C.is_recurrent[static_cast<size_t>(il)] = has_gdn;
+    }
+  }
+  I.layers.resize(static_cast<size_t>(C.n_layer));
+  for (int64_t il = 0; il < C.n_layer; ++il) {
+    Layer& L = I.layers[static_cast<size_t>(il)];
+    L.recurrent = C.is_recurrent[static_cast<size_t>(il)];
+    auto n = [&](const char* s) { return strfmt("blk.%lld.%s", (long long)il, s); };
+    DFLASH_RETURN_IF_ERROR(bind(f, n("attn_norm.weight"), {H}, &L.attn_norm));
+    DFLASH_RETURN_IF_ERROR(bind(f, n("post_attention_norm.weight"), {H}, &L.post_norm));
+    if (L.recurrent) {
+      DFLASH_RETURN_IF_ERROR(bind(f, n("attn_qkv.weight"), {H, C.conv_dim()}, &L.qkv));
+      DFLASH_RETURN_IF_ERROR(bind(f, n("attn_gate.weight"), {H, C.ssm_d_inner}, &L.z));
+      DFLASH_RETURN_IF_ERROR(bind(f, n("ssm_conv1d.weight"), {C.conv_kernel, C.conv_dim()}, &L.conv1d));
+      DFLASH_RETURN_IF_ERROR(bind(f, n("ssm_dt.bias"), {Hv}, &L.dt_bias));
+      DFLASH_RETURN_IF_ERROR(bind(f, n("ssm_a"), {Hv}, &L.ssm_a));
+      DFLASH_RETURN_IF_ERROR(bind(f, n("ssm_beta.weight"), {H, Hv}, &L.beta));
+      DFLASH_RETURN_IF_ERROR(bind(f, n("ssm_alpha.weight"), {H, Hv}, &L.alpha));
+      DFLASH_RETURN_IF_ERROR(bind(f, n("ssm_norm.weight"), {Dv}, &L.ssm_norm));
+      DFLASH_RETURN_IF_ERROR(bind(f, n("ssm_out.weight"), {C.ssm_d_inner, H}, &L.ssm_out));
+      if (L.conv1d.dtype != DType::kF32)
+        return util::unsupported(f.path() + ": " + n("ssm_conv1d.weight") + " must be f32");
+    } else {
+      DFLASH_RETURN_IF_ERROR(bind(f, n("attn_q.weight"), {H, 2 * C.n_head * hd}, &L.wq));
+      DFLASH_RETURN_IF_ERROR(bind(f, n("attn_k.weight"), {H, C.n_head_kv * hd}, &L.wk));
+      DFLASH_RETURN_IF_ERROR(bind(f, n("attn_v.weight"), {H, C.n_head_kv * hd}, &L.wv));
+      DFLASH_RETURN_IF_ERROR(bind(f, n("attn_output.weight"), {C.n_head * hd, H}, &L.wo));
+      DFLASH_RETURN_IF_ERROR(bind(f, n("attn_q_norm.weight"), {hd}, &L.q_norm));
+      DFLASH_RETURN_IF_ERROR(bind(f, n("attn_k_norm.weight"), {hd}, &L.k_norm));
+    }
+    if (C.moe()) {
+      const int64_t E = C.n_expert, F = C.n_ff_exp;
+      DFLASH_RETURN_IF_ERROR(bind(f, n("ffn_gate_inp.weight"), {H, E}, &L.gate_inp));
+      DFLASH_RETURN_IF_ERROR(bind(f, n("ffn_gate_exps.weight"), {H, F, E}, &L.gate_exps));
+      DFLASH_RETURN_IF_ERROR(bind(f, n("ffn_up_exps.weight"), {H, F, E}, &L.up_exps));
+      DFLASH_RETURN_IF_ERROR(bind(f, n("ffn_down_exps.weight"), {F, H, E}, &L.down_exps));
+      if (C.n_ff_shexp > 0) {
+        DFLASH_RETURN_IF_ERROR(bind(f, n("ffn_gate_shexp.weight"), {H, C.n_ff_shexp}, &L.gate_shexp));
+        DFLASH_RETURN_IF_ERROR(bind(f, n("ffn_up_shexp.weight"), {H, C.n_ff_shexp}, &L.up_shexp));
+        DFLASH_RETURN_IF_ERROR(bind(f, n("ffn_down_shexp.weight"), {C.n_ff_shexp, H}, &L.down_shexp));
+        DFLASH_RETURN_IF_ERROR(bind(f, n("ffn_gate_inp_shexp.weight"), {H}, &L.gate_inp_shexp));
+      }
+    } else {
+      DFLASH_RETURN_IF_ERROR(bind(f, n("ffn_gate.weight"), {H, C.n_ff}, &L.ffn_gate));
+      DFLASH_RETURN_IF_ERROR(bind(f, n("ffn_up.weight"), {H, C.n_ff}, &L.ffn_up));
+      DFLASH_RETURN_IF_ERROR(bind(f, n("ffn_down.weight"), {C.n_ff, H}, &L.ffn_down));
+    }
+  }
+
+  // State buffers.
+  const size_t n_layer = static_cast<size_t>(C.n_layer);
+  I.conv.resize(n_layer);
+  I.ssm.resize(n_layer);
+  I.kcache.resize(n_layer);
+  I.vcache.resize(n_layer);
+  I.tape.resize(n_layer);
+  for (size_t il = 0; il < n_layer; ++il) {
+    if (I.layers[il].recurrent) {
+      I.conv[il].assign(static_cast<size_t>((C.conv_kernel - 1) * C.conv_dim()), 0.0f);
+      I.ssm[il].assign(static_cast<size_t>(Hv * C.ssm_d_state * Dv), 0.0f);
+    } else {
+      const size_t kv = static_cast<size_t>(opts.n_ctx * C.n_head_kv * hd);
+      I.kcache[il].assign(kv, 0.0f);
+      I.vcache[il].assign(kv, 0.0f);
+    }
+  }
+  // Activation buffers for the largest chunk a forward processes at once.
+  const int64_t T = std::max(opts.n_batch, opts.max_verify);
+  I.cap_tokens = T;
+  const int64_t ff = C.moe() ? std::max(C.n_ff_exp, C.n_ff_shexp) : C.n_ff;
+  auto sz = [](int64_t a, int64_t b) { return static_cast<size_t>(a * b); };
+  I.x.resize(sz(T, H));
+  I.h.resize(sz(T, H));
+  I.tmp.resize(sz(T, std::max(H, C.n_head * hd)));
+  I.ffn_a.resize(sz(T, ff));
+  I.ffn_b.resize(sz(T, ff));
+  I.qkv.resize(sz(T, C.conv_dim()));
+  I.qkv_conv.resize(sz(T, C.conv_dim()));
+  I.zbuf.resize(sz(T, C.ssm_d_inner));
+  I.core.resize(sz(T, C.ssm_d_inner));
+  I.bbuf.resize(sz(T, Hv));
+  I.abuf.resize(sz(T, Hv));
+  I.gbuf.resize(sz(T, Hv));
+  I.qg.resize(sz(T, 2 * C.n_head * hd));
+  I.q.resize(sz(T, C.n_head * hd));
+  I.k.resize(sz(T, C.n_head_kv * hd));
+  I.v.resize(sz(T, C.n_head_kv * hd));
+  I.attn.resize(sz(T, C.n_head * hd));
+  if (C.moe()) I.router.resize(sz(T, C.n_expert));
+  return m;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Forward
+
+Status Qwen35::forward(std::span<const int32_t> tokens, bool all_logits) {
+  Impl& I = *impl_;
+  const Qwen35Config& C = cfg_;
+  const int64_t n = static_cast<int64_t>(tokens.size());
+  if (n == 0) return util::invalid_argument("forward: no tokens");
+  if (n_past_ + n > opts_.n_ctx)
+    return util::out_of_range(strfmt("context full: %lld tokens in the state + %lld new exceed the context size %lld "
+                                     "(raise --ctx-size)", (long long)n_past_, (long long)n, (long long)opts_.n_ctx));
+  for (int32_t t : tokens)
+    if (t < 0 || t >= C.n_vocab)
+      return util::invalid_argument(strfmt("token id %d is outside the vocabulary [0, %lld)", t, (long long)C.n_vocab));
+  if (I.checkpointed && (I.verify_len > 0 || n > opts_.max_verify))
+    return util::invalid_argument(strfmt("a checkpointed forward takes one block of at most %lld tokens",
+                                         (long long)opts_.max_verify));
+
+  const int64_t H = C.n_embd, V = C.n_vocab;
+  const int64_t fdim = feature_dim();
+  I.n_logit_rows = all_logits ? n : 1;
+  I.logits.resize(static_cast<size_t>(I.n_logit_rows * V));
+  I.features.resize(static_cast<size_t>(n * fdim));
+  if (I.capture_all) {
+    I.all_layers.resize(static_cast<size_t>(C.n_layer * n * H));
+    I.all_layers_tokens = n;
+  }
+  if (I.checkpointed) {
+    I.verify_len = n;
+    for (size_t il = 0; il < I.layers.size(); ++il) {
+      if (!I.layers[il].recurrent) continue;
+      TapeLayer& tp = I.tape[il];
+      tp.qkv_raw.resize(static_cast<size_t>(n * C.conv_dim()));
+      tp.k.resize(static_cast<size_t>(n * C.key_dim()));
+      tp.v.resize(static_cast<size_t>(n * C.ssm_d_inner));
+      tp.g.resize(static_cast<size_t>(n * C.ssm_n_v_heads));
+      tp.beta.resize(static_cast<size_t>(n * C.ssm_n_v_heads));
+    }
+    if (opts_.keep_intermediate_states) {
+      I.inter_ssm.assign(I.layers.size(), {});
+      I.inter_conv.assign(I.layers.size(), {});
+    }
+  }
+
+  const int64_t chunk = I.checkpointed ? n : opts_.n_batch;
+  for (int64_t off = 0; off < n; off += chunk) {
+    const int64_t m = std::min(chunk, n - off);
+    const bool last_chunk = off + m == n;
+    const int32_t* tok = tokens.data() + off;
+    const int64_t pos0 = n_past_ + off;
+    float* x = I.x.data();
+    float* h = I.h.data();
+
+    ops::embed(I.token_embd, tok, m, x);
+
+    for (int64_t il = 0; il < C.n_layer; ++il) {
+      const Layer& L = I.layers[static_cast<size_t>(il)];
+      ops::rmsnorm(x, L.attn_norm.as<float>(), m, H, C.rms_eps, h);
+      if (L.recurrent) {
+        // ---- Gated DeltaNet (qwen35.md §2.2) ----
+        const int64_t Hk = C.ssm_n_k_heads, Hv = C.ssm_n_v_heads, Dk = C.ssm_d_state, Dv = C.head_v_dim();
+        const int64_t CD = C.conv_dim(), KD = C.key_dim();
+        float* qkv = I.qkv.data();
+        float* z = I.zbuf.data();
+        float* b = I.bbuf.data();
+        float* a = I.abuf.data();
+        ops::matmul(L.qkv, h, m, qkv, *I.pool);
+        ops::matmul(L.z, h, m, z, *I.pool);
+        ops::matmul(L.beta, h, m, b, *I.pool);
+        ops::matmul(L.alpha, h, m, a, *I.pool);
+        // beta = σ(b); g = softplus(a + dt_bias) · ssm_a   (ssm_a = −exp(A_log))
+        float* g = I.gbuf.data();
+        ops::deltanet_gates(b, a, L.dt_bias.as<float>(), L.ssm_a.as<float>(), m, Hv, b, g);
+        std::vector<float>& conv_state = I.conv[static_cast<size_t>(il)];
+        if (I.checkpointed) {
+          TapeLayer& tp = I.tape[static_cast<size_t>(il)];
+          std::memcpy(tp.qkv_raw.data(), qkv, static_cast<size_t>(m * CD) * sizeof(float));
+        }
+        // Causal depthwise conv over [window ; qkv] then SiLU; the window keeps pre-conv inputs.
+        float* qc = I.qkv_conv.data();
+        ops::conv1d_silu(qkv, m, CD, L.conv1d.as<float>(), C.conv_kernel, conv_state.data(), qc);
+        // Split into q, k (Hk heads) and v (Hv heads); l2-normalise q and k, scale q by 1/sqrt(Dk).
+        ops::deltanet_qk_norm(qc, m, CD, Hk, Dk, C.rms_eps);
+        float* o = I.core.data();
+        std::vector<float>& S = I.ssm[static_cast<size_t>(il)];
+        if (I.checkpointed) {
+          TapeLayer& tp = I.tape[static_cast<size_t>(il)];
+          for (int64_t t = 0; t < m; ++t) {
+            std::memcpy(tp.k.data() + t * KD, qc + t * CD + KD, static_cast<size_t>(KD) * sizeof(float));
+            std::memcpy(tp.v.data() + t * C.ssm_d_inner, qc + t * CD + 2 * KD,
+                        static_cast<size_t>(C.ssm_d_inner) * sizeof(float));
+          }
+          std::memcpy(tp.g.data(), g, static_cast<size_t>(m * Hv) * sizeof(float));
+          std::memcpy(tp.beta.data(), b, static_cast<size_t>(m * Hv) * sizeof(float));
+          std::vector<float>* inter = opts_.keep_intermediate_states ? &I.inter_ssm[static_cast<size_t>(il)] : nullptr;
+          ops::deltanet_recurrent(qc, m, CD, Hk, Hv, Dk, Dv, g, b, S.data(), o, inter, *I.pool);
+          if (opts_.keep_intermediate_states) {
+            // conv windows after each token, for the oracle
+            std::vector<float>& ic = I.inter_conv[static_cast<size_t>(il)];
+            const int64_t W = (C.conv_kernel - 1) * CD;
+            ic.resize(static_cast<size_t>(m * W));
+            const std::vector<float>& base = I.ckpt_conv[static_cast<size_t>(il)];
+            for (int64_t t = 0; t < m; ++t)
+              ops::conv_window_after(base.data(), I.tape[static_cast<size_t>(il)].qkv_raw.data(), t + 1, CD,
+                                     C.conv_kernel, ic.data() + t * W);
+          }
+        } else if (m == 1) {
+          ops::deltanet_recurrent(qc, m, CD, Hk, Hv, Dk, Dv, g, b, S.data(), o, nullptr, *I.pool);
+        } else {
+          ops::deltanet_chunked(qc, m, CD, Hk, Hv, Dk, Dv, g, b, S.data(), o, opts_.delta_chunk, *I.pool);
+        }
+        // Gated RMSNorm per value head: norm(o)·w·silu(z); then the output projection.
+        ops::gated_rmsnorm(o, z, L.ssm_norm.as<float>(), m * Hv, Dv, C.rms_eps, o);
+        ops::matmul(L.ssm_out, o, m, h, *I.pool);
+      } else {
+        // ---- gated full attention (qwen35.md §3) ----
+        const int64_t nh = C.n_head, nkv = C.n_head_kv, hd = C.head_dim;
+        float* qg = I.qg.data();
+        ops::matmul(L.wq, h, m, qg, *I.pool);
+        float* q = I.q.data();
+        float* gate = I.attn.data();  // reuse: gate rows
+        ops::split_query_gate(qg, m, nh, hd, q, gate);
+        float* k = I.k.data();
+        float* v = I.v.data();
+        ops::matmul(L.wk, h, m, k, *I.pool);
+        ops::matmul(L.wv, h, m, v, *I.pool);
+        ops::head_rmsnorm(q, L.q_norm.as<float>(), m, nh, hd, C.rms_eps);
+        ops::head_rmsnorm(k, L.k_norm.as<float>(), m, nkv, hd, C.rms_eps);
+        ops::rope_neox(q, m, nh, hd, C.n_rot, pos0, C.rope_theta);
+        ops::rope_neox(k, m, nkv, hd, C.n_rot, pos0, C.rope_theta);
+        std::vector<float>& kc = I.kcache[static_cast<size_t>(il)];
+        std::vector<float>& vc = I.vcache[static_cast<size_t>(il)];
+        ops::kv_append(kc.data(), k, m, nkv, hd, opts_.n_ctx, pos0);
+        ops::kv_append(vc.data(), v, m, nkv, hd, opts_.n_ctx, pos0);
+        float* out = I.tmp.data();
+        ops::attention_causal(q, m, nh, hd, kc.data(), vc.data(), nkv, opts_.n_ctx, pos0, out, *I.pool);
+        ops::mul_sigmoid(out, gate, m * nh * hd);  // output gate
+        ops::matmul(L.wo, out, m, h, *I.pool);
+      }
+      ops::add(x, h, m * H);  // residual
+      // ---- FFN ----
+      ops::rmsnorm(x, L.post_norm.as<float>(), m, H, C.rms_eps, h);
+      if (C.moe()) {
+        ops::moe_ffn(L.gate_inp, L.gate_exps, L.up_exps, L.down_exps, C.n_expert_used,
+                     L.gate_shexp.data ? &L.gate_shexp : nullptr, L.up_shexp.data ? &L.up_shexp : nullptr,
+                     L.down_shexp.data ? &L.down_shexp : nullptr,
+                     L.gate_inp_shexp.data ? L.gate_inp_shexp.as<float>() : nullptr, h, m, H, I.tmp.data(),
+                     I.ffn_a.data(), I.ffn_b.data(), I.router.data(), *I.pool);
+        std::memcpy(h, I.tmp.data(), static_cast<size_t>(m * H) * sizeof(float));
+      } else {
+        ops::matmul(L.ffn_gate, h, m, I.ffn_a.data(), *I.pool);
+        ops::matmul(L.ffn_up, h, m, I.ffn_b.data(), *I.pool);
+        ops::swiglu(I.ffn_a.data(), I.ffn_b.data(), m * C.n_ff, I.ffn_a.data());
+        ops::matmul(L.ffn_down, I.ffn_a.data(), m, h, *I.pool);
+      }
+      ops::add(x, h, m * H);
+      // Capture the residual stream after this layer (HF hidden_states[il + 1]).
+      for (size_t cj = 0; cj < opts_.capture_layers.size(); ++cj) {
+        if (opts_.capture_layers[cj] != il) continue;
+        for (int64_t t = 0; t < m; ++t)
+          std::memcpy(I.features.data() + (off + t) * fdim + static_cast<int64_t>(cj) * H, x + t * H,
+                      static_cast<size_t>(H) * sizeof(float));
+      }
+      if (I.capture_all)
+        std::memcpy(I.all_layers.data() + (il * n + off) * H, x, static_cast<size_t>(m * H) * sizeof(float));
+    }
+    // Final norm and LM head for the rows whose logits are wanted.
+    if (all_logits) {
+      ops::rmsnorm(x, I.output_norm.as<float>(), m, H, C.rms_eps, h);
+      ops::matmul(I.output, h, m, I.logits.data() + off * V, *I.pool);
+    } else if (last_chunk) {
+      ops::rmsnorm(x + (m - 1) * H, I.output_norm.as<float>(), 1, H, C.rms_eps, h);
+      ops::matmul(I.output, h, 1, I.logits.data(), *I.pool);
+    }
+  }
+  n_past_ += n;
+  return Status::ok();
+}
+
+const float* Qwen35::logits(int64_t i) const {
+  return impl_->logits.data() + i * cfg_.n_vocab;
+}
+const float* Qwen35::features(int64_t i) const {
+  return impl_->features.data() + i * feature_dim();
+}
+
+void Qwen35::checkpoint() {
+  Impl& I = *impl_;
+  I.checkpointed = true;
+  I.ckpt_pos = n_past_;
+  I.verify_len = 0;
+  I.ckpt_conv.resize(I.layers.size());
+  I.ckpt_ssm.resize(I.layers.size());
+  for (size_t il = 0; il < I.layers.size(); ++il) {
+    if (!I.layers[il].recurrent) continue;
+    I.ckpt_conv[il] = I.conv[il];
+    I.ckpt_ssm[il] = I.ssm[il];
+  }
+}
+
+Status Qwen35::keep(int64_t n) {
+  Impl& I = *impl_;
+  if (!I.checkpointed) return util::internal_error("keep() without checkpoint()");
+  if (n < 0 || n > I.verify_len)
+    return util::invalid_argument(strfmt("keep(%lld) but the verify fed %lld tokens", (long long)n, (long long)I.verify_len));
+  const Qwen35Config& C = cfg_;
+  if (n < I.verify_len) {
+    for (size_t il = 0; il < I.layers.size(); ++il) {
+      if (!I.layers[il].recurrent) continue;
+      const TapeLayer& tp = I.tape[il];
+      if (opts_.keep_intermediate_states) {
+        if (n == 0) {
+          I.ssm[il] = I.ckpt_ssm[il];
+          I.conv[il] = I.ckpt_conv[il];
+        } else {
+          const size_t s = I.ssm[il].size(), w = I.conv[il].size();
+          std::memcpy(I.ssm[il].data(), I.inter_ssm[il].data() + (n - 1) * s, s * sizeof(float));
+          std::memcpy(I.conv[il].data(), I.inter_conv[il].data() + (n - 1) * w, w * sizeof(float));
+        }
+        continue;
+      }
+      // Restore the checkpoint, then replay the first n recorded updates (no outputs needed).
+      I.ssm[il] = I.ckpt_ssm[il];
+      ops::deltanet_replay(tp.k.data(), tp.v.data(), tp.g.data(), tp.beta.data(), n, C.ssm_n_k_heads,
+                           C.ssm_n_v_heads, C.ssm_d_state, C.head_v_dim(), I.ssm[il].data(), *I.pool);
+      ops::conv_window_after(I.ckpt_conv[il].data(), tp.qkv_raw.data(), n, C.conv_dim(), C.conv_kernel,
+                             I.conv[il].data());
+    }
+  }
+  n_past_ = I.ckpt_pos + n;  // attention layers: the KV cache is truncated by the length alone
+  I.checkpointed = false;
+  I.verify_len = 0;
+  return Status::ok();
+}
+
+void Qwen35::reset() {
+  Impl& I = *impl_;
+  n_past_ = 0;
+  I.checkpointed = false;
+  I.verify_len = 0;
+  for (auto& c : I.conv) std::fill(c.begin(), c.end(), 0.0f);
+  for (auto& s : I.ssm) std::fill(s.begin(), s.end(), 0.0f);
+}
+
+const Tensor& Qwen35::token_embd() const { return impl_->token_embd; }
+const Tensor& Qwen35::output_head() const { return impl_->output; }
+const Tensor& Qwen35::output_norm() const { return impl_->output_norm; }
+
+std::span<const float> Qwen35::conv_state(int il) const { return impl_->conv[static_cast<size_t>(il)]; }
+std::span<const float> Qwen35::ssm_state(int il) const { return impl_->ssm[static_cast<size_t>(il)]; }
+void Qwen35::set_capture_all_layers(bool on) { impl_->capture_all = on; }
+const float* Qwen35::layer_output(int il, int64_t token) const {
+  const Impl& I = *impl_;
+  return I.all_layers.data() + (il * I.all_layers_tokens + token) * cfg_.n_embd;
+}
+
+}  // namespace dflash::model

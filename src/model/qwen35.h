@@ -1,0 +1,108 @@
+// The Qwen3.5 hybrid target (GGUF architectures `qwen35` and `qwen35moe`): Gated DeltaNet layers
+// (recurrent state) interleaved with gated full-attention layers (KV cache), dense SwiGLU or MoE
+// FFNs. One forward serves prefill, one-token decode and block verify; it can capture the residual
+// stream after chosen layers (the DFlash drafter's context features).
+//
+// Weight conventions are the GGUF ones (../shared/reference/llamacpp.md §B): zero-centred norms
+// already have +1 folded in, ssm_a = −exp(A_log), value heads in tiled order (value head j reads
+// key head j mod Hk).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "formats/gguf.h"
+#include "spec/model_api.h"
+#include "tensor/tensor.h"
+#include "util/status.h"
+#include "util/thread_pool.h"
+
+namespace dflash::model {
+
+struct Qwen35Config {
+  std::string arch;  // "qwen35" or "qwen35moe"
+  int64_t n_vocab = 0, n_embd = 0, n_layer = 0, n_ctx_train = 0;
+  int64_t n_ff = 0;  // dense FFN width
+  // gated attention
+  int64_t n_head = 0, n_head_kv = 0, head_dim = 0, n_rot = 0;
+  float rope_theta = 1e7f;
+  float rms_eps = 1e-6f;
+  // Gated DeltaNet
+  int64_t conv_kernel = 4;   // d_conv
+  int64_t ssm_d_state = 0;   // Dk = Dv
+  int64_t ssm_n_k_heads = 0; // Hk (group_count)
+  int64_t ssm_n_v_heads = 0; // Hv (time_step_rank)
+  int64_t ssm_d_inner = 0;   // Hv·Dv
+  std::vector<bool> is_recurrent;  // per layer
+  // MoE
+  int64_t n_expert = 0, n_expert_used = 0, n_ff_exp = 0, n_ff_shexp = 0;
+
+  int64_t key_dim() const { return ssm_n_k_heads * ssm_d_state; }
+  int64_t head_v_dim() const { return ssm_d_inner / ssm_n_v_heads; }
+  int64_t conv_dim() const { return 2 * key_dim() + ssm_d_inner; }
+  bool moe() const { return n_expert > 0; }
+
+  static util::Result<Qwen35Config> from_gguf(const formats::GgufFile& f);
+};
+
+struct Qwen35Options {
+  int64_t n_ctx = 4096;        // context size (KV cache length)
+  int64_t n_batch = 128;       // tokens per forward chunk (prefill is split into these)
+  int64_t max_verify = 64;     // largest block a checkpointed forward may feed
+  int delta_chunk = 64;        // chunk size of the chunked delta rule (prefill)
+  std::vector<int> capture_layers;  // layer ids whose output is captured as features
+  bool keep_intermediate_states = false;  // rollback oracle: store every per-token state
+};
+
+class Qwen35 final : public spec::TargetModel {
+ public:
+  // `file` must outlive the model (weights are views into its mapping).
+  static util::Result<std::unique_ptr<Qwen35>> load(std::shared_ptr<const formats::GgufFile> file,
+                                                    const Qwen35Options& opts,
+                                                    util::ThreadPool* pool = nullptr);
+  ~Qwen35() override;
+
+  const Qwen35Config& config() const { return cfg_; }
+  const Qwen35Options& options() const { return opts_; }
+
+  // spec::TargetModel
+  int64_t n_vocab() const override { return cfg_.n_vocab; }
+  int64_t n_ctx() const override { return opts_.n_ctx; }
+  int64_t n_past() const override { return n_past_; }
+  int64_t feature_dim() const override {
+    return static_cast<int64_t>(opts_.capture_layers.size()) * cfg_.n_embd;
+  }
+  util::Status forward(std::span<const int32_t> tokens, bool all_logits) override;
+  const float* logits(int64_t i) const override;
+  const float* features(int64_t i) const override;
+  void checkpoint() override;
+  util::Status keep(int64_t n) override;
+  void reset() override;
+
+  // Token embeddings and the output head, which the DFlash drafter borrows.
+  const tensor::Tensor& token_embd() const;
+  const tensor::Tensor& output_head() const;
+  const tensor::Tensor& output_norm() const;
+
+  // Test access to the recurrent state of layer il: conv window [(K-1)][conv_dim] and
+  // delta-rule state [Hv][Dv][Dk] (value-major; value heads in GGUF/tiled order).
+  std::span<const float> conv_state(int il) const;
+  std::span<const float> ssm_state(int il) const;
+  // Hidden states after every layer of the last forward (only when capture_all_layers is set).
+  void set_capture_all_layers(bool on);
+  const float* layer_output(int il, int64_t token) const;
+
+  struct Impl;
+
+ private:
+  Qwen35() = default;
+  Qwen35Config cfg_;
+  Qwen35Options opts_;
+  int64_t n_past_ = 0;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace dflash::model

@@ -1,0 +1,170 @@
+#include "spec/decoder.h"
+
+#include <algorithm>
+
+#include "util/timer.h"
+
+namespace dflash::spec {
+
+using util::Status;
+
+const char* finish_reason_name(FinishReason r) {
+  switch (r) {
+    case FinishReason::kLength: return "length";
+    case FinishReason::kStop: return "stop";
+    case FinishReason::kContext: return "context";
+    case FinishReason::kCallback: return "callback";
+  }
+  return "?";
+}
+
+double DecodeStats::tau() const {
+  if (accept_lengths.empty()) return 0.0;
+  double s = 0;
+  for (int a : accept_lengths) s += a;
+  return s / static_cast<double>(accept_lengths.size());
+}
+
+double DecodeStats::acceptance() const {
+  return n_drafted ? static_cast<double>(n_accepted) / static_cast<double>(n_drafted) : 0.0;
+}
+
+Decoder::Decoder(TargetModel& target, Drafter* drafter) : target_(target), drafter_(drafter) {}
+
+util::Result<std::vector<int32_t>> Decoder::generate(std::span<const int32_t> prompt,
+                                                      const DecodeOptions& opts,
+                                                      const TokenCallback& cb,
+                                                      DecodeStats* stats_out) {
+  DecodeStats local;
+  DecodeStats& st = stats_out ? *stats_out : local;
+  st = DecodeStats{};
+  std::vector<int32_t> out;
+  if (prompt.empty()) return util::invalid_argument("empty prompt: at least one token is needed");
+  if (opts.max_new_tokens <= 0) return out;
+  const int64_t n_ctx = target_.n_ctx();
+  if (static_cast<int64_t>(prompt.size()) >= n_ctx)
+    return util::out_of_range(util::strfmt(
+        "prompt has %zu tokens but the context holds %lld: shorten the prompt or raise --ctx-size",
+        prompt.size(), static_cast<long long>(n_ctx)));
+  if (drafter_ && drafter_->n_vocab() != target_.n_vocab())
+    return util::invalid_argument("drafter and target vocabularies differ");
+
+  int max_block = opts.block_size > 0 ? opts.block_size : (drafter_ ? drafter_->block_size() : 1);
+  if (!drafter_) max_block = 1;
+  if (drafter_) max_block = std::min(max_block, drafter_->block_size());
+  const bool use_features = drafter_ != nullptr && max_block > 1;
+
+  Sampler sampler(opts.sampling, target_.n_vocab());
+  const int64_t n_vocab = target_.n_vocab();
+  target_.reset();
+  if (drafter_) drafter_->reset();
+
+  // Positions run to max_length - 1; generation may also end at the context limit.
+  const int64_t n_prompt = static_cast<int64_t>(prompt.size());
+  const int64_t want_length = n_prompt + opts.max_new_tokens;
+  const int64_t max_length = std::min(want_length, n_ctx);
+  st.n_prompt = n_prompt;
+
+  auto is_stop = [&](int32_t t) {
+    return std::find(opts.stop_tokens.begin(), opts.stop_tokens.end(), t) != opts.stop_tokens.end();
+  };
+  bool stopped = false;
+  auto emit = [&](int32_t t) {
+    out.push_back(t);
+    ++st.n_generated;
+    if (is_stop(t)) {
+      st.finish = FinishReason::kStop;
+      stopped = true;
+    }
+    if (cb && !cb(t) && !stopped) {
+      st.finish = FinishReason::kCallback;
+      stopped = true;
+    }
+  };
+
+  // Prefill: features of every prompt token become the drafter's first context.
+  util::Timer t;
+  DFLASH_RETURN_IF_ERROR(target_.forward(prompt, /*all_logits=*/false));
+  int32_t last = sampler.sample_logits(target_.logits(0));
+  if (use_features) {
+    DFLASH_RETURN_IF_ERROR(drafter_->add_context(target_.features(0), n_prompt));
+  }
+  st.t_prefill_s = t.seconds();
+  emit(last);
+
+  util::Timer decode_timer;
+  int64_t start = n_prompt;  // position of `last`, which is not yet in the target state
+  while (start + 1 < max_length && !stopped) {
+    util::Timer round_timer;
+    int block = max_block;
+    if (opts.policy && max_block > 1) block = std::clamp(opts.policy->next_block_size(max_block), 1, max_block);
+    const int verify_size = static_cast<int>(std::min<int64_t>(block, max_length - start));
+    const int n_draft = verify_size - 1;
+
+    block_.assign(1, last);
+    if (n_draft > 0) {
+      util::Timer td;
+      DFLASH_RETURN_IF_ERROR(drafter_->draft(last, n_draft));
+      if (sampler.params().greedy()) {
+        for (int i = 0; i < n_draft; ++i) block_.push_back(argmax(drafter_->logits(i), n_vocab));
+      } else {
+        q_.resize(static_cast<size_t>(n_draft));
+        for (int i = 0; i < n_draft; ++i) {
+          sampler.distribution(drafter_->logits(i), &q_[static_cast<size_t>(i)]);
+          block_.push_back(sampler.sample(q_[static_cast<size_t>(i)]));
+        }
+      }
+      st.t_draft_s += td.seconds();
+    }
+
+    util::Timer tv;
+    if (n_draft > 0) target_.checkpoint();
+    DFLASH_RETURN_IF_ERROR(target_.forward(block_, /*all_logits=*/true));
+    st.t_verify_s += tv.seconds();
+
+    std::span<const int32_t> drafted(block_.data() + 1, static_cast<size_t>(n_draft));
+    Acceptance acc;
+    if (sampler.params().greedy()) {
+      acc = accept_greedy(drafted, [&](int64_t i) { return target_.logits(i); }, n_vocab);
+    } else {
+      p_.resize(static_cast<size_t>(verify_size));
+      for (int i = 0; i < verify_size; ++i)
+        sampler.distribution(target_.logits(i), &p_[static_cast<size_t>(i)]);
+      acc = accept_sampled(drafted, [&](int64_t i) -> const Distribution& { return p_[static_cast<size_t>(i)]; },
+                           std::span<const Distribution>(q_.data(), static_cast<size_t>(n_draft)), sampler,
+                           opts.accept_rule);
+    }
+
+    // Tokens this round commits: accepted drafts, then the target's own next token.
+    int produced = static_cast<int>(std::min<int64_t>(acc.n_accepted + 1, max_length - start - 1));
+    std::vector<int32_t> fresh(block_.begin() + 1, block_.begin() + 1 + acc.n_accepted);
+    fresh.push_back(acc.next);
+    for (int i = 0; i < produced; ++i)
+      if (is_stop(fresh[static_cast<size_t>(i)])) {
+        produced = i + 1;
+        break;
+      }
+
+    util::Timer tr;
+    if (n_draft > 0) DFLASH_RETURN_IF_ERROR(target_.keep(produced));
+    st.t_rollback_s += tr.seconds();
+    // The committed tokens' features extend the drafter's context (rows 0..produced-1 of the
+    // verify are exactly the tokens now in the target state).
+    if (use_features) DFLASH_RETURN_IF_ERROR(drafter_->add_context(target_.features(0), produced));
+
+    st.n_rounds++;
+    st.n_drafted += n_draft;
+    st.n_accepted += acc.n_accepted;
+    st.accept_lengths.push_back(produced);
+    if (opts.policy && max_block > 1) opts.policy->observe(verify_size, acc.n_accepted, round_timer.seconds());
+
+    for (int i = 0; i < produced && !stopped; ++i) emit(fresh[static_cast<size_t>(i)]);
+    last = fresh[static_cast<size_t>(produced - 1)];
+    start += produced;
+  }
+  if (!stopped) st.finish = max_length < want_length ? FinishReason::kContext : FinishReason::kLength;
+  st.t_decode_s = decode_timer.seconds();
+  return out;
+}
+
+}  // namespace dflash::spec

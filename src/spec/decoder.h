@@ -1,0 +1,78 @@
+// The decode loop of DESIGN.md: draft → verify → accept → keep (rollback) → extend the drafter.
+// Plain autoregressive decoding is the same loop with a block of 1 and no drafter.
+//
+// The loop follows the DFlash authors' dflash_generate step for step (block sizes near the length
+// limit, what counts as one round's acceptance length, where stop tokens cut a round), so that its
+// trace on the same models is identical to the reference's.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <span>
+#include <vector>
+
+#include "spec/model_api.h"
+#include "spec/sampler.h"
+#include "util/status.h"
+
+namespace dflash::spec {
+
+// Chooses the verify block size of each round (1 = plain decoding).
+class BlockPolicy {
+ public:
+  virtual ~BlockPolicy() = default;
+  virtual int next_block_size(int max_block) = 0;
+  // Called after every round with the block size used and the drafted tokens accepted.
+  virtual void observe(int block_size, int n_accepted, double seconds) = 0;
+};
+
+struct DecodeOptions {
+  int max_new_tokens = 128;
+  SamplingParams sampling;
+  int block_size = 0;                // 0 → the drafter's trained block size; 1 → plain decoding
+  std::vector<int32_t> stop_tokens;  // e.g. EOS ids; the stop token itself is emitted
+  BlockPolicy* policy = nullptr;     // optional adaptive block size (bounded by block_size)
+  AcceptRule accept_rule = AcceptRule::kResidual;  // tests only
+};
+
+enum class FinishReason { kLength, kStop, kContext, kCallback };
+const char* finish_reason_name(FinishReason r);
+
+struct DecodeStats {
+  int64_t n_prompt = 0;
+  int64_t n_generated = 0;
+  int64_t n_rounds = 0;       // target verify passes after prefill
+  int64_t n_drafted = 0;      // draft tokens proposed
+  int64_t n_accepted = 0;     // draft tokens accepted
+  std::vector<int> accept_lengths;  // tokens committed per round (the paper's acceptance length)
+  double t_prefill_s = 0, t_draft_s = 0, t_verify_s = 0, t_rollback_s = 0, t_decode_s = 0;
+  FinishReason finish = FinishReason::kLength;
+
+  double tau() const;         // mean committed tokens per round
+  double acceptance() const;  // n_accepted / n_drafted
+  double decode_tok_s() const { return t_decode_s > 0 ? (n_generated - 1) / t_decode_s : 0; }
+};
+
+// Receives each committed token in order; returning false stops generation after it.
+using TokenCallback = std::function<bool(int32_t token)>;
+
+class Decoder {
+ public:
+  // drafter may be null: then every round is plain decoding.
+  Decoder(TargetModel& target, Drafter* drafter);
+
+  // Generates up to max_new_tokens after `prompt` (the state is reset first). Returns the
+  // generated tokens (without the prompt).
+  util::Result<std::vector<int32_t>> generate(std::span<const int32_t> prompt,
+                                               const DecodeOptions& opts, const TokenCallback& cb,
+                                               DecodeStats* stats);
+
+ private:
+  TargetModel& target_;
+  Drafter* drafter_;
+  std::vector<int32_t> block_;
+  std::vector<Distribution> q_;
+  std::vector<Distribution> p_;
+};
+
+}  // namespace dflash::spec

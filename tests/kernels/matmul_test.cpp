@@ -1,0 +1,332 @@
+#include "kernels/matmul.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <random>
+#include <vector>
+
+#include "formats/quant.h"
+#include "kernels/matmul_isa.h"
+#include "kernels/quantize_act.h"
+#include "kernels/ref/matmul_ref.h"
+
+namespace dflash::kernels {
+namespace {
+
+using tensor::DType;
+
+bool sanitized() { return std::getenv("DFLASH_SANITIZED") != nullptr; }
+
+// Random weight bytes in the block layout of `t`: random quants and 6/8-bit scales, sane fp16 d's.
+std::vector<uint8_t> random_weights(DType t, int64_t in, int64_t rows, std::mt19937& rng) {
+  const size_t bytes = tensor::row_size(t, in) * size_t(rows);
+  std::vector<uint8_t> buf(bytes);
+  std::uniform_int_distribution<int> byte(0, 255);
+  for (auto& b : buf) b = uint8_t(byte(rng));
+  std::uniform_real_distribution<float> ud(2e-4f, 4e-3f);
+  std::normal_distribution<float> nd(0.0f, 0.5f);
+  auto h = [&](float v) { return tensor::fp32_to_fp16(v); };
+  const int64_t n = in * rows;
+  switch (t) {
+    case DType::kF32: {
+      auto* p = reinterpret_cast<float*>(buf.data());
+      for (int64_t i = 0; i < n; ++i) p[i] = nd(rng);
+      break;
+    }
+    case DType::kF16: {
+      auto* p = reinterpret_cast<uint16_t*>(buf.data());
+      for (int64_t i = 0; i < n; ++i) p[i] = h(nd(rng));
+      break;
+    }
+    case DType::kBF16: {
+      auto* p = reinterpret_cast<uint16_t*>(buf.data());
+      for (int64_t i = 0; i < n; ++i) p[i] = tensor::fp32_to_bf16(nd(rng));
+      break;
+    }
+    case DType::kQ8_0: {
+      auto* p = reinterpret_cast<tensor::BlockQ8_0*>(buf.data());
+      for (int64_t b = 0; b < n / 32; ++b) p[b].d = h((b % 7 == 3 ? -1.0f : 1.0f) * ud(rng));
+      break;
+    }
+    case DType::kQ4_K: {
+      auto* p = reinterpret_cast<tensor::BlockQ4_K*>(buf.data());
+      for (int64_t b = 0; b < n / 256; ++b) p[b].d = h(ud(rng)), p[b].dmin = h(ud(rng));
+      break;
+    }
+    case DType::kQ5_K: {
+      auto* p = reinterpret_cast<tensor::BlockQ5_K*>(buf.data());
+      for (int64_t b = 0; b < n / 256; ++b) p[b].d = h(ud(rng)), p[b].dmin = h(ud(rng));
+      break;
+    }
+    case DType::kQ6_K: {
+      auto* p = reinterpret_cast<tensor::BlockQ6_K*>(buf.data());
+      for (int64_t b = 0; b < n / 256; ++b) p[b].d = h(ud(rng));
+      break;
+    }
+    default:
+      ADD_FAILURE() << "no generator for " << tensor::dtype_name(t);
+  }
+  return buf;
+}
+
+// Activations with some structure: an all-zero 32-block, a large outlier, mixed magnitudes.
+std::vector<float> random_acts(int64_t in, int64_t n_tokens, std::mt19937& rng) {
+  std::normal_distribution<float> nd(0.0f, 1.0f);
+  std::vector<float> x(size_t(in * n_tokens));
+  for (auto& v : x) v = nd(rng);
+  for (int64_t t = 0; t < n_tokens; ++t) {
+    float* xt = &x[size_t(t * in)];
+    if (t % 3 == 1 && in >= 64)
+      for (int i = 32; i < 64; ++i) xt[i] = 0.0f;
+    if (t % 4 == 2) xt[in / 2] = 40.0f;
+    if (t % 5 == 4)
+      for (int64_t i = 0; i < in; ++i) xt[i] *= 1e-3f;
+  }
+  return x;
+}
+
+tensor::Tensor make_tensor(DType t, int64_t in, int64_t rows, const std::vector<uint8_t>& data) {
+  tensor::Tensor w;
+  w.name = "w";
+  w.dtype = t;
+  w.n_dims = 2;
+  w.ne = {in, rows, 1, 1};
+  w.data = data.data();
+  return w;
+}
+
+struct Ref {
+  std::vector<float> exact;    // matmul_int
+  std::vector<double> f64;     // dequantised W · x
+  std::vector<double> absdot;  // Σ |w||x|, the magnitude rounding scales with
+  std::vector<double> qbound;  // bound on the activation-quantisation error
+};
+
+Ref make_ref(const tensor::Tensor& w, const std::vector<float>& x, int64_t n_tokens) {
+  const int64_t in = w.ne[0], rows = w.rows();
+  Ref r;
+  r.exact.resize(size_t(n_tokens * rows));
+  r.f64.resize(size_t(n_tokens * rows));
+  r.absdot.assign(size_t(n_tokens * rows), 0.0);
+  r.qbound.assign(size_t(n_tokens * rows), 0.0);
+  ref::matmul_int(w, x.data(), n_tokens, r.exact.data());
+  ref::matmul_f64(w, x.data(), n_tokens, r.f64.data());
+  const DType adt = ref::act_dtype(w.dtype);
+  const int64_t qb = adt == DType::kQ8_0 ? 32 : (adt == DType::kQ8_K ? 256 : 0);
+  std::vector<float> wr(static_cast<size_t>(in));
+  for (int64_t row = 0; row < rows; ++row) {
+    formats::dequantize_row(w.dtype, w.row(row), wr.data(), in);
+    for (int64_t t = 0; t < n_tokens; ++t) {
+      const float* xt = &x[size_t(t * in)];
+      double a = 0, q = 0;
+      for (int64_t i0 = 0; i0 < in; i0 += (qb ? qb : in)) {
+        const int64_t len = qb ? qb : in;
+        double amax = 0;
+        for (int64_t i = i0; i < i0 + len; ++i) amax = std::max(amax, double(std::fabs(xt[i])));
+        for (int64_t i = i0; i < i0 + len; ++i) {
+          a += std::fabs(double(wr[i]) * xt[i]);
+          if (qb) q += std::fabs(double(wr[i])) * amax / 254.0;
+        }
+      }
+      r.absdot[size_t(t * rows + row)] = a;
+      r.qbound[size_t(t * rows + row)] = q * 1.001;
+    }
+  }
+  return r;
+}
+
+void expect_close(const Ref& r, const std::vector<float>& y, int64_t n_tokens, int64_t rows,
+                  bool exact_mirror) {
+  int failures = 0;
+  for (int64_t i = 0; i < n_tokens * rows && failures < 5; ++i) {
+    const double tight = 1e-5 * r.absdot[size_t(i)] + 1e-30;
+    if (exact_mirror && !(std::fabs(double(y[size_t(i)]) - r.exact[size_t(i)]) <= tight)) {
+      ADD_FAILURE() << "vs integer ref at token " << i / rows << " row " << i % rows << ": got "
+                    << y[size_t(i)] << " want " << r.exact[size_t(i)] << " (tol " << tight << ")";
+      ++failures;
+    }
+    const double loose = r.qbound[size_t(i)] + tight;
+    if (!(std::fabs(double(y[size_t(i)]) - r.f64[size_t(i)]) <= loose)) {
+      ADD_FAILURE() << "vs f64 ref at token " << i / rows << " row " << i % rows << ": got "
+                    << y[size_t(i)] << " want " << r.f64[size_t(i)] << " (tol " << loose << ")";
+      ++failures;
+    }
+  }
+}
+
+class MatmulTest : public ::testing::TestWithParam<DType> {
+ protected:
+  void TearDown() override { set_matmul_isa(matmul_best_isa()); }
+};
+
+TEST_P(MatmulTest, MatchesReferencesAcrossShapesThreadsAndIsas) {
+  const DType t = GetParam();
+  const int64_t bs = tensor::info(t).block_size;
+  std::vector<int64_t> ins;
+  if (bs == 1) ins = {37, 291};
+  else ins = {bs, bs * 3};
+  if (bs == 32) ins.push_back(32 * 9);
+  std::vector<int64_t> outs = {1, 5, 67, 300};
+  std::vector<int64_t> toks = {1, 2, 3, 7, 16, 33, 64};
+  if (sanitized()) {
+    outs = {1, 67};
+    toks = {1, 3, 7, 33};
+  }
+  std::vector<MatmulIsa> isas = {MatmulIsa::kScalar};
+  if (matmul_best_isa() != MatmulIsa::kScalar) isas.push_back(matmul_best_isa());
+  util::ThreadPool p1(1), p2(2), p3(3);
+  util::ThreadPool* pools[] = {&p1, &p2, &p3};
+  std::mt19937 rng(1234 + int(t));
+  for (int64_t in : ins) {
+    for (int64_t out : outs) {
+      const auto data = random_weights(t, in, out, rng);
+      const auto w = make_tensor(t, in, out, data);
+      ASSERT_TRUE(matmul_check(w).is_ok());
+      const int64_t max_tok = toks.back();
+      const auto x = random_acts(in, max_tok, rng);
+      for (int64_t n : toks) {
+        const Ref r = make_ref(w, x, n);
+        for (MatmulIsa isa : isas) {
+          set_matmul_isa(isa);
+          for (auto* pool : pools) {
+            SCOPED_TRACE(::testing::Message()
+                         << tensor::dtype_name(t) << " in=" << in << " out=" << out << " n=" << n
+                         << " isa=" << matmul_isa_name(isa) << " threads=" << pool->size());
+            std::vector<float> y(size_t(n * out + 8), -7.0f);
+            matmul(w, x.data(), n, y.data(), *pool);
+            for (int k = 0; k < 8; ++k) ASSERT_EQ(y[size_t(n * out + k)], -7.0f) << "wrote past y";
+            expect_close(r, y, n, out, /*exact_mirror=*/true);
+            if (HasFailure()) return;
+          }
+        }
+      }
+    }
+  }
+}
+
+TEST_P(MatmulTest, RowRangesAndExpertsMatchFullMatmul) {
+  const DType t = GetParam();
+  const int64_t bs = tensor::info(t).block_size;
+  const int64_t in = bs == 1 ? 64 : bs * 2, out = 19, n_exp = 3, n = 5;
+  std::mt19937 rng(99);
+  const auto data = random_weights(t, in, out * n_exp, rng);
+  tensor::Tensor w = make_tensor(t, in, out * n_exp, data);
+  w.n_dims = 3;
+  w.ne = {in, out, n_exp, 1};
+  const auto x = random_acts(in, n, rng);
+  util::ThreadPool pool(2);
+  std::vector<float> full(size_t(n * out * n_exp));
+  matmul(w, x.data(), n, full.data(), pool);
+  for (int64_t e = 0; e < n_exp; ++e) {
+    std::vector<float> y(size_t(n * out));
+    matmul_expert(w, e, x.data(), n, y.data(), pool);
+    for (int64_t tk = 0; tk < n; ++tk)
+      for (int64_t r = 0; r < out; ++r)
+        ASSERT_EQ(y[size_t(tk * out + r)], full[size_t(tk * out * n_exp + e * out + r)])
+            << "expert " << e << " token " << tk << " row " << r;
+  }
+  std::vector<float> y(size_t(n * 7));
+  matmul_rows(w, 30, 37, x.data(), n, y.data(), pool);
+  for (int64_t tk = 0; tk < n; ++tk)
+    for (int64_t r = 0; r < 7; ++r)
+      ASSERT_EQ(y[size_t(tk * 7 + r)], full[size_t(tk * out * n_exp + 30 + r)]);
+}
+
+// A token's output must not depend on the batch it comes in, the tiling or the thread count:
+// speculative verification (n tokens) must reproduce plain decoding (1 token) bit for bit.
+TEST_P(MatmulTest, ResultsAreBitIdenticalAcrossBatchSizesAndThreads) {
+  const DType t = GetParam();
+  const int64_t bs = tensor::info(t).block_size;
+  const int64_t in = bs == 1 ? 131 : bs * 3, out = 37, n = 11;
+  std::mt19937 rng(5);
+  const auto data = random_weights(t, in, out, rng);
+  const auto w = make_tensor(t, in, out, data);
+  const auto x = random_acts(in, n, rng);
+  util::ThreadPool p1(1), p3(3);
+  std::vector<MatmulIsa> isas = {MatmulIsa::kScalar, matmul_best_isa()};
+  for (MatmulIsa isa : isas) {
+    set_matmul_isa(isa);
+    std::vector<float> batch(size_t(n * out));
+    matmul(w, x.data(), n, batch.data(), p3);
+    for (int64_t tk = 0; tk < n; ++tk) {
+      std::vector<float> one(static_cast<size_t>(out));
+      matmul(w, x.data() + tk * in, 1, one.data(), p1);
+      for (int64_t r = 0; r < out; ++r)
+        ASSERT_EQ(one[size_t(r)], batch[size_t(tk * out + r)])
+            << matmul_isa_name(isa) << " token " << tk << " row " << r;
+    }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(AllDtypes, MatmulTest,
+                         ::testing::Values(DType::kF32, DType::kF16, DType::kBF16, DType::kQ8_0,
+                                           DType::kQ4_K, DType::kQ5_K, DType::kQ6_K),
+                         [](const auto& info) { return std::string(tensor::dtype_name(info.param)); });
+
+TEST(Matmul, CheckRejectsBadTensors) {
+  std::vector<uint8_t> data(1024);
+  tensor::Tensor w = make_tensor(DType::kQ4_K, 100, 2, data);
+  util::Status s = matmul_check(w);
+  EXPECT_FALSE(s.is_ok());
+  EXPECT_NE(s.message().find("multiple of 256"), std::string::npos) << s.message();
+  w = make_tensor(DType::kQ4_0, 32, 2, data);
+  s = matmul_check(w);
+  EXPECT_FALSE(s.is_ok());
+  EXPECT_NE(s.message().find("q4_0"), std::string::npos) << s.message();
+  w = make_tensor(DType::kQ8_0, 64, 2, data);
+  EXPECT_TRUE(matmul_check(w).is_ok());
+}
+
+// ---------------- activation quantisers ----------------
+
+class QuantizeActTest : public ::testing::Test {
+ protected:
+  void TearDown() override { set_matmul_isa(matmul_best_isa()); }
+};
+
+TEST_F(QuantizeActTest, FastMatchesReferenceBitExactly) {
+  std::mt19937 rng(7);
+  const int64_t n = 256 * 5;
+  auto x = random_acts(n, 1, rng);
+  for (int i = 0; i < 256; ++i) x[size_t(512 + i)] = 0.0f;  // an all-zero super-block
+  x[3] = 1e30f;
+  x[700] = -3e-30f;
+  std::vector<ActQ8_0> a(n / 32), b(n / 32);
+  std::vector<tensor::BlockQ8_K> c(n / 256), d(n / 256);
+  quantize_act_q8_0(x.data(), a.data(), n);
+  ref::quantize_act_q8_0(x.data(), b.data(), n);
+  quantize_act_q8_k(x.data(), c.data(), n);
+  ref::quantize_act_q8_k(x.data(), d.data(), n);
+  for (size_t i = 0; i < a.size(); ++i) {
+    ASSERT_EQ(a[i].d, b[i].d) << "block " << i;
+    ASSERT_EQ(std::memcmp(a[i].qs, b[i].qs, 32), 0) << "block " << i;
+  }
+  for (size_t i = 0; i < c.size(); ++i) {
+    ASSERT_EQ(c[i].d, d[i].d) << "block " << i;
+    ASSERT_EQ(std::memcmp(c[i].qs, d[i].qs, 256), 0) << "block " << i;
+    ASSERT_EQ(std::memcmp(c[i].bsums, d[i].bsums, sizeof(c[i].bsums)), 0) << "block " << i;
+  }
+}
+
+TEST_F(QuantizeActTest, ReferenceRoundTripsWithinHalfAStep) {
+  std::mt19937 rng(8);
+  const int64_t n = 256 * 3;
+  const auto x = random_acts(n, 1, rng);
+  std::vector<tensor::BlockQ8_K> q(n / 256);
+  ref::quantize_act_q8_k(x.data(), q.data(), n);
+  for (int64_t i = 0; i < n; ++i) {
+    const auto& blk = q[size_t(i / 256)];
+    const float back = blk.d * blk.qs[i % 256];
+    EXPECT_LE(std::fabs(back - x[size_t(i)]), blk.d * 0.5001f + 1e-30f) << i;
+    EXPECT_GE(blk.qs[i % 256], -127);
+  }
+  int16_t s = 0;
+  for (int i = 0; i < 16; ++i) s = int16_t(s + q[0].qs[16 + i]);
+  EXPECT_EQ(q[0].bsums[1], s);
+}
+
+}  // namespace
+}  // namespace dflash::kernels

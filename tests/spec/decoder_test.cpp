@@ -1,0 +1,266 @@
+#include "spec/decoder.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <map>
+#include <random>
+
+#include "mock_models.h"
+
+namespace dflash::spec {
+namespace {
+
+using testing::MockDrafter;
+using testing::MockTarget;
+
+std::vector<int32_t> random_prompt(std::mt19937& rng, int64_t n_vocab, int len) {
+  std::vector<int32_t> p(static_cast<size_t>(len));
+  for (auto& t : p) t = static_cast<int32_t>(rng() % static_cast<uint32_t>(n_vocab));
+  return p;
+}
+
+TEST(Decoder, GreedyDflashIsTokenIdenticalToArForEveryBlockSize) {
+  constexpr int64_t kVocab = 50;
+  std::mt19937 rng(7);
+  for (int trial = 0; trial < 12; ++trial) {
+    auto prompt = random_prompt(rng, kVocab, 1 + static_cast<int>(rng() % 20));
+    MockTarget target(kVocab, 4096);
+    Decoder ar(target, nullptr);
+    DecodeOptions opts;
+    opts.max_new_tokens = 40;
+    auto ref = ar.generate(prompt, opts, nullptr, nullptr);
+    ASSERT_TRUE(ref.is_ok());
+    ASSERT_EQ(ref->size(), 40u);
+    for (int b = 1; b <= 16; ++b) {
+      MockDrafter drafter(16, kVocab, 6.0f, /*error_rate=*/0.25, /*seed=*/trial * 100 + b);
+      Decoder dec(target, &drafter);
+      opts.block_size = b;
+      DecodeStats st;
+      auto got = dec.generate(prompt, opts, nullptr, &st);
+      ASSERT_TRUE(got.is_ok()) << got.status().to_string();
+      ASSERT_EQ(*got, *ref) << "trial " << trial << " block " << b;
+      // The target holds prompt + all generated tokens but the last (not yet fed).
+      EXPECT_EQ(target.n_past(), static_cast<int64_t>(prompt.size() + got->size() - 1));
+      if (b > 1) {
+        EXPECT_EQ(drafter.context(), target.history()) << "drafter context out of sync";
+      }
+      int64_t committed = 0;
+      for (int a : st.accept_lengths) {
+        EXPECT_GE(a, 1);
+        EXPECT_LE(a, b);
+        committed += a;
+      }
+      EXPECT_EQ(committed + 1, static_cast<int64_t>(got->size()));
+    }
+  }
+}
+
+TEST(Decoder, PerfectDrafterCommitsWholeBlocks) {
+  constexpr int64_t kVocab = 40;
+  MockTarget target(kVocab, 4096);
+  MockDrafter drafter(16, kVocab, 6.0f, 0.0, 1);
+  Decoder dec(target, &drafter);
+  DecodeOptions opts;
+  opts.max_new_tokens = 1 + 16 * 5;
+  DecodeStats st;
+  ASSERT_TRUE(dec.generate(std::vector<int32_t>{1, 2, 3}, opts, nullptr, &st).is_ok());
+  ASSERT_EQ(st.accept_lengths.size(), 5u);
+  for (int a : st.accept_lengths) EXPECT_EQ(a, 16);
+  EXPECT_DOUBLE_EQ(st.acceptance(), 1.0);
+  EXPECT_DOUBLE_EQ(st.tau(), 16.0);
+}
+
+TEST(Decoder, BlocksShrinkAtTheLengthLimitLikeTheReference) {
+  // dflash_generate verifies min(B, max_length - start) tokens: with 1 + 16 + 5 new tokens the
+  // rounds commit 16 then 5 (a final block of 6 verifies 5 drafts but can commit only 5 tokens).
+  constexpr int64_t kVocab = 40;
+  MockTarget target(kVocab, 4096);
+  MockDrafter drafter(16, kVocab, 6.0f, 0.0, 1);
+  Decoder dec(target, &drafter);
+  DecodeOptions opts;
+  opts.max_new_tokens = 22;
+  DecodeStats st;
+  auto out = dec.generate(std::vector<int32_t>{5}, opts, nullptr, &st);
+  ASSERT_TRUE(out.is_ok());
+  EXPECT_EQ(out->size(), 22u);
+  EXPECT_EQ(st.accept_lengths, (std::vector<int>{16, 5}));
+  EXPECT_EQ(st.n_drafted, 15 + 5);
+}
+
+TEST(Decoder, StopsAtStopTokenIdenticallyInBothModes) {
+  constexpr int64_t kVocab = 12;  // small vocab: stop tokens show up quickly
+  std::mt19937 rng(3);
+  int stopped_runs = 0;
+  for (int trial = 0; trial < 20; ++trial) {
+    auto prompt = random_prompt(rng, kVocab, 4);
+    MockTarget target(kVocab, 4096);
+    DecodeOptions opts;
+    opts.max_new_tokens = 60;
+    opts.stop_tokens = {3, 7};
+    Decoder ar(target, nullptr);
+    DecodeStats st_ar;
+    auto ref = ar.generate(prompt, opts, nullptr, &st_ar);
+    ASSERT_TRUE(ref.is_ok());
+    MockDrafter drafter(8, kVocab, 6.0f, 0.2, trial);
+    Decoder dec(target, &drafter);
+    DecodeStats st;
+    auto got = dec.generate(prompt, opts, nullptr, &st);
+    ASSERT_TRUE(got.is_ok());
+    EXPECT_EQ(*got, *ref);
+    EXPECT_EQ(st.finish, st_ar.finish);
+    if (st.finish == FinishReason::kStop) {
+      ++stopped_runs;
+      int32_t last = got->back();
+      EXPECT_TRUE(last == 3 || last == 7);
+      for (size_t i = 0; i + 1 < got->size(); ++i) EXPECT_TRUE((*got)[i] != 3 && (*got)[i] != 7);
+    }
+  }
+  EXPECT_GT(stopped_runs, 5);  // the test exercised stopping
+}
+
+TEST(Decoder, ContextLimits) {
+  MockTarget target(30, 32);
+  MockDrafter drafter(16, 30, 6.0f, 0.1, 1);
+  Decoder dec(target, &drafter);
+  DecodeOptions opts;
+  opts.max_new_tokens = 100;
+  std::vector<int32_t> long_prompt(32, 1);
+  auto r = dec.generate(long_prompt, opts, nullptr, nullptr);
+  ASSERT_FALSE(r.is_ok());
+  EXPECT_EQ(r.status().code(), util::ErrorCode::kOutOfRange);
+  EXPECT_NE(r.status().message().find("context"), std::string::npos);
+
+  DecodeStats st;
+  auto ok = dec.generate(std::vector<int32_t>(10, 2), opts, nullptr, &st);
+  ASSERT_TRUE(ok.is_ok());
+  EXPECT_EQ(st.finish, FinishReason::kContext);
+  EXPECT_EQ(ok->size(), 22u);  // positions 10..31
+  EXPECT_LE(target.n_past(), 32);
+}
+
+TEST(Decoder, CallbackCanStopAndSeesEveryToken) {
+  MockTarget target(30, 1024);
+  MockDrafter drafter(16, 30, 6.0f, 0.0, 1);
+  Decoder dec(target, &drafter);
+  DecodeOptions opts;
+  opts.max_new_tokens = 100;
+  std::vector<int32_t> seen;
+  DecodeStats st;
+  auto out = dec.generate(std::vector<int32_t>{1}, opts, [&](int32_t t) {
+    seen.push_back(t);
+    return seen.size() < 7;
+  }, &st);
+  ASSERT_TRUE(out.is_ok());
+  EXPECT_EQ(seen.size(), 7u);
+  EXPECT_EQ(*out, seen);
+  EXPECT_EQ(st.finish, FinishReason::kCallback);
+}
+
+TEST(Decoder, RejectsEmptyPromptAndMismatchedVocab) {
+  MockTarget target(30, 1024);
+  MockDrafter drafter(16, 31, 6.0f, 0.0, 1);
+  Decoder dec(target, &drafter);
+  DecodeOptions opts;
+  EXPECT_EQ(dec.generate({}, opts, nullptr, nullptr).status().code(), util::ErrorCode::kInvalidArgument);
+  EXPECT_EQ(dec.generate(std::vector<int32_t>{1}, opts, nullptr, nullptr).status().code(),
+            util::ErrorCode::kInvalidArgument);
+}
+
+// ---- sampling: the output distribution must be exactly the target's ----
+
+// Upper tail critical value of chi-square with df degrees of freedom at z standard deviations
+// (Wilson–Hilferty); z = 4.75 is a one-sided p of about 1e-6.
+double chi2_critical(int df, double z) {
+  double a = 2.0 / (9.0 * df);
+  return df * std::pow(1.0 - a + z * std::sqrt(a), 3.0);
+}
+
+struct ChiSquare {
+  double stat = 0;
+  int df = 0;
+};
+
+// Exact probability of every n-token continuation under plain sampling from the mock target.
+void exact_sequences(const std::vector<int32_t>& prefix, int n, double prob, const Sampler& s,
+                     int64_t n_vocab, std::map<std::vector<int32_t>, double>* out,
+                     std::vector<int32_t>* cur) {
+  if (n == 0) {
+    (*out)[*cur] = prob;
+    return;
+  }
+  std::vector<int32_t> h = prefix;
+  h.insert(h.end(), cur->begin(), cur->end());
+  std::vector<float> logits(static_cast<size_t>(n_vocab));
+  testing::mock_logits(h, n_vocab, 3.0f, logits.data());
+  Distribution d;
+  s.distribution(logits.data(), &d);
+  for (size_t i = 0; i < d.ids.size(); ++i) {
+    cur->push_back(d.ids[i]);
+    exact_sequences(prefix, n - 1, prob * d.probs[i], s, n_vocab, out, cur);
+    cur->pop_back();
+  }
+}
+
+ChiSquare sampled_vs_exact(const SamplingParams& sp, AcceptRule rule, int runs) {
+  constexpr int64_t kVocab = 5;
+  constexpr int kTokens = 4;
+  const std::vector<int32_t> prompt{1, 4, 2};
+  std::map<std::vector<int32_t>, double> exact;
+  std::vector<int32_t> cur;
+  exact_sequences(prompt, kTokens, 1.0, Sampler(sp, kVocab), kVocab, &exact, &cur);
+
+  std::map<std::vector<int32_t>, int> counts;
+  MockTarget target(kVocab, 64, 3.0f);
+  for (int r = 0; r < runs; ++r) {
+    // A drafter that is often wrong and less sharp: q differs from p everywhere.
+    MockDrafter drafter(4, kVocab, 1.5f, 0.5, static_cast<uint64_t>(r) * 7919);
+    Decoder dec(target, &drafter);
+    DecodeOptions opts;
+    opts.max_new_tokens = kTokens;
+    opts.sampling = sp;
+    opts.sampling.seed = static_cast<uint64_t>(r) + 1;
+    opts.accept_rule = rule;
+    auto out = dec.generate(prompt, opts, nullptr, nullptr);
+    EXPECT_TRUE(out.is_ok());
+    counts[*out]++;
+  }
+  // Pool cells with small expectations so the chi-square approximation holds.
+  ChiSquare cs;
+  double pooled_e = 0, pooled_o = 0;
+  int cells = 0;
+  for (const auto& [seq, p] : exact) {
+    double e = p * runs;
+    double o = counts.count(seq) ? counts[seq] : 0;
+    if (e < 5) {
+      pooled_e += e;
+      pooled_o += o;
+      continue;
+    }
+    cs.stat += (o - e) * (o - e) / e;
+    ++cells;
+  }
+  for (const auto& [seq, c] : counts) EXPECT_TRUE(exact.count(seq)) << "impossible sequence sampled";
+  if (pooled_e > 0) {
+    cs.stat += (pooled_o - pooled_e) * (pooled_o - pooled_e) / pooled_e;
+    ++cells;
+  }
+  cs.df = cells - 1;
+  return cs;
+}
+
+TEST(Decoder, SampledDflashMatchesTheTargetDistribution) {
+  const int runs = std::getenv("DFLASH_SANITIZED") ? 6000 : 20000;
+  for (SamplingParams sp : {SamplingParams{1.0f, 0, 1.0f, 0.0f, 0}, SamplingParams{0.8f, 3, 0.9f, 0.0f, 0}}) {
+    ChiSquare good = sampled_vs_exact(sp, AcceptRule::kResidual, runs);
+    EXPECT_LT(good.stat, chi2_critical(good.df, 4.75))
+        << "T=" << sp.temperature << " df=" << good.df;
+    // The same test must reject a biased rule, or it proves nothing.
+    ChiSquare bad = sampled_vs_exact(sp, AcceptRule::kResampleTarget, runs);
+    EXPECT_GT(bad.stat, chi2_critical(bad.df, 4.75))
+        << "the chi-square test cannot tell a biased acceptance rule apart (T=" << sp.temperature << ")";
+  }
+}
+
+}  // namespace
+}  // namespace dflash::spec
