@@ -7,10 +7,16 @@
 //     squared error stops improving.
 //  2. The per-sub-block scales (and mins) are themselves quantised to 6 bits (Q4_K/Q5_K) or signed 8 bits
 //     (Q6_K) with the same weighted search, each weighted by how much its error costs in the block.
-//  3. With the integer scales fixed, the fp16 super-block scale(s) are re-fitted by least squares and the codes
-//     requantised, keeping whichever variant has the smaller error.
+//  3. The fp16-rounded super-block scale(s) and their fp16 neighbours are tried, re-deriving the integer scales
+//     against each and requantising the codes; then, with the integer scales fixed, the super-block scale(s)
+//     are re-fitted by least squares. Every step is kept only if it lowers the weighted error.
 // Weights are 1 without an importance vector, else the importance values (squared error weighted as an
 // imatrix would weight it).
+//
+// Measured against the public ggml reference quantisers (tools/reference/quant_compare_ggml.cpp, 512K values
+// of N(0,1)): relative RMSE without importance q4_K 0.0706 vs ggml 0.0715, q5_K 0.0351 vs 0.0362, q6_K 0.0168
+// vs 0.0178; both decoders decode both encoders' bytes identically. Single-thread speed ~34 MB/s of f32 input
+// for each K type (bench/quant_bench.cpp, CPU time).
 #include <algorithm>
 #include <cmath>
 #include <cstring>
@@ -25,6 +31,7 @@ using namespace dflash::tensor;
 namespace {
 
 // Nearest integer (half away from zero) clamped to [lo, hi]; NaN maps to lo. Never UB on huge inputs.
+// Used where the rounding must match the public reference (Q8_0).
 inline int qround(float v, int lo, int hi) {
   const float r = std::round(v);
   if (!(r >= static_cast<float>(lo))) return lo;
@@ -32,27 +39,48 @@ inline int qround(float v, int lo, int hi) {
   return static_cast<int>(r);
 }
 
-// Copies a sub-block's weights, falling back to uniform weights if they are missing or degenerate
-// (all zero, negative or non-finite), so every fit below has a positive total weight.
-void sub_weights(const float* importance, int n, float* w) {
-  if (importance != nullptr) {
-    float sum = 0.0f;
-    bool ok = true;
-    for (int i = 0; i < n; ++i) {
-      const float v = importance[i];
-      if (!(v >= 0.0f) || !std::isfinite(v)) ok = false;
-      w[i] = v;
-      sum += v;
-    }
-    if (ok && sum > 0.0f && std::isfinite(sum)) return;
+// Cheaper clamp-then-round (ties upward) for the K-quant searches, where ties need not match anything.
+// NaN maps to lo.
+inline int kround(float v, int lo, int hi) {
+  const float flo = static_cast<float>(lo), fhi = static_cast<float>(hi);
+  v = v >= flo ? v : flo;
+  v = v <= fhi ? v : fhi;
+  return static_cast<int>(v - flo + 0.5f) + lo;
+}
+
+// Per-element weights of one super-block (n = 256, sub-blocks of `sub`). Without importance all are 1.
+// Invalid entries (negative, NaN, inf) count as 0. A sub-block whose weights are all 0 gets uniform weights
+// (so its fit stays well defined) but small ones (1e-3 of the block mean), so that its error barely counts
+// when the super-block scales are chosen; an all-zero block falls back to 1.
+void block_weights(const float* importance, int n, int sub, float* w) {
+  if (importance == nullptr) {
+    for (int i = 0; i < n; ++i) w[i] = 1.0f;
+    return;
   }
-  for (int i = 0; i < n; ++i) w[i] = 1.0f;
+  double total = 0.0;
+  for (int i = 0; i < n; ++i) {
+    const float v = importance[i];
+    w[i] = (v >= 0.0f && v < std::numeric_limits<float>::infinity()) ? v : 0.0f;
+    total += w[i];
+  }
+  const double mean = total / n;
+  if (!(mean >= 1e-30) || !(mean <= 1e30)) {  // all zero, denormal-tiny, huge or non-finite: ignore it
+    for (int i = 0; i < n; ++i) w[i] = 1.0f;
+    return;
+  }
+  const float fallback = static_cast<float>(1e-3 * mean);
+  for (int j = 0; j < n; j += sub) {
+    float sum = 0.0f;
+    for (int i = j; i < j + sub; ++i) sum += w[i];
+    if (sum > 0.0f) continue;
+    for (int i = j; i < j + sub; ++i) w[i] = fallback;
+  }
 }
 
 // ---- symmetric fit: x ≈ s·q, q integer in [lo, hi] -------------------------------------------------------
 // Returns s and writes q. Minimises Σ w (x − s q)². Used for Q6_K sub-blocks and for quantising the K-quant
 // sub-block scales/mins against the super-block scale.
-float fit_symmetric(const float* x, const float* w, int n, int lo, int hi, int* q) {
+float fit_symmetric(const float* x, const float* w, int n, int lo, int hi, int* q) {  // n % 4 == 0, n ≤ 64
   float vmax = 0.0f, amax = 0.0f;
   for (int i = 0; i < n; ++i) {
     const float a = std::fabs(x[i]);
@@ -73,15 +101,19 @@ float fit_symmetric(const float* x, const float* w, int n, int lo, int hi, int* 
   for (int t : targets) {
     if (t == 0) continue;
     if ((t > 0) != (vmax > 0.0f) && lo >= 0) continue;  // unsigned range: only the positive mapping
-    for (int k = -10; k <= 10; ++k) {
-      const float iscale = (static_cast<float>(t) + 0.1f * static_cast<float>(k)) / vmax;
-      float num = 0.0f, den = 0.0f;
-      for (int i = 0; i < n; ++i) {
-        const int l = qround(iscale * x[i], lo, hi);
-        tmp[i] = l;
-        num += w[i] * x[i] * static_cast<float>(l);
-        den += w[i] * static_cast<float>(l * l);
+    for (int k = -5; k <= 5; ++k) {
+      const float iscale = (static_cast<float>(t) + 0.2f * static_cast<float>(k)) / vmax;
+      float pn[4] = {0, 0, 0, 0}, pd[4] = {0, 0, 0, 0};  // partial sums: no serial add chain
+      for (int i = 0; i < n; i += 4) {
+        for (int u = 0; u < 4; ++u) {
+          const int l = kround(iscale * x[i + u], lo, hi);
+          tmp[i + u] = l;
+          const float wl = w[i + u] * static_cast<float>(l);
+          pn[u] += wl * x[i + u];
+          pd[u] += wl * static_cast<float>(l);
+        }
       }
+      const float num = (pn[0] + pn[1]) + (pn[2] + pn[3]), den = (pd[0] + pd[1]) + (pd[2] + pd[3]);
       if (den <= 0.0f) continue;
       if (!have || double(num) * num * best_den > double(best_num) * best_num * den) {
         have = true;
@@ -94,7 +126,7 @@ float fit_symmetric(const float* x, const float* w, int n, int lo, int hi, int* 
   }
   if (!have) {  // all weights zero where it mattered: plain max mapping
     const float s = vmax / static_cast<float>(hi != 0 ? hi : lo);
-    for (int i = 0; i < n; ++i) q[i] = qround(x[i] / s, lo, hi);
+    for (int i = 0; i < n; ++i) q[i] = kround(x[i] / s, lo, hi);
     return s;
   }
   // Refine: requantise with the fitted scale, re-fit, stop when it no longer helps.
@@ -103,7 +135,7 @@ float fit_symmetric(const float* x, const float* w, int n, int lo, int hi, int* 
     float num = 0.0f, den = 0.0f;
     bool changed = false;
     for (int i = 0; i < n; ++i) {
-      const int l = qround(x[i] * inv, lo, hi);
+      const int l = kround(x[i] * inv, lo, hi);
       tmp[i] = l;
       changed |= l != q[i];
       num += w[i] * x[i] * static_cast<float>(l);
@@ -119,10 +151,13 @@ float fit_symmetric(const float* x, const float* w, int n, int lo, int hi, int* 
 }
 
 // The fp16 value `step` ulps away from h in magnitude (h itself if that would leave the finite range or
-// cross zero).
+// cross zero). From zero, +1 gives the smallest positive subnormal: a super-scale that rounded to 0 may still
+// be usable there, with larger integer scales.
 uint16_t fp16_step(uint16_t h, int step) {
+  if (step == 0) return h;
+  if ((h & 0x7FFF) == 0) return step > 0 ? uint16_t{1} : h;
   const int mag = (h & 0x7FFF) + step;
-  if (step == 0 || mag < 1 || mag > 0x7BFF || (h & 0x7FFF) == 0 || (h & 0x7FFF) > 0x7BFF) return h;
+  if (mag < 1 || mag > 0x7BFF || (h & 0x7FFF) > 0x7BFF) return h;
   return static_cast<uint16_t>((h & 0x8000) | mag);
 }
 
@@ -130,7 +165,7 @@ uint16_t fp16_step(uint16_t h, int step) {
 void refit_ints(const float* v, int n, float d, int lo, int hi, int* q) {
   if (d == 0.0f || !std::isfinite(d)) return;
   const float inv = 1.0f / d;
-  for (int i = 0; i < n; ++i) q[i] = qround(v[i] * inv, lo, hi);
+  for (int i = 0; i < n; ++i) q[i] = kround(v[i] * inv, lo, hi);
 }
 
 // ---- affine fit: x ≈ s·q + o, q in [0, nmax], s ≥ 0, o ≤ 0 (the K-quant "min" is subtracted) -----------
@@ -140,78 +175,100 @@ struct Affine {
   float err = 0.0f;
 };
 
-// Weighted least squares for (s, o) given the codes, honouring s ≥ 0 and o ≤ 0.
-Affine ls_affine(const float* x, const float* w, const uint8_t* l, int n) {
-  float sw = 0, sq = 0, sqq = 0, sx = 0, sqx = 0;
-  for (int i = 0; i < n; ++i) {
-    const float q = l[i];
-    sw += w[i];
-    sq += w[i] * q;
-    sqq += w[i] * q * q;
-    sx += w[i] * x[i];
-    sqx += w[i] * q * x[i];
-  }
+// Weighted sums of a sub-block that do not depend on the codes.
+struct XSums {
+  float sw = 0, sx = 0, sxx = 0;
+};
+// ... and those that do.
+struct QSums {
+  float sq = 0, sqq = 0, sqx = 0;
+};
+
+// Weighted least squares for (s, o) given the code sums, honouring s ≥ 0 and o ≤ 0; the error is evaluated
+// in closed form (in double, to avoid cancellation).
+Affine ls_affine(const XSums& c, const QSums& q) {
   Affine a;
-  const float det = sw * sqq - sq * sq;
-  if (det > 1e-6f * sw * sqq) {
-    a.s = (sw * sqx - sq * sx) / det;
-    a.o = (sqq * sx - sq * sqx) / det;
+  const float det = c.sw * q.sqq - q.sq * q.sq;
+  if (det > 1e-6f * c.sw * q.sqq) {
+    a.s = (c.sw * q.sqx - q.sq * c.sx) / det;
+    a.o = (q.sqq * c.sx - q.sq * q.sqx) / det;
   } else {  // all codes equal: only their common level is determined
-    const float mean = sx / sw;
+    const float mean = c.sx / c.sw;
     a.o = std::min(mean, 0.0f);
-    a.s = sq > 0.0f ? (mean - a.o) * sw / sq : 0.0f;
+    a.s = q.sq > 0.0f ? (mean - a.o) * c.sw / q.sq : 0.0f;
   }
   if (a.o > 0.0f) {
     a.o = 0.0f;
-    a.s = sqq > 0.0f ? sqx / sqq : 0.0f;
+    a.s = q.sqq > 0.0f ? q.sqx / q.sqq : 0.0f;
   }
   if (a.s < 0.0f) {
     a.s = 0.0f;
-    a.o = std::min(sx / sw, 0.0f);
+    a.o = std::min(c.sx / c.sw, 0.0f);
   }
-  float err = 0.0f;
-  for (int i = 0; i < n; ++i) {
-    const float d = a.s * l[i] + a.o - x[i];
-    err += w[i] * d * d;
-  }
-  a.err = err;
+  // Σw(s·q + o − x)² expanded.
+  const double s = a.s, o = a.o;
+  const double err = double(c.sxx) - 2 * s * q.sqx - 2 * o * c.sx + s * s * q.sqq + 2 * s * o * q.sq +
+                     o * o * c.sw;
+  a.err = static_cast<float>(std::max(err, 0.0));
   return a;
 }
 
 Affine fit_affine(const float* x, const float* w, int n, int nmax, uint8_t* q) {
   float xmin = 0.0f, xmax = x[0];
+  XSums c;
   for (int i = 0; i < n; ++i) {
     xmin = std::min(xmin, x[i]);
     xmax = std::max(xmax, x[i]);
+    c.sw += w[i];
+    c.sx += w[i] * x[i];
+    c.sxx += w[i] * x[i] * x[i];
   }
-  if (!(xmax > xmin) || !std::isfinite(xmax - xmin)) {  // constant ≤ 0 (incl. all-zero) or non-finite
+  if (!(xmax > xmin) || !std::isfinite(xmax - xmin) || !std::isfinite(c.sxx)) {
+    // constant ≤ 0 (incl. all-zero) or non-finite input
     std::memset(q, 0, static_cast<size_t>(n));
     Affine a;
     a.o = std::isfinite(xmin) ? xmin : 0.0f;
     return a;
   }
   uint8_t tmp[32];
+  const float fmax = static_cast<float>(nmax);
+  // Codes for the scale search; rounding ties need not match anything here, so use a cheap rounding.
+  // Four partial sums per quantity keep the loop free of serial add chains (and let it vectorise).
+  auto codes = [&](float iscale, float off) {
+    float a[4] = {0, 0, 0, 0}, b[4] = {0, 0, 0, 0}, e[4] = {0, 0, 0, 0};
+    for (int i = 0; i < n; i += 4) {
+      for (int k = 0; k < 4; ++k) {
+        float v = iscale * (x[i + k] - off);
+        v = v >= 0.0f ? v : 0.0f;
+        v = v <= fmax ? v : fmax;
+        const int l = static_cast<int>(v + 0.5f);
+        tmp[i + k] = static_cast<uint8_t>(l);
+        const float fl = static_cast<float>(l);
+        const float wl = w[i + k] * fl;
+        a[k] += wl;
+        b[k] += wl * fl;
+        e[k] += wl * x[i + k];
+      }
+    }
+    QSums qs;
+    qs.sq = (a[0] + a[1]) + (a[2] + a[3]);
+    qs.sqq = (b[0] + b[1]) + (b[2] + b[3]);
+    qs.sqx = (e[0] + e[1]) + (e[2] + e[3]);
+    return qs;
+  };
   Affine best;
   best.err = std::numeric_limits<float>::infinity();
-  for (int k = -10; k <= 10; ++k) {
-    const float iscale = (static_cast<float>(nmax) + 0.1f * static_cast<float>(k)) / (xmax - xmin);
-    for (int i = 0; i < n; ++i) tmp[i] = static_cast<uint8_t>(qround(iscale * (x[i] - xmin), 0, nmax));
-    const Affine a = ls_affine(x, w, tmp, n);
+  for (int k = -5; k <= 5; ++k) {
+    const float iscale = (fmax + 0.2f * static_cast<float>(k)) / (xmax - xmin);
+    const Affine a = ls_affine(c, codes(iscale, xmin));
     if (a.err < best.err) {
       best = a;
       std::memcpy(q, tmp, static_cast<size_t>(n));
     }
   }
   for (int iter = 0; iter < 4 && best.s > 0.0f; ++iter) {
-    const float inv = 1.0f / best.s;
-    bool changed = false;
-    for (int i = 0; i < n; ++i) {
-      tmp[i] = static_cast<uint8_t>(qround((x[i] - best.o) * inv, 0, nmax));
-      changed |= tmp[i] != q[i];
-    }
-    if (!changed) break;
-    const Affine a = ls_affine(x, w, tmp, n);
-    if (!(a.err < best.err)) break;
+    const Affine a = ls_affine(c, codes(1.0f / best.s, best.o));
+    if (std::memcmp(tmp, q, static_cast<size_t>(n)) == 0 || !(a.err < best.err)) break;
     best = a;
     std::memcpy(q, tmp, static_cast<size_t>(n));
   }
@@ -224,9 +281,9 @@ void encode_k_affine(const float* x, const float* importance, int nmax, uint16_t
                      uint8_t* scales, uint8_t* L) {
   float w[kQK_K];
   float sub_s[8], sub_m[8], ws[8], wm[8];
+  block_weights(importance, kQK_K, 32, w);
   for (int j = 0; j < 8; ++j) {
     float* wj = w + 32 * j;
-    sub_weights(importance ? importance + 32 * j : nullptr, 32, wj);
     const Affine a = fit_affine(x + 32 * j, wj, 32, nmax, L + 32 * j);
     sub_s[j] = a.s;
     sub_m[j] = -a.o;
@@ -245,20 +302,22 @@ void encode_k_affine(const float* x, const float* importance, int nmax, uint16_t
 
   // Requantise all codes against the stored (fp16-rounded) scales; returns the weighted error.
   auto requant = [&](float dd, float mm, uint8_t* codes) {
-    float err = 0.0f;
+    float err[4] = {0, 0, 0, 0};
     for (int j = 0; j < 8; ++j) {
       const float s = dd * static_cast<float>(isc[j]);
       const float m = mm * static_cast<float>(imn[j]);
-      const float inv = s > 0.0f ? 1.0f / s : 0.0f;
-      for (int i = 0; i < 32; ++i) {
-        const float xi = x[32 * j + i];
-        const int l = s > 0.0f ? qround((xi + m) * inv, 0, nmax) : 0;
-        codes[32 * j + i] = static_cast<uint8_t>(l);
-        const float e = s * static_cast<float>(l) - m - xi;
-        err += w[32 * j + i] * e * e;
+      const float inv = s > 0.0f ? 1.0f / s : 0.0f;  // s == 0: every code 0
+      for (int i = 0; i < 32; i += 4) {
+        for (int k = 0; k < 4; ++k) {
+          const float xi = x[32 * j + i + k];
+          const int l = kround((xi + m) * inv, 0, nmax);
+          codes[32 * j + i + k] = static_cast<uint8_t>(l);
+          const float e = s * static_cast<float>(l) - m - xi;
+          err[k] += w[32 * j + i + k] * e * e;
+        }
       }
     }
-    return err;
+    return (err[0] + err[1]) + (err[2] + err[3]);
   };
 
   // fp16 rounding of the super-scales: try the neighbouring fp16 values too, re-deriving the integer scales
@@ -266,25 +325,29 @@ void encode_k_affine(const float* x, const float* importance, int nmax, uint16_t
   uint16_t d16 = fp32_to_fp16(d), m16 = fp32_to_fp16(dmin);
   float best_err = std::numeric_limits<float>::infinity();
   {
-    int bsc[8], bmn[8];
+    int bsc[8], bmn[8];  // the fit's values stand if no candidate has a finite error (non-finite input)
+    std::copy(isc, isc + 8, bsc);
+    std::copy(imn, imn + 8, bmn);
     uint16_t bd = d16, bm = m16;
     uint8_t L2[kQK_K];
-    for (int dd = -1; dd <= 1; ++dd)
-      for (int dm = -1; dm <= 1; ++dm) {
-        const uint16_t cd = fp16_step(d16, dd), cm = fp16_step(m16, dm);
-        if ((dd != 0 && cd == d16) || (dm != 0 && cm == m16)) continue;
-        refit_ints(sub_s, 8, fp16_to_fp32(cd), 0, 63, isc);
-        refit_ints(sub_m, 8, fp16_to_fp32(cm), 0, 63, imn);
-        const float err = requant(fp16_to_fp32(cd), fp16_to_fp32(cm), L2);
-        if (err < best_err) {
-          best_err = err;
-          bd = cd;
-          bm = cm;
-          std::copy(isc, isc + 8, bsc);
-          std::copy(imn, imn + 8, bmn);
-          std::memcpy(L, L2, sizeof(L2));
-        }
+    // Coordinate-wise: the three d candidates with the rounded dmin, then the dmin neighbours with the best d.
+    const int steps[5][2] = {{0, 0}, {-1, 0}, {1, 0}, {0, -1}, {0, 1}};
+    for (const auto& st : steps) {
+      const int dd = st[0], dm = st[1];
+      const uint16_t cd = fp16_step(dd == 0 && dm != 0 ? bd : d16, dd), cm = fp16_step(m16, dm);
+      if ((dd != 0 && cd == d16) || (dm != 0 && cm == m16)) continue;
+      refit_ints(sub_s, 8, fp16_to_fp32(cd), 0, 63, isc);
+      refit_ints(sub_m, 8, fp16_to_fp32(cm), 0, 63, imn);
+      const float err = requant(fp16_to_fp32(cd), fp16_to_fp32(cm), L2);
+      if (err < best_err) {
+        best_err = err;
+        bd = cd;
+        bm = cm;
+        std::copy(isc, isc + 8, bsc);
+        std::copy(imn, imn + 8, bmn);
+        std::memcpy(L, L2, sizeof(L2));
       }
+    }
     d16 = bd;
     m16 = bm;
     std::copy(bsc, bsc + 8, isc);
@@ -419,9 +482,9 @@ void quantize_row_q6_k(const float* x, BlockQ6_K* y, int64_t n, const float* imp
     const float* xb = x + b * kQK_K;
     const float* ib = importance ? importance + b * kQK_K : nullptr;
     float w[kQK_K], sub_s[16], ws[16];
+    block_weights(ib, kQK_K, 16, w);
     int L[kQK_K];
     for (int j = 0; j < 16; ++j) {
-      sub_weights(ib ? ib + 16 * j : nullptr, 16, w + 16 * j);
       sub_s[j] = fit_symmetric(xb + 16 * j, w + 16 * j, 16, -32, 31, L + 16 * j);
       float sq2 = 0.0f, sw = 0.0f;
       for (int i = 0; i < 16; ++i) {
@@ -434,25 +497,28 @@ void quantize_row_q6_k(const float* x, BlockQ6_K* y, int64_t n, const float* imp
     const float d = fit_symmetric(sub_s, ws, 16, -128, 127, isc);
     // Requantise against the stored scales; returns the weighted error.
     auto requant = [&](float df, int* codes) {
-      float err = 0.0f;
+      float err[4] = {0, 0, 0, 0};
       for (int j = 0; j < 16; ++j) {
         const float s = df * static_cast<float>(isc[j]);
-        const float inv = s != 0.0f ? 1.0f / s : 0.0f;
-        for (int i = 0; i < 16; ++i) {
-          const float xi = xb[16 * j + i];
-          const int l = s != 0.0f ? qround(xi * inv, -32, 31) : 0;
-          codes[16 * j + i] = l;
-          const float e = s * static_cast<float>(l) - xi;
-          err += w[16 * j + i] * e * e;
+        const float inv = s != 0.0f ? 1.0f / s : 0.0f;  // s == 0: every code 0
+        for (int i = 0; i < 16; i += 4) {
+          for (int k = 0; k < 4; ++k) {
+            const float xi = xb[16 * j + i + k];
+            const int l = kround(xi * inv, -32, 31);
+            codes[16 * j + i + k] = l;
+            const float e = s * static_cast<float>(l) - xi;
+            err[k] += w[16 * j + i + k] * e * e;
+          }
         }
       }
-      return err;
+      return (err[0] + err[1]) + (err[2] + err[3]);
     };
     // As for Q4_K: also try the fp16 neighbours of d, re-deriving the integer scales against each.
     uint16_t d16 = fp32_to_fp16(d);
     float best_err = std::numeric_limits<float>::infinity();
     {
-      int bsc[16], L2[kQK_K];
+      int bsc[16], L2[kQK_K];  // the fit's values stand if no candidate has a finite error
+      std::copy(isc, isc + 16, bsc);
       uint16_t bd = d16;
       for (int dd = -1; dd <= 1; ++dd) {
         const uint16_t cd = fp16_step(d16, dd);
