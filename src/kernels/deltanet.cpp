@@ -1,4 +1,7 @@
 #include "kernels/hwy_targets.h"
+#ifndef DFLASH_DELTA_NR
+#define DFLASH_DELTA_NR 4
+#endif
 
 #undef HWY_TARGET_INCLUDE
 #define HWY_TARGET_INCLUDE "kernels/deltanet.cpp"
@@ -16,56 +19,81 @@
 HWY_BEFORE_NAMESPACE();
 namespace dflash::kernels::HWY_NAMESPACE {
 
-// row = row·decay + delta·k, returns row_new·q (q may be null). Uses (decay·row)·k = decay·(row·k)
-// so the caller gets kv from one read pass and the update is a single read-write pass.
-HWY_INLINE float RowUpdate(float* HWY_RESTRICT row, float decay, float delta, const float* HWY_RESTRICT k,
-                           const float* HWY_RESTRICT q, int64_t n) {
+// Rows [j0, j0+NR) of one head's value-major state over all tokens. Each row of Sᵀ evolves
+// independently of the others (kv[j], delta[j] and o[j] only involve row j), so a few rows are
+// carried through the whole token sequence while they sit in L1: the state is read and written once
+// per call instead of once per token, and every loaded k/q vector serves NR rows. One pass per
+// token computes new = decay·row + delta·k_t, o_t = new·q_t and the next token's new·k_{t+1}.
+template <int NR>
+HWY_INLINE void DeltaRows(const DeltaShape& sh, int64_t h, int64_t j0, float* st, const DeltaInputs& in,
+                          int64_t t0, int64_t t1, const float* decays, float* out, int64_t out_stride) {
   const DF d;
   const int64_t N = int64_t(hn::Lanes(d));
-  const VF vdec = hn::Set(d, decay), vdel = hn::Set(d, delta);
-  VF s0 = hn::Zero(d), s1 = hn::Zero(d);
-  int64_t i = 0;
-  for (; i + 2 * N <= n; i += 2 * N) {
-    const VF r0 = hn::MulAdd(vdel, hn::LoadU(d, k + i), hn::Mul(vdec, hn::LoadU(d, row + i)));
-    const VF r1 = hn::MulAdd(vdel, hn::LoadU(d, k + i + N), hn::Mul(vdec, hn::LoadU(d, row + i + N)));
-    hn::StoreU(r0, d, row + i);
-    hn::StoreU(r1, d, row + i + N);
-    if (q) {
-      s0 = hn::MulAdd(r0, hn::LoadU(d, q + i), s0);
-      s1 = hn::MulAdd(r1, hn::LoadU(d, q + i + N), s1);
+  const int64_t dk = sh.dk, dv = sh.dv, a = sh.qk_head(h), Hv = sh.n_v_heads;
+  float* row[NR];
+  float rk[NR];  // row · k_t for the coming token
+  for (int r = 0; r < NR; ++r) {
+    row[r] = st + (j0 + r) * dk;
+    rk[r] = Dot(row[r], in.k + t0 * in.k_stride + a * dk, dk);
+  }
+  for (int64_t t = t0; t < t1; ++t) {
+    const float* k = in.k + t * in.k_stride + a * dk;
+    const float* kn = t + 1 < t1 ? k + in.k_stride : nullptr;
+    const float* q = out ? in.q + t * in.q_stride + a * dk : nullptr;
+    const float* v = in.v + t * in.v_stride + h * dv;
+    const float decay = decays[t - t0];
+    const float beta = in.beta[t * Hv + h];
+    float delta[NR];
+    for (int r = 0; r < NR; ++r) delta[r] = (v[j0 + r] - decay * rk[r]) * beta;
+    const VF vdec = hn::Set(d, decay);
+    VF aq[NR], ak[NR];
+    for (int r = 0; r < NR; ++r) {
+      aq[r] = hn::Zero(d);
+      ak[r] = hn::Zero(d);
     }
+    int64_t i = 0;
+    for (; i + N <= dk; i += N) {
+      const VF kv = hn::LoadU(d, k + i);
+      const VF qv = q ? hn::LoadU(d, q + i) : hn::Zero(d);
+      const VF knv = kn ? hn::LoadU(d, kn + i) : hn::Zero(d);
+      for (int r = 0; r < NR; ++r) {
+        const VF nw = hn::MulAdd(hn::Set(d, delta[r]), kv, hn::Mul(vdec, hn::LoadU(d, row[r] + i)));
+        hn::StoreU(nw, d, row[r] + i);
+        aq[r] = hn::MulAdd(nw, qv, aq[r]);
+        ak[r] = hn::MulAdd(nw, knv, ak[r]);
+      }
+    }
+    float oq[NR];
+    for (int r = 0; r < NR; ++r) {
+      oq[r] = hn::GetLane(hn::SumOfLanes(d, aq[r]));
+      rk[r] = hn::GetLane(hn::SumOfLanes(d, ak[r]));
+    }
+    for (; i < dk; ++i)
+      for (int r = 0; r < NR; ++r) {
+        const float nw = decay * row[r][i] + delta[r] * k[i];
+        row[r][i] = nw;
+        if (q) oq[r] += nw * q[i];
+        if (kn) rk[r] += nw * kn[i];
+      }
+    if (out)
+      for (int r = 0; r < NR; ++r) out[t * out_stride + h * dv + j0 + r] = oq[r];
   }
-  for (; i + N <= n; i += N) {
-    const VF r0 = hn::MulAdd(vdel, hn::LoadU(d, k + i), hn::Mul(vdec, hn::LoadU(d, row + i)));
-    hn::StoreU(r0, d, row + i);
-    if (q) s0 = hn::MulAdd(r0, hn::LoadU(d, q + i), s0);
-  }
-  float o = hn::GetLane(hn::SumOfLanes(d, hn::Add(s0, s1)));
-  for (; i < n; ++i) {
-    row[i] = row[i] * decay + delta * k[i];
-    if (q) o += row[i] * q[i];
-  }
-  return o;
 }
 
 // All tokens of one value head, recurrent form. st: Dv rows of Dk (value-major).
 void DeltaRecurrentHead(const DeltaShape& sh, int64_t h, float* st, const DeltaInputs& in, float* out,
                         int64_t out_stride) {
-  const int64_t dk = sh.dk, dv = sh.dv, a = sh.qk_head(h);
-  for (int64_t t = 0; t < in.n_tokens; ++t) {
-    const float* k = in.k + t * in.k_stride + a * dk;
-    const float* v = in.v + t * in.v_stride + h * dv;
-    const float* q = out ? in.q + t * in.q_stride + a * dk : nullptr;
-    const float decay = std::exp(in.g[t * sh.n_v_heads + h]);
-    const float beta = in.beta[t * sh.n_v_heads + h];
-    float* o = out ? out + t * out_stride + h * dv : nullptr;
-    for (int64_t j = 0; j < dv; ++j) {
-      float* row = st + j * dk;
-      const float kv = decay * Dot(row, k, dk);
-      const float delta = (v[j] - kv) * beta;
-      const float oj = RowUpdate(row, decay, delta, k, q, dk);
-      if (o) o[j] = oj;
-    }
+  // Token blocks keep the block's k/q rows (kTokBlock · 2 · Dk floats) in L1 while all state rows
+  // pass through; the state goes through L1 once per block.
+  constexpr int64_t kTokBlock = 16;
+  for (int64_t t0 = 0; t0 < in.n_tokens; t0 += kTokBlock) {
+    const int64_t t1 = std::min(in.n_tokens, t0 + kTokBlock);
+    float decays[kTokBlock];
+    for (int64_t t = t0; t < t1; ++t) decays[t - t0] = std::exp(in.g[t * sh.n_v_heads + h]);
+    int64_t j = 0;
+    for (; j + DFLASH_DELTA_NR <= sh.dv; j += DFLASH_DELTA_NR)
+      DeltaRows<DFLASH_DELTA_NR>(sh, h, j, st, in, t0, t1, decays, out, out_stride);
+    for (; j < sh.dv; ++j) DeltaRows<1>(sh, h, j, st, in, t0, t1, decays, out, out_stride);
   }
 }
 
