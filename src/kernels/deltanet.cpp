@@ -133,16 +133,14 @@ HWY_INLINE void RowAccumulate(float* HWY_RESTRICT row, float decay, const float*
 }
 
 // All tokens of one value head, chunked (WY) form; see deltanet.h for the equations.
-// scratch: at least DeltaChunkScratch(C, dk, dv) floats.
+// scratch: 3·C + C·dv + C·dk floats.
 void DeltaChunkedHead(const DeltaShape& sh, int64_t h, float* st, const DeltaInputs& in, float* out,
                       int64_t out_stride, int64_t C, float* scratch) {
   const int64_t dk = sh.dk, dv = sh.dv, a = sh.qk_head(h), Hv = sh.n_v_heads;
   float* c = scratch;           // C: in-chunk cumsum of g
   float* ec = c + C;            // C: exp(c)
   float* coef = ec + C;         // C
-  float* A = coef + C;          // C×C: A[i][j] = β_i (k_i·k_j) exp(c_i − c_j), j < i
-  float* QK = A + C * C;        // C×C: (q_i·k_j) exp(c_i − c_j), j ≤ i
-  float* U = QK + C * C;        // C×dv: U, then V' = U − W S
+  float* U = coef + C;          // C×dv: U, then V' = U − W S
   float* W = U + C * dv;        // C×dk: W, then kd_i = k_i exp(c_last − c_i)
   for (int64_t t0 = 0; t0 < in.n_tokens; t0 += C) {
     const int64_t n = std::min(C, in.n_tokens - t0);
@@ -155,7 +153,8 @@ void DeltaChunkedHead(const DeltaShape& sh, int64_t h, float* st, const DeltaInp
       c[i] = acc;
       ec[i] = std::exp(acc);
     }
-    // A and the forward substitution (I + A) U = diag(β) V, (I + A) W = diag(β·exp(c)) K.
+    // Forward substitution (I + A) U = diag(β) V, (I + A) W = diag(β·exp(c)) K, with
+    // A[i][j] = β_i (k_i·k_j) exp(c_i − c_j) for j < i consumed as it is computed.
     for (int64_t i = 0; i < n; ++i) {
       const float beta = in.beta[(t0 + i) * Hv + h];
       const float* ki = krow(i);
@@ -166,7 +165,6 @@ void DeltaChunkedHead(const DeltaShape& sh, int64_t h, float* st, const DeltaInp
       for (int64_t x = 0; x < dk; ++x) Wi[x] = bw * ki[x];
       for (int64_t j = 0; j < i; ++j) {
         const float aij = beta * Dot(ki, krow(j), dk) * std::exp(c[i] - c[j]);
-        A[i * C + j] = aij;
         Axpy(Ui, -aij, U + j * dv, dv);
         Axpy(Wi, -aij, W + j * dk, dk);
       }
@@ -185,7 +183,6 @@ void DeltaChunkedHead(const DeltaShape& sh, int64_t h, float* st, const DeltaInp
         float* o = out + (t0 + i) * out_stride + h * dv;
         for (int64_t j = 0; j <= i; ++j) {
           const float w = Dot(qrow(i), krow(j), dk) * std::exp(c[i] - c[j]);
-          QK[i * C + j] = w;
           Axpy(o, w, U + j * dv, dv);
         }
       }
@@ -238,7 +235,7 @@ void delta_rule_chunked(const DeltaShape& s, float* state, const DeltaInputs& in
                         int64_t out_stride, int64_t chunk, util::ThreadPool* pool) {
   if (in.n_tokens <= 0) return;
   const int64_t C = std::max<int64_t>(1, chunk);
-  const size_t need = size_t(3 * C + 2 * C * C + C * s.dv + C * s.dk);
+  const size_t need = size_t(3 * C + C * s.dv + C * s.dk);
   for_heads(pool, s.n_v_heads, [&](int64_t h) {
     if (tls_chunk_buf.size() < need) tls_chunk_buf.resize(need);
     HWY_DYNAMIC_DISPATCH(DeltaChunkedHead)(s, h, state + h * s.dv * s.dk, in, out, out_stride, C,
