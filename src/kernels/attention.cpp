@@ -16,6 +16,8 @@
 
 HWY_BEFORE_NAMESPACE();
 namespace dflash::kernels::HWY_NAMESPACE {
+namespace {  // internal linkage: target functions of other kernels may use the same names
+using namespace ops_simd;  // NOLINT
 
 constexpr int64_t kBk = 16;        // keys per tile: K and V tiles of 16 rows stay in L1 across the task's rows
 constexpr int64_t kMaxRows = 32;   // query rows per task (see kRowsPerTask below)
@@ -174,6 +176,7 @@ void AttnPartial(const AttnArgs& a, const KvView& kv, const AttnMask& mask, int6
   }
 }
 
+}  // namespace
 }  // namespace dflash::kernels::HWY_NAMESPACE
 HWY_AFTER_NAMESPACE();
 

@@ -18,6 +18,8 @@
 
 HWY_BEFORE_NAMESPACE();
 namespace dflash::kernels::HWY_NAMESPACE {
+namespace {  // internal linkage: target functions of other kernels may use the same names
+using namespace ops_simd;  // NOLINT
 
 // Rows [j0, j0+NR) of one head's value-major state over all tokens. Each row of Sᵀ evolves
 // independently of the others (kv[j], delta[j] and o[j] only involve row j), so a few rows are
@@ -203,6 +205,7 @@ void DeltaChunkedHead(const DeltaShape& sh, int64_t h, float* st, const DeltaInp
   }
 }
 
+}  // namespace
 }  // namespace dflash::kernels::HWY_NAMESPACE
 HWY_AFTER_NAMESPACE();
 
