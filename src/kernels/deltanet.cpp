@@ -134,6 +134,58 @@ HWY_INLINE void RowAccumulate(float* HWY_RESTRICT row, float decay, const float*
   }
 }
 
+// res[x·NJ + y] = a_x · b_y for NI rows a and NJ rows b (b_y = b + y·b_stride), length n.
+template <int NI, int NJ>
+HWY_INLINE void DotTile(const float* const* a, const float* b, int64_t b_stride, int64_t n, float* res) {
+  const DF d;
+  const int64_t N = int64_t(hn::Lanes(d));
+  VF acc[NI][NJ];
+  for (int x = 0; x < NI; ++x)
+    for (int y = 0; y < NJ; ++y) acc[x][y] = hn::Zero(d);
+  int64_t i = 0;
+  for (; i + N <= n; i += N) {
+    VF bv[NJ];
+    for (int y = 0; y < NJ; ++y) bv[y] = hn::LoadU(d, b + y * b_stride + i);
+    for (int x = 0; x < NI; ++x) {
+      const VF av = hn::LoadU(d, a[x] + i);
+      for (int y = 0; y < NJ; ++y) acc[x][y] = hn::MulAdd(av, bv[y], acc[x][y]);
+    }
+  }
+  for (int x = 0; x < NI; ++x)
+    for (int y = 0; y < NJ; ++y) {
+      float v = hn::GetLane(hn::SumOfLanes(d, acc[x][y]));
+      for (int64_t t = i; t < n; ++t) v += a[x][t] * b[y * b_stride + t];
+      res[x * NJ + y] = v;
+    }
+}
+
+// emit(i, j, row_i · st_j) for i < n (rows from row(i)) and every state row j < dv.
+template <class RowFn, class Emit>
+HWY_INLINE void RowProducts(int64_t n, RowFn row, const float* st, int64_t dk, int64_t dv, Emit emit) {
+  float res[8];
+  int64_t j = 0;
+  for (; j + 4 <= dv; j += 4) {
+    int64_t i = 0;
+    for (; i + 2 <= n; i += 2) {
+      const float* a[2] = {row(i), row(i + 1)};
+      DotTile<2, 4>(a, st + j * dk, dk, dk, res);
+      for (int x = 0; x < 2; ++x)
+        for (int y = 0; y < 4; ++y) emit(i + x, j + y, res[x * 4 + y]);
+    }
+    if (i < n) {
+      const float* a[1] = {row(i)};
+      DotTile<1, 4>(a, st + j * dk, dk, dk, res);
+      for (int y = 0; y < 4; ++y) emit(i, j + y, res[y]);
+    }
+  }
+  for (; j < dv; ++j)
+    for (int64_t i = 0; i < n; ++i) {
+      const float* a[1] = {row(i)};
+      DotTile<1, 1>(a, st + j * dk, dk, dk, res);
+      emit(i, j, res[0]);
+    }
+}
+
 // All tokens of one value head, chunked (WY) form; see deltanet.h for the equations.
 // scratch: 3·C + C·dv + C·dk floats.
 void DeltaChunkedHead(const DeltaShape& sh, int64_t h, float* st, const DeltaInputs& in, float* out,
@@ -171,14 +223,14 @@ void DeltaChunkedHead(const DeltaShape& sh, int64_t h, float* st, const DeltaInp
         Axpy(Wi, -aij, W + j * dk, dk);
       }
     }
-    // V' = U − W S and the inter-chunk output diag(exp(c)) Q S, one pass over the state rows.
-    for (int64_t j = 0; j < dv; ++j) {
-      const float* row = st + j * dk;
-      for (int64_t i = 0; i < n; ++i) {
-        U[i * dv + j] -= Dot(W + i * dk, row, dk);
-        if (out) out[(t0 + i) * out_stride + h * dv + j] = ec[i] * Dot(qrow(i), row, dk);
-      }
-    }
+    // V' = U − W S and the inter-chunk output diag(exp(c)) Q S: dots of token rows with state rows,
+    // 2 × 4 at a time so every loaded vector feeds several FMAs.
+    RowProducts(n, [&](int64_t i) { return W + i * dk; }, st, dk, dv,
+                [&](int64_t i, int64_t j, float x) { U[i * dv + j] -= x; });
+    if (out)
+      RowProducts(n, qrow, st, dk, dv, [&](int64_t i, int64_t j, float x) {
+        out[(t0 + i) * out_stride + h * dv + j] = ec[i] * x;
+      });
     // Intra-chunk output: o_i += Σ_{j ≤ i} (q_i·k_j) exp(c_i − c_j) V'_j.
     if (out) {
       for (int64_t i = 0; i < n; ++i) {
