@@ -13,6 +13,8 @@
 
 HWY_BEFORE_NAMESPACE();
 namespace dflash::kernels::HWY_NAMESPACE {
+namespace {  // internal linkage: target functions of other kernels may use the same names
+using namespace ops_simd;  // NOLINT
 
 void SiluImpl(const float* x, float* y, int64_t n) {
   MapUnary(x, y, n, [](DF d, VF v) HWY_ATTR { return hn::Mul(v, SigmoidV(d, v)); });
@@ -75,6 +77,7 @@ void SoftmaxImpl(float* x, int64_t n_rows, int64_t n) {
   }
 }
 
+}  // namespace
 }  // namespace dflash::kernels::HWY_NAMESPACE
 HWY_AFTER_NAMESPACE();
 

@@ -14,9 +14,20 @@ constexpr int64_t kCB = 64;  // channels per block: taps transposed to [K][kCB] 
 
 void causal_conv1d(const float* x, int64_t x_stride, const float* w, float* state, float* out,
                    int64_t out_stride, int64_t T, int64_t C, int64_t K, bool fuse_silu) {
-  if (K < 1 || K > kMaxK || T <= 0) return;
+  if (K < 1 || T <= 0) return;
   const int64_t H = K - 1;  // history rows
-  for (int64_t c0 = 0; c0 < C; c0 += kCB) {
+  if (K > kMaxK) {  // unusual kernel width: direct form, no transposed tap block
+    for (int64_t t = 0; t < T; ++t)
+      for (int64_t c = 0; c < C; ++c) {
+        float acc = 0;
+        for (int64_t j = 0; j < K; ++j) {
+          const int64_t src = t + j - H;
+          acc += w[c * K + j] * (src < 0 ? state[(H + src) * C + c] : x[src * x_stride + c]);
+        }
+        out[t * out_stride + c] = acc;
+      }
+  }
+  for (int64_t c0 = 0; c0 < C && K <= kMaxK; c0 += kCB) {
     const int64_t cb = std::min(kCB, C - c0);
     float wt[kMaxK][kCB];
     for (int64_t j = 0; j < K; ++j)

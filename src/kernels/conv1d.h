@@ -14,7 +14,7 @@
 namespace dflash::kernels {
 
 // x: T rows of C floats (row stride x_stride ≥ C); out: T rows (out_stride); out must not alias x.
-// fuse_silu applies SiLU to the outputs. K ≤ 16.
+// fuse_silu applies SiLU to the outputs. Fast path for K ≤ 16 (any K ≥ 1 works).
 void causal_conv1d(const float* x, int64_t x_stride, const float* w, float* state, float* out,
                    int64_t out_stride, int64_t T, int64_t C, int64_t K, bool fuse_silu);
 

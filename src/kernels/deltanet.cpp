@@ -1,4 +1,7 @@
 #include "kernels/hwy_targets.h"
+#ifndef DFLASH_DELTA_NR
+#define DFLASH_DELTA_NR 4
+#endif
 
 #undef HWY_TARGET_INCLUDE
 #define HWY_TARGET_INCLUDE "kernels/deltanet.cpp"
@@ -15,57 +18,84 @@
 
 HWY_BEFORE_NAMESPACE();
 namespace dflash::kernels::HWY_NAMESPACE {
+namespace {  // internal linkage: target functions of other kernels may use the same names
+using namespace ops_simd;  // NOLINT
 
-// row = row·decay + delta·k, returns row_new·q (q may be null). Uses (decay·row)·k = decay·(row·k)
-// so the caller gets kv from one read pass and the update is a single read-write pass.
-HWY_INLINE float RowUpdate(float* HWY_RESTRICT row, float decay, float delta, const float* HWY_RESTRICT k,
-                           const float* HWY_RESTRICT q, int64_t n) {
+// Rows [j0, j0+NR) of one head's value-major state over all tokens. Each row of Sᵀ evolves
+// independently of the others (kv[j], delta[j] and o[j] only involve row j), so a few rows are
+// carried through the whole token sequence while they sit in L1: the state is read and written once
+// per call instead of once per token, and every loaded k/q vector serves NR rows. One pass per
+// token computes new = decay·row + delta·k_t, o_t = new·q_t and the next token's new·k_{t+1}.
+template <int NR>
+HWY_INLINE void DeltaRows(const DeltaShape& sh, int64_t h, int64_t j0, float* st, const DeltaInputs& in,
+                          int64_t t0, int64_t t1, const float* decays, float* out, int64_t out_stride) {
   const DF d;
   const int64_t N = int64_t(hn::Lanes(d));
-  const VF vdec = hn::Set(d, decay), vdel = hn::Set(d, delta);
-  VF s0 = hn::Zero(d), s1 = hn::Zero(d);
-  int64_t i = 0;
-  for (; i + 2 * N <= n; i += 2 * N) {
-    const VF r0 = hn::MulAdd(vdel, hn::LoadU(d, k + i), hn::Mul(vdec, hn::LoadU(d, row + i)));
-    const VF r1 = hn::MulAdd(vdel, hn::LoadU(d, k + i + N), hn::Mul(vdec, hn::LoadU(d, row + i + N)));
-    hn::StoreU(r0, d, row + i);
-    hn::StoreU(r1, d, row + i + N);
-    if (q) {
-      s0 = hn::MulAdd(r0, hn::LoadU(d, q + i), s0);
-      s1 = hn::MulAdd(r1, hn::LoadU(d, q + i + N), s1);
+  const int64_t dk = sh.dk, dv = sh.dv, a = sh.qk_head(h), Hv = sh.n_v_heads;
+  float* row[NR];
+  float rk[NR];  // row · k_t for the coming token
+  for (int r = 0; r < NR; ++r) {
+    row[r] = st + (j0 + r) * dk;
+    rk[r] = Dot(row[r], in.k + t0 * in.k_stride + a * dk, dk);
+  }
+  for (int64_t t = t0; t < t1; ++t) {
+    const float* k = in.k + t * in.k_stride + a * dk;
+    const float* kn = t + 1 < t1 ? k + in.k_stride : nullptr;
+    const float* q = out ? in.q + t * in.q_stride + a * dk : nullptr;
+    const float* v = in.v + t * in.v_stride + h * dv;
+    const float decay = decays[t - t0];
+    const float beta = in.beta[t * Hv + h];
+    float delta[NR];
+    for (int r = 0; r < NR; ++r) delta[r] = (v[j0 + r] - decay * rk[r]) * beta;
+    const VF vdec = hn::Set(d, decay);
+    VF aq[NR], ak[NR];
+    for (int r = 0; r < NR; ++r) {
+      aq[r] = hn::Zero(d);
+      ak[r] = hn::Zero(d);
     }
+    int64_t i = 0;
+    for (; i + N <= dk; i += N) {
+      const VF kv = hn::LoadU(d, k + i);
+      const VF qv = q ? hn::LoadU(d, q + i) : hn::Zero(d);
+      const VF knv = kn ? hn::LoadU(d, kn + i) : hn::Zero(d);
+      for (int r = 0; r < NR; ++r) {
+        const VF nw = hn::MulAdd(hn::Set(d, delta[r]), kv, hn::Mul(vdec, hn::LoadU(d, row[r] + i)));
+        hn::StoreU(nw, d, row[r] + i);
+        aq[r] = hn::MulAdd(nw, qv, aq[r]);
+        ak[r] = hn::MulAdd(nw, knv, ak[r]);
+      }
+    }
+    float oq[NR];
+    for (int r = 0; r < NR; ++r) {
+      oq[r] = hn::GetLane(hn::SumOfLanes(d, aq[r]));
+      rk[r] = hn::GetLane(hn::SumOfLanes(d, ak[r]));
+    }
+    for (; i < dk; ++i)
+      for (int r = 0; r < NR; ++r) {
+        const float nw = decay * row[r][i] + delta[r] * k[i];
+        row[r][i] = nw;
+        if (q) oq[r] += nw * q[i];
+        if (kn) rk[r] += nw * kn[i];
+      }
+    if (out)
+      for (int r = 0; r < NR; ++r) out[t * out_stride + h * dv + j0 + r] = oq[r];
   }
-  for (; i + N <= n; i += N) {
-    const VF r0 = hn::MulAdd(vdel, hn::LoadU(d, k + i), hn::Mul(vdec, hn::LoadU(d, row + i)));
-    hn::StoreU(r0, d, row + i);
-    if (q) s0 = hn::MulAdd(r0, hn::LoadU(d, q + i), s0);
-  }
-  float o = hn::GetLane(hn::SumOfLanes(d, hn::Add(s0, s1)));
-  for (; i < n; ++i) {
-    row[i] = row[i] * decay + delta * k[i];
-    if (q) o += row[i] * q[i];
-  }
-  return o;
 }
 
 // All tokens of one value head, recurrent form. st: Dv rows of Dk (value-major).
 void DeltaRecurrentHead(const DeltaShape& sh, int64_t h, float* st, const DeltaInputs& in, float* out,
                         int64_t out_stride) {
-  const int64_t dk = sh.dk, dv = sh.dv, a = sh.qk_head(h);
-  for (int64_t t = 0; t < in.n_tokens; ++t) {
-    const float* k = in.k + t * in.k_stride + a * dk;
-    const float* v = in.v + t * in.v_stride + h * dv;
-    const float* q = out ? in.q + t * in.q_stride + a * dk : nullptr;
-    const float decay = std::exp(in.g[t * sh.n_v_heads + h]);
-    const float beta = in.beta[t * sh.n_v_heads + h];
-    float* o = out ? out + t * out_stride + h * dv : nullptr;
-    for (int64_t j = 0; j < dv; ++j) {
-      float* row = st + j * dk;
-      const float kv = decay * Dot(row, k, dk);
-      const float delta = (v[j] - kv) * beta;
-      const float oj = RowUpdate(row, decay, delta, k, q, dk);
-      if (o) o[j] = oj;
-    }
+  // Token blocks keep the block's k/q rows (kTokBlock · 2 · Dk floats) in L1 while all state rows
+  // pass through; the state goes through L1 once per block.
+  constexpr int64_t kTokBlock = 16;
+  for (int64_t t0 = 0; t0 < in.n_tokens; t0 += kTokBlock) {
+    const int64_t t1 = std::min(in.n_tokens, t0 + kTokBlock);
+    float decays[kTokBlock];
+    for (int64_t t = t0; t < t1; ++t) decays[t - t0] = std::exp(in.g[t * sh.n_v_heads + h]);
+    int64_t j = 0;
+    for (; j + DFLASH_DELTA_NR <= sh.dv; j += DFLASH_DELTA_NR)
+      DeltaRows<DFLASH_DELTA_NR>(sh, h, j, st, in, t0, t1, decays, out, out_stride);
+    for (; j < sh.dv; ++j) DeltaRows<1>(sh, h, j, st, in, t0, t1, decays, out, out_stride);
   }
 }
 
@@ -104,17 +134,67 @@ HWY_INLINE void RowAccumulate(float* HWY_RESTRICT row, float decay, const float*
   }
 }
 
+// res[x·NJ + y] = a_x · b_y for NI rows a and NJ rows b (b_y = b + y·b_stride), length n.
+template <int NI, int NJ>
+HWY_INLINE void DotTile(const float* const* a, const float* b, int64_t b_stride, int64_t n, float* res) {
+  const DF d;
+  const int64_t N = int64_t(hn::Lanes(d));
+  VF acc[NI][NJ];
+  for (int x = 0; x < NI; ++x)
+    for (int y = 0; y < NJ; ++y) acc[x][y] = hn::Zero(d);
+  int64_t i = 0;
+  for (; i + N <= n; i += N) {
+    VF bv[NJ];
+    for (int y = 0; y < NJ; ++y) bv[y] = hn::LoadU(d, b + y * b_stride + i);
+    for (int x = 0; x < NI; ++x) {
+      const VF av = hn::LoadU(d, a[x] + i);
+      for (int y = 0; y < NJ; ++y) acc[x][y] = hn::MulAdd(av, bv[y], acc[x][y]);
+    }
+  }
+  for (int x = 0; x < NI; ++x)
+    for (int y = 0; y < NJ; ++y) {
+      float v = hn::GetLane(hn::SumOfLanes(d, acc[x][y]));
+      for (int64_t t = i; t < n; ++t) v += a[x][t] * b[y * b_stride + t];
+      res[x * NJ + y] = v;
+    }
+}
+
+// emit(i, j, row_i · st_j) for i < n (rows from row(i)) and every state row j < dv.
+template <class RowFn, class Emit>
+HWY_INLINE void RowProducts(int64_t n, RowFn row, const float* st, int64_t dk, int64_t dv, Emit emit) {
+  float res[8];
+  int64_t j = 0;
+  for (; j + 4 <= dv; j += 4) {
+    int64_t i = 0;
+    for (; i + 2 <= n; i += 2) {
+      const float* a[2] = {row(i), row(i + 1)};
+      DotTile<2, 4>(a, st + j * dk, dk, dk, res);
+      for (int x = 0; x < 2; ++x)
+        for (int y = 0; y < 4; ++y) emit(i + x, j + y, res[x * 4 + y]);
+    }
+    if (i < n) {
+      const float* a[1] = {row(i)};
+      DotTile<1, 4>(a, st + j * dk, dk, dk, res);
+      for (int y = 0; y < 4; ++y) emit(i, j + y, res[y]);
+    }
+  }
+  for (; j < dv; ++j)
+    for (int64_t i = 0; i < n; ++i) {
+      const float* a[1] = {row(i)};
+      DotTile<1, 1>(a, st + j * dk, dk, dk, res);
+      emit(i, j, res[0]);
+    }
+}
+
 // All tokens of one value head, chunked (WY) form; see deltanet.h for the equations.
-// scratch: at least DeltaChunkScratch(C, dk, dv) floats.
+// scratch: 3·C + C·dv + C·dk floats.
 void DeltaChunkedHead(const DeltaShape& sh, int64_t h, float* st, const DeltaInputs& in, float* out,
                       int64_t out_stride, int64_t C, float* scratch) {
   const int64_t dk = sh.dk, dv = sh.dv, a = sh.qk_head(h), Hv = sh.n_v_heads;
   float* c = scratch;           // C: in-chunk cumsum of g
   float* ec = c + C;            // C: exp(c)
   float* coef = ec + C;         // C
-  float* A = coef + C;          // C×C: A[i][j] = β_i (k_i·k_j) exp(c_i − c_j), j < i
-  float* QK = A + C * C;        // C×C: (q_i·k_j) exp(c_i − c_j), j ≤ i
-  float* U = QK + C * C;        // C×dv: U, then V' = U − W S
+  float* U = coef + C;          // C×dv: U, then V' = U − W S
   float* W = U + C * dv;        // C×dk: W, then kd_i = k_i exp(c_last − c_i)
   for (int64_t t0 = 0; t0 < in.n_tokens; t0 += C) {
     const int64_t n = std::min(C, in.n_tokens - t0);
@@ -127,7 +207,8 @@ void DeltaChunkedHead(const DeltaShape& sh, int64_t h, float* st, const DeltaInp
       c[i] = acc;
       ec[i] = std::exp(acc);
     }
-    // A and the forward substitution (I + A) U = diag(β) V, (I + A) W = diag(β·exp(c)) K.
+    // Forward substitution (I + A) U = diag(β) V, (I + A) W = diag(β·exp(c)) K, with
+    // A[i][j] = β_i (k_i·k_j) exp(c_i − c_j) for j < i consumed as it is computed.
     for (int64_t i = 0; i < n; ++i) {
       const float beta = in.beta[(t0 + i) * Hv + h];
       const float* ki = krow(i);
@@ -138,26 +219,24 @@ void DeltaChunkedHead(const DeltaShape& sh, int64_t h, float* st, const DeltaInp
       for (int64_t x = 0; x < dk; ++x) Wi[x] = bw * ki[x];
       for (int64_t j = 0; j < i; ++j) {
         const float aij = beta * Dot(ki, krow(j), dk) * std::exp(c[i] - c[j]);
-        A[i * C + j] = aij;
         Axpy(Ui, -aij, U + j * dv, dv);
         Axpy(Wi, -aij, W + j * dk, dk);
       }
     }
-    // V' = U − W S and the inter-chunk output diag(exp(c)) Q S, one pass over the state rows.
-    for (int64_t j = 0; j < dv; ++j) {
-      const float* row = st + j * dk;
-      for (int64_t i = 0; i < n; ++i) {
-        U[i * dv + j] -= Dot(W + i * dk, row, dk);
-        if (out) out[(t0 + i) * out_stride + h * dv + j] = ec[i] * Dot(qrow(i), row, dk);
-      }
-    }
+    // V' = U − W S and the inter-chunk output diag(exp(c)) Q S: dots of token rows with state rows,
+    // 2 × 4 at a time so every loaded vector feeds several FMAs.
+    RowProducts(n, [&](int64_t i) { return W + i * dk; }, st, dk, dv,
+                [&](int64_t i, int64_t j, float x) { U[i * dv + j] -= x; });
+    if (out)
+      RowProducts(n, qrow, st, dk, dv, [&](int64_t i, int64_t j, float x) {
+        out[(t0 + i) * out_stride + h * dv + j] = ec[i] * x;
+      });
     // Intra-chunk output: o_i += Σ_{j ≤ i} (q_i·k_j) exp(c_i − c_j) V'_j.
     if (out) {
       for (int64_t i = 0; i < n; ++i) {
         float* o = out + (t0 + i) * out_stride + h * dv;
         for (int64_t j = 0; j <= i; ++j) {
           const float w = Dot(qrow(i), krow(j), dk) * std::exp(c[i] - c[j]);
-          QK[i * C + j] = w;
           Axpy(o, w, U + j * dv, dv);
         }
       }
@@ -178,6 +257,7 @@ void DeltaChunkedHead(const DeltaShape& sh, int64_t h, float* st, const DeltaInp
   }
 }
 
+}  // namespace
 }  // namespace dflash::kernels::HWY_NAMESPACE
 HWY_AFTER_NAMESPACE();
 
@@ -210,7 +290,7 @@ void delta_rule_chunked(const DeltaShape& s, float* state, const DeltaInputs& in
                         int64_t out_stride, int64_t chunk, util::ThreadPool* pool) {
   if (in.n_tokens <= 0) return;
   const int64_t C = std::max<int64_t>(1, chunk);
-  const size_t need = size_t(3 * C + 2 * C * C + C * s.dv + C * s.dk);
+  const size_t need = size_t(3 * C + C * s.dv + C * s.dk);
   for_heads(pool, s.n_v_heads, [&](int64_t h) {
     if (tls_chunk_buf.size() < need) tls_chunk_buf.resize(need);
     HWY_DYNAMIC_DISPATCH(DeltaChunkedHead)(s, h, state + h * s.dv * s.dk, in, out, out_stride, C,

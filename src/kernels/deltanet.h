@@ -47,7 +47,11 @@ struct DeltaInputs {
 };
 
 // Sequential recurrent form over n_tokens tokens. out may be null: state update only (replaying a
-// tape of recorded k, v, g, beta onto a restored state).
+// tape of recorded k, v, g, beta onto a restored state). Each row of Sᵀ evolves independently, so the
+// kernel carries 4 rows at a time through a block of 16 tokens while they stay in L1 (state memory
+// traffic once per block, each k/q load shared by 4 rows). On CPUs this is also the fastest prefill
+// path: for Dk = Dv = 128 and chunk 64 the chunked form below does more FLOPs than this one (its
+// win on GPUs comes from tensor-core matmuls), see bench/ops_bench.cpp.
 void delta_rule_recurrent(const DeltaShape& s, float* state, const DeltaInputs& in, float* out,
                           int64_t out_stride, util::ThreadPool* pool = nullptr);
 

@@ -13,6 +13,8 @@
 
 HWY_BEFORE_NAMESPACE();
 namespace dflash::kernels::HWY_NAMESPACE {
+namespace {  // internal linkage: target functions of other kernels may use the same names
+using namespace ops_simd;  // NOLINT
 
 // y = x·inv·(w | 1+w | 1), one row.
 HWY_INLINE void NormRow(const float* x, const float* w, float* y, int64_t n, float inv, NormKind kind) {
@@ -82,6 +84,7 @@ void L2normHeads(float* x, int64_t n_tokens, int64_t n_heads, int64_t head_dim, 
     }
 }
 
+}  // namespace
 }  // namespace dflash::kernels::HWY_NAMESPACE
 HWY_AFTER_NAMESPACE();
 

@@ -13,7 +13,8 @@
 #include "hwy/highway.h"
 
 HWY_BEFORE_NAMESPACE();
-namespace dflash::kernels::HWY_NAMESPACE {
+// Helpers live in their own namespace so they cannot collide (ODR) with other kernels' helpers.
+namespace dflash::kernels::HWY_NAMESPACE::ops_simd {
 namespace hn = hwy::HWY_NAMESPACE;
 using DF = hn::ScalableTag<float>;
 using VF = hn::Vec<DF>;
@@ -81,7 +82,7 @@ HWY_INLINE void MapUnary(const float* HWY_RESTRICT x, float* y, int64_t n, F f) 
   }
 }
 
-}  // namespace dflash::kernels::HWY_NAMESPACE
+}  // namespace dflash::kernels::HWY_NAMESPACE::ops_simd
 HWY_AFTER_NAMESPACE();
 
 #endif  // include guard toggle

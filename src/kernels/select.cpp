@@ -14,6 +14,8 @@
 
 HWY_BEFORE_NAMESPACE();
 namespace dflash::kernels::HWY_NAMESPACE {
+namespace {  // internal linkage: target functions of other kernels may use the same names
+using namespace ops_simd;  // NOLINT
 
 // Two passes: vector max (NaN lanes never win a Max against a number here because we replace them
 // with −inf first), then the first index holding it (early exit).
@@ -84,6 +86,7 @@ int TopkImpl(const float* x, int64_t n, int k, float* values, int32_t* indices) 
   return cnt;
 }
 
+}  // namespace
 }  // namespace dflash::kernels::HWY_NAMESPACE
 HWY_AFTER_NAMESPACE();
 

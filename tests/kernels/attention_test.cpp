@@ -99,6 +99,9 @@ TEST(Attention, SlidingWindowAndQwenShapes) {
   run_case({16, 8, 2, 256, 300, MaskKind::kCausal, 20, true}, &pool2, 12);
   run_case({5, 4, 4, 32, 100, MaskKind::kCausal, 1, false}, &pool2, 13);  // window 1: only itself
   run_case({16, 32, 8, 128, 200, MaskKind::kNone, 0, true}, &pool2, 14);  // drafter block, non-causal
+  run_case({16, 24, 4, 256, 90, MaskKind::kCausal, 0, true}, &pool2, 15);  // 27B: 6 q heads per kv head
+  run_case({3, 40, 1, 16, 50, MaskKind::kCausal, 0, false}, &pool2, 16);   // more heads per group than a task holds
+  run_case({2, 70, 2, 8, 40, MaskKind::kBool, 0, true}, nullptr, 17);
 }
 
 TEST(Attention, SplitKeysAcrossThreadsMatches) {
