@@ -462,7 +462,7 @@ Status Qwen35::forward(std::span<const int32_t> tokens, bool all_logits) {
               ops::conv_window_after(base.data(), I.tape[static_cast<size_t>(il)].qkv_raw.data(), t + 1, CD,
                                      C.conv_kernel, ic.data() + t * W);
           }
-        } else if (m == 1) {
+        } else if (m == 1 || opts_.delta_chunk <= 0) {
           ops::deltanet_recurrent(qc, m, CD, Hk, Hv, Dk, Dv, g, b, S.data(), o, nullptr, *I.pool);
         } else {
           ops::deltanet_chunked(qc, m, CD, Hk, Hv, Dk, Dv, g, b, S.data(), o, opts_.delta_chunk, *I.pool);

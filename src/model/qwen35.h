@@ -52,7 +52,10 @@ struct Qwen35Options {
   int64_t n_ctx = 4096;        // context size (KV cache length)
   int64_t n_batch = 128;       // tokens per forward chunk (prefill is split into these)
   int64_t max_verify = 64;     // largest block a checkpointed forward may feed
-  int delta_chunk = 64;        // chunk size of the chunked delta rule (prefill)
+  // Prefill delta rule: 0 = the recurrent form (on a CPU it is as fast as the chunked WY form at
+  // Dk = Dv = 128, and makes a prefill bitwise equal to token-by-token decoding); > 0 = chunked form
+  // with this chunk size (transformers' algorithm).
+  int delta_chunk = 0;
   std::vector<int> capture_layers;  // layer ids whose output is captured as features
   bool keep_intermediate_states = false;  // rollback oracle: store every per-token state
 };

@@ -133,14 +133,16 @@ TEST_P(Qwen35Golden, LongPromptAcrossChunksAndBatches) {
   auto prompt = golden_->i32("long.prompt");
   auto ref = golden_->f32("long.logits");
   for (int64_t n_batch : {128, 16, 7}) {
+   for (int chunk : {0, 64}) {
     Qwen35Options o;
     o.n_batch = n_batch;
-    o.delta_chunk = 64;
+    o.delta_chunk = chunk;
     auto m = load(o);
     ASSERT_TRUE(m);
     ASSERT_TRUE(m->forward(prompt, true).is_ok());
     std::span<const float> ours(m->logits(0), ref.size());
-    EXPECT_LT(rel_err(ours, ref), kTol) << "n_batch " << n_batch;
+    EXPECT_LT(rel_err(ours, ref), kTol) << "n_batch " << n_batch << " chunk " << chunk;
+   }
   }
 }
 
