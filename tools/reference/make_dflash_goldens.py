@@ -2,6 +2,8 @@
 """Goldens for the tiny DFlash drafters, computed with the authors' package (dflash 0.1.0, dflash/model.py).
 
 Writes tests/golden/dflash/<drafter>.gguf (layout: tools/reference/README.md, "Drafter goldens"):
+  * oracle traces: the same loop with the drafter's proposals replaced by a fixed rule so that every
+    accepted length 1..B occurs (see OracleDraft);
   * draft logits for given context features over several append steps (drafter KV cache grows, is cropped
     back to the committed length after each draft exactly as dflash_generate does);
   * full greedy decode traces of dflash_generate on the tiny target + drafter pair, for several prompts and
@@ -36,6 +38,14 @@ PAIRS = {
     "dflash-b8-l3": ("qwen35-dense-a", [("p0_b8", 21, 17, 8, 64, None), ("p1_b8_stop", 22, 30, 8, 64, 40),
                                         ("p2_b3", 23, 12, 3, 48, None)]),
     "dflash-b8-l2-moe": ("qwen35moe-a", [("p0_b8", 31, 14, 8, 64, None), ("p1_b8", 32, 25, 8, 64, None)]),
+}
+# Oracle-draft traces: dflash_generate with the drafter's proposals replaced by a fixed rule (below), so that
+# every accepted length 1..B occurs with the real target, exact rollback and feature appending.
+# drafter: [(case, prompt seed, prompt length, block size, max_new)]
+ORACLE = {
+    "dflash-b8-l3": [("oracle_b8", 41, 19, 8, 80)],
+    "dflash-b16-l1": [("oracle_b16", 42, 10, 16, 140)],
+    "dflash-b8-l2-moe": [("oracle_b8", 43, 15, 8, 80)],
 }
 # Draft-logit steps: (new context tokens, block length). The last one is a short block like the final
 # round of dflash_generate near max_new_tokens.
@@ -149,6 +159,45 @@ def trace(tgt, dr, prompt, block, max_new, stop, exact):
 _ORIG_CROP = dm._crop_to
 
 
+class OracleDraft:
+    """Replaces the drafter's proposals in round r (r = 0, 1, ...) by: the AR greedy tokens at the block
+    positions for the first n_r = r mod B rows, then (ar + 1) mod V at row n_r + 1 (wrong by construction),
+    then the AR tokens again. With exact rollback the round then accepts exactly n_r drafts (produced
+    n_r + 1, capped near max_new_tokens). The drafter itself still runs (its cache is exercised)."""
+
+    def __init__(self, dr, ar_full, vocab):
+        self.dr, self.ar_full, self.vocab = dr, ar_full, vocab
+        self.round = 0
+        self.n_correct = []
+        self.start = None
+        self.h1 = dr.register_forward_pre_hook(self._pre, with_kwargs=True)
+        self.orig = dr.compute_logits
+        dr.compute_logits = self._logits
+
+    def _pre(self, module, args, kwargs):
+        pos = kwargs["position_ids"]
+        vs = kwargs["noise_embedding"].shape[1]
+        self.start = int(pos[0, -1]) - vs + 1
+
+    def _logits(self, hidden, head):
+        n_rows = hidden.shape[1]                       # verify_size - 1
+        B = self.dr.block_size
+        n = self.round % B
+        toks = [int(self.ar_full[self.start + 1 + i]) for i in range(n_rows)]
+        if n < n_rows:
+            toks[n] = (toks[n] + 1) % self.vocab
+        self.n_correct.append(min(n, n_rows))
+        self.round += 1
+        logits = torch.full((1, n_rows, self.vocab), -1e4)
+        for i, t in enumerate(toks):
+            logits[0, i, t] = 0.0
+        return logits
+
+    def close(self):
+        self.h1.remove()
+        self.dr.compute_logits = self.orig
+
+
 @torch.inference_mode()
 def ar_greedy(tgt, prompt, max_new):
     # Explicit all-ones attention mask and a pad id outside the prompt range: generate() otherwise derives
@@ -213,6 +262,29 @@ def main():
                 "raw_first_divergence": None if raw_same else int(np.argmax(
                     raw_tok[: min(len(raw_tok), len(ex_tok))] != ex_tok[: min(len(raw_tok), len(ex_tok))])),
             }
+            print(drafter, name, json.dumps(summary[drafter][name]))
+        for name, seed, plen, block, max_new in ORACLE.get(drafter, []):
+            g = torch.Generator().manual_seed(seed)
+            prompt = torch.randint(0, 474, (1, plen), generator=g)
+            ar = ar_greedy(tgt, prompt, max_new)
+            oracle = OracleDraft(dr, np.concatenate([prompt[0].numpy(), ar]), tgt.config.get_text_config().vocab_size)
+            try:
+                ex_tok, ex_acc = trace(tgt, dr, prompt, block, max_new, None, exact=True)
+            finally:
+                oracle.close()
+            assert (ex_tok == ar).all(), f"{drafter}/{name}: oracle trace differs from AR greedy"
+            tensors[f"trace.{name}.prompt"] = prompt[0].numpy().astype(np.int32)
+            tensors[f"trace.{name}.ar.tokens"] = ar
+            tensors[f"trace.{name}.exact.tokens"] = ex_tok
+            tensors[f"trace.{name}.exact.accept"] = ex_acc
+            tensors[f"trace.{name}.oracle.n_correct"] = np.array(oracle.n_correct, dtype=np.int32)
+            meta[f"golden.trace.{name}.block_size"] = block
+            meta[f"golden.trace.{name}.max_new_tokens"] = max_new
+            meta[f"golden.trace.{name}.stop_token_ids"] = []
+            meta[f"golden.trace.{name}.oracle"] = "cycle"
+            meta["golden.traces"] = meta["golden.traces"] + [name]
+            summary[drafter][name] = {"block": block, "rounds": int(len(ex_acc)), "tau": float(ex_acc.mean()),
+                                      "accept_hist": np.bincount(ex_acc, minlength=block + 1)[1:].tolist()}
             print(drafter, name, json.dumps(summary[drafter][name]))
         gg.write(os.path.join(out_dir, drafter + ".gguf"), meta, tensors)
     with open(os.path.join(out_dir, "stats.json"), "w") as f:
