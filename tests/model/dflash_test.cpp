@@ -58,6 +58,42 @@ std::vector<std::string> drafters() {
   return v;
 }
 
+// The reference's OracleDraft (make_dflash_goldens.py): in round r the proposals are the AR greedy
+// tokens except row r mod B, which is made wrong, so that every accepted length occurs. The real
+// drafter still runs underneath (its context cache is exercised); only its logits are replaced.
+class OracleDrafter final : public spec::Drafter {
+ public:
+  // block: the trace's block size (the fork's converter writes 16 for the MoE drafter, whose true block is 8).
+  OracleDrafter(spec::Drafter& inner, std::vector<int32_t> ar_full, int block)
+      : inner_(inner), ar_full_(std::move(ar_full)), block_(block) {}
+  int block_size() const override { return inner_.block_size(); }
+  int64_t n_vocab() const override { return inner_.n_vocab(); }
+  util::Status add_context(const float* f, int64_t n) override { return inner_.add_context(f, n); }
+  int64_t n_context() const override { return inner_.n_context(); }
+  util::Status draft(int32_t last, int n_draft) override {
+    const int64_t start = inner_.n_context();  // position of `last`
+    DFLASH_RETURN_IF_ERROR(inner_.draft(last, n_draft));
+    const int n = round_++ % block_;
+    const int64_t V = n_vocab();
+    rows_.assign(static_cast<size_t>(n_draft * V), -1e4f);
+    for (int i = 0; i < n_draft; ++i) {
+      int32_t t = ar_full_[static_cast<size_t>(start + 1 + i)];
+      if (i == n) t = static_cast<int32_t>((t + 1) % V);
+      rows_[static_cast<size_t>(i * V + t)] = 0.0f;
+    }
+    return util::Status::ok();
+  }
+  const float* logits(int i) const override { return rows_.data() + static_cast<int64_t>(i) * n_vocab(); }
+  void reset() override { inner_.reset(); }
+
+ private:
+  spec::Drafter& inner_;
+  std::vector<int32_t> ar_full_;
+  std::vector<float> rows_;
+  int block_;
+  int round_ = 0;
+};
+
 class DFlashGolden : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(DFlashGolden, DraftLogitsOverAppendSteps) {
@@ -111,7 +147,11 @@ TEST_P(DFlashGolden, GreedyTraceMatchesReferenceRoundByRound) {
     std::vector<int64_t> stops;
     if (g.has(pre + "stop_token_ids")) stops = g.get_array<int64_t>(pre + "stop_token_ids").value();
     for (int64_t t : stops) opts.stop_tokens.push_back(static_cast<int32_t>(t));
-    spec::Decoder dec(*p.target, p.drafter.get());
+    std::vector<int32_t> ar_full = prompt;
+    ar_full.insert(ar_full.end(), ar.begin(), ar.end());
+    OracleDrafter oracle(*p.drafter, ar_full, opts.block_size);
+    const bool use_oracle = g.has(pre + "oracle");
+    spec::Decoder dec(*p.target, use_oracle ? static_cast<spec::Drafter*>(&oracle) : p.drafter.get());
     spec::DecodeStats st;
     auto got = dec.generate(prompt, opts, nullptr, &st);
     ASSERT_TRUE(got.is_ok()) << got.status().to_string();
