@@ -1,8 +1,16 @@
 // Pre-tokenizer: splits text into pieces with the model's regex (HF `Split(regex, Isolated)`); each
-// piece is then byte-level BPE'd on its own. Regexes run on PCRE2 in UTF + UCP mode (JIT when the
-// library has it), which gives \p{L}/\p{N}/\p{M}/\s their Unicode meaning as in Oniguruma (HF's engine).
+// piece is then byte-level BPE'd on its own.
+//
+// Two engines give the same pieces:
+//  - PCRE2 (UTF + UCP mode, JIT when available): runs any regex; \p{L}/\p{N}/\p{M}/\s get their
+//    Unicode meaning as in Oniguruma, HF's engine (checked code point by code point by the
+//    conformance corpus).
+//  - a hand-written matcher for the two Qwen regexes (several times faster), whose character
+//    classes are read from PCRE2 itself, code point by code point, so the two cannot disagree on
+//    Unicode data; tests run both on the whole corpus and on random text and require equal output.
 #pragma once
 
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -26,8 +34,10 @@ std::string_view pre_for_regex(std::string_view regex);
 
 class PreTokenizer {
  public:
+  enum class Engine { kAuto, kPcre2 };
   // `regex` in the syntax of tokenizer.json (Oniguruma); the subset Qwen uses is also PCRE2 syntax.
-  static util::Result<PreTokenizer> create(std::string_view regex);
+  // kAuto picks the hand-written matcher for the Qwen regexes, PCRE2 otherwise.
+  static util::Result<PreTokenizer> create(std::string_view regex, Engine engine = Engine::kAuto);
   PreTokenizer(PreTokenizer&&) noexcept;
   PreTokenizer& operator=(PreTokenizer&&) noexcept;
   ~PreTokenizer();
@@ -36,6 +46,15 @@ class PreTokenizer {
   // `text`. Returns an error only if the regex engine fails (e.g. resource limit).
   template <typename Fn>
   util::Status split(std::string_view text, Fn&& fn) const {
+    if (fast_ != 0) {
+      size_t pos = 0;
+      while (pos < text.size()) {
+        const size_t end = fast_match(text, pos);
+        fn(text.substr(pos, end - pos));
+        pos = end;
+      }
+      return util::Status::ok();
+    }
     Scratch scratch(*this);
     size_t pos = 0;
     while (pos < text.size()) {
@@ -50,6 +69,7 @@ class PreTokenizer {
   std::vector<std::string> split_to_vector(std::string_view text) const;
 
   bool jit() const;
+  bool hand_written() const { return fast_ != 0; }
 
  private:
   struct Impl;
@@ -65,7 +85,12 @@ class PreTokenizer {
   explicit PreTokenizer(std::unique_ptr<Impl> impl);
   // Next match at or after `pos`; [*mb, *me) with *mb == *me == text.size() when there is none.
   util::Status next_match(void* md, std::string_view text, size_t pos, size_t* mb, size_t* me) const;
+  // Hand-written matcher: end of the match that starts at `pos` (the Qwen regexes match everywhere).
+  size_t fast_match(std::string_view text, size_t pos) const;
+
   std::unique_ptr<Impl> impl_;
+  int fast_ = 0;  // 0 = PCRE2, 2 = Qwen2 regex, 35 = Qwen3.5 regex
+  const uint8_t* classes_ = nullptr;  // per code point: kClassL | kClassN | kClassM | kClassS bits
 };
 
 }  // namespace dflash::tokenizer

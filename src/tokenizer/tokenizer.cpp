@@ -1,6 +1,7 @@
 #include "tokenizer/tokenizer.h"
 
 #include <algorithm>
+#include <cstring>
 #include <array>
 #include <mutex>
 #include <queue>
@@ -66,6 +67,58 @@ class MergeTable {
   }
   std::vector<Entry> slots_;
   size_t mask_ = 0;
+};
+
+// Cache of BPE results per piece: open addressing over arenas (no allocation per entry). When the
+// table is half full everything is dropped: pieces follow a Zipf law, the hot ones return at once.
+class PieceCache {
+ public:
+  static constexpr size_t kSlots = size_t{1} << 17;
+  PieceCache() : slots_(kSlots) {}
+  // Appends the cached ids of `piece` to `out` and returns true, or returns false.
+  bool lookup(std::string_view piece, uint64_t h, std::vector<int32_t>& out) const {
+    for (size_t i = h & (kSlots - 1);; i = (i + 1) & (kSlots - 1)) {
+      const Slot& s = slots_[i];
+      if (s.key_len == 0) return false;
+      if (s.hash == h && s.key_len == piece.size() &&
+          std::memcmp(keys_.data() + s.key_off, piece.data(), piece.size()) == 0) {
+        out.insert(out.end(), ids_.begin() + s.ids_off, ids_.begin() + s.ids_off + s.ids_len);
+        return true;
+      }
+    }
+  }
+  void insert(std::string_view piece, uint64_t h, const int32_t* ids, size_t n) {
+    if (used_ * 2 >= kSlots) clear();
+    size_t i = h & (kSlots - 1);
+    while (slots_[i].key_len != 0) i = (i + 1) & (kSlots - 1);
+    slots_[i] = Slot{h, static_cast<uint32_t>(keys_.size()), static_cast<uint32_t>(piece.size()),
+                     static_cast<uint32_t>(ids_.size()), static_cast<uint32_t>(n)};
+    keys_.append(piece);
+    ids_.insert(ids_.end(), ids, ids + n);
+    ++used_;
+  }
+  void clear() {
+    std::fill(slots_.begin(), slots_.end(), Slot{});
+    keys_.clear();
+    ids_.clear();
+    used_ = 0;
+  }
+  static uint64_t hash(std::string_view s) {  // FNV-1a, then a final mix
+    uint64_t h = 0xcbf29ce484222325ULL;
+    for (char c : s) h = (h ^ static_cast<uint8_t>(c)) * 0x100000001b3ULL;
+    h ^= h >> 29;
+    return h;
+  }
+
+ private:
+  struct Slot {
+    uint64_t hash = 0;
+    uint32_t key_off = 0, key_len = 0, ids_off = 0, ids_len = 0;  // key_len 0 = empty
+  };
+  std::vector<Slot> slots_;
+  std::string keys_;
+  std::vector<int32_t> ids_;
+  size_t used_ = 0;
 };
 
 struct StringHash {
@@ -199,10 +252,9 @@ struct Tokenizer::Impl {
   AddedMatcher norm_matcher;      // normalized=true: matched on NFC text
   size_t heap_threshold = 64;
 
-  static constexpr size_t kCacheMax = 1 << 16;
   static constexpr size_t kCachePieceMax = 128;  // longer pieces are rare; not worth caching
   mutable std::mutex cache_mu;
-  mutable std::unordered_map<std::string, std::vector<int32_t>, StringHash, std::equal_to<>> cache;
+  mutable PieceCache cache;
 
   explicit Impl(PreTokenizer p) : pretok(std::move(p)) {}
 
@@ -232,15 +284,11 @@ struct Tokenizer::Impl {
       bpe(piece, out);
       return;
     }
-    auto it = cache.find(piece);
-    if (it != cache.end()) {
-      out.insert(out.end(), it->second.begin(), it->second.end());
-      return;
-    }
+    const uint64_t h = PieceCache::hash(piece);
+    if (cache.lookup(piece, h, out)) return;
     const size_t before = out.size();
     bpe(piece, out);
-    if (cache.size() >= kCacheMax) cache.clear();
-    cache.emplace(std::string(piece), std::vector<int32_t>(out.begin() + static_cast<ptrdiff_t>(before), out.end()));
+    cache.insert(piece, h, out.data() + before, out.size() - before);
   }
   Status encode_text(std::string_view text, std::vector<int32_t>& out) const;  // no added tokens
 };
