@@ -120,10 +120,14 @@ for lang in LANGS:
         lics = "; ".join(MO_LICENCES[os.path.basename(p)[:-3]] for p in used)
         add(f"po:{lang}", "\n".join(texts) + "\n", " ".join(used), pkgs, lics)
 
+MAN_LICENCES = {"passwd.1.gz": "BSD-3-Clause (shadow: /usr/share/doc/passwd/copyright)",
+                "man.1.gz": "GPL-2.0+ (man-db: /usr/share/doc/man-db/copyright)",
+                "pstree.1.gz": "GPL-2.0+ (psmisc: /usr/share/doc/psmisc/copyright)",
+                "killall.1.gz": "GPL-2.0+ (psmisc: /usr/share/doc/psmisc/copyright)"}
 for lang, pages in [("ja", ["man1/passwd.1.gz", "man1/man.1.gz"]), ("zh_CN", ["man1/man.1.gz", "man1/passwd.1.gz"]),
                     ("ru", ["man1/pstree.1.gz", "man1/killall.1.gz"]), ("ko", ["man1/man.1.gz"])]:
     for p in pages:
-        add_file(f"/usr/share/man/{lang}/{p}", "GPL-2.0+ (man page translations; see the package's copyright)", 40000)
+        add_file(f"/usr/share/man/{lang}/{p}", MAN_LICENCES[os.path.basename(p)], 40000)
 
 # --- synthetic ---------------------------------------------------------------------------------------
 SYN = "synthetic (tools/reference/build_tokenizer_corpus.py)", "-", "CC0-1.0"
