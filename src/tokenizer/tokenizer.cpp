@@ -364,7 +364,6 @@ void Tokenizer::Impl::bpe_heap(std::string_view piece, std::vector<int32_t>& out
     pq.pop();
     // Stale if either side was merged away or changed since the candidate was pushed.
     if (sym[c.left] != c.left_id || next[c.left] != c.right || sym[c.right] != c.right_id) continue;
-    if (c.right >= 0 && sym[c.right] == -1) continue;
     sym[c.left] = c.merged;
     const int32_t rn = next[c.right];
     next[c.left] = rn;
@@ -422,7 +421,9 @@ Result<Tokenizer> Tokenizer::create(TokenizerData data) {
   if (data.added_tokens.empty()) {
     for (int32_t id = 0; id < n; ++id) {
       const auto t = static_cast<TokenType>(data.token_type[id]);
-      if (t == TokenType::kControl || t == TokenType::kUserDefined) {
+      // Empty or non-UTF-8 texts can never match input text: skip them rather than refuse the file.
+      const std::string& text = data.tokens[static_cast<size_t>(id)];
+      if ((t == TokenType::kControl || t == TokenType::kUserDefined) && !text.empty() && utf8_is_valid(text)) {
         AddedToken a;
         a.id = id;
         a.content = data.tokens[id];

@@ -36,6 +36,8 @@ struct DecodeOptions {
   bool skip_special = false;  // drop special (control) tokens, like HF skip_special_tokens
 };
 
+// Thread-safe: encode() may be called from several threads; calls share the piece cache under a
+// mutex, so they run one at a time. decode() and the accessors take no lock.
 class Tokenizer {
  public:
   static util::Result<Tokenizer> create(TokenizerData data);
