@@ -3,6 +3,7 @@
 #include <string>
 
 #include "app/command.h"
+#include "tokenizer/gguf_vocab.h"
 #include "tokenizer/hf_json.h"
 #include "tokenizer/tokenizer.h"
 #include "tokenizer/utf8.h"
@@ -55,15 +56,8 @@ int run_tokenize(const TokenizeArgs& a) {
     std::fprintf(stderr, "tokenize: give exactly one of -m MODEL.gguf or --tokenizer tokenizer.json\n");
     return 2;
   }
-  if (!a.model.empty()) {
-    // The GGUF path is tokenizer::tokenizer_from_metadata(MetadataSource) (tokenizer/gguf_vocab.h);
-    // it needs a MetadataSource over the GGUF reader (src/formats/gguf.h), which is not merged yet.
-    std::fprintf(stderr,
-                 "tokenize: reading the tokenizer from a GGUF file is not available in this build yet "
-                 "(GGUF reader pending); use --tokenizer tokenizer.json\n");
-    return 1;
-  }
-  auto tok = tokenizer::tokenizer_from_hf_file(a.tokenizer_json);
+  auto tok = a.model.empty() ? tokenizer::tokenizer_from_hf_file(a.tokenizer_json)
+                             : tokenizer::tokenizer_from_gguf_file(a.model);
   if (!tok.is_ok()) {
     std::fprintf(stderr, "tokenize: %s\n", tok.status().to_string().c_str());
     return 1;

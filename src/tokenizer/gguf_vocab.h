@@ -52,6 +52,9 @@ struct GgufKV {
 // has an NFC normalizer, which GGUF does not record (llama.cpp skips NFC; we do not).
 util::Result<TokenizerData> tokenizer_data_from_metadata(const MetadataSource& md);
 util::Result<Tokenizer> tokenizer_from_metadata(const MetadataSource& md);
+// Opens a GGUF file and builds its tokenizer (gguf_file_vocab.cpp: formats::GgufFile as a
+// MetadataSource). kUnsupported while the GGUF reader is not in the build.
+util::Result<Tokenizer> tokenizer_from_gguf_file(const std::string& path);
 
 // The key/values a converter writes. `n_vocab` > tokens.size() pads with "[PAD<id>]" kUnused
 // entries (the model's embedding has more rows than the tokenizer has tokens); -1 = no padding.
