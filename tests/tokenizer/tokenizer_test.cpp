@@ -2,7 +2,12 @@
 
 #include <gtest/gtest.h>
 
+#include <cstdio>
 #include <random>
+
+#if __has_include("formats/gguf.h")
+#include "formats/gguf.h"
+#endif
 
 #include "test_data.h"
 #include "tokenizer/gguf_vocab.h"
@@ -284,6 +289,47 @@ TEST(GgufVocab, MetadataErrors) {
                             {kKeyEosId, uint32_t{7}}});
   EXPECT_EQ(tokenizer_data_from_metadata(bad_eos).status().code(), util::ErrorCode::kCorrupt);
 }
+
+}  // namespace
+}  // namespace dflash::tokenizer
+
+namespace dflash::tokenizer {
+namespace {
+
+TEST(GgufVocab, MissingGgufFileIsAnError) {
+  auto t = tokenizer_from_gguf_file("/nonexistent/model.gguf");
+  ASSERT_FALSE(t.is_ok());
+  EXPECT_NE(t.status().message().find("/nonexistent/model.gguf"), std::string::npos) << t.status().message();
+}
+
+#if __has_include("formats/gguf.h")
+// Once the GGUF reader/writer is in the tree: tokenizer.json -> GGUF file -> Tokenizer, same ids.
+TEST(GgufVocab, RoundTripThroughGgufFile) {
+  auto d = parse_hf_tokenizer(testing::qwen3_json(), testing::qwen3_config(), "qwen3");
+  ASSERT_TRUE(d.is_ok());
+  auto kvs = tokenizer_to_gguf_kvs(*d, 151936);
+  ASSERT_TRUE(kvs.is_ok());
+  formats::GgufWriter w;
+  for (const auto& kv : *kvs) {
+    formats::GgufValue v;
+    if (auto* s = std::get_if<std::string>(&kv.value)) v = formats::GgufValue::string(*s);
+    else if (auto* u = std::get_if<uint32_t>(&kv.value)) v = formats::GgufValue::u32(*u);
+    else if (auto* b = std::get_if<bool>(&kv.value)) v = formats::GgufValue::boolean(*b);
+    else if (auto* sa = std::get_if<std::vector<std::string>>(&kv.value)) v = formats::GgufValue::array_strings(*sa);
+    else if (auto* ia = std::get_if<std::vector<int32_t>>(&kv.value)) v = formats::GgufValue::array_i32(*ia);
+    ASSERT_TRUE(w.set(kv.key, v).is_ok()) << kv.key;
+  }
+  const std::string path = ::testing::TempDir() + "/dflash_tokenizer_roundtrip.gguf";
+  ASSERT_TRUE(w.write(path, true).is_ok());
+  auto t = tokenizer_from_gguf_file(path);
+  ASSERT_TRUE(t.is_ok()) << t.status().to_string();
+  EXPECT_EQ(t->n_tokens(), 151936);
+  for (const char* s : {"Hello world", "<|im_start|>user\nhi<|im_end|>", "e\xCC\x81 \xF0\x9F\xAB\xA8", "<think>x</think>"}) {
+    EXPECT_EQ(enc(*t, s), enc(qwen3(), s)) << s;
+  }
+  std::remove(path.c_str());
+}
+#endif
 
 }  // namespace
 }  // namespace dflash::tokenizer
