@@ -9,6 +9,7 @@ pkgs=(
   nlohmann-json3-dev libcpp-httplib-dev libcli11-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   libpcre2-dev libutf8proc-dev       # pre-tokenizer regex, NFC normalisation
+  zlib1g-dev                         # tokenizer tests: gzip-compressed corpus and vocab
 )
 missing=()
 for p in "${pkgs[@]}"; do
