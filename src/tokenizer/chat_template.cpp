@@ -1,6 +1,8 @@
 #include "tokenizer/chat_template.h"
 
 #include <cstdlib>
+#include <utility>
+#include <vector>
 
 namespace dflash::tokenizer {
 
@@ -23,6 +25,20 @@ constexpr std::string_view kChatMl = R"JINJA({%- for message in messages %}
     {{- '<|im_start|>assistant\n' }}
 {%- endif %}
 )JINJA";
+
+// Iterative, so a hostile request nested a million levels deep cannot overflow the stack here (nlohmann's
+// copy constructor, used below, recurses).
+bool nested_deeper_than(const nlohmann::ordered_json& root, size_t limit) {
+  std::vector<std::pair<const nlohmann::ordered_json*, size_t>> stack{{&root, 0}};
+  while (!stack.empty()) {
+    auto [j, d] = stack.back();
+    stack.pop_back();
+    if (d > limit) return true;
+    if (j->is_structured())
+      for (const auto& c : *j) stack.emplace_back(&c, d + 1);
+  }
+  return false;
+}
 }  // namespace
 
 std::string_view ChatTemplate::chatml_source() { return kChatMl; }
@@ -58,6 +74,10 @@ util::Result<std::string> ChatTemplate::render(const nlohmann::ordered_json& mes
     return util::invalid_argument("chat tools must be a JSON array of tool schemas");
   if (!options.extra_context.is_object())
     return util::invalid_argument("chat template extra context must be a JSON object");
+  constexpr size_t kMaxDepth = 256;
+  if (nested_deeper_than(messages, kMaxDepth) || (options.tools && nested_deeper_than(*options.tools, kMaxDepth)) ||
+      nested_deeper_than(options.extra_context, kMaxDepth))
+    return util::invalid_argument("chat messages/tools are nested more than 256 levels deep");
   // Same variables, in the same order, as transformers' render_jinja_template(messages=..., tools=...,
   // documents=..., add_generation_prompt=..., **special_tokens, **kwargs).
   nlohmann::ordered_json ctx = nlohmann::ordered_json::object();

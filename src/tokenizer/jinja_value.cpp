@@ -112,7 +112,8 @@ void DictData::set(const Value& key, Value v) {
 
 // ---------------------------------------------------------------- conversions
 
-Value Value::from_json(const nlohmann::ordered_json& j) {
+Value Value::from_json(const nlohmann::ordered_json& j, int depth) {
+  if (depth > 512) throw TemplateError("JSON input nested too deeply (more than 512 levels)");
   switch (j.type()) {
     case nlohmann::ordered_json::value_t::null: return none();
     case nlohmann::ordered_json::value_t::boolean: return boolean(j.get<bool>());
@@ -127,13 +128,13 @@ Value Value::from_json(const nlohmann::ordered_json& j) {
     case nlohmann::ordered_json::value_t::array: {
       std::vector<Value> items;
       items.reserve(j.size());
-      for (const auto& e : j) items.push_back(from_json(e));
+      for (const auto& e : j) items.push_back(from_json(e, depth + 1));
       return list(std::move(items));
     }
     case nlohmann::ordered_json::value_t::object: {
       Value d = dict();
       for (auto it = j.begin(); it != j.end(); ++it)
-        d.dict_data().items.emplace_back(string(it.key()), from_json(it.value()));
+        d.dict_data().items.emplace_back(string(it.key()), from_json(it.value(), depth + 1));
       return d;
     }
     default: return none();  // binary / discarded: not produced by JSON text

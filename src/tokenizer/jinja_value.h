@@ -70,7 +70,8 @@ class Value {
     Value v; v.kind_ = Kind::kCallable;
     v.fn_ = std::make_shared<CallableData>(CallableData{std::move(name), std::move(fn)}); return v;
   }
-  static Value from_json(const nlohmann::ordered_json& j);
+  // Throws TemplateError for JSON nested deeper than 512 levels (keeps the C++ stack bounded).
+  static Value from_json(const nlohmann::ordered_json& j, int depth = 0);
 
   Kind kind() const { return kind_; }
   bool is_undefined() const { return kind_ == Kind::kUndefined; }

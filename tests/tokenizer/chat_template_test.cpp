@@ -154,6 +154,24 @@ TEST(ChatTemplate, RejectsMalformedInput) {
   EXPECT_FALSE(t.render(Json::array(), o).is_ok());
 }
 
+TEST(ChatTemplate, HostileNestingIsAnError) {
+  // Built with moves only: nlohmann's copy constructor recurses.
+  Json deep = "x";
+  for (int i = 0; i < 100000; ++i) {
+    Json a = Json::array();
+    a.push_back(std::move(deep));
+    deep = std::move(a);
+  }
+  Json m = Json::object();
+  m["role"] = "user";
+  m["content"] = std::move(deep);
+  Json msgs = Json::array();
+  msgs.push_back(std::move(m));
+  auto r = ChatTemplate::chatml().render(msgs);
+  ASSERT_FALSE(r.is_ok());
+  EXPECT_NE(r.status().message().find("nested"), std::string::npos) << r.status().message();
+}
+
 TEST(ChatTemplate, Qwen35ThinkingSwitch) {
   const ChatTemplate& t = template_for("qwen3.5.jinja");
   Json msgs = Json::parse(R"([{"role": "user", "content": "Hi"}])");
