@@ -3,6 +3,11 @@
 //   0x01 → the rest is a JSON message list, rendered through the Qwen3.5 template (data-driven paths);
 //   else → the whole input is a template, rendered against a fixed tool-calling conversation.
 // Any input must give a rendered string or an error Status: no crash, hang, leak or UB.
+// Standalone build/run (until fuzz/CMakeLists.txt lists it):
+//   clang++ -std=c++20 -O1 -g -fsanitize=fuzzer,address,undefined -DUTF8PROC_EXPORTS \
+//     -DDFLASH_FUZZ_DATA_DIR=\"$PWD/tests/data\" -Isrc src/tokenizer/jinja*.cpp src/tokenizer/chat_template.cpp \
+//     src/util/status.cpp fuzz/chat_template_fuzz.cpp -lutf8proc -o build-fuzz/chat_template_fuzz
+//   build-fuzz/chat_template_fuzz -max_total_time=300 -max_len=8192 CORPUS_DIR   (seed: tests/data/chat-templates/*.jinja)
 #include <cstddef>
 #include <cstdint>
 #include <fstream>
