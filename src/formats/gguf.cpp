@@ -4,6 +4,7 @@
 #include <bit>
 #include <cinttypes>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <limits>
 #include <type_traits>
@@ -214,8 +215,27 @@ namespace {
 void append_scalar(std::string& out, const GgufValue& v) {
   switch (v.type()) {
     case GgufType::kBool: out += v.as_bool() ? "true" : "false"; break;
-    case GgufType::kF32:
-    case GgufType::kF64: out += strfmt("%.9g", v.as_f64()); break;
+    case GgufType::kF32: {
+      // Shortest text that reads back as the same float.
+      float f = static_cast<float>(v.as_f64());
+      std::string t;
+      for (int p = 6; p <= 9; ++p) {
+        t = strfmt("%.*g", p, double(f));
+        if (std::strtof(t.c_str(), nullptr) == f || std::isnan(f)) break;
+      }
+      out += t;
+      break;
+    }
+    case GgufType::kF64: {
+      double d = v.as_f64();
+      std::string t;
+      for (int p = 15; p <= 17; ++p) {
+        t = strfmt("%.*g", p, d);
+        if (std::strtod(t.c_str(), nullptr) == d || std::isnan(d)) break;
+      }
+      out += t;
+      break;
+    }
     case GgufType::kU64: out += strfmt("%" PRIu64, v.as_u64()); break;
     default: out += strfmt("%" PRId64, v.as_i64()); break;
   }
