@@ -330,7 +330,8 @@ class GgufParser {
       return fail(strfmt("tensor count %" PRIu64 " is impossible: the remaining %zu bytes hold at most %" PRIu64,
                          n_tensors, remaining(), remaining() / kMinTensorInfoBytes));
 
-    f_.kvs_.reserve(n_kv);
+    // Reserve no more than the bytes parsed so far can justify; vectors grow as entries parse.
+    f_.kvs_.reserve(std::min<uint64_t>(n_kv, 1024));
     for (uint64_t i = 0; i < n_kv; ++i) {
       ctx_ = strfmt("metadata entry #%" PRIu64, i);
       std::string_view key;
@@ -356,7 +357,7 @@ class GgufParser {
       f_.alignment_ = static_cast<uint32_t>(al);
     }
 
-    f_.tensors_.reserve(n_tensors);
+    f_.tensors_.reserve(std::min<uint64_t>(n_tensors, remaining() / 128 + 1));
     for (uint64_t i = 0; i < n_tensors; ++i) DFLASH_RETURN_IF_ERROR(read_tensor_info(i));
 
     // Data section: aligned start; tensor ranges checked against the real file size.
@@ -467,11 +468,13 @@ class GgufParser {
     if (v.elem_type_ == GgufType::kArray) {
       if (n > remaining() / kMinNestedArrayBytes)
         return fail(strfmt("array of %" PRIu64 " arrays cannot fit in the %zu bytes that remain", n, remaining()));
-      v.arrays_.resize(n);
+      // A GgufValue is ~9x the 12 bytes of an empty nested array: grow only as elements parse.
       for (uint64_t i = 0; i < n; ++i) {
         uint32_t sub = 0;
         DFLASH_RETURN_IF_ERROR(read_u32(sub, "nested array element type"));
-        DFLASH_RETURN_IF_ERROR(read_array_body(sub, v.arrays_[i], depth + 1));
+        GgufValue e;
+        DFLASH_RETURN_IF_ERROR(read_array_body(sub, e, depth + 1));
+        v.arrays_.push_back(std::move(e));
       }
       return Status::ok();
     }
