@@ -4,6 +4,7 @@
 #include <bit>
 #include <cinttypes>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <limits>
 #include <type_traits>
@@ -214,8 +215,27 @@ namespace {
 void append_scalar(std::string& out, const GgufValue& v) {
   switch (v.type()) {
     case GgufType::kBool: out += v.as_bool() ? "true" : "false"; break;
-    case GgufType::kF32:
-    case GgufType::kF64: out += strfmt("%.9g", v.as_f64()); break;
+    case GgufType::kF32: {
+      // Shortest text that reads back as the same float.
+      float f = static_cast<float>(v.as_f64());
+      std::string t;
+      for (int p = 6; p <= 9; ++p) {
+        t = strfmt("%.*g", p, double(f));
+        if (std::strtof(t.c_str(), nullptr) == f || std::isnan(f)) break;
+      }
+      out += t;
+      break;
+    }
+    case GgufType::kF64: {
+      double d = v.as_f64();
+      std::string t;
+      for (int p = 15; p <= 17; ++p) {
+        t = strfmt("%.*g", p, d);
+        if (std::strtod(t.c_str(), nullptr) == d || std::isnan(d)) break;
+      }
+      out += t;
+      break;
+    }
     case GgufType::kU64: out += strfmt("%" PRIu64, v.as_u64()); break;
     default: out += strfmt("%" PRId64, v.as_i64()); break;
   }
@@ -310,7 +330,8 @@ class GgufParser {
       return fail(strfmt("tensor count %" PRIu64 " is impossible: the remaining %zu bytes hold at most %" PRIu64,
                          n_tensors, remaining(), remaining() / kMinTensorInfoBytes));
 
-    f_.kvs_.reserve(n_kv);
+    // Reserve no more than the bytes parsed so far can justify; vectors grow as entries parse.
+    f_.kvs_.reserve(std::min<uint64_t>(n_kv, 1024));
     for (uint64_t i = 0; i < n_kv; ++i) {
       ctx_ = strfmt("metadata entry #%" PRIu64, i);
       std::string_view key;
@@ -336,7 +357,7 @@ class GgufParser {
       f_.alignment_ = static_cast<uint32_t>(al);
     }
 
-    f_.tensors_.reserve(n_tensors);
+    f_.tensors_.reserve(std::min<uint64_t>(n_tensors, remaining() / 128 + 1));
     for (uint64_t i = 0; i < n_tensors; ++i) DFLASH_RETURN_IF_ERROR(read_tensor_info(i));
 
     // Data section: aligned start; tensor ranges checked against the real file size.
@@ -447,11 +468,13 @@ class GgufParser {
     if (v.elem_type_ == GgufType::kArray) {
       if (n > remaining() / kMinNestedArrayBytes)
         return fail(strfmt("array of %" PRIu64 " arrays cannot fit in the %zu bytes that remain", n, remaining()));
-      v.arrays_.resize(n);
+      // A GgufValue is ~9x the 12 bytes of an empty nested array: grow only as elements parse.
       for (uint64_t i = 0; i < n; ++i) {
         uint32_t sub = 0;
         DFLASH_RETURN_IF_ERROR(read_u32(sub, "nested array element type"));
-        DFLASH_RETURN_IF_ERROR(read_array_body(sub, v.arrays_[i], depth + 1));
+        GgufValue e;
+        DFLASH_RETURN_IF_ERROR(read_array_body(sub, e, depth + 1));
+        v.arrays_.push_back(std::move(e));
       }
       return Status::ok();
     }

@@ -287,7 +287,8 @@ TEST(Gguf, CustomAlignmentIsHonoured) {
 }
 
 TEST(Gguf, ZeroTensorsAndVersion2) {
-  auto r = parse(Raw().header(0, 1, 2).kv_u32("k", 9).b);
+  auto buf = Raw().header(0, 1, 2).kv_u32("k", 9).b;  // from_memory views must outlive the parse
+  auto r = parse(buf);
   ASSERT_TRUE(r.is_ok()) << r.status().to_string();
   EXPECT_EQ(r->version(), 2u);
   EXPECT_EQ(*r->get_u32("k"), 9u);
@@ -457,7 +458,8 @@ TEST(Gguf, AlignmentKey) {
                {"metadata key 'general.alignment'", "expected type u32, found i32"});
   expect_error(Raw().header(0, 1).kv_u32("general.alignment", 48).b, {"alignment 48 is not a power of two"});
   expect_error(Raw().header(0, 1).kv_u32("general.alignment", 0).b, {"alignment 0 is not a power of two"});
-  auto r = parse(Raw().header(1, 1).kv_u32("general.alignment", 8).tensor_info("t", {2}, 0, 8).pad(8).zeros(16).b);
+  auto buf = Raw().header(1, 1).kv_u32("general.alignment", 8).tensor_info("t", {2}, 0, 8).pad(8).zeros(16).b;
+  auto r = parse(buf);
   ASSERT_TRUE(r.is_ok()) << r.status().to_string();
   EXPECT_EQ(r->alignment(), 8u);
 }
@@ -495,7 +497,8 @@ TEST(Gguf, DuplicateAndOverlappingTensors) {
   expect_error(Raw().header(2, 0).tensor_info("a", {16}, 0, 0).tensor_info("b", {8}, 0, 32).pad().zeros(96).b,
                {"tensor 'b'", "overlaps tensor 'a'"});
   // Out-of-order offsets are fine as long as ranges are disjoint.
-  auto r = parse(Raw().header(2, 0).tensor_info("a", {8}, 0, 32).tensor_info("b", {8}, 0, 0).pad().zeros(64).b);
+  auto buf = Raw().header(2, 0).tensor_info("a", {8}, 0, 32).tensor_info("b", {8}, 0, 0).pad().zeros(64).b;
+  auto r = parse(buf);
   ASSERT_TRUE(r.is_ok()) << r.status().to_string();
   EXPECT_EQ(static_cast<const uint8_t*>(r->tensors()[0].tensor.data) - static_cast<const uint8_t*>(r->tensors()[1].tensor.data), 32);
 }

@@ -98,7 +98,8 @@ TEST(Safetensors, ShapeConversion) {
   EXPECT_EQ((*ne)[0], 2);
   EXPECT_EQ((*ne)[3], 5);
   EXPECT_FALSE(ne_from_shape({1, 1, 1, 1, 1}).is_ok());
-  auto five = parse(with_tensor(R"("t":{"dtype":"F32","shape":[1,1,1,1,2],"data_offsets":[0,8]})", 8));
+  auto buf = with_tensor(R"("t":{"dtype":"F32","shape":[1,1,1,1,2],"data_offsets":[0,8]})", 8);
+  auto five = parse(buf);
   ASSERT_TRUE(five.is_ok());  // the file is fine; only the 4-d view is refused
   auto v = five->find("t")->view();
   ASSERT_FALSE(v.is_ok());
@@ -158,9 +159,10 @@ TEST(Safetensors, OffsetErrors) {
                            12),
                {"tensor 'b'", "overlap tensor 'a'"});
   // Any order in the JSON is fine as long as ranges are disjoint.
-  auto r = parse(with_tensor(R"("z":{"dtype":"F16","shape":[2],"data_offsets":[0,4]},)"
-                             R"("a":{"dtype":"F16","shape":[2],"data_offsets":[4,8]})",
-                             8));
+  auto buf = with_tensor(R"("z":{"dtype":"F16","shape":[2],"data_offsets":[0,4]},)"
+                         R"("a":{"dtype":"F16","shape":[2],"data_offsets":[4,8]})",
+                         8);
+  auto r = parse(buf);
   ASSERT_TRUE(r.is_ok()) << r.status().to_string();
   EXPECT_EQ(r->tensors()[0].name, "z");
 }
