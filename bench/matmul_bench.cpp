@@ -121,6 +121,7 @@ void BM_Matmul(benchmark::State& state) {
   state.counters["GB/s"] = benchmark::Counter(bytes / 1e9, benchmark::Counter::kIsIterationInvariantRate);
   state.counters["GFLOP/s"] =
       benchmark::Counter(flops / 1e9, benchmark::Counter::kIsIterationInvariantRate);
+  state.counters["weight_MB"] = bytes / 1e6;
   state.SetLabel(std::string(tensor::dtype_name(dt)) + " " + std::to_string(kIn) + "x" +
                  std::to_string(out) + " n=" + std::to_string(n) + " " +
                  kernels::matmul_isa_name(kernels::matmul_isa()) + " t=" +

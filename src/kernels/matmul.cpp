@@ -191,7 +191,11 @@ void matmul_rows(const tensor::Tensor& w, int64_t row_begin, int64_t row_end, co
     return;
   }
   const int64_t grain = std::max<int64_t>(1, kMinMacsPerChunk / std::max<int64_t>(1, macs_per_row));
-  pool.parallel_range(n_rows, grain, [&](int64_t r0, int64_t r1, int) { fn(a, r0, r1); });
+  // A few chunks per thread: equal work when the threads run at equal speed, and a thread that
+  // was preempted (shared machines) is helped by the others instead of stalling the call.
+  const int chunks_per_thread = n_rows >= 16 * grain * pool.size() ? 4 : 1;
+  pool.parallel_range(n_rows, grain, [&](int64_t r0, int64_t r1, int) { fn(a, r0, r1); },
+                      chunks_per_thread);
 }
 
 void matmul(const tensor::Tensor& w, const float* x, int64_t n_tokens, float* y,
