@@ -36,6 +36,16 @@ inline float hsum(__m256 v) {
   return _mm_cvtss_f32(s);
 }
 
+// Software prefetch distance in the weight stream. Hardware prefetchers stop at 4 KiB page
+// boundaries (weights are mmap'd with small pages), which costs a DRAM round trip per page;
+// prefetching ~1.5 KiB ahead measured ~10% faster GEMV on the 2-core Zen VM.
+constexpr size_t kPrefetchBytes = 1536;
+template <size_t kBlockBytes>
+inline void prefetch_block(const void* blk) {
+  const char* p = static_cast<const char*>(blk) + kPrefetchBytes;
+  for (size_t off = 0; off < kBlockBytes; off += 64) _mm_prefetch(p + off, _MM_HINT_T0);
+}
+
 inline float h2f(uint16_t h) { return _cvtsh_ss(h); }
 
 inline __m256i load256(const void* p) { return _mm256_loadu_si256(static_cast<const __m256i*>(p)); }
@@ -86,6 +96,7 @@ struct KQ8_0 {
     for (int t = 0; t < NT; ++t) acc0[t] = acc1[t] = _mm256_setzero_ps();
     const __m256i ones = _mm256_set1_epi16(1);
     auto step = [&](int64_t b, __m256* acc) __attribute__((always_inline)) {
+      if (b % 2 == 0) prefetch_block<64>(w + b);  // two 34-byte blocks per cache line
       const __m256i qw = load256(w[b].qs);
       const __m256i aw = _mm256_abs_epi8(qw);  // |−128| = 128 read as unsigned: still exact
       const float dw = h2f(w[b].d);
@@ -122,6 +133,7 @@ struct KQ45_K {
     const __m256i m4 = _mm256_set1_epi8(0x0F);
     const __m128i dup = _mm_setr_epi8(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7);
     for (int64_t b = 0; b < nb; ++b) {
+      prefetch_block<sizeof(Block)>(w + b);
       alignas(16) uint8_t sc[8], mn[8];
       unpack_k_scales(w[b].scales, sc, mn);
       uint64_t sc64;
@@ -151,14 +163,24 @@ struct KQ45_K {
           lo = _mm256_or_si256(lo, _mm256_shuffle_epi8(t_lo, h));
           hi = _mm256_or_si256(hi, _mm256_shuffle_epi8(t_hi, h));
         }
-        // int16 lanes alternate the scales of sub-blocks 2·j2 and 2·j2+1 (see pair_madd).
-        const __m256i s_ab = _mm256_shuffle_epi8(
-            scb, _mm256_set1_epi32(int32_t(0x80008000u | uint32_t(2 * j2) | (uint32_t(2 * j2 + 1) << 16))));
-        for (int t = 0; t < NT; ++t) {
-          const int8_t* xq = x[t][b].qs + 64 * j2;
-          const __m256i p0 = _mm256_maddubs_epi16(lo, load256(xq));
-          const __m256i p1 = _mm256_maddubs_epi16(hi, load256(xq + 32));
-          isum[t] = _mm256_add_epi32(isum[t], pair_madd(p0, p1, s_ab));
+        if constexpr (NT == 1) {
+          // One token: fewest instructions (the multiply port is not the limit here).
+          const __m256i s_lo = bcast_u8_to_i16(scb, 2 * j2), s_hi = bcast_u8_to_i16(scb, 2 * j2 + 1);
+          const int8_t* xq = x[0][b].qs + 64 * j2;
+          const __m256i p0 = _mm256_madd_epi16(_mm256_maddubs_epi16(lo, load256(xq)), s_lo);
+          const __m256i p1 = _mm256_madd_epi16(_mm256_maddubs_epi16(hi, load256(xq + 32)), s_hi);
+          isum[0] = _mm256_add_epi32(isum[0], _mm256_add_epi32(p0, p1));
+        } else {
+          // Several tokens: the multiply port is the limit; pair_madd saves one vpmaddwd per token.
+          // int16 lanes alternate the scales of sub-blocks 2·j2 and 2·j2+1.
+          const __m256i s_ab = _mm256_shuffle_epi8(
+              scb, _mm256_set1_epi32(int32_t(0x80008000u | uint32_t(2 * j2) | (uint32_t(2 * j2 + 1) << 16))));
+          for (int t = 0; t < NT; ++t) {
+            const int8_t* xq = x[t][b].qs + 64 * j2;
+            const __m256i p0 = _mm256_maddubs_epi16(lo, load256(xq));
+            const __m256i p1 = _mm256_maddubs_epi16(hi, load256(xq + 32));
+            isum[t] = _mm256_add_epi32(isum[t], pair_madd(p0, p1, s_ab));
+          }
         }
       }
       const float d = h2f(w[b].d), dmin = h2f(w[b].dmin);
@@ -194,6 +216,7 @@ struct KQ6_K {
     const __m256i pat23 = _mm256_setr_epi8(8, 9, 12, 13, 8, 9, 12, 13, 8, 9, 12, 13, 8, 9, 12, 13,  //
                                            10, 11, 14, 15, 10, 11, 14, 15, 10, 11, 14, 15, 10, 11, 14, 15);
     for (int64_t b = 0; b < nb; ++b) {
+      prefetch_block<sizeof(BlockQ6_K)>(w + b);
       const __m128i sc8 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(w[b].scales));
       const __m256i sc16 = _mm256_cvtepi8_epi16(sc8);  // natural order: offset term and pairs
       __m256i isum[NT];
@@ -214,15 +237,33 @@ struct KQ6_K {
                                            _mm256_srli_epi16(_mm256_and_si256(qh, kc0), 2));
         const __m256i sh = h == 0 ? _mm256_permute2x128_si256(sc16, sc16, 0x00)
                                   : _mm256_permute2x128_si256(sc16, sc16, 0x11);
-        const __m256i s01 = _mm256_shuffle_epi8(sh, pat01);
-        const __m256i s23 = _mm256_shuffle_epi8(sh, pat23);
-        for (int t = 0; t < NT; ++t) {
-          const int8_t* xq = x[t][b].qs + 128 * h;
-          const __m256i p0 = _mm256_maddubs_epi16(v0, load256(xq));
-          const __m256i p1 = _mm256_maddubs_epi16(v1, load256(xq + 32));
-          const __m256i p2 = _mm256_maddubs_epi16(v2, load256(xq + 64));
-          const __m256i p3 = _mm256_maddubs_epi16(v3, load256(xq + 96));
-          isum[t] = _mm256_add_epi32(isum[t], _mm256_add_epi32(pair_madd(p0, p1, s01), pair_madd(p2, p3, s23)));
+        if constexpr (NT == 1) {
+          // One token: plain vpmaddwd per vector (fewest instructions). Scale of vector i: int16
+          // index 2i in the low 128-bit lane, 2i+1 in the high lane.
+          const int8_t* xq = x[0][b].qs + 128 * h;
+          const __m256i v[4] = {v0, v1, v2, v3};
+          __m256i sum = _mm256_setzero_si256();
+          for (int i = 0; i < 4; ++i) {
+            const __m256i pat = _mm256_setr_epi8(
+                4 * i, 4 * i + 1, 4 * i, 4 * i + 1, 4 * i, 4 * i + 1, 4 * i, 4 * i + 1, 4 * i, 4 * i + 1,
+                4 * i, 4 * i + 1, 4 * i, 4 * i + 1, 4 * i, 4 * i + 1, 4 * i + 2, 4 * i + 3, 4 * i + 2,
+                4 * i + 3, 4 * i + 2, 4 * i + 3, 4 * i + 2, 4 * i + 3, 4 * i + 2, 4 * i + 3, 4 * i + 2,
+                4 * i + 3, 4 * i + 2, 4 * i + 3, 4 * i + 2, 4 * i + 3);
+            const __m256i p = _mm256_maddubs_epi16(v[i], load256(xq + 32 * i));
+            sum = _mm256_add_epi32(sum, _mm256_madd_epi16(p, _mm256_shuffle_epi8(sh, pat)));
+          }
+          isum[0] = _mm256_add_epi32(isum[0], sum);
+        } else {
+          const __m256i s01 = _mm256_shuffle_epi8(sh, pat01);
+          const __m256i s23 = _mm256_shuffle_epi8(sh, pat23);
+          for (int t = 0; t < NT; ++t) {
+            const int8_t* xq = x[t][b].qs + 128 * h;
+            const __m256i p0 = _mm256_maddubs_epi16(v0, load256(xq));
+            const __m256i p1 = _mm256_maddubs_epi16(v1, load256(xq + 32));
+            const __m256i p2 = _mm256_maddubs_epi16(v2, load256(xq + 64));
+            const __m256i p3 = _mm256_maddubs_epi16(v3, load256(xq + 96));
+            isum[t] = _mm256_add_epi32(isum[t], _mm256_add_epi32(pair_madd(p0, p1, s01), pair_madd(p2, p3, s23)));
+          }
         }
       }
       const float d = h2f(w[b].d);
