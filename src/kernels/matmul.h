@@ -7,6 +7,10 @@
 // weight row is loaded once and used for all tokens (a batch of 16 costs far less than 16 GEMVs).
 // Work is split over output rows on the pool. The quantised activations live in a thread-local
 // buffer of the calling thread that grows to the largest size seen: no allocation in steady state.
+//
+// A token's result is bit-identical whatever the batch size, tiling or thread count (speculative
+// verification of n tokens reproduces one-token decoding exactly). Do not call from inside a task
+// running on the same pool (the pool runs one job at a time).
 #pragma once
 
 #include <cstdint>

@@ -240,7 +240,8 @@ TEST_P(MatmulTest, RowRangesAndExpertsMatchFullMatmul) {
 TEST_P(MatmulTest, ResultsAreBitIdenticalAcrossBatchSizesAndThreads) {
   const DType t = GetParam();
   const int64_t bs = tensor::info(t).block_size;
-  const int64_t in = bs == 1 ? 131 : bs * 3, out = 37, n = 11;
+  // in·n ≥ 2^16 so the batch also takes the parallel activation-quantisation path.
+  const int64_t in = bs == 1 ? 1031 : (bs == 32 ? 32 * 33 : 256 * 5), out = 37, n = 64;
   std::mt19937 rng(5);
   const auto data = random_weights(t, in, out, rng);
   const auto w = make_tensor(t, in, out, data);
