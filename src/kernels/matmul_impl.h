@@ -28,8 +28,8 @@ RowsFn rows_fn_avx2(tensor::DType t);        // integer paths (hand-written AVX2
 RowsFn rows_fn_avx512vnni(tensor::DType t);  // integer paths (AVX-512 VNNI)
 RowsFn rows_fn_float_simd(tensor::DType t);  // F32/F16/BF16 via Highway dynamic dispatch
 
-// Most tokens a kernel handles at once; larger batches loop over tiles of this many tokens
-// while the weight row stays in L1.
+// Most tokens a float kernel handles at once (the integer kernels use 8); larger batches loop over
+// tiles of this many tokens while the weight row stays in L1.
 constexpr int kTokenTile = 4;
 
 }  // namespace dflash::kernels::detail

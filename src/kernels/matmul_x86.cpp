@@ -4,7 +4,7 @@
 // built on, so they are written directly. Each function is compiled for its target via pragmas and
 // only reached after runtime CPU detection (matmul_isa()); matmul_scalar.cpp is the portable path.
 //
-// Loop order: for each weight row, for each tile of up to kTokenTile tokens, for each block: the
+// Loop order: for each weight row, for each tile of up to kIntTokenTile tokens, for each block: the
 // block is unpacked once into registers and used for all tokens of the tile; the row stays in L1
 // across tiles, so weights are read from memory once per call however many tokens there are.
 #include <algorithm>
@@ -277,20 +277,28 @@ struct KQ6_K {
   }
 };
 
+// Tokens per register tile: each unpacked weight block is used for up to 8 tokens (8 int32
+// accumulators still fit the 16 ymm registers next to the unpacked weights).
+constexpr int kIntTokenTile = 8;
+
 template <class K>
 void rows(const RowsArgs& a, int64_t r0, int64_t r1) {
-  const uint8_t* xs[kTokenTile];
-  float o[kTokenTile];
+  const uint8_t* xs[kIntTokenTile];
+  float o[kIntTokenTile];
   for (int64_t r = r0; r < r1; ++r) {
     const uint8_t* wr = a.w + size_t(r) * a.w_stride;
-    for (int64_t t0 = 0; t0 < a.n_tokens; t0 += kTokenTile) {
-      const int nt = int(std::min<int64_t>(kTokenTile, a.n_tokens - t0));
+    for (int64_t t0 = 0; t0 < a.n_tokens; t0 += kIntTokenTile) {
+      const int nt = int(std::min<int64_t>(kIntTokenTile, a.n_tokens - t0));
       for (int i = 0; i < nt; ++i) xs[i] = a.act + size_t(t0 + i) * a.act_stride;
       switch (nt) {
         case 1: K::template dot<1>(wr, xs, a.in, o); break;
         case 2: K::template dot<2>(wr, xs, a.in, o); break;
         case 3: K::template dot<3>(wr, xs, a.in, o); break;
-        default: K::template dot<4>(wr, xs, a.in, o); break;
+        case 4: K::template dot<4>(wr, xs, a.in, o); break;
+        case 5: K::template dot<5>(wr, xs, a.in, o); break;
+        case 6: K::template dot<6>(wr, xs, a.in, o); break;
+        case 7: K::template dot<7>(wr, xs, a.in, o); break;
+        default: K::template dot<8>(wr, xs, a.in, o); break;
       }
       for (int i = 0; i < nt; ++i) a.y[(t0 + i) * a.ldy + r] = o[i];
     }
