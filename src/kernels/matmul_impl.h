@@ -28,6 +28,10 @@ RowsFn rows_fn_avx2(tensor::DType t);        // integer paths (hand-written AVX2
 RowsFn rows_fn_avx512vnni(tensor::DType t);  // integer paths (AVX-512 VNNI)
 RowsFn rows_fn_float_simd(tensor::DType t);  // F32/F16/BF16 via Highway dynamic dispatch
 
+// AVX2 K-quant batch kernels: 1 = pair_madd variant, 0 = plain, -1 = choose by CPU (default).
+// Both give identical integers; tests force each to cover both on any machine.
+void set_avx2_pair_madd(int mode);
+
 // Most tokens a float kernel handles at once (the integer kernels use 8); larger batches loop over
 // tiles of this many tokens while the weight row stays in L1.
 constexpr int kTokenTile = 4;

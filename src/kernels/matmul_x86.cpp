@@ -8,6 +8,8 @@
 // block is unpacked once into registers and used for all tokens of the tile; the row stays in L1
 // across tiles, so weights are read from memory once per call however many tokens there are.
 #include <algorithm>
+#include <atomic>
+#include <cstdlib>
 #include <cstring>
 #include <type_traits>
 
@@ -119,7 +121,7 @@ struct KQ8_0 {
 // ---------------- Q4_K / Q5_K × Q8_K ----------------
 // Per 32-weight sub-block j: maddubs(q, x) → 16 int16 pair sums (≤ 2·31·127, no saturation),
 // madd with the 6-bit scale → int32; the min term uses the activation's 16-element sums (bsums).
-template <bool kQ5>
+template <bool kQ5, bool kPair>
 struct KQ45_K {
   using Block = std::conditional_t<kQ5, BlockQ5_K, BlockQ4_K>;
   template <int NT>
@@ -163,15 +165,19 @@ struct KQ45_K {
           lo = _mm256_or_si256(lo, _mm256_shuffle_epi8(t_lo, h));
           hi = _mm256_or_si256(hi, _mm256_shuffle_epi8(t_hi, h));
         }
-        if constexpr (NT == 1) {
-          // One token: fewest instructions (the multiply port is not the limit here).
+        if constexpr (NT == 1 || !kPair) {
+          // Plain: one vpmaddwd per sub-block (fewest instructions; best unless the multiply port
+          // is the bottleneck).
           const __m256i s_lo = bcast_u8_to_i16(scb, 2 * j2), s_hi = bcast_u8_to_i16(scb, 2 * j2 + 1);
-          const int8_t* xq = x[0][b].qs + 64 * j2;
-          const __m256i p0 = _mm256_madd_epi16(_mm256_maddubs_epi16(lo, load256(xq)), s_lo);
-          const __m256i p1 = _mm256_madd_epi16(_mm256_maddubs_epi16(hi, load256(xq + 32)), s_hi);
-          isum[0] = _mm256_add_epi32(isum[0], _mm256_add_epi32(p0, p1));
+          for (int t = 0; t < NT; ++t) {
+            const int8_t* xq = x[t][b].qs + 64 * j2;
+            const __m256i p0 = _mm256_madd_epi16(_mm256_maddubs_epi16(lo, load256(xq)), s_lo);
+            const __m256i p1 = _mm256_madd_epi16(_mm256_maddubs_epi16(hi, load256(xq + 32)), s_hi);
+            isum[t] = _mm256_add_epi32(isum[t], _mm256_add_epi32(p0, p1));
+          }
         } else {
-          // Several tokens: the multiply port is the limit; pair_madd saves one vpmaddwd per token.
+          // Several tokens on a core whose multiply port is the limit: pair_madd saves one
+          // vpmaddwd per token and sub-block pair.
           // int16 lanes alternate the scales of sub-blocks 2·j2 and 2·j2+1.
           const __m256i s_ab = _mm256_shuffle_epi8(
               scb, _mm256_set1_epi32(int32_t(0x80008000u | uint32_t(2 * j2) | (uint32_t(2 * j2 + 1) << 16))));
@@ -197,6 +203,7 @@ struct KQ45_K {
 
 // ---------------- Q6_K × Q8_K ----------------
 // Unsigned 6-bit q (0..63) through maddubs, then Σ sc·(q·x) − 32·Σ sc·bsum for the −32 offset.
+template <bool kPair>
 struct KQ6_K {
   template <int NT>
   static void dot(const uint8_t* wrow, const uint8_t* const* acts, int64_t in, float* out) {
@@ -237,22 +244,28 @@ struct KQ6_K {
                                            _mm256_srli_epi16(_mm256_and_si256(qh, kc0), 2));
         const __m256i sh = h == 0 ? _mm256_permute2x128_si256(sc16, sc16, 0x00)
                                   : _mm256_permute2x128_si256(sc16, sc16, 0x11);
-        if constexpr (NT == 1) {
-          // One token: plain vpmaddwd per vector (fewest instructions). Scale of vector i: int16
-          // index 2i in the low 128-bit lane, 2i+1 in the high lane.
-          const int8_t* xq = x[0][b].qs + 128 * h;
-          const __m256i v[4] = {v0, v1, v2, v3};
-          __m256i sum = _mm256_setzero_si256();
+        if constexpr (NT == 1 || !kPair) {
+          // Plain: one vpmaddwd per vector. Scale of vector i: int16 index 2i in the low 128-bit
+          // lane, 2i+1 in the high lane.
+          __m256i sv[4];
           for (int i = 0; i < 4; ++i) {
             const __m256i pat = _mm256_setr_epi8(
                 4 * i, 4 * i + 1, 4 * i, 4 * i + 1, 4 * i, 4 * i + 1, 4 * i, 4 * i + 1, 4 * i, 4 * i + 1,
                 4 * i, 4 * i + 1, 4 * i, 4 * i + 1, 4 * i, 4 * i + 1, 4 * i + 2, 4 * i + 3, 4 * i + 2,
                 4 * i + 3, 4 * i + 2, 4 * i + 3, 4 * i + 2, 4 * i + 3, 4 * i + 2, 4 * i + 3, 4 * i + 2,
                 4 * i + 3, 4 * i + 2, 4 * i + 3, 4 * i + 2, 4 * i + 3);
-            const __m256i p = _mm256_maddubs_epi16(v[i], load256(xq + 32 * i));
-            sum = _mm256_add_epi32(sum, _mm256_madd_epi16(p, _mm256_shuffle_epi8(sh, pat)));
+            sv[i] = _mm256_shuffle_epi8(sh, pat);
           }
-          isum[0] = _mm256_add_epi32(isum[0], sum);
+          const __m256i v[4] = {v0, v1, v2, v3};
+          for (int t = 0; t < NT; ++t) {
+            const int8_t* xq = x[t][b].qs + 128 * h;
+            __m256i sum = _mm256_setzero_si256();
+            for (int i = 0; i < 4; ++i) {
+              const __m256i p = _mm256_maddubs_epi16(v[i], load256(xq + 32 * i));
+              sum = _mm256_add_epi32(sum, _mm256_madd_epi16(p, sv[i]));
+            }
+            isum[t] = _mm256_add_epi32(isum[t], sum);
+          }
         } else {
           const __m256i s01 = _mm256_shuffle_epi8(sh, pat01);
           const __m256i s23 = _mm256_shuffle_epi8(sh, pat23);
@@ -313,12 +326,32 @@ void rows(const RowsArgs& a, int64_t r0, int64_t r1) {
 
 }  // namespace
 
+namespace {
+// pair_madd trades one vpmaddwd for byte shifts, adds and a blend. That pays where vpmaddwd and
+// vpmaddubsw share a single port (AMD Zen: measured +5..15% for batches on Zen 1); on Intel cores
+// both run on two ports and the extra shuffles would cost more than they save.
+std::atomic<int> g_pair_madd{-1};
+bool use_pair_madd() {
+  int v = g_pair_madd.load(std::memory_order_relaxed);
+  if (v < 0) {
+    __builtin_cpu_init();
+    v = __builtin_cpu_is("amd") ? 1 : 0;
+    if (const char* e = std::getenv("DFLASH_PAIR_MADD")) v = std::atoi(e) != 0;  // for A/B benchmarks
+    g_pair_madd.store(v, std::memory_order_relaxed);
+  }
+  return v != 0;
+}
+}  // namespace
+
+void set_avx2_pair_madd(int mode) { g_pair_madd.store(mode < 0 ? -1 : (mode ? 1 : 0)); }
+
 RowsFn rows_fn_avx2(DType t) {
+  const bool pair = use_pair_madd();
   switch (t) {
     case DType::kQ8_0: return &rows<KQ8_0>;
-    case DType::kQ4_K: return &rows<KQ45_K<false>>;
-    case DType::kQ5_K: return &rows<KQ45_K<true>>;
-    case DType::kQ6_K: return &rows<KQ6_K>;
+    case DType::kQ4_K: return pair ? &rows<KQ45_K<false, true>> : &rows<KQ45_K<false, false>>;
+    case DType::kQ5_K: return pair ? &rows<KQ45_K<true, true>> : &rows<KQ45_K<true, false>>;
+    case DType::kQ6_K: return pair ? &rows<KQ6_K<true>> : &rows<KQ6_K<false>>;
     default: return nullptr;
   }
 }
@@ -329,6 +362,7 @@ RowsFn rows_fn_avx2(DType t) {
 
 namespace dflash::kernels::detail {
 RowsFn rows_fn_avx2(tensor::DType) { return nullptr; }
+void set_avx2_pair_madd(int) {}
 }  // namespace dflash::kernels::detail
 
 #endif

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "formats/quant.h"
+#include "kernels/matmul_impl.h"
 #include "kernels/matmul_isa.h"
 #include "kernels/quantize_act.h"
 #include "kernels/ref/matmul_ref.h"
@@ -159,7 +160,10 @@ void expect_close(const Ref& r, const std::vector<float>& y, int64_t n_tokens, i
 
 class MatmulTest : public ::testing::TestWithParam<DType> {
  protected:
-  void TearDown() override { set_matmul_isa(matmul_best_isa()); }
+  void TearDown() override {
+    set_matmul_isa(matmul_best_isa());
+    detail::set_avx2_pair_madd(-1);
+  }
 };
 
 TEST_P(MatmulTest, MatchesReferencesAcrossShapesThreadsAndIsas) {
@@ -175,8 +179,16 @@ TEST_P(MatmulTest, MatchesReferencesAcrossShapesThreadsAndIsas) {
     outs = {1, 67};
     toks = {1, 3, 7, 33};
   }
-  std::vector<MatmulIsa> isas = {MatmulIsa::kScalar};
-  if (matmul_best_isa() != MatmulIsa::kScalar) isas.push_back(matmul_best_isa());
+  // Scalar, the best ISA, and on AVX2 machines both K-quant batch variants (pair_madd or not).
+  struct Variant {
+    MatmulIsa isa;
+    int pair;
+  };
+  std::vector<Variant> isas = {{MatmulIsa::kScalar, -1}};
+  if (matmul_best_isa() != MatmulIsa::kScalar) {
+    isas.push_back({matmul_best_isa(), 0});
+    isas.push_back({matmul_best_isa(), 1});
+  }
   util::ThreadPool p1(1), p2(2), p3(3);
   util::ThreadPool* pools[] = {&p1, &p2, &p3};
   std::mt19937 rng(1234 + int(t));
@@ -189,12 +201,14 @@ TEST_P(MatmulTest, MatchesReferencesAcrossShapesThreadsAndIsas) {
       const auto x = random_acts(in, max_tok, rng);
       for (int64_t n : toks) {
         const Ref r = make_ref(w, x, n);
-        for (MatmulIsa isa : isas) {
-          set_matmul_isa(isa);
+        for (const Variant& v : isas) {
+          set_matmul_isa(v.isa);
+          detail::set_avx2_pair_madd(v.pair);
           for (auto* pool : pools) {
             SCOPED_TRACE(::testing::Message()
                          << tensor::dtype_name(t) << " in=" << in << " out=" << out << " n=" << n
-                         << " isa=" << matmul_isa_name(isa) << " threads=" << pool->size());
+                         << " isa=" << matmul_isa_name(v.isa) << " pair_madd=" << v.pair
+                         << " threads=" << pool->size());
             std::vector<float> y(size_t(n * out + 8), -7.0f);
             matmul(w, x.data(), n, y.data(), *pool);
             for (int k = 0; k < 8; ++k) ASSERT_EQ(y[size_t(n * out + k)], -7.0f) << "wrote past y";
@@ -247,9 +261,10 @@ TEST_P(MatmulTest, ResultsAreBitIdenticalAcrossBatchSizesAndThreads) {
   const auto w = make_tensor(t, in, out, data);
   const auto x = random_acts(in, n, rng);
   util::ThreadPool p1(1), p3(3);
-  std::vector<MatmulIsa> isas = {MatmulIsa::kScalar, matmul_best_isa()};
-  for (MatmulIsa isa : isas) {
+  for (int variant = 0; variant < 3; ++variant) {
+    const MatmulIsa isa = variant == 0 ? MatmulIsa::kScalar : matmul_best_isa();
     set_matmul_isa(isa);
+    detail::set_avx2_pair_madd(variant == 2 ? 1 : 0);
     std::vector<float> batch(size_t(n * out));
     matmul(w, x.data(), n, batch.data(), p3);
     for (int64_t tk = 0; tk < n; ++tk) {
