@@ -76,7 +76,8 @@ inline __m256i bcast_u8_to_i16(__m256i bytes, int j) {
 // vpmaddwd instead of two: adjacent int16 pairs are first added with byte shifts and a blend
 // (other execution ports), giving even lanes from p0 and odd lanes from p1; s_ab holds sa in the
 // even and sb in the odd int16 lanes. On cores where vpmaddubsw/vpmaddwd share one port (Zen 1)
-// that port is the bottleneck, so this is ~25% faster. Needs |p[2k] + p[2k+1]| < 2^15: true for
+// that port is the bottleneck (measured 12-16% faster batches on Zen 1; used on AMD only, see
+// use_pair_madd). Needs |p[2k] + p[2k+1]| < 2^15: true for
 // 6-bit (and smaller) unsigned weights times int8 in [-127, 127] (2·2·63·127 = 32004).
 inline __m256i pair_madd(__m256i p0, __m256i p1, __m256i s_ab) {
   const __m256i e = _mm256_add_epi16(p0, _mm256_bsrli_epi128(p0, 2));
