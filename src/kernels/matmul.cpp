@@ -102,14 +102,22 @@ bool matmul_dtype(DType t) {
   std::abort();
 }
 
-detail::RowsFn select_rows_fn(DType t) {
+struct Kernel {
+  detail::RowsFn rows = nullptr;
+  detail::ActPrepFn prep = nullptr;  // activation layout change the kernel needs, if any
+};
+
+Kernel select_kernel(DType t) {
   const MatmulIsa isa = matmul_isa();
-  detail::RowsFn fn = nullptr;
-  if (isa == MatmulIsa::kAvx512Vnni) fn = detail::rows_fn_avx512vnni(t);
-  if (!fn && isa >= MatmulIsa::kAvx2) fn = detail::rows_fn_avx2(t);
-  if (!fn && isa != MatmulIsa::kScalar) fn = detail::rows_fn_float_simd(t);
-  if (!fn) fn = detail::rows_fn_scalar(t);
-  return fn;
+  Kernel k;
+  if (isa == MatmulIsa::kAvx512Vnni) k.rows = detail::rows_fn_avx512vnni(t);
+  if (!k.rows && isa >= MatmulIsa::kAvx2) {
+    k.rows = detail::rows_fn_avx2(t);
+    if (k.rows) k.prep = detail::act_prep_avx2(t);
+  }
+  if (!k.rows && isa != MatmulIsa::kScalar) k.rows = detail::rows_fn_float_simd(t);
+  if (!k.rows) k.rows = detail::rows_fn_scalar(t);
+  return k;
 }
 
 // Quantised activations of the calling thread; grows to the largest call, then stays.
@@ -169,6 +177,7 @@ void matmul_rows(const tensor::Tensor& w, int64_t row_begin, int64_t row_end, co
   const int64_t total_macs = in * n_tokens * n_rows;
   const int64_t macs_per_row = in * n_tokens;
 
+  const Kernel kernel = select_kernel(w.dtype);
   const DType adt = ref::act_dtype(w.dtype);
   if (adt == DType::kF32) {
     a.act = reinterpret_cast<const uint8_t*>(x);
@@ -184,6 +193,7 @@ void matmul_rows(const tensor::Tensor& w, int64_t row_begin, int64_t row_end, co
         uint8_t* dst = act + size_t(t) * a.act_stride;
         if (q80) quantize_act_q8_0(x + t * in, reinterpret_cast<ActQ8_0*>(dst), in);
         else quantize_act_q8_k(x + t * in, reinterpret_cast<tensor::BlockQ8_K*>(dst), in);
+        if (kernel.prep) kernel.prep(dst, in / bs);
       }
     };
     // Quantising is ~1/out of the matmul's work; only big batches are worth a dispatch.
@@ -191,7 +201,7 @@ void matmul_rows(const tensor::Tensor& w, int64_t row_begin, int64_t row_end, co
     else quant(0, n_tokens, 0);
   }
 
-  const detail::RowsFn fn = select_rows_fn(w.dtype);
+  const detail::RowsFn fn = kernel.rows;
   if (pool.size() == 1 || total_macs < 2 * kMinMacsPerChunk) {
     fn(a, 0, n_rows);
     return;

@@ -22,6 +22,14 @@ struct RowsArgs {
 // Computes rows [r0, r1) of the slice for every token.
 using RowsFn = void (*)(const RowsArgs& a, int64_t r0, int64_t r1);
 
+// Optional in-place rearrangement of one token's quantised activations (n_blocks blocks) that a
+// row kernel expects instead of the natural layout.
+using ActPrepFn = void (*)(uint8_t* act, int64_t n_blocks);
+
+// AVX2 Q4_K/Q5_K kernels take Q8_K activations with each 64-element chunk (sub-blocks a, b)
+// stored as [a0..15 b0..15 a16..31 b16..31]; this converts from the natural order.
+ActPrepFn act_prep_avx2(tensor::DType t);
+
 // Per-ISA tables; nullptr when the dtype has no kernel for that ISA.
 RowsFn rows_fn_scalar(tensor::DType t);
 RowsFn rows_fn_avx2(tensor::DType t);        // integer paths (hand-written AVX2)

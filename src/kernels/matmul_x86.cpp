@@ -122,7 +122,7 @@ struct KQ8_0 {
 // ---------------- Q4_K / Q5_K × Q8_K ----------------
 // Per 32-weight sub-block j: maddubs(q, x) → 16 int16 pair sums (≤ 2·31·127, no saturation),
 // madd with the 6-bit scale → int32; the min term uses the activation's 16-element sums (bsums).
-template <bool kQ5, bool kPair>
+template <bool kQ5>
 struct KQ45_K {
   using Block = std::conditional_t<kQ5, BlockQ5_K, BlockQ4_K>;
   template <int NT>
@@ -166,28 +166,21 @@ struct KQ45_K {
           lo = _mm256_or_si256(lo, _mm256_shuffle_epi8(t_lo, h));
           hi = _mm256_or_si256(hi, _mm256_shuffle_epi8(t_hi, h));
         }
-        if constexpr (NT == 1 || !kPair) {
-          // Plain: one vpmaddwd per sub-block (fewest instructions; best unless the multiply port
-          // is the bottleneck).
-          const __m256i s_lo = bcast_u8_to_i16(scb, 2 * j2), s_hi = bcast_u8_to_i16(scb, 2 * j2 + 1);
-          for (int t = 0; t < NT; ++t) {
-            const int8_t* xq = x[t][b].qs + 64 * j2;
-            const __m256i p0 = _mm256_madd_epi16(_mm256_maddubs_epi16(lo, load256(xq)), s_lo);
-            const __m256i p1 = _mm256_madd_epi16(_mm256_maddubs_epi16(hi, load256(xq + 32)), s_hi);
-            isum[t] = _mm256_add_epi32(isum[t], _mm256_add_epi32(p0, p1));
-          }
-        } else {
-          // Several tokens on a core whose multiply port is the limit: pair_madd saves one
-          // vpmaddwd per token and sub-block pair.
-          // int16 lanes alternate the scales of sub-blocks 2·j2 and 2·j2+1.
-          const __m256i s_ab = _mm256_shuffle_epi8(
-              scb, _mm256_set1_epi32(int32_t(0x80008000u | uint32_t(2 * j2) | (uint32_t(2 * j2 + 1) << 16))));
-          for (int t = 0; t < NT; ++t) {
-            const int8_t* xq = x[t][b].qs + 64 * j2;
-            const __m256i p0 = _mm256_maddubs_epi16(lo, load256(xq));
-            const __m256i p1 = _mm256_maddubs_epi16(hi, load256(xq + 32));
-            isum[t] = _mm256_add_epi32(isum[t], pair_madd(p0, p1, s_ab));
-          }
+        // Activations are interleaved (act_prep_avx2): X0 = [a0..15 | b0..15], X1 = [a16..31 |
+        // b16..31] for sub-blocks a = 2·j2 (low nibbles), b = 2·j2+1 (high nibbles). Matching weight
+        // vectors put a in the low and b in the high 128-bit lane, so both products share one
+        // per-lane scale vector: one vpaddw (≤ 4·31·127, no overflow) and one vpmaddwd per pair.
+        const __m256i w0 = _mm256_inserti128_si256(lo, _mm256_castsi256_si128(hi), 1);
+        const __m256i w1 = _mm256_inserti128_si256(hi, _mm256_extracti128_si256(lo, 1), 0);
+        const __m256i s_ab = _mm256_shuffle_epi8(scb, _mm256_setr_epi8(
+            2 * j2, -128, 2 * j2, -128, 2 * j2, -128, 2 * j2, -128, 2 * j2, -128, 2 * j2, -128,
+            2 * j2, -128, 2 * j2, -128, 2 * j2 + 1, -128, 2 * j2 + 1, -128, 2 * j2 + 1, -128,
+            2 * j2 + 1, -128, 2 * j2 + 1, -128, 2 * j2 + 1, -128, 2 * j2 + 1, -128, 2 * j2 + 1, -128));
+        for (int t = 0; t < NT; ++t) {
+          const int8_t* xq = x[t][b].qs + 64 * j2;
+          const __m256i p = _mm256_add_epi16(_mm256_maddubs_epi16(w0, load256(xq)),
+                                             _mm256_maddubs_epi16(w1, load256(xq + 32)));
+          isum[t] = _mm256_add_epi32(isum[t], _mm256_madd_epi16(p, s_ab));
         }
       }
       const float d = h2f(w[b].d), dmin = h2f(w[b].dmin);
@@ -319,6 +312,21 @@ void rows(const RowsArgs& a, int64_t r0, int64_t r1) {
   }
 }
 
+// Natural Q8_K order → per 64-element chunk [a0..15 b0..15 a16..31 b16..31] (see KQ45_K).
+void interleave_q8_k(uint8_t* act, int64_t n_blocks) {
+  BlockQ8_K* blk = reinterpret_cast<BlockQ8_K*>(act);
+  for (int64_t i = 0; i < n_blocks; ++i) {
+    for (int c = 0; c < kQK_K; c += 64) {
+      int8_t* q = blk[i].qs + c;
+      const __m256i a = load256(q), b = load256(q + 32);
+      const __m256i x0 = _mm256_inserti128_si256(a, _mm256_castsi256_si128(b), 1);
+      const __m256i x1 = _mm256_inserti128_si256(b, _mm256_extracti128_si256(a, 1), 0);
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(q), x0);
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(q + 32), x1);
+    }
+  }
+}
+
 #if defined(__clang__)
 #pragma clang attribute pop
 #else
@@ -328,7 +336,7 @@ void rows(const RowsArgs& a, int64_t r0, int64_t r1) {
 }  // namespace
 
 namespace {
-// pair_madd trades one vpmaddwd for byte shifts, adds and a blend. That pays where vpmaddwd and
+// pair_madd (Q6_K batches) trades one vpmaddwd for byte shifts, adds and a blend. That pays where vpmaddwd and
 // vpmaddubsw share a single port (AMD Zen: measured +5..15% for batches on Zen 1); on Intel cores
 // both run on two ports and the extra shuffles would cost more than they save.
 std::atomic<int> g_pair_madd{-1};
@@ -346,12 +354,16 @@ bool use_pair_madd() {
 
 void set_avx2_pair_madd(int mode) { g_pair_madd.store(mode < 0 ? -1 : (mode ? 1 : 0)); }
 
+ActPrepFn act_prep_avx2(DType t) {
+  return (t == DType::kQ4_K || t == DType::kQ5_K) ? &interleave_q8_k : nullptr;
+}
+
 RowsFn rows_fn_avx2(DType t) {
   const bool pair = use_pair_madd();
   switch (t) {
     case DType::kQ8_0: return &rows<KQ8_0>;
-    case DType::kQ4_K: return pair ? &rows<KQ45_K<false, true>> : &rows<KQ45_K<false, false>>;
-    case DType::kQ5_K: return pair ? &rows<KQ45_K<true, true>> : &rows<KQ45_K<true, false>>;
+    case DType::kQ4_K: return &rows<KQ45_K<false>>;
+    case DType::kQ5_K: return &rows<KQ45_K<true>>;
     case DType::kQ6_K: return pair ? &rows<KQ6_K<true>> : &rows<KQ6_K<false>>;
     default: return nullptr;
   }
@@ -363,6 +375,7 @@ RowsFn rows_fn_avx2(DType t) {
 
 namespace dflash::kernels::detail {
 RowsFn rows_fn_avx2(tensor::DType) { return nullptr; }
+ActPrepFn act_prep_avx2(tensor::DType) { return nullptr; }
 void set_avx2_pair_madd(int) {}
 }  // namespace dflash::kernels::detail
 
