@@ -67,17 +67,12 @@ inline void unpack_k_scales(const uint8_t* s, uint8_t sc[8], uint8_t mn[8]) {
   std::memcpy(mn + 4, &d, 4);
 }
 
-// Broadcast byte j of a 128-bit lane to all 16-bit lanes, zero-extended: pattern (j, 0x80) repeated.
-inline __m256i bcast_u8_to_i16(__m256i bytes, int j) {
-  return _mm256_shuffle_epi8(bytes, _mm256_set1_epi16(int16_t(0x8000 | j)));
-}
-
 // Σ sa·p0 + Σ sb·p1 as 8 int32 for two maddubs outputs p0 (scale sa) and p1 (scale sb), with one
 // vpmaddwd instead of two: adjacent int16 pairs are first added with byte shifts and a blend
 // (other execution ports), giving even lanes from p0 and odd lanes from p1; s_ab holds sa in the
 // even and sb in the odd int16 lanes. On cores where vpmaddubsw/vpmaddwd share one port (Zen 1)
-// that port is the bottleneck (measured 12-16% faster batches on Zen 1; used on AMD only, see
-// use_pair_madd). Needs |p[2k] + p[2k+1]| < 2^15: true for
+// that port is the bottleneck (used on AMD only, see use_pair_madd; Q6_K, whose 16-element
+// scale groups rule out the interleaved layout of Q4_K/Q5_K). Needs |p[2k] + p[2k+1]| < 2^15: true for
 // 6-bit (and smaller) unsigned weights times int8 in [-127, 127] (2·2·63·127 = 32004).
 inline __m256i pair_madd(__m256i p0, __m256i p1, __m256i s_ab) {
   const __m256i e = _mm256_add_epi16(p0, _mm256_bsrli_epi128(p0, 2));
@@ -336,9 +331,9 @@ void interleave_q8_k(uint8_t* act, int64_t n_blocks) {
 }  // namespace
 
 namespace {
-// pair_madd (Q6_K batches) trades one vpmaddwd for byte shifts, adds and a blend. That pays where vpmaddwd and
-// vpmaddubsw share a single port (AMD Zen: measured +5..15% for batches on Zen 1); on Intel cores
-// both run on two ports and the extra shuffles would cost more than they save.
+// pair_madd (Q6_K batches) trades one vpmaddwd for byte shifts, adds and a blend. That pays
+// where vpmaddwd and vpmaddubsw share a single port (AMD Zen: +5..15% for batches on Zen 1); on
+// Intel cores both run on two ports and the extra shuffles would cost more than they save.
 std::atomic<int> g_pair_madd{-1};
 bool use_pair_madd() {
   int v = g_pair_madd.load(std::memory_order_relaxed);
