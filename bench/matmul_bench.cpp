@@ -1,6 +1,6 @@
 // Matmul micro-benchmarks: GEMV / GEMM per weight dtype on matrices larger than L3, thread-pool
-// dispatch overhead, and a STREAM-like read bandwidth probe (the decode bound: weight bytes read per
-// token / DRAM bandwidth). All use wall time; DFLASH_THREADS sets the pool size (default 2).
+// dispatch overhead, and a STREAM-like read bandwidth probe (the decode bound: weight bytes read
+// per token / DRAM bandwidth). All use wall time; DFLASH_THREADS sets the pool size (default 2).
 //
 //   build/bin/dflash-microbench --benchmark_filter='Matmul|DramRead|Pool'
 #include <benchmark/benchmark.h>
@@ -37,9 +37,11 @@ util::ThreadPool& pool_of(int n) {
 
 // With --benchmark_repetitions=N, "_min" rows report the fastest repetition: on a shared machine
 // the minimum is the least disturbed measurement.
-double min_of(const std::vector<double>& v) { return v.empty() ? 0.0 : *std::min_element(v.begin(), v.end()); }
+double min_of(const std::vector<double>& v) {
+  return v.empty() ? 0.0 : *std::min_element(v.begin(), v.end());
+}
 
-constexpr DType kTypes[] = {DType::kF32, DType::kF16, DType::kBF16, DType::kQ8_0,
+constexpr DType kTypes[] = {DType::kF32,  DType::kF16,  DType::kBF16, DType::kQ8_0,
                             DType::kQ4_K, DType::kQ5_K, DType::kQ6_K};
 constexpr int64_t kIn = 4096;
 constexpr size_t kMinWeightBytes = size_t(96) << 20;  // ≫ L3 (8 MiB here, 48 MiB on the CI boxes)
@@ -123,14 +125,15 @@ void BM_Matmul(benchmark::State& state) {
     benchmark::ClobberMemory();
   }
   const double bytes = double(w.t.nbytes()), flops = 2.0 * double(kIn) * double(out) * double(n);
-  state.counters["GB/s"] = benchmark::Counter(bytes / 1e9, benchmark::Counter::kIsIterationInvariantRate);
+  state.counters["GB/s"] =
+      benchmark::Counter(bytes / 1e9, benchmark::Counter::kIsIterationInvariantRate);
   state.counters["GFLOP/s"] =
       benchmark::Counter(flops / 1e9, benchmark::Counter::kIsIterationInvariantRate);
   state.counters["weight_MB"] = bytes / 1e6;
   state.SetLabel(std::string(tensor::dtype_name(dt)) + " " + std::to_string(kIn) + "x" +
                  std::to_string(out) + " n=" + std::to_string(n) + " " +
-                 kernels::matmul_isa_name(kernels::matmul_isa()) + " t=" +
-                 std::to_string(pool.size()));
+                 kernels::matmul_isa_name(kernels::matmul_isa()) +
+                 " t=" + std::to_string(pool.size()));
 }
 BENCHMARK(BM_Matmul)
     ->ArgsProduct({{0, 1, 2, 3, 4, 5, 6}, {1, 2, 4, 8, 16, 32, 64}})
@@ -158,7 +161,8 @@ void BM_MatmulHot(benchmark::State& state) {
     benchmark::ClobberMemory();
   }
   const double macs = double(kIn) * 64.0 * double(n);
-  state.counters["GMAC/s"] = benchmark::Counter(macs / 1e9, benchmark::Counter::kIsIterationInvariantRate);
+  state.counters["GMAC/s"] =
+      benchmark::Counter(macs / 1e9, benchmark::Counter::kIsIterationInvariantRate);
   state.SetLabel(std::string(tensor::dtype_name(dt)) + " n=" + std::to_string(n));
 }
 BENCHMARK(BM_MatmulHot)
@@ -174,14 +178,20 @@ void BM_PoolDispatch(benchmark::State& state) {
   for (auto _ : state) pool.parallel_for(tasks, [](int64_t, int) {});
   state.SetLabel("empty parallel_for, " + std::to_string(tasks) + " tasks");
 }
-BENCHMARK(BM_PoolDispatch)->Arg(2)->Arg(3)->ComputeStatistics("min", min_of)->UseRealTime()->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_PoolDispatch)
+    ->Arg(2)
+    ->Arg(3)
+    ->ComputeStatistics("min", min_of)
+    ->UseRealTime()
+    ->Unit(benchmark::kMicrosecond);
 
 // Same, but parallel_range over 4096 rows with trivial work per chunk (what matmul issues).
 void BM_PoolRange(benchmark::State& state) {
   util::ThreadPool& pool = pool_of(int(state.range(0)));
   std::vector<int64_t> sink(64 * 8);
   for (auto _ : state)
-    pool.parallel_range(4096, 1, [&](int64_t b, int64_t e, int tid) { sink[size_t(tid) * 8] += e - b; });
+    pool.parallel_range(4096, 1,
+                        [&](int64_t b, int64_t e, int tid) { sink[size_t(tid) * 8] += e - b; });
   benchmark::DoNotOptimize(sink.data());
 }
 BENCHMARK(BM_PoolRange)->Arg(2)->UseRealTime()->Unit(benchmark::kMicrosecond);
@@ -210,8 +220,15 @@ void BM_DramRead(benchmark::State& state) {
     });
   }
   benchmark::DoNotOptimize(part.data());
-  state.counters["GB/s"] = benchmark::Counter(double(kBytes) / 1e9, benchmark::Counter::kIsIterationInvariantRate);
+  state.counters["GB/s"] =
+      benchmark::Counter(double(kBytes) / 1e9, benchmark::Counter::kIsIterationInvariantRate);
 }
-BENCHMARK(BM_DramRead)->Arg(1)->Arg(2)->ComputeStatistics("min", min_of)->UseRealTime()->Unit(benchmark::kMillisecond)->MinTime(1.0);
+BENCHMARK(BM_DramRead)
+    ->Arg(1)
+    ->Arg(2)
+    ->ComputeStatistics("min", min_of)
+    ->UseRealTime()
+    ->Unit(benchmark::kMillisecond)
+    ->MinTime(1.0);
 
 }  // namespace

@@ -47,8 +47,10 @@ MatmulIsa isa_from_env(MatmulIsa best) {
   if (!e) return best;
   const std::string s(e);
   MatmulIsa want = best;
-  if (s == "scalar") want = MatmulIsa::kScalar;
-  else if (s == "avx2") want = MatmulIsa::kAvx2;
+  if (s == "scalar")
+    want = MatmulIsa::kScalar;
+  else if (s == "avx2")
+    want = MatmulIsa::kAvx2;
   return std::min(want, best);
 }
 
@@ -75,9 +77,12 @@ void set_matmul_isa(MatmulIsa isa) {
 
 const char* matmul_isa_name(MatmulIsa isa) {
   switch (isa) {
-    case MatmulIsa::kScalar: return "scalar";
-    case MatmulIsa::kAvx2: return "avx2";
-    case MatmulIsa::kAvx512Vnni: return "avx512vnni";
+    case MatmulIsa::kScalar:
+      return "scalar";
+    case MatmulIsa::kAvx2:
+      return "avx2";
+    case MatmulIsa::kAvx512Vnni:
+      return "avx512vnni";
   }
   return "?";
 }
@@ -88,8 +93,13 @@ namespace {
 
 bool matmul_dtype(DType t) {
   switch (t) {
-    case DType::kF32: case DType::kF16: case DType::kBF16: case DType::kQ8_0:
-    case DType::kQ4_K: case DType::kQ5_K: case DType::kQ6_K:
+    case DType::kF32:
+    case DType::kF16:
+    case DType::kBF16:
+    case DType::kQ8_0:
+    case DType::kQ4_K:
+    case DType::kQ5_K:
+    case DType::kQ6_K:
       return true;
     default:
       return false;
@@ -191,14 +201,18 @@ void matmul_rows(const tensor::Tensor& w, int64_t row_begin, int64_t row_end, co
     auto quant = [&](int64_t t0, int64_t t1, int) {
       for (int64_t t = t0; t < t1; ++t) {
         uint8_t* dst = act + size_t(t) * a.act_stride;
-        if (q80) quantize_act_q8_0(x + t * in, reinterpret_cast<ActQ8_0*>(dst), in);
-        else quantize_act_q8_k(x + t * in, reinterpret_cast<tensor::BlockQ8_K*>(dst), in);
+        if (q80)
+          quantize_act_q8_0(x + t * in, reinterpret_cast<ActQ8_0*>(dst), in);
+        else
+          quantize_act_q8_k(x + t * in, reinterpret_cast<tensor::BlockQ8_K*>(dst), in);
         if (kernel.prep) kernel.prep(dst, in / bs);
       }
     };
     // Quantising is ~1/out of the matmul's work; only big batches are worth a dispatch.
-    if (n_tokens >= 8 && in * n_tokens >= (1 << 16)) pool.parallel_range(n_tokens, 1, quant);
-    else quant(0, n_tokens, 0);
+    if (n_tokens >= 8 && in * n_tokens >= (1 << 16))
+      pool.parallel_range(n_tokens, 1, quant);
+    else
+      quant(0, n_tokens, 0);
   }
 
   const detail::RowsFn fn = kernel.rows;
@@ -210,8 +224,8 @@ void matmul_rows(const tensor::Tensor& w, int64_t row_begin, int64_t row_end, co
   // A few chunks per thread: equal work when the threads run at equal speed, and a thread that
   // was preempted (shared machines) is helped by the others instead of stalling the call.
   const int chunks_per_thread = n_rows >= 16 * grain * pool.size() ? 4 : 1;
-  pool.parallel_range(n_rows, grain, [&](int64_t r0, int64_t r1, int) { fn(a, r0, r1); },
-                      chunks_per_thread);
+  pool.parallel_range(
+      n_rows, grain, [&](int64_t r0, int64_t r1, int) { fn(a, r0, r1); }, chunks_per_thread);
 }
 
 void matmul(const tensor::Tensor& w, const float* x, int64_t n_tokens, float* y,

@@ -1,6 +1,6 @@
-// y = W·x for a batch of tokens. W is a weight tensor with ne = {in, out} (row r holds the in-weights
-// of output r) in F32, F16, BF16, Q8_0, Q4_K, Q5_K or Q6_K; x is [n_tokens][in] f32 row-major;
-// y is [n_tokens][out] f32.
+// y = W·x for a batch of tokens. W is a weight tensor with ne = {in, out} (row r holds the
+// in-weights of output r) in F32, F16, BF16, Q8_0, Q4_K, Q5_K or Q6_K; x is [n_tokens][in] f32
+// row-major; y is [n_tokens][out] f32.
 //
 // Quantised weights: each token's x is quantised to 8-bit blocks (Q8_0 for Q8_0 weights, Q8_K for
 // K-quants; kernels/quantize_act.h) and multiplied with integer dot products. For n_tokens > 1 each

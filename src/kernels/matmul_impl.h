@@ -9,9 +9,9 @@
 namespace dflash::kernels::detail {
 
 struct RowsArgs {
-  const uint8_t* w = nullptr;  // row 0 of the weight slice
-  size_t w_stride = 0;         // bytes per weight row
-  int64_t in = 0;              // elements per row
+  const uint8_t* w = nullptr;    // row 0 of the weight slice
+  size_t w_stride = 0;           // bytes per weight row
+  int64_t in = 0;                // elements per row
   const uint8_t* act = nullptr;  // token t's activations at act + t * act_stride (quantised or f32)
   size_t act_stride = 0;
   int64_t n_tokens = 0;

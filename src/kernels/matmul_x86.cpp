@@ -52,7 +52,8 @@ inline float h2f(uint16_t h) { return _cvtsh_ss(h); }
 
 inline __m256i load256(const void* p) { return _mm256_loadu_si256(static_cast<const __m256i*>(p)); }
 
-// 6-bit (scale, min) pairs of a Q4_K/Q5_K block as two 8-byte arrays (same as formats::k_scale_min).
+// 6-bit (scale, min) pairs of a Q4_K/Q5_K block as two 8-byte arrays (same as
+// formats::k_scale_min).
 inline void unpack_k_scales(const uint8_t* s, uint8_t sc[8], uint8_t mn[8]) {
   uint32_t k0, k1, k2;
   std::memcpy(&k0, s, 4);
@@ -72,8 +73,8 @@ inline void unpack_k_scales(const uint8_t* s, uint8_t sc[8], uint8_t mn[8]) {
 // (other execution ports), giving even lanes from p0 and odd lanes from p1; s_ab holds sa in the
 // even and sb in the odd int16 lanes. On cores where vpmaddubsw/vpmaddwd share one port (Zen 1)
 // that port is the bottleneck (used on AMD only, see use_pair_madd; Q6_K, whose 16-element
-// scale groups rule out the interleaved layout of Q4_K/Q5_K). Needs |p[2k] + p[2k+1]| < 2^15: true for
-// 6-bit (and smaller) unsigned weights times int8 in [-127, 127] (2·2·63·127 = 32004).
+// scale groups rule out the interleaved layout of Q4_K/Q5_K). Needs |p[2k] + p[2k+1]| < 2^15: true
+// for 6-bit (and smaller) unsigned weights times int8 in [-127, 127] (2·2·63·127 = 32004).
 inline __m256i pair_madd(__m256i p0, __m256i p1, __m256i s_ab) {
   const __m256i e = _mm256_add_epi16(p0, _mm256_bsrli_epi128(p0, 2));
   const __m256i o = _mm256_add_epi16(p1, _mm256_bslli_epi128(p1, 2));
@@ -93,7 +94,7 @@ struct KQ8_0 {
     __m256 acc0[NT], acc1[NT];
     for (int t = 0; t < NT; ++t) acc0[t] = acc1[t] = _mm256_setzero_ps();
     const __m256i ones = _mm256_set1_epi16(1);
-    auto step = [&](int64_t b, __m256* acc) __attribute__((always_inline)) {
+    auto step = [&](int64_t b, __m256 * acc) __attribute__((always_inline)) {
       if (b % 2 == 0) prefetch_block<64>(w + b);  // two 34-byte blocks per cache line
       const __m256i qw = load256(w[b].qs);
       const __m256i aw = _mm256_abs_epi8(qw);  // |−128| = 128 read as unsigned: still exact
@@ -139,7 +140,8 @@ struct KQ45_K {
       const __m256i scb = _mm256_broadcastsi128_si256(_mm_cvtsi64_si128(int64_t(sc64)));
       uint64_t mn64;
       std::memcpy(&mn64, mn, 8);
-      const __m256i m16 = _mm256_cvtepu8_epi16(_mm_shuffle_epi8(_mm_cvtsi64_si128(int64_t(mn64)), dup));
+      const __m256i m16 =
+          _mm256_cvtepu8_epi16(_mm_shuffle_epi8(_mm_cvtsi64_si128(int64_t(mn64)), dup));
       __m256i hb;
       if constexpr (kQ5) hb = load256(w[b].qh);
       __m256i isum[NT];
@@ -153,24 +155,29 @@ struct KQ45_K {
           // Fifth bits of sub-blocks 2·j2 / 2·j2+1 are bits 2·j2 / 2·j2+1 of qh: one shift brings
           // both to bits 0, 1 and a table lookup turns them into +16 (vector bit shifts are
           // scarce on some cores; shuffles are not).
-          const __m256i t_lo = _mm256_setr_epi8(0, 16, 0, 16, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,  //
-                                                0, 16, 0, 16, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0);
-          const __m256i t_hi = _mm256_setr_epi8(0, 0, 16, 16, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,  //
-                                                0, 0, 16, 16, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0);
-          const __m256i h = _mm256_and_si256(_mm256_srl_epi16(hb, _mm_cvtsi32_si128(2 * j2)), _mm256_set1_epi8(3));
+          const __m256i t_lo =
+              _mm256_setr_epi8(0, 16, 0, 16, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,  //
+                               0, 16, 0, 16, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0);
+          const __m256i t_hi =
+              _mm256_setr_epi8(0, 0, 16, 16, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,  //
+                               0, 0, 16, 16, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0);
+          const __m256i h = _mm256_and_si256(_mm256_srl_epi16(hb, _mm_cvtsi32_si128(2 * j2)),
+                                             _mm256_set1_epi8(3));
           lo = _mm256_or_si256(lo, _mm256_shuffle_epi8(t_lo, h));
           hi = _mm256_or_si256(hi, _mm256_shuffle_epi8(t_hi, h));
         }
         // Activations are interleaved (act_prep_avx2): X0 = [a0..15 | b0..15], X1 = [a16..31 |
-        // b16..31] for sub-blocks a = 2·j2 (low nibbles), b = 2·j2+1 (high nibbles). Matching weight
-        // vectors put a in the low and b in the high 128-bit lane, so both products share one
-        // per-lane scale vector: one vpaddw (≤ 4·31·127, no overflow) and one vpmaddwd per pair.
+        // b16..31] for sub-blocks a = 2·j2 (low nibbles), b = 2·j2+1 (high nibbles). Matching
+        // weight vectors put a in the low and b in the high 128-bit lane, so both products share
+        // one per-lane scale vector: one vpaddw (≤ 4·31·127, no overflow) and one vpmaddwd per
+        // pair.
         const __m256i w0 = _mm256_inserti128_si256(lo, _mm256_castsi256_si128(hi), 1);
         const __m256i w1 = _mm256_inserti128_si256(hi, _mm256_extracti128_si256(lo, 1), 0);
-        const __m256i s_ab = _mm256_shuffle_epi8(scb, _mm256_setr_epi8(
-            2 * j2, -128, 2 * j2, -128, 2 * j2, -128, 2 * j2, -128, 2 * j2, -128, 2 * j2, -128,
-            2 * j2, -128, 2 * j2, -128, 2 * j2 + 1, -128, 2 * j2 + 1, -128, 2 * j2 + 1, -128,
-            2 * j2 + 1, -128, 2 * j2 + 1, -128, 2 * j2 + 1, -128, 2 * j2 + 1, -128, 2 * j2 + 1, -128));
+        const __m256i s_ab = _mm256_shuffle_epi8(
+            scb, _mm256_setr_epi8(2 * j2, -128, 2 * j2, -128, 2 * j2, -128, 2 * j2, -128, 2 * j2,
+                                  -128, 2 * j2, -128, 2 * j2, -128, 2 * j2, -128, 2 * j2 + 1, -128,
+                                  2 * j2 + 1, -128, 2 * j2 + 1, -128, 2 * j2 + 1, -128, 2 * j2 + 1,
+                                  -128, 2 * j2 + 1, -128, 2 * j2 + 1, -128, 2 * j2 + 1, -128));
         for (int t = 0; t < NT; ++t) {
           const int8_t* xq = x[t][b].qs + 64 * j2;
           const __m256i p = _mm256_add_epi16(_mm256_maddubs_epi16(w0, load256(xq)),
@@ -209,8 +216,9 @@ struct KQ6_K {
     // lane holds elements 0..15 of each vector (scales 8h+2i), the high lane 16..31 (8h+2i+1).
     const __m256i pat01 = _mm256_setr_epi8(0, 1, 4, 5, 0, 1, 4, 5, 0, 1, 4, 5, 0, 1, 4, 5,  //
                                            2, 3, 6, 7, 2, 3, 6, 7, 2, 3, 6, 7, 2, 3, 6, 7);
-    const __m256i pat23 = _mm256_setr_epi8(8, 9, 12, 13, 8, 9, 12, 13, 8, 9, 12, 13, 8, 9, 12, 13,  //
-                                           10, 11, 14, 15, 10, 11, 14, 15, 10, 11, 14, 15, 10, 11, 14, 15);
+    const __m256i pat23 =
+        _mm256_setr_epi8(8, 9, 12, 13, 8, 9, 12, 13, 8, 9, 12, 13, 8, 9, 12, 13,  //
+                         10, 11, 14, 15, 10, 11, 14, 15, 10, 11, 14, 15, 10, 11, 14, 15);
     for (int64_t b = 0; b < nb; ++b) {
       prefetch_block<sizeof(BlockQ6_K)>(w + b);
       const __m128i sc8 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(w[b].scales));
@@ -226,9 +234,11 @@ struct KQ6_K {
         // run on a single port on some cores; x+x is a shift by one on any ALU port).
         const __m256i h1 = _mm256_and_si256(qh, k0c);
         const __m256i h1s = _mm256_add_epi8(_mm256_add_epi8(h1, h1), _mm256_add_epi8(h1, h1));
-        const __m256i v0 = _mm256_or_si256(_mm256_and_si256(qa, m4), _mm256_slli_epi16(_mm256_and_si256(qh, k03), 4));
+        const __m256i v0 = _mm256_or_si256(_mm256_and_si256(qa, m4),
+                                           _mm256_slli_epi16(_mm256_and_si256(qh, k03), 4));
         const __m256i v1 = _mm256_or_si256(_mm256_and_si256(qb, m4), h1s);
-        const __m256i v2 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(qa, 4), m4), _mm256_and_si256(qh, k30));
+        const __m256i v2 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(qa, 4), m4),
+                                           _mm256_and_si256(qh, k30));
         const __m256i v3 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(qb, 4), m4),
                                            _mm256_srli_epi16(_mm256_and_si256(qh, kc0), 2));
         const __m256i sh = h == 0 ? _mm256_permute2x128_si256(sc16, sc16, 0x00)
@@ -238,11 +248,12 @@ struct KQ6_K {
           // lane, 2i+1 in the high lane.
           __m256i sv[4];
           for (int i = 0; i < 4; ++i) {
-            const __m256i pat = _mm256_setr_epi8(
-                4 * i, 4 * i + 1, 4 * i, 4 * i + 1, 4 * i, 4 * i + 1, 4 * i, 4 * i + 1, 4 * i, 4 * i + 1,
-                4 * i, 4 * i + 1, 4 * i, 4 * i + 1, 4 * i, 4 * i + 1, 4 * i + 2, 4 * i + 3, 4 * i + 2,
-                4 * i + 3, 4 * i + 2, 4 * i + 3, 4 * i + 2, 4 * i + 3, 4 * i + 2, 4 * i + 3, 4 * i + 2,
-                4 * i + 3, 4 * i + 2, 4 * i + 3, 4 * i + 2, 4 * i + 3);
+            const __m256i pat =
+                _mm256_setr_epi8(4 * i, 4 * i + 1, 4 * i, 4 * i + 1, 4 * i, 4 * i + 1, 4 * i,
+                                 4 * i + 1, 4 * i, 4 * i + 1, 4 * i, 4 * i + 1, 4 * i, 4 * i + 1,
+                                 4 * i, 4 * i + 1, 4 * i + 2, 4 * i + 3, 4 * i + 2, 4 * i + 3,
+                                 4 * i + 2, 4 * i + 3, 4 * i + 2, 4 * i + 3, 4 * i + 2, 4 * i + 3,
+                                 4 * i + 2, 4 * i + 3, 4 * i + 2, 4 * i + 3, 4 * i + 2, 4 * i + 3);
             sv[i] = _mm256_shuffle_epi8(sh, pat);
           }
           const __m256i v[4] = {v0, v1, v2, v3};
@@ -264,7 +275,8 @@ struct KQ6_K {
             const __m256i p1 = _mm256_maddubs_epi16(v1, load256(xq + 32));
             const __m256i p2 = _mm256_maddubs_epi16(v2, load256(xq + 64));
             const __m256i p3 = _mm256_maddubs_epi16(v3, load256(xq + 96));
-            isum[t] = _mm256_add_epi32(isum[t], _mm256_add_epi32(pair_madd(p0, p1, s01), pair_madd(p2, p3, s23)));
+            isum[t] = _mm256_add_epi32(
+                isum[t], _mm256_add_epi32(pair_madd(p0, p1, s01), pair_madd(p2, p3, s23)));
           }
         }
       }
@@ -293,14 +305,30 @@ void rows(const RowsArgs& a, int64_t r0, int64_t r1) {
       const int nt = int(std::min<int64_t>(kIntTokenTile, a.n_tokens - t0));
       for (int i = 0; i < nt; ++i) xs[i] = a.act + size_t(t0 + i) * a.act_stride;
       switch (nt) {
-        case 1: K::template dot<1>(wr, xs, a.in, o); break;
-        case 2: K::template dot<2>(wr, xs, a.in, o); break;
-        case 3: K::template dot<3>(wr, xs, a.in, o); break;
-        case 4: K::template dot<4>(wr, xs, a.in, o); break;
-        case 5: K::template dot<5>(wr, xs, a.in, o); break;
-        case 6: K::template dot<6>(wr, xs, a.in, o); break;
-        case 7: K::template dot<7>(wr, xs, a.in, o); break;
-        default: K::template dot<8>(wr, xs, a.in, o); break;
+        case 1:
+          K::template dot<1>(wr, xs, a.in, o);
+          break;
+        case 2:
+          K::template dot<2>(wr, xs, a.in, o);
+          break;
+        case 3:
+          K::template dot<3>(wr, xs, a.in, o);
+          break;
+        case 4:
+          K::template dot<4>(wr, xs, a.in, o);
+          break;
+        case 5:
+          K::template dot<5>(wr, xs, a.in, o);
+          break;
+        case 6:
+          K::template dot<6>(wr, xs, a.in, o);
+          break;
+        case 7:
+          K::template dot<7>(wr, xs, a.in, o);
+          break;
+        default:
+          K::template dot<8>(wr, xs, a.in, o);
+          break;
       }
       for (int i = 0; i < nt; ++i) a.y[(t0 + i) * a.ldy + r] = o[i];
     }
@@ -340,7 +368,8 @@ bool use_pair_madd() {
   if (v < 0) {
     __builtin_cpu_init();
     v = __builtin_cpu_is("amd") ? 1 : 0;
-    if (const char* e = std::getenv("DFLASH_PAIR_MADD")) v = std::atoi(e) != 0;  // for A/B benchmarks
+    if (const char* e = std::getenv("DFLASH_PAIR_MADD"))
+      v = std::atoi(e) != 0;  // for A/B benchmarks
     g_pair_madd.store(v, std::memory_order_relaxed);
   }
   return v != 0;
@@ -356,11 +385,16 @@ ActPrepFn act_prep_avx2(DType t) {
 RowsFn rows_fn_avx2(DType t) {
   const bool pair = use_pair_madd();
   switch (t) {
-    case DType::kQ8_0: return &rows<KQ8_0>;
-    case DType::kQ4_K: return &rows<KQ45_K<false>>;
-    case DType::kQ5_K: return &rows<KQ45_K<true>>;
-    case DType::kQ6_K: return pair ? &rows<KQ6_K<true>> : &rows<KQ6_K<false>>;
-    default: return nullptr;
+    case DType::kQ8_0:
+      return &rows<KQ8_0>;
+    case DType::kQ4_K:
+      return &rows<KQ45_K<false>>;
+    case DType::kQ5_K:
+      return &rows<KQ45_K<true>>;
+    case DType::kQ6_K:
+      return pair ? &rows<KQ6_K<true>> : &rows<KQ6_K<false>>;
+    default:
+      return nullptr;
   }
 }
 

@@ -170,8 +170,10 @@ TEST_P(MatmulTest, MatchesReferencesAcrossShapesThreadsAndIsas) {
   const DType t = GetParam();
   const int64_t bs = tensor::info(t).block_size;
   std::vector<int64_t> ins;
-  if (bs == 1) ins = {37, 291};
-  else ins = {bs, bs * 3};
+  if (bs == 1)
+    ins = {37, 291};
+  else
+    ins = {bs, bs * 3};
   if (bs == 32) ins.push_back(32 * 9);
   std::vector<int64_t> outs = {1, 5, 67, 300};
   std::vector<int64_t> toks = {1, 2, 3, 7, 16, 33, 64};
@@ -280,7 +282,9 @@ TEST_P(MatmulTest, ResultsAreBitIdenticalAcrossBatchSizesAndThreads) {
 INSTANTIATE_TEST_SUITE_P(AllDtypes, MatmulTest,
                          ::testing::Values(DType::kF32, DType::kF16, DType::kBF16, DType::kQ8_0,
                                            DType::kQ4_K, DType::kQ5_K, DType::kQ6_K),
-                         [](const auto& info) { return std::string(tensor::dtype_name(info.param)); });
+                         [](const auto& info) {
+                           return std::string(tensor::dtype_name(info.param));
+                         });
 
 TEST(Matmul, CheckRejectsBadTensors) {
   std::vector<uint8_t> data(1024);
