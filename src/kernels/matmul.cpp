@@ -1,5 +1,9 @@
 #include "kernels/matmul.h"
 
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <cpuid.h>
+#endif
+
 #include <algorithm>
 #include <atomic>
 #include <cstdio>
@@ -23,8 +27,10 @@ namespace {
 MatmulIsa detect_isa() {
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
   __builtin_cpu_init();
-  const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-                    __builtin_cpu_supports("f16c");
+  // F16C via cpuid: clang's __builtin_cpu_supports does not know "f16c".
+  unsigned a = 0, b = 0, c = 0, d = 0;
+  const bool f16c = __get_cpuid(1, &a, &b, &c, &d) && (c & bit_F16C) != 0;
+  const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && f16c;
   if (!avx2) return MatmulIsa::kScalar;
   const bool vnni = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
                     __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni");
@@ -41,8 +47,10 @@ MatmulIsa isa_from_env(MatmulIsa best) {
   if (!e) return best;
   const std::string s(e);
   MatmulIsa want = best;
-  if (s == "scalar") want = MatmulIsa::kScalar;
-  else if (s == "avx2") want = MatmulIsa::kAvx2;
+  if (s == "scalar")
+    want = MatmulIsa::kScalar;
+  else if (s == "avx2")
+    want = MatmulIsa::kAvx2;
   return std::min(want, best);
 }
 
@@ -69,9 +77,12 @@ void set_matmul_isa(MatmulIsa isa) {
 
 const char* matmul_isa_name(MatmulIsa isa) {
   switch (isa) {
-    case MatmulIsa::kScalar: return "scalar";
-    case MatmulIsa::kAvx2: return "avx2";
-    case MatmulIsa::kAvx512Vnni: return "avx512vnni";
+    case MatmulIsa::kScalar:
+      return "scalar";
+    case MatmulIsa::kAvx2:
+      return "avx2";
+    case MatmulIsa::kAvx512Vnni:
+      return "avx512vnni";
   }
   return "?";
 }
@@ -82,8 +93,13 @@ namespace {
 
 bool matmul_dtype(DType t) {
   switch (t) {
-    case DType::kF32: case DType::kF16: case DType::kBF16: case DType::kQ8_0:
-    case DType::kQ4_K: case DType::kQ5_K: case DType::kQ6_K:
+    case DType::kF32:
+    case DType::kF16:
+    case DType::kBF16:
+    case DType::kQ8_0:
+    case DType::kQ4_K:
+    case DType::kQ5_K:
+    case DType::kQ6_K:
       return true;
     default:
       return false;
@@ -96,14 +112,22 @@ bool matmul_dtype(DType t) {
   std::abort();
 }
 
-detail::RowsFn select_rows_fn(DType t) {
+struct Kernel {
+  detail::RowsFn rows = nullptr;
+  detail::ActPrepFn prep = nullptr;  // activation layout change the kernel needs, if any
+};
+
+Kernel select_kernel(DType t) {
   const MatmulIsa isa = matmul_isa();
-  detail::RowsFn fn = nullptr;
-  if (isa == MatmulIsa::kAvx512Vnni) fn = detail::rows_fn_avx512vnni(t);
-  if (!fn && isa >= MatmulIsa::kAvx2) fn = detail::rows_fn_avx2(t);
-  if (!fn && isa != MatmulIsa::kScalar) fn = detail::rows_fn_float_simd(t);
-  if (!fn) fn = detail::rows_fn_scalar(t);
-  return fn;
+  Kernel k;
+  if (isa == MatmulIsa::kAvx512Vnni) k.rows = detail::rows_fn_avx512vnni(t);
+  if (!k.rows && isa >= MatmulIsa::kAvx2) {
+    k.rows = detail::rows_fn_avx2(t);
+    if (k.rows) k.prep = detail::act_prep_avx2(t);
+  }
+  if (!k.rows && isa != MatmulIsa::kScalar) k.rows = detail::rows_fn_float_simd(t);
+  if (!k.rows) k.rows = detail::rows_fn_scalar(t);
+  return k;
 }
 
 // Quantised activations of the calling thread; grows to the largest call, then stays.
@@ -163,6 +187,7 @@ void matmul_rows(const tensor::Tensor& w, int64_t row_begin, int64_t row_end, co
   const int64_t total_macs = in * n_tokens * n_rows;
   const int64_t macs_per_row = in * n_tokens;
 
+  const Kernel kernel = select_kernel(w.dtype);
   const DType adt = ref::act_dtype(w.dtype);
   if (adt == DType::kF32) {
     a.act = reinterpret_cast<const uint8_t*>(x);
@@ -176,22 +201,31 @@ void matmul_rows(const tensor::Tensor& w, int64_t row_begin, int64_t row_end, co
     auto quant = [&](int64_t t0, int64_t t1, int) {
       for (int64_t t = t0; t < t1; ++t) {
         uint8_t* dst = act + size_t(t) * a.act_stride;
-        if (q80) quantize_act_q8_0(x + t * in, reinterpret_cast<ActQ8_0*>(dst), in);
-        else quantize_act_q8_k(x + t * in, reinterpret_cast<tensor::BlockQ8_K*>(dst), in);
+        if (q80)
+          quantize_act_q8_0(x + t * in, reinterpret_cast<ActQ8_0*>(dst), in);
+        else
+          quantize_act_q8_k(x + t * in, reinterpret_cast<tensor::BlockQ8_K*>(dst), in);
+        if (kernel.prep) kernel.prep(dst, in / bs);
       }
     };
     // Quantising is ~1/out of the matmul's work; only big batches are worth a dispatch.
-    if (n_tokens >= 8 && in * n_tokens >= (1 << 16)) pool.parallel_range(n_tokens, 1, quant);
-    else quant(0, n_tokens, 0);
+    if (n_tokens >= 8 && in * n_tokens >= (1 << 16))
+      pool.parallel_range(n_tokens, 1, quant);
+    else
+      quant(0, n_tokens, 0);
   }
 
-  const detail::RowsFn fn = select_rows_fn(w.dtype);
+  const detail::RowsFn fn = kernel.rows;
   if (pool.size() == 1 || total_macs < 2 * kMinMacsPerChunk) {
     fn(a, 0, n_rows);
     return;
   }
   const int64_t grain = std::max<int64_t>(1, kMinMacsPerChunk / std::max<int64_t>(1, macs_per_row));
-  pool.parallel_range(n_rows, grain, [&](int64_t r0, int64_t r1, int) { fn(a, r0, r1); });
+  // A few chunks per thread: equal work when the threads run at equal speed, and a thread that
+  // was preempted (shared machines) is helped by the others instead of stalling the call.
+  const int chunks_per_thread = n_rows >= 16 * grain * pool.size() ? 4 : 1;
+  pool.parallel_range(
+      n_rows, grain, [&](int64_t r0, int64_t r1, int) { fn(a, r0, r1); }, chunks_per_thread);
 }
 
 void matmul(const tensor::Tensor& w, const float* x, int64_t n_tokens, float* y,

@@ -1,12 +1,16 @@
-// y = W·x for a batch of tokens. W is a weight tensor with ne = {in, out} (row r holds the in-weights
-// of output r) in F32, F16, BF16, Q8_0, Q4_K, Q5_K or Q6_K; x is [n_tokens][in] f32 row-major;
-// y is [n_tokens][out] f32.
+// y = W·x for a batch of tokens. W is a weight tensor with ne = {in, out} (row r holds the
+// in-weights of output r) in F32, F16, BF16, Q8_0, Q4_K, Q5_K or Q6_K; x is [n_tokens][in] f32
+// row-major; y is [n_tokens][out] f32.
 //
 // Quantised weights: each token's x is quantised to 8-bit blocks (Q8_0 for Q8_0 weights, Q8_K for
 // K-quants; kernels/quantize_act.h) and multiplied with integer dot products. For n_tokens > 1 each
 // weight row is loaded once and used for all tokens (a batch of 16 costs far less than 16 GEMVs).
 // Work is split over output rows on the pool. The quantised activations live in a thread-local
 // buffer of the calling thread that grows to the largest size seen: no allocation in steady state.
+//
+// A token's result is bit-identical whatever the batch size, tiling or thread count (speculative
+// verification of n tokens reproduces one-token decoding exactly). Do not call from inside a task
+// running on the same pool (the pool runs one job at a time).
 #pragma once
 
 #include <cstdint>

@@ -86,7 +86,8 @@ void quantize_q8_k_avx2(const float* x, tensor::BlockQ8_K* y, int64_t n) {
       p = _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
       _mm256_storeu_si256(reinterpret_cast<__m256i*>(o.qs + i), p);
       // Sums of the two groups of 16: byte pairs (maddubs with 1), then 4-wide, then per lane.
-      __m256i s = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_set1_epi8(1), p), _mm256_set1_epi16(1));
+      __m256i s =
+          _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_set1_epi8(1), p), _mm256_set1_epi16(1));
       s = _mm256_hadd_epi32(s, s);
       s = _mm256_hadd_epi32(s, s);
       o.bsums[i / 16] = int16_t(_mm256_extract_epi32(s, 0));

@@ -2,8 +2,8 @@
 // int8 with a float scale, then multiplied against quantised weights with integer dot products.
 //
 // Rule (both formats, identical in the fast and reference versions so tests can compare exactly):
-//   amax = max |x| over the block; d = amax / 127; q = round_half_even(clamp(x * (127 / amax), ±127));
-//   an all-zero block gets d = 0 and q = 0.
+//   amax = max |x| over the block; d = amax / 127; q = round_half_even(clamp(x * (127 / amax),
+//   ±127)); an all-zero block gets d = 0 and q = 0.
 // Named kernels::quantize_act_* on purpose: formats::quantize_row_q8_* are the file-format codecs.
 #pragma once
 
@@ -13,7 +13,8 @@
 
 namespace dflash::kernels {
 
-// Q8_0-style activation block; the scale stays f32 (the file format's fp16 scale would only add error).
+// Q8_0-style activation block; the scale stays f32 (the file format's fp16 scale would only add
+// error).
 struct ActQ8_0 {
   float d;
   int8_t qs[tensor::kQK8_0];

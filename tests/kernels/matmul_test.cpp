@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "formats/quant.h"
+#include "kernels/matmul_impl.h"
 #include "kernels/matmul_isa.h"
 #include "kernels/quantize_act.h"
 #include "kernels/ref/matmul_ref.h"
@@ -159,15 +160,20 @@ void expect_close(const Ref& r, const std::vector<float>& y, int64_t n_tokens, i
 
 class MatmulTest : public ::testing::TestWithParam<DType> {
  protected:
-  void TearDown() override { set_matmul_isa(matmul_best_isa()); }
+  void TearDown() override {
+    set_matmul_isa(matmul_best_isa());
+    detail::set_avx2_pair_madd(-1);
+  }
 };
 
 TEST_P(MatmulTest, MatchesReferencesAcrossShapesThreadsAndIsas) {
   const DType t = GetParam();
   const int64_t bs = tensor::info(t).block_size;
   std::vector<int64_t> ins;
-  if (bs == 1) ins = {37, 291};
-  else ins = {bs, bs * 3};
+  if (bs == 1)
+    ins = {37, 291};
+  else
+    ins = {bs, bs * 3};
   if (bs == 32) ins.push_back(32 * 9);
   std::vector<int64_t> outs = {1, 5, 67, 300};
   std::vector<int64_t> toks = {1, 2, 3, 7, 16, 33, 64};
@@ -175,8 +181,16 @@ TEST_P(MatmulTest, MatchesReferencesAcrossShapesThreadsAndIsas) {
     outs = {1, 67};
     toks = {1, 3, 7, 33};
   }
-  std::vector<MatmulIsa> isas = {MatmulIsa::kScalar};
-  if (matmul_best_isa() != MatmulIsa::kScalar) isas.push_back(matmul_best_isa());
+  // Scalar, the best ISA, and on AVX2 machines both K-quant batch variants (pair_madd or not).
+  struct Variant {
+    MatmulIsa isa;
+    int pair;
+  };
+  std::vector<Variant> isas = {{MatmulIsa::kScalar, -1}};
+  if (matmul_best_isa() != MatmulIsa::kScalar) {
+    isas.push_back({matmul_best_isa(), 0});
+    isas.push_back({matmul_best_isa(), 1});
+  }
   util::ThreadPool p1(1), p2(2), p3(3);
   util::ThreadPool* pools[] = {&p1, &p2, &p3};
   std::mt19937 rng(1234 + int(t));
@@ -189,12 +203,14 @@ TEST_P(MatmulTest, MatchesReferencesAcrossShapesThreadsAndIsas) {
       const auto x = random_acts(in, max_tok, rng);
       for (int64_t n : toks) {
         const Ref r = make_ref(w, x, n);
-        for (MatmulIsa isa : isas) {
-          set_matmul_isa(isa);
+        for (const Variant& v : isas) {
+          set_matmul_isa(v.isa);
+          detail::set_avx2_pair_madd(v.pair);
           for (auto* pool : pools) {
             SCOPED_TRACE(::testing::Message()
                          << tensor::dtype_name(t) << " in=" << in << " out=" << out << " n=" << n
-                         << " isa=" << matmul_isa_name(isa) << " threads=" << pool->size());
+                         << " isa=" << matmul_isa_name(v.isa) << " pair_madd=" << v.pair
+                         << " threads=" << pool->size());
             std::vector<float> y(size_t(n * out + 8), -7.0f);
             matmul(w, x.data(), n, y.data(), *pool);
             for (int k = 0; k < 8; ++k) ASSERT_EQ(y[size_t(n * out + k)], -7.0f) << "wrote past y";
@@ -240,15 +256,17 @@ TEST_P(MatmulTest, RowRangesAndExpertsMatchFullMatmul) {
 TEST_P(MatmulTest, ResultsAreBitIdenticalAcrossBatchSizesAndThreads) {
   const DType t = GetParam();
   const int64_t bs = tensor::info(t).block_size;
-  const int64_t in = bs == 1 ? 131 : bs * 3, out = 37, n = 11;
+  // in·n ≥ 2^16 so the batch also takes the parallel activation-quantisation path.
+  const int64_t in = bs == 1 ? 1031 : (bs == 32 ? 32 * 33 : 256 * 5), out = 37, n = 64;
   std::mt19937 rng(5);
   const auto data = random_weights(t, in, out, rng);
   const auto w = make_tensor(t, in, out, data);
   const auto x = random_acts(in, n, rng);
   util::ThreadPool p1(1), p3(3);
-  std::vector<MatmulIsa> isas = {MatmulIsa::kScalar, matmul_best_isa()};
-  for (MatmulIsa isa : isas) {
+  for (int variant = 0; variant < 3; ++variant) {
+    const MatmulIsa isa = variant == 0 ? MatmulIsa::kScalar : matmul_best_isa();
     set_matmul_isa(isa);
+    detail::set_avx2_pair_madd(variant == 2 ? 1 : 0);
     std::vector<float> batch(size_t(n * out));
     matmul(w, x.data(), n, batch.data(), p3);
     for (int64_t tk = 0; tk < n; ++tk) {
@@ -264,7 +282,9 @@ TEST_P(MatmulTest, ResultsAreBitIdenticalAcrossBatchSizesAndThreads) {
 INSTANTIATE_TEST_SUITE_P(AllDtypes, MatmulTest,
                          ::testing::Values(DType::kF32, DType::kF16, DType::kBF16, DType::kQ8_0,
                                            DType::kQ4_K, DType::kQ5_K, DType::kQ6_K),
-                         [](const auto& info) { return std::string(tensor::dtype_name(info.param)); });
+                         [](const auto& info) {
+                           return std::string(tensor::dtype_name(info.param));
+                         });
 
 TEST(Matmul, CheckRejectsBadTensors) {
   std::vector<uint8_t> data(1024);

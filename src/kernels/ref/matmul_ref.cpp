@@ -150,9 +150,14 @@ float vec_dot_bf16(const uint16_t* w, const float* x, int64_t n) {
 
 DType act_dtype(DType weight) {
   switch (weight) {
-    case DType::kQ8_0: return DType::kQ8_0;
-    case DType::kQ4_K: case DType::kQ5_K: case DType::kQ6_K: return DType::kQ8_K;
-    default: return DType::kF32;
+    case DType::kQ8_0:
+      return DType::kQ8_0;
+    case DType::kQ4_K:
+    case DType::kQ5_K:
+    case DType::kQ6_K:
+      return DType::kQ8_K;
+    default:
+      return DType::kF32;
   }
 }
 
@@ -163,10 +168,12 @@ void matmul_int(const Tensor& w, const float* x, int64_t n_tokens, float* y) {
   const DType adt = act_dtype(w.dtype);
   if (adt == DType::kQ8_0) {
     a0.resize(size_t(n_tokens * (in / kQK8_0)));
-    for (int64_t t = 0; t < n_tokens; ++t) ref::quantize_act_q8_0(x + t * in, &a0[t * (in / kQK8_0)], in);
+    for (int64_t t = 0; t < n_tokens; ++t)
+      ref::quantize_act_q8_0(x + t * in, &a0[t * (in / kQK8_0)], in);
   } else if (adt == DType::kQ8_K) {
     ak.resize(size_t(n_tokens * (in / kQK_K)));
-    for (int64_t t = 0; t < n_tokens; ++t) ref::quantize_act_q8_k(x + t * in, &ak[t * (in / kQK_K)], in);
+    for (int64_t t = 0; t < n_tokens; ++t)
+      ref::quantize_act_q8_k(x + t * in, &ak[t * (in / kQK_K)], in);
   }
   for (int64_t t = 0; t < n_tokens; ++t) {
     const float* xt = x + t * in;
@@ -176,14 +183,30 @@ void matmul_int(const Tensor& w, const float* x, int64_t n_tokens, float* y) {
       const void* wr = w.row(r);
       float v = 0.0f;
       switch (w.dtype) {
-        case DType::kF32: v = vec_dot_f32(static_cast<const float*>(wr), xt, in); break;
-        case DType::kF16: v = vec_dot_f16(static_cast<const uint16_t*>(wr), xt, in); break;
-        case DType::kBF16: v = vec_dot_bf16(static_cast<const uint16_t*>(wr), xt, in); break;
-        case DType::kQ8_0: v = vec_dot_q8_0(static_cast<const BlockQ8_0*>(wr), a0t, in); break;
-        case DType::kQ4_K: v = vec_dot_q4_k(static_cast<const BlockQ4_K*>(wr), akt, in); break;
-        case DType::kQ5_K: v = vec_dot_q5_k(static_cast<const BlockQ5_K*>(wr), akt, in); break;
-        case DType::kQ6_K: v = vec_dot_q6_k(static_cast<const BlockQ6_K*>(wr), akt, in); break;
-        default: v = std::nanf(""); break;
+        case DType::kF32:
+          v = vec_dot_f32(static_cast<const float*>(wr), xt, in);
+          break;
+        case DType::kF16:
+          v = vec_dot_f16(static_cast<const uint16_t*>(wr), xt, in);
+          break;
+        case DType::kBF16:
+          v = vec_dot_bf16(static_cast<const uint16_t*>(wr), xt, in);
+          break;
+        case DType::kQ8_0:
+          v = vec_dot_q8_0(static_cast<const BlockQ8_0*>(wr), a0t, in);
+          break;
+        case DType::kQ4_K:
+          v = vec_dot_q4_k(static_cast<const BlockQ4_K*>(wr), akt, in);
+          break;
+        case DType::kQ5_K:
+          v = vec_dot_q5_k(static_cast<const BlockQ5_K*>(wr), akt, in);
+          break;
+        case DType::kQ6_K:
+          v = vec_dot_q6_k(static_cast<const BlockQ6_K*>(wr), akt, in);
+          break;
+        default:
+          v = std::nanf("");
+          break;
       }
       y[t * rows + r] = v;
     }
