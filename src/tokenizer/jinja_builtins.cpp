@@ -1252,7 +1252,14 @@ Value str_method(Interpreter& in, const std::string& s, const std::string& name,
 bool is_method_name(const Value& obj, const std::string& name) {
   switch (obj.kind()) {
     case Value::Kind::kString: return kStrMethods.count(name) > 0;
-    case Value::Kind::kDict: return kDictMethods.count(name) > 0 || kDictUnsafe.count(name) > 0;
+    case Value::Kind::kDict: {
+      // Hot path (every message.field access): plain compares beat a tree lookup.
+      static const char* const kAll[] = {"items", "keys", "values", "get", "copy",
+                                         "pop", "popitem", "setdefault", "update", "clear"};
+      for (const char* m : kAll)
+        if (name == m) return true;
+      return false;
+    }
     case Value::Kind::kList: return kListMethods.count(name) > 0 || kListUnsafe.count(name) > 0;
     default: return false;
   }

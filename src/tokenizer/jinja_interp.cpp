@@ -175,17 +175,20 @@ Interpreter::Flow Interpreter::exec_for(const Stmt& s, const ScopePtr& scope, st
     bind(*sc, items[i]);
     Value loop = Value::dict();
     auto& d = loop.dict_data();
-    d.set(Value::string("index"), Value::integer(i + 1));
-    d.set(Value::string("index0"), Value::integer(i));
-    d.set(Value::string("revindex"), Value::integer(n - i));
-    d.set(Value::string("revindex0"), Value::integer(n - i - 1));
-    d.set(Value::string("first"), Value::boolean(i == 0));
-    d.set(Value::string("last"), Value::boolean(i == n - 1));
-    d.set(Value::string("length"), Value::integer(n));
-    d.set(Value::string("depth"), Value::integer(1));
-    d.set(Value::string("depth0"), Value::integer(0));
-    if (i > 0) d.set(Value::string("previtem"), items[i - 1]);
-    if (i + 1 < n) d.set(Value::string("nextitem"), items[i + 1]);
+    // Keys are distinct, so append directly (set() would search each time).
+    auto put = [&d](const char* k, Value v) { d.items.emplace_back(Value::string(k), std::move(v)); };
+    d.items.reserve(12);
+    put("index", Value::integer(i + 1));
+    put("index0", Value::integer(i));
+    put("revindex", Value::integer(n - i));
+    put("revindex0", Value::integer(n - i - 1));
+    put("first", Value::boolean(i == 0));
+    put("last", Value::boolean(i == n - 1));
+    put("length", Value::integer(n));
+    put("depth", Value::integer(1));
+    put("depth0", Value::integer(0));
+    if (i > 0) put("previtem", items[i - 1]);
+    if (i + 1 < n) put("nextitem", items[i + 1]);
     d.set(Value::string("cycle"), Value::callable("cycle", [i](Interpreter&, CallArgs& a) {
       if (a.pos.empty()) throw TemplateError("no items for cycling given");
       return a.pos[static_cast<size_t>(i) % a.pos.size()];
@@ -438,11 +441,11 @@ Value Interpreter::get_attr(const Value& obj, const std::string& name) {
     case Value::Kind::kUndefined: fail_undefined(obj);
     case Value::Kind::kDict: {
       if (is_method_name(obj, name)) break;
-      if (const Value* v = obj.dict_data().find(Value::string(name))) return *v;
+      if (const Value* v = obj.dict_data().find_str(name)) return *v;
       return Value::undefined("'dict object' has no attribute '" + name + "'");
     }
     case Value::Kind::kNamespace: {
-      if (const Value* v = obj.dict_data().find(Value::string(name))) return *v;
+      if (const Value* v = obj.dict_data().find_str(name)) return *v;
       return Value::undefined("'Namespace object' has no attribute '" + name + "'");
     }
     default: break;

@@ -100,6 +100,11 @@ const Value* DictData::find(const Value& key) const {
     if (values_equal(kv.first, key)) return &kv.second;
   return nullptr;
 }
+const Value* DictData::find_str(std::string_view key) const {
+  for (const auto& kv : items)
+    if (kv.first.is_string() && kv.first.str() == key) return &kv.second;
+  return nullptr;
+}
 Value* DictData::find(const Value& key) {
   for (auto& kv : items)
     if (values_equal(kv.first, key)) return &kv.second;

@@ -25,6 +25,7 @@ struct ListData {
 struct DictData {
   std::vector<std::pair<Value, Value>> items;  // insertion order, like Python dicts
   const Value* find(const Value& key) const;
+  const Value* find_str(std::string_view key) const;  // string key, without building a Value
   Value* find(const Value& key);
   void set(const Value& key, Value v);
 };
