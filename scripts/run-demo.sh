@@ -1,9 +1,15 @@
 #!/usr/bin/env bash
-# The main job. Until the embedded model pair lands, it shows the GGUF reader on a file the build
-# writes itself (build/demo.gguf: random weights, Qwen3.5-style names).
+# The main job. Until the trained embedded model pair lands (issue 12), it runs the whole DFlash path
+# on the tiny reference pair of the test suite (random weights: the text is noise and the drafter
+# accepts little, but every stage runs: GGUF loading, tokenizer, drafter, verify, rollback), plain
+# decoding and DFlash on the same prompt, and checks that both outputs are identical.
 set -euo pipefail
 build="${1:-build}"
-if [ ! -f "$build/demo.gguf" ]; then
-  cmake --build "$build" --target demo_gguf
-fi
-exec "$build/bin/dflash" info "$build/demo.gguf"
+root="$(cd "$(dirname "$0")/.." && pwd)"
+echo "== dflash info (the GGUF the build writes)"
+"$build/bin/dflash" info "$build/demo.gguf" | head -20
+echo
+echo "== DFlash vs plain decoding on the tiny reference pair (random weights)"
+DFLASH_LOG=error "$build/bin/dflash" run \
+  -m "$root/tests/data/gguf/qwen35-dense-a.gguf" -md "$root/tests/data/gguf/dflash-b8-l3.gguf" \
+  -p "def fibonacci(n):" -n 64 --compare

@@ -1,6 +1,9 @@
 // The dflash executable: one binary, git-style subcommands (dflash --help lists them).
 #include <cstdio>
+#include <algorithm>
 #include <map>
+#include <string>
+#include <vector>
 
 #include "app/command.h"
 #include "util/log.h"
@@ -35,8 +38,13 @@ int main(int argc, char** argv) {
     CLI::App* sub = app.add_subcommand(c.name, c.description);
     runners[c.name] = c.setup(sub);
   }
+  // llama.cpp spellings with a multi-letter single dash, which CLI11 does not allow as short names.
+  std::vector<std::string> args(argv + 1, argv + argc);
+  for (auto& arg : args)
+    if (arg == "-md") arg = "--model-draft";
+  std::reverse(args.begin(), args.end());  // CLI11 takes the arguments in reverse order
   try {
-    app.parse(argc, argv);
+    app.parse(args);
   } catch (const CLI::ParseError& e) {
     return app.exit(e);
   }

@@ -1,0 +1,39 @@
+// Options shared by the commands that generate (run, bench, serve): model paths, prompt, sampling.
+#pragma once
+
+#include <CLI/CLI.hpp>
+#include <string>
+#include <vector>
+
+#include "engine/engine.h"
+
+namespace dflash::app {
+
+struct RunArgs {
+  std::string model, draft, prompt, prompt_file, tokens, system;
+  int n_predict = 128;
+  int64_t n_ctx = 4096;
+  int threads = 0;
+  int block_size = 0;
+  float temperature = 0.0f, top_p = 1.0f, min_p = 0.0f;
+  int top_k = 0;
+  uint64_t seed = 0;
+  bool chat = false, no_think = false, raw_special = false;
+  std::vector<std::string> stop;
+  bool ar = false, compare = false, quiet = false;
+
+  engine::EngineOptions engine_options() const;
+  engine::GenerateRequest request(std::vector<int32_t> prompt) const;
+};
+
+void add_model_options(CLI::App* sub, RunArgs& a);
+void add_run_options(CLI::App* sub, RunArgs& a);
+
+// The prompt as token ids: --tokens, or the text of -p / -f, raw by default (DFlash drafters are
+// trained on raw continuations) or through the model's chat template with --chat.
+util::Result<std::vector<int32_t>> build_prompt(const RunArgs& a, const engine::Engine& e);
+
+// "a\\nb" → "a\nb" (also \t and \\), for prompts given on one line.
+std::string unescape(const std::string& s);
+
+}  // namespace dflash::app
