@@ -6,8 +6,9 @@
 set -euo pipefail
 build="${1:-build}"
 root="$(cd "$(dirname "$0")/.." && pwd)"
-echo "== dflash info (the GGUF the build writes)"
-"$build/bin/dflash" info "$build/demo.gguf" | head -20
+if [ ! -f "$build/demo.gguf" ]; then cmake --build "$build" --target demo_gguf; fi
+echo "== dflash info (a GGUF the build writes; first lines)"
+"$build/bin/dflash" info "$build/demo.gguf" | sed -n 1,12p
 echo
 echo "== DFlash vs plain decoding on the tiny reference pair (random weights)"
 DFLASH_LOG=error "$build/bin/dflash" run \
