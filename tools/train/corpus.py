@@ -186,6 +186,7 @@ def code_prompts_from(doc_id: str, text: str) -> list[str]:
     return out
 
 
+_PROSE_KEY: dict[str, str] = {}  # prose prompt -> first source line (for the leak check)
 _PROSE_OK = re.compile(r"^[A-Za-z][A-Za-z0-9 ,.;:'()\-\"/]+$")
 
 
@@ -210,22 +211,66 @@ def prose_prompts_from(doc_id: str, text: str) -> list[str]:
         if len(words) < 30 or not _PROSE_OK.match(flat) or re.search(r"\w : \w", flat):
             continue  # too short, symbols, or a numpydoc parameter list
         out.append(" ".join(words[:24]))  # the model continues the paragraph
+        _PROSE_KEY[out[-1]] = para.strip().split("\n")[0].strip()
     return out
 
 
-def pick(cands: list[tuple[str, str]], n: int, per_doc: int) -> list[str]:
-    """Deterministic, diverse selection: order by hash, at most per_doc prompts per file."""
+def leak_keys(prompt: str, kind: str) -> list[str]:
+    """Lines that, all present in the training split, mark a prompt as a near-duplicate leak."""
+    if kind == "prose":
+        return [_PROSE_KEY.get(prompt, prompt)]
+    lines = [ln.strip() for ln in prompt.split("\n") if ln.strip()]
+    sig = next((ln for ln in lines if ln.startswith(("def ", "async def "))), lines[0])
+    return [sig, max(lines, key=len)]
+
+
+def train_line_hashes(path: Path) -> set[int]:
+    hashes: set[int] = set()
+    with open(path) as f:
+        for line in f:
+            for ln in json.loads(line)["text"].split("\n"):
+                hashes.add(hash(ln.strip()))
+    return hashes
+
+
+def pick(cands: list[tuple[str, str]], n: int, per_doc: int, kind: str = "code",
+         train_lines: set[int] | None = None) -> list[tuple[str, str]]:
+    """Deterministic, diverse selection: order by hash, at most per_doc prompts per file, and none whose
+    key lines all occur in the training split (near-duplicate files, e.g. transformers' modular/modeling
+    pairs and "Copied from" code, would otherwise leak held-out prompts into training)."""
     cands = sorted(cands, key=lambda c: hashlib.sha256((c[0] + c[1]).encode()).hexdigest())
     used: dict[str, int] = {}
-    out = []
+    out: list[tuple[str, str]] = []
+    seen: set[str] = set()
     for doc_id, p in cands:
-        if used.get(doc_id, 0) >= per_doc or p in out:
+        if used.get(doc_id, 0) >= per_doc or p in seen:
+            continue
+        if train_lines is not None and all(hash(k) in train_lines for k in leak_keys(p, kind)):
             continue
         used[doc_id] = used.get(doc_id, 0) + 1
-        out.append(p)
+        seen.add(p)
+        out.append((doc_id, p))
         if len(out) == n:
             break
     return out
+
+
+def prompts_source_md(code, prose, licences: dict[str, str]) -> str:
+    lines = ["# bench/prompts — origin", "",
+             "Written by `tools/train/corpus.py` from the **held-out split** of the training corpus only",
+             "(files with int(sha256(id)[:8], 16) % 50 == 0, never seen in tokenizer or model training).",
+             "One prompt per line; escapes: `\\\\` = backslash, `\\n` = newline, `\\t` = tab.", "",
+             "- `code.txt`: signature (with decorators) + docstring of a held-out Python function that has a",
+             "  body of >= 3 lines; dedented; the model is to write the body.",
+             "- Leak check: a candidate is dropped when its signature line and its longest line (prose: the",
+             "  paragraph's first line) both occur, stripped, as lines of some training-split file.",
+             "- `prose.txt`: the first 24 words of an English paragraph (>= 30 words, letters and simple",
+             "  punctuation only, no parameter lists) of a docstring or prose document of a held-out file.", "",
+             "Each line below: prompt file:line, source file id in the corpus manifest, licence of that file.", ""]
+    for name, items in (("code.txt", code), ("prose.txt", prose)):
+        for i, (doc_id, _) in enumerate(items, 1):
+            lines.append(f"- {name}:{i} — `{doc_id}` — {licences[doc_id]}")
+    return "\n".join(lines) + "\n"
 
 
 # --------------------------------------------------------------------------------------------------
@@ -257,6 +302,7 @@ def main() -> int:
                 "filters": f"utf-8, {MIN_BYTES}..{MAX_BYTES} bytes, no line > 2000 chars, <= 5% lines > 300 chars, exact dedup",
                 "python": sys.version.split()[0], "sources": {}, "files": []}
     code_cands: list[tuple[str, str]] = []
+    licences: dict[str, str] = {}
     prose_cands: list[tuple[str, str]] = []
     counts = {"train": [0, 0], "heldout": [0, 0]}
     with open(args.out / "train.jsonl.tmp", "w") as ftrain, open(args.out / "heldout.jsonl.tmp", "w") as fheld:
@@ -290,6 +336,7 @@ def main() -> int:
                 pk["bytes"] += nbytes
                 manifest["files"].append({"id": doc_id, "sha256": h, "bytes": nbytes, "split": split})
                 if split == "heldout":
+                    licences[doc_id] = lic
                     if doc_id.endswith(".py"):
                         code_cands += [(doc_id, p) for p in code_prompts_from(doc_id, text)]
                     prose_cands += [(doc_id, p) for p in prose_prompts_from(doc_id, text)]
@@ -307,15 +354,17 @@ def main() -> int:
               f"(filtered {st['skipped_filter']}, duplicates {st['skipped_dup']})")
 
     if not args.no_prompts:
-        code = pick(code_cands, args.n_prompts, per_doc=2)
-        prose = pick(prose_cands, args.n_prompts, per_doc=2)
+        train_lines = train_line_hashes(args.out / "train.jsonl")
+        code = pick(code_cands, args.n_prompts, 2, "code", train_lines)
+        prose = pick(prose_cands, args.n_prompts, 2, "prose", train_lines)
         if len(code) < 20 or len(prose) < 20:
             print(f"corpus: only {len(code)} code / {len(prose)} prose prompts in the held-out split "
                   "(need >= 20); prompts not written", file=sys.stderr)
         else:
             args.prompts_dir.mkdir(parents=True, exist_ok=True)
-            atomic_write_text(args.prompts_dir / "code.txt", "".join(escape_prompt(p) + "\n" for p in code))
-            atomic_write_text(args.prompts_dir / "prose.txt", "".join(escape_prompt(p) + "\n" for p in prose))
+            atomic_write_text(args.prompts_dir / "code.txt", "".join(escape_prompt(p) + "\n" for _, p in code))
+            atomic_write_text(args.prompts_dir / "prose.txt", "".join(escape_prompt(p) + "\n" for _, p in prose))
+            atomic_write_text(args.prompts_dir / "SOURCE.md", prompts_source_md(code, prose, licences))
             print(f"corpus: wrote {len(code)} code and {len(prose)} prose prompts to {args.prompts_dir}")
     return 0
 
