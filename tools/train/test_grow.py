@@ -115,6 +115,16 @@ class GrowTest(unittest.TestCase):
         self.assertGreater(d, 0.0)
         self.assertLess(d, 0.05 * ref.abs().max().item())
 
+    def test_real_presets_seed_to_grown(self):
+        # the shipped shapes: hidden 384 -> 768, 8 -> 16 layers, head dims 128, Hv = 2 Hk
+        from model_configs import target_config, validate_for_engine
+
+        sp = {"<|endoftext|>": 8165, "<|im_end|>": 8167, "<|mask|>": 8191}
+        s, g = target_config("seed", 8192, sp), target_config("grown", 8192, sp)
+        self.assertEqual(validate_for_engine(s), [])
+        self.assertEqual(validate_for_engine(g), [])
+        self.check(s, g, seq=80)
+
     def test_layer_plan_keeps_pattern(self):
         s = cfg(32, 48, 8, nh=2, nkv=1, hk=1, hv=2)
         g = cfg(64, 96, 16, nh=4, nkv=2, hk=2, hv=4)
