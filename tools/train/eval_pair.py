@@ -31,15 +31,22 @@ def unescape(line: str) -> str:
     return "".join(out)
 
 
+def np_list(a) -> list[int]:
+    return [int(x) for x in a]
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--target", type=Path, required=True)
     ap.add_argument("--drafter", type=Path, required=True)
-    ap.add_argument("--prompts", nargs="+", type=Path,
+    ap.add_argument("--prompts", nargs="*", type=Path,
                     default=[REPO / "bench/prompts/code.txt", REPO / "bench/prompts/prose.txt"])
     ap.add_argument("--limit", type=int, default=8, help="prompts per file")
     ap.add_argument("--max-new-tokens", type=int, default=128)
     ap.add_argument("--chat", action="store_true")
+    ap.add_argument("--gen-data", type=Path, default=None,
+                    help="also run the prompts of a gen_data.py directory (e.g. the held-out one): the same "
+                         "distribution train_drafter's predicted tau is measured on")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", type=Path, default=None, help="write results JSON here")
     args = ap.parse_args()
@@ -57,13 +64,23 @@ def main() -> int:
     specials = read_json(args.target / "special_tokens.json")
     stops = [specials["<|endoftext|>"], specials["<|im_end|>"]]
     results = {}
+    sets = []
     for pf in args.prompts:
-        prompts = [unescape(line.rstrip("\n")) for line in open(pf) if line.strip()][: args.limit]
+        texts = [unescape(line.rstrip("\n")) for line in open(pf) if line.strip()][: args.limit]
+        if args.chat:
+            texts = [tok.apply_chat_template([{"role": "user", "content": t}], tokenize=False,
+                                             add_generation_prompt=True) for t in texts]
+        sets.append((pf.stem + ("-chat" if args.chat else ""), [tok(t)["input_ids"] for t in texts]))
+    if args.gen_data:
+        from gen_data import load_dataset
+
+        gtoks, gidx = load_dataset(args.gen_data)
+        sets.append((f"gen:{args.gen_data.name}",
+                     [np_list(gtoks[o: o + p]) for o, _, p in gidx[: args.limit]]))
+    for name, prompt_ids in sets:
         accept, same, n_tok, t_ar, t_df = [], 0, 0, 0.0, 0.0
-        for p in prompts:
-            text = tok.apply_chat_template([{"role": "user", "content": p}], tokenize=False,
-                                           add_generation_prompt=True) if args.chat else p
-            ids = torch.tensor([tok(text)["input_ids"]])
+        for pid in prompt_ids:
+            ids = torch.tensor([pid])
             t0 = time.perf_counter()
             with torch.no_grad():
                 ar = target.generate(ids, max_new_tokens=args.max_new_tokens, do_sample=False,
@@ -80,10 +97,10 @@ def main() -> int:
             accept += st.acceptance_lengths
             n_tok += len(d)
         tau = sum(accept) / max(1, len(accept))
-        results[pf.stem + ("-chat" if args.chat else "")] = {
-            "prompts": len(prompts), "tau": round(tau, 3), "identical_to_ar": f"{same}/{len(prompts)}",
+        results[name] = {
+            "prompts": len(prompt_ids), "tau": round(tau, 3), "identical_to_ar": f"{same}/{len(prompt_ids)}",
             "torch_ar_tok_s": round(n_tok / max(t_ar, 1e-9), 1), "torch_dflash_tok_s": round(n_tok / max(t_df, 1e-9), 1)}
-        print(f"{pf.name}: tau {tau:.3f} over {len(accept)} verifies; identical to AR {same}/{len(prompts)}; "
+        print(f"{name}: tau {tau:.3f} over {len(accept)} verifies; identical to AR {same}/{len(prompt_ids)}; "
               f"torch AR {results[list(results)[-1]]['torch_ar_tok_s']} tok/s, "
               f"torch DFlash {results[list(results)[-1]]['torch_dflash_tok_s']} tok/s", flush=True)
     if args.out:

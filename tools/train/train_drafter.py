@@ -14,7 +14,8 @@ AdamW lr --lr with --warmup-frac linear warm-up then cosine decay, grad clip 1.0
 hidden_norm, the drafter layers and norm train; the target (embedding and lm_head included) is frozen.
 Resumable (RUN/state.pt; same command continues); RUN/log.csv has loss, per-position accuracy and the
 predicted tau = 1 + sum_k P(rows 1..k all correct) on held-out data (the empirical form of
-1 + sum_k prod_{j<=k} p_j with conditional p_j). RUN/hf/ = config.json + model.safetensors (z-lab layout).
+1 + sum_k prod_{j<=k} p_j with conditional p_j), and tau_harm = 1 / mean(1 / acceptance length) over the
+anchors, the better predictor of the decode loop's tokens-per-verify (eval_pair.py --gen-data measures it). RUN/hf/ = config.json + model.safetensors (z-lab layout).
 """
 
 from __future__ import annotations
@@ -178,6 +179,7 @@ def evaluate(drafter, target, store, toks, idx, seqs, args, mask_id, weights):
     tot_loss, tot_blocks = 0.0, 0
     acc = torch.zeros(args.block_size - 1)
     cum = torch.zeros(args.block_size - 1)
+    inv_len = 0.0
     with torch.no_grad():
         for i in seqs:
             off, n, plen = idx[i]
@@ -186,11 +188,17 @@ def evaluate(drafter, target, store, toks, idx, seqs, args, mask_id, weights):
             tot_loss += loss.item() * nb
             tot_blocks += nb
             acc += correct.float().sum(0)
-            cum += correct.long().cumprod(1).float().sum(0)
+            prefix = correct.long().cumprod(1)
+            cum += prefix.float().sum(0)
+            inv_len += (1.0 / (1.0 + prefix.sum(1).float())).sum().item()
     drafter.train()
     acc /= max(1, tot_blocks)
     cum /= max(1, tot_blocks)
-    return tot_loss / max(1, tot_blocks), acc, cum, 1.0 + cum.sum().item()
+    # tau_pred: mean acceptance length over anchor positions (= 1 + sum_k prod_{j<=k} p_j). The decode loop
+    # lands on positions with density 1/L (a hard spot costs a whole verify), so its tau is closer to the
+    # harmonic mean over positions: tau_harm = 1 / mean(1/L) <= tau_pred.
+    return (tot_loss / max(1, tot_blocks), acc, cum, 1.0 + cum.sum().item(),
+            tot_blocks / max(inv_len, 1e-9))
 
 
 def main(argv=None) -> int:
@@ -260,7 +268,7 @@ def main(argv=None) -> int:
     write_json(args.out / "run.json", {"args": {k: str(v) for k, v in vars(args).items()},
                                        "drafter_params": param_count(drafter), "train_seqs": int(len(train_seqs)),
                                        "total_steps": total_steps, "target_layer_ids": layer_ids, "gamma": gamma})
-    fields = ["step", "epoch", "lr", "loss", "heldout_loss", "tau_pred", "blocks_per_s", "elapsed_s"] + \
+    fields = ["step", "epoch", "lr", "loss", "heldout_loss", "tau_pred", "tau_harm", "blocks_per_s", "elapsed_s"] + \
              [f"acc{k}" for k in range(1, B)] + [f"cum{k}" for k in range(1, B)]
     log = CsvLog(args.out / "log.csv", fields)
     print(f"train_drafter: drafter {param_count(drafter) / 1e6:.2f} M params, layers {dcfg.num_hidden_layers}, "
@@ -281,12 +289,12 @@ def main(argv=None) -> int:
         export()
 
     def eval_row(extra: dict):
-        hl, acc, cum, tau = evaluate(drafter, target, hstore, htoks, hidx, held_seqs, args, mask_id, weights)
-        row = dict(extra, heldout_loss=f"{hl:.4f}", tau_pred=f"{tau:.3f}")
+        hl, acc, cum, tau, tau_h = evaluate(drafter, target, hstore, htoks, hidx, held_seqs, args, mask_id, weights)
+        row = dict(extra, heldout_loss=f"{hl:.4f}", tau_pred=f"{tau:.3f}", tau_harm=f"{tau_h:.3f}")
         row.update({f"acc{k + 1}": f"{acc[k]:.3f}" for k in range(B - 1)})
         row.update({f"cum{k + 1}": f"{cum[k]:.3f}" for k in range(B - 1)})
         log.row(**row)
-        print(f"eval step {step}: held-out loss {hl:.4f}, predicted tau {tau:.3f}, acc "
+        print(f"eval step {step}: held-out loss {hl:.4f}, predicted tau {tau:.3f} (harmonic {tau_h:.3f}), acc "
               + " ".join(f"{a:.2f}" for a in acc.tolist()), flush=True)
 
     if step == 0:
