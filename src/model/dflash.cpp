@@ -9,6 +9,7 @@
 #include "kernels/matmul.h"
 #include "model/layer_ops.h"
 #include "model/qwen35.h"
+#include "model/weights.h"
 
 namespace dflash::model {
 
@@ -19,15 +20,10 @@ using util::Status;
 using util::strfmt;
 
 namespace {
-
 template <typename T>
 Status need(const formats::GgufFile& f, const std::string& key, T* out) {
-  auto r = f.get<T>(key);
-  if (!r.is_ok()) return r.status().with_context(f.path() + ": drafter metadata");
-  *out = *r;
-  return Status::ok();
+  return read_key(f, key, out, "drafter");
 }
-
 }  // namespace
 
 Result<DFlashConfig> DFlashConfig::from_gguf(const formats::GgufFile& f) {
@@ -124,34 +120,8 @@ struct DFlashDrafter::Impl {
 DFlashDrafter::~DFlashDrafter() = default;
 
 namespace {
-Status bind(const formats::GgufFile& f, const std::vector<std::string>& names, std::vector<int64_t> ne, Tensor* out,
-            bool required = true) {
-  const formats::GgufTensorInfo* ti = nullptr;
-  for (const auto& n : names)
-    if ((ti = f.find_tensor(n))) break;
-  if (!ti) {
-    if (!required) return Status::ok();
-    std::string alts;
-    for (const auto& n : names) alts += (alts.empty() ? "'" : " or '") + n + "'";
-    return util::not_found(strfmt("%s: drafter tensor %s is missing", f.path().c_str(), alts.c_str()));
-  }
-  const Tensor& t = ti->tensor;
-  bool ok = static_cast<size_t>(t.n_dims) <= ne.size();
-  for (size_t i = 0; ok && i < ne.size(); ++i) ok = t.ne[i] == ne[i];
-  if (!ok) {
-    std::string w = "[";
-    for (size_t i = 0; i < ne.size(); ++i) w += (i ? ", " : "") + std::to_string(ne[i]);
-    return util::corrupt(strfmt("%s: drafter tensor '%s' has shape %s, expected %s]", f.path().c_str(),
-                                t.name.c_str(), t.shape_string().c_str(), w.c_str()));
-  }
-  if (ne.size() >= 2) {
-    DFLASH_RETURN_IF_ERROR(kernels::matmul_check(t).with_context(f.path() + ": drafter tensor '" + t.name + "'"));
-  } else if (t.dtype != DType::kF32) {
-    return util::unsupported(strfmt("%s: drafter tensor '%s' must be f32, got %s", f.path().c_str(), t.name.c_str(),
-                                    tensor::dtype_name(t.dtype)));
-  }
-  *out = t;
-  return Status::ok();
+Status bind(const formats::GgufFile& f, const std::vector<std::string>& names, std::vector<int64_t> ne, Tensor* out) {
+  return bind_tensor(f, names, ne, out).with_context("drafter");
 }
 }  // namespace
 

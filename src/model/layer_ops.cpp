@@ -35,16 +35,6 @@ kernels::DeltaShape delta_shape(int64_t hk, int64_t hv, int64_t dk, int64_t dv) 
 }
 }  // namespace
 
-bool matmul_supported(DType t) {
-  switch (t) {
-    case DType::kF32: case DType::kF16: case DType::kBF16: case DType::kQ8_0:
-    case DType::kQ4_K: case DType::kQ5_K: case DType::kQ6_K:
-      return true;
-    default:
-      return false;
-  }
-}
-
 void matmul(const Tensor& w, const float* x, int64_t m, float* y, util::ThreadPool& pool) {
   kernels::matmul(w, x, m, y, pool);
 }
@@ -178,34 +168,10 @@ void kv_append(float* cache, const float* rows, int64_t m, int64_t nkv, int64_t 
                   static_cast<size_t>(hd) * sizeof(float));
 }
 
-void attention_causal(const float* q, int64_t m, int64_t nh, int64_t hd, const float* kcache, const float* vcache,
-                      int64_t nkv, int64_t capacity, int64_t pos0, float* out, util::ThreadPool& pool) {
-  kernels::AttnArgs a;
-  a.q = q;
-  a.n_q = m;
-  a.n_head = nh;
-  a.q_token_stride = nh * hd;
-  a.q_head_stride = hd;
-  a.out = out;
-  a.out_token_stride = nh * hd;
-  a.scale = 1.0f / std::sqrt(static_cast<float>(hd));
-  kernels::KvView kv;
-  kv.k = kcache;
-  kv.v = vcache;
-  kv.n_tokens = pos0 + m;
-  kv.n_kv_head = nkv;
-  kv.head_dim = hd;
-  kv.token_stride = hd;
-  kv.head_stride = capacity * hd;
-  kernels::AttnMask mask;
-  mask.kind = kernels::MaskKind::kCausal;
-  mask.q_pos0 = pos0;
-  kernels::attention(a, kv, mask, &pool);
-}
-
-void attention_block(const float* q, int64_t m, int64_t nh, int64_t hd, const float* kcache, const float* vcache,
-                     int64_t nkv, int64_t capacity, int64_t n_keys, int64_t pos0, int64_t window, float* out,
-                     util::ThreadPool& pool) {
+namespace {
+// Queries [m][nh][hd] over a head-major cache [nkv][capacity][hd] holding n_keys keys.
+void attend(const float* q, int64_t m, int64_t nh, int64_t hd, const float* kcache, const float* vcache, int64_t nkv,
+            int64_t capacity, int64_t n_keys, const kernels::AttnMask& mask, float* out, util::ThreadPool& pool) {
   kernels::AttnArgs a;
   a.q = q;
   a.n_q = m;
@@ -223,13 +189,28 @@ void attention_block(const float* q, int64_t m, int64_t nh, int64_t hd, const fl
   kv.head_dim = hd;
   kv.token_stride = hd;
   kv.head_stride = capacity * hd;
+  kernels::attention(a, kv, mask, &pool);
+}
+}  // namespace
+
+void attention_causal(const float* q, int64_t m, int64_t nh, int64_t hd, const float* kcache, const float* vcache,
+                      int64_t nkv, int64_t capacity, int64_t pos0, float* out, util::ThreadPool& pool) {
+  kernels::AttnMask mask;
+  mask.kind = kernels::MaskKind::kCausal;
+  mask.q_pos0 = pos0;
+  attend(q, m, nh, hd, kcache, vcache, nkv, capacity, pos0 + m, mask, out, pool);
+}
+
+void attention_block(const float* q, int64_t m, int64_t nh, int64_t hd, const float* kcache, const float* vcache,
+                     int64_t nkv, int64_t capacity, int64_t n_keys, int64_t pos0, int64_t window, float* out,
+                     util::ThreadPool& pool) {
   kernels::AttnMask mask;
   if (window > 0) {
     mask.kind = kernels::MaskKind::kCausal;
     mask.q_pos0 = pos0;
     mask.window = window;
   }
-  kernels::attention(a, kv, mask, &pool);
+  attend(q, m, nh, hd, kcache, vcache, nkv, capacity, n_keys, mask, out, pool);
 }
 
 void moe_ffn(const Tensor& gate_inp, const Tensor& gate_exps, const Tensor& up_exps, const Tensor& down_exps,

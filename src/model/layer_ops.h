@@ -11,7 +11,6 @@
 
 namespace dflash::model::ops {
 
-bool matmul_supported(tensor::DType t);
 // y[m][out] = x[m][in] · Wᵀ  (W ne = {in, out})
 void matmul(const tensor::Tensor& w, const float* x, int64_t m, float* y, util::ThreadPool& pool);
 // Rows of an embedding table (any supported dtype) → f32.

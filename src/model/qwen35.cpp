@@ -9,6 +9,7 @@
 #include "formats/quant.h"
 #include "kernels/matmul.h"
 #include "model/layer_ops.h"
+#include "model/weights.h"
 #include "util/log.h"
 
 namespace dflash::model {
@@ -22,19 +23,6 @@ using util::strfmt;
 // ---------------------------------------------------------------------------------------------
 // Config
 
-namespace {
-
-template <typename T>
-Status need(const formats::GgufFile& f, const std::string& key, T* out) {
-  auto r = f.get<T>(key);
-  if (!r.is_ok())
-    return r.status().with_context(f.path() + ": model metadata");
-  *out = *r;
-  return Status::ok();
-}
-
-}  // namespace
-
 Result<Qwen35Config> Qwen35Config::from_gguf(const formats::GgufFile& f) {
   Qwen35Config c;
   DFLASH_ASSIGN_OR_RETURN(std::string_view arch, f.get_string("general.architecture"));
@@ -44,43 +32,43 @@ Result<Qwen35Config> Qwen35Config::from_gguf(const formats::GgufFile& f) {
                                     f.path().c_str(), c.arch.c_str()));
   const std::string a = c.arch + ".";
   uint32_t u = 0;
-  DFLASH_RETURN_IF_ERROR(need(f, a + "block_count", &u));
+  DFLASH_RETURN_IF_ERROR(read_key(f, a + "block_count", &u));
   c.n_layer = u;
-  DFLASH_RETURN_IF_ERROR(need(f, a + "embedding_length", &u));
+  DFLASH_RETURN_IF_ERROR(read_key(f, a + "embedding_length", &u));
   c.n_embd = u;
-  DFLASH_RETURN_IF_ERROR(need(f, a + "context_length", &u));
+  DFLASH_RETURN_IF_ERROR(read_key(f, a + "context_length", &u));
   c.n_ctx_train = u;
-  DFLASH_RETURN_IF_ERROR(need(f, a + "attention.head_count", &u));
+  DFLASH_RETURN_IF_ERROR(read_key(f, a + "attention.head_count", &u));
   c.n_head = u;
-  DFLASH_RETURN_IF_ERROR(need(f, a + "attention.head_count_kv", &u));
+  DFLASH_RETURN_IF_ERROR(read_key(f, a + "attention.head_count_kv", &u));
   c.n_head_kv = u;
-  DFLASH_RETURN_IF_ERROR(need(f, a + "attention.key_length", &u));
+  DFLASH_RETURN_IF_ERROR(read_key(f, a + "attention.key_length", &u));
   c.head_dim = u;
-  DFLASH_RETURN_IF_ERROR(need(f, a + "attention.layer_norm_rms_epsilon", &c.rms_eps));
-  DFLASH_RETURN_IF_ERROR(need(f, a + "rope.dimension_count", &u));
+  DFLASH_RETURN_IF_ERROR(read_key(f, a + "attention.layer_norm_rms_epsilon", &c.rms_eps));
+  DFLASH_RETURN_IF_ERROR(read_key(f, a + "rope.dimension_count", &u));
   c.n_rot = u;
-  DFLASH_RETURN_IF_ERROR(need(f, a + "rope.freq_base", &c.rope_theta));
-  DFLASH_RETURN_IF_ERROR(need(f, a + "ssm.conv_kernel", &u));
+  DFLASH_RETURN_IF_ERROR(read_key(f, a + "rope.freq_base", &c.rope_theta));
+  DFLASH_RETURN_IF_ERROR(read_key(f, a + "ssm.conv_kernel", &u));
   c.conv_kernel = u;
-  DFLASH_RETURN_IF_ERROR(need(f, a + "ssm.state_size", &u));
+  DFLASH_RETURN_IF_ERROR(read_key(f, a + "ssm.state_size", &u));
   c.ssm_d_state = u;
-  DFLASH_RETURN_IF_ERROR(need(f, a + "ssm.group_count", &u));
+  DFLASH_RETURN_IF_ERROR(read_key(f, a + "ssm.group_count", &u));
   c.ssm_n_k_heads = u;
-  DFLASH_RETURN_IF_ERROR(need(f, a + "ssm.time_step_rank", &u));
+  DFLASH_RETURN_IF_ERROR(read_key(f, a + "ssm.time_step_rank", &u));
   c.ssm_n_v_heads = u;
-  DFLASH_RETURN_IF_ERROR(need(f, a + "ssm.inner_size", &u));
+  DFLASH_RETURN_IF_ERROR(read_key(f, a + "ssm.inner_size", &u));
   c.ssm_d_inner = u;
   if (c.arch == "qwen35moe") {
-    DFLASH_RETURN_IF_ERROR(need(f, a + "expert_count", &u));
+    DFLASH_RETURN_IF_ERROR(read_key(f, a + "expert_count", &u));
     c.n_expert = u;
-    DFLASH_RETURN_IF_ERROR(need(f, a + "expert_used_count", &u));
+    DFLASH_RETURN_IF_ERROR(read_key(f, a + "expert_used_count", &u));
     c.n_expert_used = u;
-    DFLASH_RETURN_IF_ERROR(need(f, a + "expert_feed_forward_length", &u));
+    DFLASH_RETURN_IF_ERROR(read_key(f, a + "expert_feed_forward_length", &u));
     c.n_ff_exp = u;
     DFLASH_ASSIGN_OR_RETURN(uint32_t shexp, f.get_u32_or(a + "expert_shared_feed_forward_length", 0));
     c.n_ff_shexp = shexp;
   } else {
-    DFLASH_RETURN_IF_ERROR(need(f, a + "feed_forward_length", &u));
+    DFLASH_RETURN_IF_ERROR(read_key(f, a + "feed_forward_length", &u));
     c.n_ff = u;
   }
   // Which layers are recurrent: an explicit per-layer list if present, else every layer but each
@@ -180,35 +168,10 @@ struct Qwen35::Impl {
 Qwen35::~Qwen35() = default;
 
 namespace {
-
-Status bind(const formats::GgufFile& f, const std::string& name, std::initializer_list<int64_t> ne,
-            Tensor* out, bool required = true) {
-  const formats::GgufTensorInfo* ti = f.find_tensor(name);
-  if (!ti) {
-    if (!required) return Status::ok();
-    return util::not_found(strfmt("%s: tensor '%s' is missing", f.path().c_str(), name.c_str()));
-  }
-  const Tensor& t = ti->tensor;
-  std::vector<int64_t> want(ne);
-  bool ok = static_cast<size_t>(t.n_dims) <= want.size();
-  for (size_t i = 0; ok && i < want.size(); ++i) ok = t.ne[i] == want[i];
-  if (!ok) {
-    std::string w = "[";
-    for (size_t i = 0; i < want.size(); ++i) w += (i ? ", " : "") + std::to_string(want[i]);
-    return util::corrupt(strfmt("%s: tensor '%s' has shape %s, expected %s]", f.path().c_str(), name.c_str(),
-                                t.shape_string().c_str(), w.c_str()));
-  }
-  if (want.size() >= 2 && !kernels::matmul_check(t).is_ok())
-    return util::unsupported(strfmt("%s: tensor '%s' has type %s, which this engine cannot compute with "
-                                    "(supported: f32 f16 bf16 q8_0 q4_K q5_K q6_K)",
-                                    f.path().c_str(), name.c_str(), tensor::dtype_name(t.dtype)));
-  if (want.size() == 1 && t.dtype != DType::kF32)
-    return util::unsupported(strfmt("%s: tensor '%s' must be f32 (norms, biases and gates), got %s",
-                                    f.path().c_str(), name.c_str(), tensor::dtype_name(t.dtype)));
-  *out = t;
-  return Status::ok();
+Status bind(const formats::GgufFile& f, const std::string& name, std::vector<int64_t> ne, Tensor* out,
+            bool required = true) {
+  return bind_tensor(f, {name}, ne, out, required);
 }
-
 }  // namespace
 
 Result<std::unique_ptr<Qwen35>> Qwen35::load(std::shared_ptr<const formats::GgufFile> file,
