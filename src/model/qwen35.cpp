@@ -476,11 +476,18 @@ Status Qwen35::forward(std::span<const int32_t> tokens, bool all_logits) {
       }
       ops::add(x, h, m * H);
       // Capture the residual stream after this layer (HF hidden_states[il + 1]).
+      // For the last layer this is the final-norm output: transformers' hidden_states[n_layer] is
+      // post-norm, and that is what drafters trained on it read (docs/dflash-reference-notes.md §2).
       for (size_t cj = 0; cj < opts_.capture_layers.size(); ++cj) {
         if (opts_.capture_layers[cj] != il) continue;
-        for (int64_t t = 0; t < m; ++t)
-          std::memcpy(I.features.data() + (off + t) * fdim + static_cast<int64_t>(cj) * H, x + t * H,
-                      static_cast<size_t>(H) * sizeof(float));
+        for (int64_t t = 0; t < m; ++t) {
+          float* dst = I.features.data() + (off + t) * fdim + static_cast<int64_t>(cj) * H;
+          if (il == C.n_layer - 1) {
+            ops::rmsnorm(x + t * H, I.output_norm.as<float>(), 1, H, C.rms_eps, dst);
+          } else {
+            std::memcpy(dst, x + t * H, static_cast<size_t>(H) * sizeof(float));
+          }
+        }
       }
       if (I.capture_all)
         std::memcpy(I.all_layers.data() + (il * n + off) * H, x, static_cast<size_t>(m * H) * sizeof(float));

@@ -111,6 +111,29 @@ TEST_P(Qwen35Golden, PromptLogitsLayerOutputsAndStates) {
   }
 }
 
+TEST_P(Qwen35Golden, CapturedFeaturesAreTransformersHiddenStates) {
+  // Drafters read hidden_states[id + 1]: the output of layer id, except that the last entry is
+  // after the final norm.
+  auto probe = load();
+  ASSERT_TRUE(probe);
+  const int last = static_cast<int>(probe->config().n_layer - 1);
+  Qwen35Options o;
+  o.capture_layers = {last, 0, 1};
+  auto m = load(o);
+  ASSERT_TRUE(m);
+  auto prompt = golden_->i32("prompt");
+  ASSERT_TRUE(m->forward(prompt, false).is_ok());
+  const int64_t T = static_cast<int64_t>(prompt.size()), H = m->config().n_embd;
+  const char* refs[] = {"hidden.final_norm", "hidden.0", "hidden.1"};
+  for (int slot = 0; slot < 3; ++slot) {
+    auto ref = golden_->f32(refs[slot]);
+    ASSERT_EQ(ref.size(), static_cast<size_t>(T * H)) << refs[slot];
+    std::vector<float> ours;
+    for (int64_t t = 0; t < T; ++t) ours.insert(ours.end(), m->features(t) + slot * H, m->features(t) + (slot + 1) * H);
+    EXPECT_LT(rel_err(ours, ref), kTol) << refs[slot];
+  }
+}
+
 TEST_P(Qwen35Golden, IncrementalDecodeMatchesReference) {
   auto m = load();
   ASSERT_TRUE(m);
