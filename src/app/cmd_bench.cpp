@@ -10,6 +10,9 @@
 #include <nlohmann/json.hpp>
 
 #include "app/command.h"
+#include "app/run_common.h"
+#include "engine/engine.h"
+#include "util/mmap_file.h"
 #include "kernels/bandwidth.h"
 #include "model/qwen35.h"
 #include "util/progress.h"
@@ -20,7 +23,8 @@ namespace dflash::app {
 namespace {
 
 struct BenchArgs {
-  std::string model;
+  std::string model, draft, prompts;
+  int block_size = 0;
   int threads = 0;
   int n_gen = 64;
   int n_prefill = 512;
@@ -50,7 +54,87 @@ int fail(const util::Status& st) {
   return 1;
 }
 
+// AR vs DFlash on the same prompts in one process (T = 0): tokens/s of each, speed-up, τ,
+// acceptance, and whether every output is identical.
+int run_pair_bench(const BenchArgs& a) {
+  if (a.prompts.empty()) return fail(util::invalid_argument("--prompts FILE is needed with --model-draft"));
+  auto text = util::read_text_file(a.prompts);
+  if (!text.is_ok()) return fail(text.status());
+  std::vector<std::string> prompts;
+  std::stringstream ss(*text);
+  std::string line;
+  while (std::getline(ss, line))
+    if (!line.empty()) prompts.push_back(unescape(line));
+  if (prompts.empty()) return fail(util::invalid_argument(a.prompts + ": no prompts (one per line)"));
+  engine::EngineOptions eo;
+  eo.target_path = a.model;
+  eo.draft_path = a.draft;
+  eo.n_ctx = a.n_ctx;
+  eo.threads = a.threads;
+  auto eng = engine::Engine::load(eo);
+  if (!eng.is_ok()) return fail(eng.status());
+  engine::Engine& e = **eng;
+  double ar_time = 0, df_time = 0;
+  int64_t ar_tokens = 0, df_tokens = 0, drafted = 0, accepted = 0, rounds = 0, committed = 0;
+  bool identical = true;
+  nlohmann::json per_prompt = nlohmann::json::array();
+  for (size_t i = 0; i < prompts.size(); ++i) {
+    auto ids = e.tokenize(prompts[i]);
+    if (!ids.is_ok()) return fail(ids.status());
+    engine::GenerateRequest req;
+    req.prompt = *ids;
+    req.decode.max_new_tokens = a.n_gen;
+    req.decode.block_size = a.block_size;
+    req.speculative = false;
+    auto ar = e.generate(req);
+    if (!ar.is_ok()) return fail(ar.status());
+    req.speculative = true;
+    auto df = e.generate(req);
+    if (!df.is_ok()) return fail(df.status());
+    const bool same = ar->tokens == df->tokens;
+    identical = identical && same;
+    // Decode phase only (prefill is shared and identical in both modes); the first token comes
+    // from the prefill.
+    ar_time += ar->stats.t_decode_s;
+    df_time += df->stats.t_decode_s;
+    ar_tokens += ar->stats.n_generated - 1;
+    df_tokens += df->stats.n_generated - 1;
+    drafted += df->stats.n_drafted;
+    accepted += df->stats.n_accepted;
+    rounds += df->stats.n_rounds;
+    for (int x : df->stats.accept_lengths) committed += x;
+    per_prompt.push_back({{"ar_tok_s", ar->stats.decode_tok_s()}, {"dflash_tok_s", df->stats.decode_tok_s()},
+                          {"tau", df->stats.tau()}, {"identical", same}});
+    if (!a.json)
+      std::fprintf(stderr, "prompt %zu/%zu: AR %.2f tok/s, DFlash %.2f tok/s, tau %.2f%s\n", i + 1, prompts.size(),
+                   ar->stats.decode_tok_s(), df->stats.decode_tok_s(), df->stats.tau(), same ? "" : "  OUTPUT DIFFERS");
+  }
+  nlohmann::json out;
+  out["model"] = a.model;
+  out["draft"] = a.draft;
+  out["prompts"] = prompts.size();
+  out["threads"] = util::ThreadPool::global().size();
+  out["n_predict"] = a.n_gen;
+  out["block_size"] = a.block_size > 0 ? a.block_size : e.drafter()->block_size();
+  out["ar_tok_s"] = ar_time > 0 ? ar_tokens / ar_time : 0.0;
+  out["dflash_tok_s"] = df_time > 0 ? df_tokens / df_time : 0.0;
+  out["speedup"] = out["ar_tok_s"].get<double>() > 0 ? out["dflash_tok_s"].get<double>() / out["ar_tok_s"].get<double>() : 0.0;
+  out["tau"] = rounds ? static_cast<double>(committed) / static_cast<double>(rounds) : 0.0;
+  out["acceptance"] = drafted ? static_cast<double>(accepted) / static_cast<double>(drafted) : 0.0;
+  out["identical"] = identical;
+  out["per_prompt"] = per_prompt;
+  if (a.json) {
+    std::printf("%s\n", out.dump().c_str());
+  } else {
+    std::printf("AR %.2f tok/s, DFlash %.2f tok/s: speed-up %.2fx, tau %.2f, acceptance %.1f%%, outputs %s\n",
+                out["ar_tok_s"].get<double>(), out["dflash_tok_s"].get<double>(), out["speedup"].get<double>(),
+                out["tau"].get<double>(), 100.0 * out["acceptance"].get<double>(), identical ? "identical" : "DIFFER");
+  }
+  return identical ? 0 : 2;
+}
+
 int run_bench(const BenchArgs& a) {
+  if (!a.draft.empty()) return run_pair_bench(a);
   if (a.threads > 0) util::ThreadPool::set_global_threads(a.threads);
   util::ThreadPool& pool = util::ThreadPool::global();
   nlohmann::json out;
@@ -173,10 +257,14 @@ int run_bench(const BenchArgs& a) {
 
 }  // namespace
 
-DFLASH_COMMAND(Command{"bench", "Measure decode/prefill speed, the DRAM bound and the verify cost c(B)",
+DFLASH_COMMAND(Command{"bench", "Measure decode/prefill speed, the DRAM bound and c(B); with --model-draft, AR vs DFlash on prompts",
                        [](CLI::App* sub) -> std::function<int()> {
                          auto a = std::make_shared<BenchArgs>();
                          sub->add_option("-m,--model", a->model, "Target GGUF")->required();
+                         sub->add_option("--model-draft,--md", a->draft,
+                                         "DFlash drafter: run AR vs DFlash on --prompts instead of the target measurements");
+                         sub->add_option("--prompts", a->prompts, "One prompt per line (\\n and \\t escapes decoded)");
+                         sub->add_option("--block-size", a->block_size, "DFlash block size (default: the drafter's)");
                          sub->add_option("-t,--threads", a->threads, "Threads (default: all cores or DFLASH_THREADS)");
                          sub->add_option("-n,--n-predict", a->n_gen, "Tokens to generate per measurement")->capture_default_str();
                          sub->add_option("--prefill", a->n_prefill, "Prompt tokens for the prefill measurement")->capture_default_str();

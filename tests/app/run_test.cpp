@@ -1,0 +1,76 @@
+// Runs the real executable: dflash run / bench on the tiny reference pair, and their errors.
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <string>
+
+namespace {
+
+struct CmdResult {
+  int code;
+  std::string out;  // stdout and stderr
+};
+
+CmdResult sh(const std::string& args) {
+  std::string cmd = "DFLASH_LOG=error " + std::string(DFLASH_BIN_DIR) + "/dflash " + args + " 2>&1";
+  FILE* p = popen(cmd.c_str(), "r");
+  if (!p) return {-1, ""};
+  std::string out;
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
+  int st = pclose(p);
+  return {WIFEXITED(st) ? WEXITSTATUS(st) : -1, out};
+}
+
+const std::string kData = DFLASH_TEST_DATA_DIR;
+const std::string kPair = "-m " + kData + "/gguf/qwen35-dense-a.gguf -md " + kData + "/gguf/dflash-b8-l3.gguf";
+
+TEST(RunCommand, CompareReportsIdenticalOutputsAndStatistics) {
+  CmdResult r = sh("run " + kPair + " -p 'def f(x):' -n 24 --compare");
+  ASSERT_EQ(r.code, 0) << r.out;
+  for (const char* want : {"[ar]", "[dflash]", "drafted", "accepted", "tau", "tok/s", "outputs identical"})
+    EXPECT_NE(r.out.find(want), std::string::npos) << want << "\n" << r.out;
+}
+
+TEST(RunCommand, TokenPromptsAndErrors) {
+  CmdResult ok = sh("run -m " + kData + "/gguf/qwen35-dense-a.gguf --tokens 1,2,3 -n 5 -q");
+  EXPECT_EQ(ok.code, 0) << ok.out;
+  CmdResult both = sh("run -m " + kData + "/gguf/qwen35-dense-a.gguf --tokens 1 -p hi");
+  EXPECT_NE(both.code, 0);
+  EXPECT_NE(both.out.find("exactly one of"), std::string::npos) << both.out;
+  CmdResult bad_id = sh("run -m " + kData + "/gguf/qwen35-dense-a.gguf --tokens 1,99999");
+  EXPECT_NE(bad_id.code, 0);
+  EXPECT_NE(bad_id.out.find("99999"), std::string::npos) << bad_id.out;
+  CmdResult missing = sh("run -m /nonexistent/model.gguf -p hi");
+  EXPECT_NE(missing.code, 0);
+  EXPECT_NE(missing.out.find("/nonexistent/model.gguf"), std::string::npos) << missing.out;
+  CmdResult too_long = sh("run -m " + kData + "/gguf/qwen35-dense-a.gguf -c 8 --tokens 1,2,3,4,5,6,7,8,9");
+  EXPECT_NE(too_long.code, 0);
+  EXPECT_NE(too_long.out.find("ctx-size"), std::string::npos) << too_long.out;
+}
+
+TEST(BenchCommand, PairJsonHasTheDocumentedKeys) {
+  const std::string prompts = (std::filesystem::temp_directory_path() /
+                               ("dflash-prompts-" + std::to_string(getpid()) + ".txt")).string();
+  {
+    std::ofstream f(prompts);
+    f << "def add(a, b):\\n    return a + b\n" << "Once upon a time\n";
+  }
+  CmdResult r = sh("bench " + kPair + " --prompts " + prompts + " -n 16 --json");
+  std::filesystem::remove(prompts);
+  ASSERT_EQ(r.code, 0) << r.out;
+  auto j = nlohmann::json::parse(r.out.substr(r.out.find("{\"")), nullptr, false);
+  ASSERT_FALSE(j.is_discarded()) << r.out;
+  for (const char* k : {"ar_tok_s", "dflash_tok_s", "speedup", "tau", "acceptance", "identical"})
+    EXPECT_TRUE(j.contains(k)) << k;
+  EXPECT_TRUE(j["identical"].get<bool>());
+  EXPECT_EQ(j["prompts"].get<int>(), 2);
+}
+
+}  // namespace
