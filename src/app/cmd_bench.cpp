@@ -12,6 +12,7 @@
 #include "app/command.h"
 #include "app/run_common.h"
 #include "engine/engine.h"
+#include "spec/adaptive.h"
 #include "util/mmap_file.h"
 #include "kernels/bandwidth.h"
 #include "model/qwen35.h"
@@ -25,6 +26,8 @@ namespace {
 struct BenchArgs {
   std::string model, draft, prompts;
   int block_size = 0;
+  bool adaptive = false;
+  std::string pair_blocks;  // extra fixed block sizes to compare in pair mode
   int threads = 0;
   int n_gen = 64;
   int n_prefill = 512;
@@ -110,6 +113,44 @@ int run_pair_bench(const BenchArgs& a) {
                    ar->stats.decode_tok_s(), df->stats.decode_tok_s(), df->stats.tau(), same ? "" : "  OUTPUT DIFFERS");
   }
   nlohmann::json out;
+  // Other fixed block sizes and the adaptive policy, on the same prompts (decode tok/s).
+  auto run_config = [&](int block, spec::BlockPolicy* pol, bool* same_all) -> util::Result<double> {
+    double t = 0;
+    int64_t n = 0;
+    for (const std::string& pr : prompts) {
+      DFLASH_ASSIGN_OR_RETURN(std::vector<int32_t> ids, e.tokenize(pr));
+      engine::GenerateRequest req;
+      req.prompt = ids;
+      req.decode.max_new_tokens = a.n_gen;
+      req.decode.block_size = block;
+      req.decode.policy = pol;
+      req.speculative = false;
+      DFLASH_ASSIGN_OR_RETURN(engine::GenerateResult ar, e.generate(req));
+      req.speculative = true;
+      DFLASH_ASSIGN_OR_RETURN(engine::GenerateResult r, e.generate(req));
+      *same_all = *same_all && r.tokens == ar.tokens;
+      t += r.stats.t_decode_s;
+      n += r.stats.n_generated - 1;
+    }
+    return t > 0 ? n / t : 0.0;
+  };
+  if (!a.pair_blocks.empty()) {
+    nlohmann::json fixed = nlohmann::json::object();
+    for (int b : parse_list(a.pair_blocks)) {
+      auto r = run_config(b, nullptr, &identical);
+      if (!r.is_ok()) return fail(r.status());
+      fixed[std::to_string(b)] = *r;
+      if (!a.json) std::fprintf(stderr, "fixed block %d: %.2f tok/s\n", b, *r);
+    }
+    out["fixed_block_tok_s"] = fixed;
+  }
+  if (a.adaptive) {
+    spec::AdaptiveBlockPolicy pol(a.block_size > 0 ? a.block_size : e.drafter()->block_size());
+    auto r = run_config(a.block_size, &pol, &identical);
+    if (!r.is_ok()) return fail(r.status());
+    out["adaptive_tok_s"] = *r;
+    if (!a.json) std::fprintf(stderr, "adaptive: %.2f tok/s\n", *r);
+  }
   out["model"] = a.model;
   out["draft"] = a.draft;
   out["prompts"] = prompts.size();
@@ -265,6 +306,9 @@ DFLASH_COMMAND(Command{"bench", "Measure decode/prefill speed, the DRAM bound an
                                          "DFlash drafter: run AR vs DFlash on --prompts instead of the target measurements");
                          sub->add_option("--prompts", a->prompts, "One prompt per line (\\n and \\t escapes decoded)");
                          sub->add_option("--block-size", a->block_size, "DFlash block size (default: the drafter's)");
+                         sub->add_option("--pair-blocks", a->pair_blocks,
+                                         "Pair mode: also time these fixed block sizes (e.g. 2,4,8,16)");
+                         sub->add_flag("--adaptive", a->adaptive, "Pair mode: also time the adaptive block-size policy");
                          sub->add_option("-t,--threads", a->threads, "Threads (default: all cores or DFLASH_THREADS)");
                          sub->add_option("-n,--n-predict", a->n_gen, "Tokens to generate per measurement")->capture_default_str();
                          sub->add_option("--prefill", a->n_prefill, "Prompt tokens for the prefill measurement")->capture_default_str();

@@ -6,6 +6,7 @@
 #include "app/command.h"
 #include "app/run_common.h"
 #include "engine/engine.h"
+#include "spec/adaptive.h"
 #include "util/mmap_file.h"
 
 namespace dflash::app {
@@ -36,6 +37,11 @@ int run(const RunArgs& a) {
   if (!prompt.is_ok()) return fail(prompt.status().to_string());
   engine::GenerateRequest req = a.request(*prompt);
   const bool have_tok = e.tokenizer() != nullptr;
+  std::unique_ptr<spec::AdaptiveBlockPolicy> policy;
+  if (a.adaptive && e.drafter()) {
+    policy = std::make_unique<spec::AdaptiveBlockPolicy>(a.block_size > 0 ? a.block_size : e.drafter()->block_size());
+    req.decode.policy = policy.get();
+  }
 
   auto stream = [&](std::string_view t) {
     std::fwrite(t.data(), 1, t.size(), stdout);

@@ -46,6 +46,7 @@ void add_run_options(CLI::App* sub, RunArgs& a) {
   sub->add_flag("--no-think", a.no_think, "Chat: disable thinking (enable_thinking=false)");
   sub->add_option("-n,--n-predict", a.n_predict, "Tokens to generate")->capture_default_str();
   sub->add_option("--block-size", a.block_size, "DFlash block size (default: the drafter's)");
+  sub->add_flag("--adaptive", a.adaptive, "Choose the block size per round from measured cost and acceptance");
   sub->add_option("--temp", a.temperature, "Temperature (0 = greedy)")->capture_default_str();
   sub->add_option("--top-k", a.top_k, "Top-k (0 = off)");
   sub->add_option("--top-p", a.top_p, "Top-p (1 = off)");

@@ -20,7 +20,7 @@ struct RunArgs {
   uint64_t seed = 0;
   bool chat = false, no_think = false, raw_special = false;
   std::vector<std::string> stop;
-  bool ar = false, compare = false, quiet = false;
+  bool ar = false, compare = false, quiet = false, adaptive = false;
 
   engine::EngineOptions engine_options() const;
   engine::GenerateRequest request(std::vector<int32_t> prompt) const;

@@ -1,0 +1,115 @@
+#include "spec/adaptive.h"
+
+#include <algorithm>
+#include <cmath>
+
+namespace dflash::spec {
+
+namespace {
+constexpr double kDecay = 0.98;       // per round: the profile half-life is ~35 rounds
+constexpr double kPriorAccept = 0.5;  // before evidence, a coin flip per draft position
+constexpr double kPriorWeight = 2.0;
+constexpr double kTimeEma = 0.2;
+constexpr int kProbes = 2;            // measurements wanted per candidate block size
+}  // namespace
+
+AdaptiveBlockPolicy::AdaptiveBlockPolicy(int max_block)
+    : max_block_(std::max(1, max_block)),
+      tested_(static_cast<size_t>(max_block_) + 1, 0.0),
+      accepted_(static_cast<size_t>(max_block_) + 1, 0.0),
+      t_ema_(static_cast<size_t>(max_block_) + 1, 0.0),
+      t_n_(static_cast<size_t>(max_block_) + 1, 0) {}
+
+double AdaptiveBlockPolicy::acceptance(int k) const {
+  // A position with little evidence borrows the estimate of the one before it: deep positions are
+  // only observed when long blocks are used, and a flat prior there would talk the policy out of ever
+  // trying them again.
+  double prior = kPriorAccept;
+  for (int j = 1; j <= k; ++j) {
+    const size_t i = static_cast<size_t>(j);
+    prior = (accepted_[i] + prior * kPriorWeight) / (tested_[i] + kPriorWeight);
+  }
+  return prior;
+}
+
+double AdaptiveBlockPolicy::expected_tokens(int b) const {
+  double e = 1.0, run = 1.0;
+  for (int k = 1; k < b; ++k) {
+    run *= acceptance(k);
+    e += run;
+  }
+  return e;
+}
+
+double AdaptiveBlockPolicy::round_seconds(int b) const {
+  if (t_n_[static_cast<size_t>(b)] > 0) return t_ema_[static_cast<size_t>(b)];
+  // Least-squares line through the measured sizes (weights: observation counts, capped).
+  double sw = 0, sx = 0, sy = 0, sxx = 0, sxy = 0;
+  int distinct = 0;
+  for (int i = 1; i <= max_block_; ++i) {
+    if (t_n_[static_cast<size_t>(i)] == 0) continue;
+    const double w = std::min(t_n_[static_cast<size_t>(i)], 8), x = i - 1, y = t_ema_[static_cast<size_t>(i)];
+    sw += w;
+    sx += w * x;
+    sy += w * y;
+    sxx += w * x * x;
+    sxy += w * x * y;
+    ++distinct;
+  }
+  if (distinct == 0) return 0.0;
+  if (distinct == 1) {
+    // One size measured: assume a verify of B costs like 1 + (B−1)/4 decodes until told otherwise.
+    for (int i = 1; i <= max_block_; ++i)
+      if (t_n_[static_cast<size_t>(i)] > 0) return t_ema_[static_cast<size_t>(i)] * (1.0 + 0.25 * (b - 1)) / (1.0 + 0.25 * (i - 1));
+  }
+  const double den = sw * sxx - sx * sx;
+  const double slope = den > 0 ? std::max(0.0, (sw * sxy - sx * sy) / den) : 0.0;
+  const double t0 = (sy - slope * sx) / sw;
+  return std::max(1e-9, t0 + slope * (b - 1));
+}
+
+int AdaptiveBlockPolicy::next_block_size(int max_block) {
+  const int cap = std::clamp(max_block, 1, max_block_);
+  // Probe schedule: the trained block first, then 1, then halvings — cheap to learn the cost curve.
+  static constexpr int kProbeOrder[] = {16, 1, 8, 4, 2, 12, 6, 3};
+  if (rounds_ < 64) {
+    for (int b : kProbeOrder) {
+      const int bb = std::min(b, cap);
+      if (t_n_[static_cast<size_t>(bb)] < kProbes) return bb;
+    }
+  }
+  int best = 1;
+  double best_rate = -1.0;
+  for (int b = 1; b <= cap; ++b) {
+    const double t = round_seconds(b);
+    if (t <= 0) continue;
+    const double rate = expected_tokens(b) / t;
+    if (rate > best_rate) {
+      best_rate = rate;
+      best = b;
+    }
+  }
+  // Keep the estimates of the neighbours fresh: every 32nd round try one size next to the choice.
+  if (rounds_ % 32 == 31) best = std::clamp(best + ((rounds_ / 32) % 2 ? 1 : -1), 1, cap);
+  return best;
+}
+
+void AdaptiveBlockPolicy::observe(int block, int n_accepted, double seconds) {
+  block = std::clamp(block, 1, max_block_);
+  ++rounds_;
+  for (size_t k = 1; k < tested_.size(); ++k) {
+    tested_[k] *= kDecay;
+    accepted_[k] *= kDecay;
+  }
+  // Draft k was tested if the k−1 before it were accepted and the block had room for it.
+  for (int k = 1; k < block && k <= n_accepted + 1; ++k) {
+    tested_[static_cast<size_t>(k)] += 1.0;
+    if (k <= n_accepted) accepted_[static_cast<size_t>(k)] += 1.0;
+  }
+  double& t = t_ema_[static_cast<size_t>(block)];
+  int& n = t_n_[static_cast<size_t>(block)];
+  t = n == 0 ? seconds : (1.0 - kTimeEma) * t + kTimeEma * seconds;
+  ++n;
+}
+
+}  // namespace dflash::spec

@@ -1,0 +1,80 @@
+#include "spec/adaptive.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <random>
+
+namespace dflash::spec {
+namespace {
+
+// A synthetic machine: draft k is accepted with probability p (given the previous ones were) and a
+// round of block B costs 1 + slope·(B−1) time units.
+struct Sim {
+  double p, slope;
+  double cost(int b) const { return 1.0 + slope * (b - 1); }
+  double expected(int b) const {
+    double e = 1, run = 1;
+    for (int k = 1; k < b; ++k) e += (run *= p);
+    return e;
+  }
+  int best_fixed(int max_b) const {
+    int best = 1;
+    for (int b = 1; b <= max_b; ++b)
+      if (expected(b) / cost(b) > expected(best) / cost(best)) best = b;
+    return best;
+  }
+};
+
+// Tokens per time unit the policy achieves over `rounds` rounds.
+double run_policy(const Sim& s, int rounds, AdaptiveBlockPolicy& pol, std::vector<int>* chosen) {
+  std::mt19937 rng(9);
+  std::uniform_real_distribution<double> u(0, 1);
+  double tokens = 0, time = 0;
+  for (int r = 0; r < rounds; ++r) {
+    const int b = pol.next_block_size(16);
+    int acc = 0;
+    while (acc < b - 1 && u(rng) < s.p) ++acc;
+    pol.observe(b, acc, s.cost(b));
+    tokens += acc + 1;
+    time += s.cost(b);
+    if (chosen) chosen->push_back(b);
+  }
+  return tokens / time;
+}
+
+TEST(AdaptiveBlockPolicy, FindsTheBestFixedBlockAndMatchesItsThroughput) {
+  for (Sim s : {Sim{0.9, 0.35}, Sim{0.6, 0.15}, Sim{0.95, 0.05}, Sim{0.2, 0.3}, Sim{0.8, 0.8}}) {
+    SCOPED_TRACE(testing::Message() << "p=" << s.p << " slope=" << s.slope);
+    AdaptiveBlockPolicy pol(16);
+    std::vector<int> chosen;
+    const double rate = run_policy(s, 2000, pol, &chosen);
+    const int best = s.best_fixed(16);
+    const double best_rate = s.expected(best) / s.cost(best);
+    // The learned profile is right (when drafts are used at all).
+    if (best > 1) {
+      EXPECT_NEAR(pol.acceptance(1), s.p, 0.1);
+    }
+    // After the probes, the policy settles on (or next to) the best block.
+    int near = 0;
+    for (size_t i = chosen.size() - 500; i < chosen.size(); ++i) near += std::abs(chosen[i] - best) <= 1;
+    EXPECT_GT(near, 450) << "best fixed block " << best;
+    // And loses little to an oracle that knew the best fixed block from the start (probing included).
+    EXPECT_GT(rate, 0.9 * best_rate) << "best fixed block " << best;
+    // Never slower than always using the trained block of 16.
+    EXPECT_GE(rate, 0.97 * s.expected(16) / s.cost(16));
+  }
+}
+
+TEST(AdaptiveBlockPolicy, ExpectedTokensFollowsTheProfile) {
+  AdaptiveBlockPolicy pol(8);
+  for (int r = 0; r < 300; ++r) pol.observe(8, 3, 1.0);  // always exactly 3 of 7 accepted
+  EXPECT_GT(pol.acceptance(1), 0.95);
+  EXPECT_GT(pol.acceptance(3), 0.95);
+  EXPECT_LT(pol.acceptance(4), 0.05);
+  EXPECT_NEAR(pol.expected_tokens(8), 4.0, 0.1);
+  EXPECT_NEAR(pol.expected_tokens(2), 2.0, 0.05);
+}
+
+}  // namespace
+}  // namespace dflash::spec
