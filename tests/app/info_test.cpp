@@ -1,5 +1,7 @@
 // Runs the real executable: `dflash make-demo-gguf` then `dflash info` in its three forms.
 #include <gtest/gtest.h>
+
+#include "cli_test_util.h"
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -11,22 +13,8 @@
 
 namespace {
 
-struct CmdResult {
-  int code;
-  std::string out;
-};
-
-CmdResult run(const std::string& args) {
-  std::string cmd = std::string(DFLASH_BIN_DIR) + "/dflash " + args;
-  FILE* p = popen(cmd.c_str(), "r");
-  if (!p) return {-1, ""};
-  std::string out;
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
-  int st = pclose(p);
-  return {WIFEXITED(st) ? WEXITSTATUS(st) : -1, out};
-}
+using dflash::app::testing::CmdResult;
+CmdResult run(const std::string& args) { return dflash::app::testing::run_dflash(args); }
 
 class InfoCommand : public ::testing::Test {
  protected:

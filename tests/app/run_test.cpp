@@ -1,5 +1,7 @@
 // Runs the real executable: dflash run / bench on the tiny reference pair, and their errors.
 #include <gtest/gtest.h>
+
+#include "cli_test_util.h"
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -11,22 +13,8 @@
 
 namespace {
 
-struct CmdResult {
-  int code;
-  std::string out;  // stdout and stderr
-};
-
-CmdResult sh(const std::string& args) {
-  std::string cmd = "DFLASH_LOG=error " + std::string(DFLASH_BIN_DIR) + "/dflash " + args + " 2>&1";
-  FILE* p = popen(cmd.c_str(), "r");
-  if (!p) return {-1, ""};
-  std::string out;
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
-  int st = pclose(p);
-  return {WIFEXITED(st) ? WEXITSTATUS(st) : -1, out};
-}
+using dflash::app::testing::CmdResult;
+CmdResult sh(const std::string& args) { return dflash::app::testing::run_dflash(args + " 2>&1", "DFLASH_LOG=error"); }
 
 const std::string kData = DFLASH_TEST_DATA_DIR;
 const std::string kPair = "-m " + kData + "/gguf/qwen35-dense-a.gguf -md " + kData + "/gguf/dflash-b8-l3.gguf";
