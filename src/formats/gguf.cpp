@@ -30,22 +30,7 @@ constexpr uint64_t kMinNestedArrayBytes = 4 + 8;           // element type, coun
 
 bool valid_type_id(uint32_t t) { return t <= static_cast<uint32_t>(GgufType::kF64); }
 
-std::string quote(std::string_view s) {
-  // Names come from untrusted files: keep messages one printable line.
-  std::string out = "'";
-  size_t n = std::min<size_t>(s.size(), 200);
-  for (size_t i = 0; i < n; ++i) {
-    unsigned char c = static_cast<unsigned char>(s[i]);
-    if (c >= 0x20 && c < 0x7f && c != '\\') {
-      out += static_cast<char>(c);
-    } else {
-      out += strfmt("\\x%02x", c);
-    }
-  }
-  if (s.size() > n) out += "...";
-  out += "'";
-  return out;
-}
+using util::quote;
 
 uint64_t align_up(uint64_t x, uint64_t a) { return (x + a - 1) / a * a; }
 

@@ -34,20 +34,7 @@ constexpr StDtype kDtypes[] = {
     {"F8_E5M2", false, tensor::DType::kF32, 1},
 };
 
-std::string quote(std::string_view s) {
-  std::string out = "'";
-  size_t n = std::min<size_t>(s.size(), 200);
-  for (size_t i = 0; i < n; ++i) {
-    unsigned char c = static_cast<unsigned char>(s[i]);
-    if (c >= 0x20 && c < 0x7f && c != '\\') {
-      out += static_cast<char>(c);
-    } else {
-      out += strfmt("\\x%02x", c);
-    }
-  }
-  if (s.size() > n) out += "...";
-  return out + "'";
-}
+using util::quote;
 
 std::string shape_str(const std::vector<int64_t>& s) {
   std::string o = "[";

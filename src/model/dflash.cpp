@@ -35,16 +35,11 @@ Result<DFlashConfig> DFlashConfig::from_gguf(const formats::GgufFile& f) {
                                     f.path().c_str(), c.arch.c_str()));
   const std::string a = c.arch + ".";
   uint32_t u = 0;
-  DFLASH_RETURN_IF_ERROR(need(f, a + "block_count", &u));
-  c.n_layer = u;
-  DFLASH_RETURN_IF_ERROR(need(f, a + "embedding_length", &u));
-  c.n_embd = u;
-  DFLASH_RETURN_IF_ERROR(need(f, a + "feed_forward_length", &u));
-  c.n_ff = u;
-  DFLASH_RETURN_IF_ERROR(need(f, a + "attention.head_count", &u));
-  c.n_head = u;
-  DFLASH_RETURN_IF_ERROR(need(f, a + "attention.head_count_kv", &u));
-  c.n_head_kv = u;
+  DFLASH_RETURN_IF_ERROR(read_dim(f, a + "block_count", &c.n_layer, "drafter"));
+  DFLASH_RETURN_IF_ERROR(read_dim(f, a + "embedding_length", &c.n_embd, "drafter"));
+  DFLASH_RETURN_IF_ERROR(read_dim(f, a + "feed_forward_length", &c.n_ff, "drafter"));
+  DFLASH_RETURN_IF_ERROR(read_dim(f, a + "attention.head_count", &c.n_head, "drafter"));
+  DFLASH_RETURN_IF_ERROR(read_dim(f, a + "attention.head_count_kv", &c.n_head_kv, "drafter"));
   if (c.n_head <= 0 || c.n_head_kv <= 0 || c.n_head % c.n_head_kv)
     return util::corrupt(f.path() + ": drafter head counts are inconsistent");
   DFLASH_ASSIGN_OR_RETURN(uint32_t kl, f.get_u32_or(a + "attention.key_length", static_cast<uint32_t>(c.n_embd / c.n_head)));

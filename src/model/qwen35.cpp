@@ -31,45 +31,28 @@ Result<Qwen35Config> Qwen35Config::from_gguf(const formats::GgufFile& f) {
     return util::unsupported(strfmt("%s: architecture '%s' is not a Qwen3.5 target (expected qwen35 or qwen35moe)",
                                     f.path().c_str(), c.arch.c_str()));
   const std::string a = c.arch + ".";
-  uint32_t u = 0;
-  DFLASH_RETURN_IF_ERROR(read_key(f, a + "block_count", &u));
-  c.n_layer = u;
-  DFLASH_RETURN_IF_ERROR(read_key(f, a + "embedding_length", &u));
-  c.n_embd = u;
-  DFLASH_RETURN_IF_ERROR(read_key(f, a + "context_length", &u));
-  c.n_ctx_train = u;
-  DFLASH_RETURN_IF_ERROR(read_key(f, a + "attention.head_count", &u));
-  c.n_head = u;
-  DFLASH_RETURN_IF_ERROR(read_key(f, a + "attention.head_count_kv", &u));
-  c.n_head_kv = u;
-  DFLASH_RETURN_IF_ERROR(read_key(f, a + "attention.key_length", &u));
-  c.head_dim = u;
+  DFLASH_RETURN_IF_ERROR(read_dim(f, a + "block_count", &c.n_layer));
+  DFLASH_RETURN_IF_ERROR(read_dim(f, a + "embedding_length", &c.n_embd));
+  DFLASH_RETURN_IF_ERROR(read_dim(f, a + "context_length", &c.n_ctx_train));
+  DFLASH_RETURN_IF_ERROR(read_dim(f, a + "attention.head_count", &c.n_head));
+  DFLASH_RETURN_IF_ERROR(read_dim(f, a + "attention.head_count_kv", &c.n_head_kv));
+  DFLASH_RETURN_IF_ERROR(read_dim(f, a + "attention.key_length", &c.head_dim));
   DFLASH_RETURN_IF_ERROR(read_key(f, a + "attention.layer_norm_rms_epsilon", &c.rms_eps));
-  DFLASH_RETURN_IF_ERROR(read_key(f, a + "rope.dimension_count", &u));
-  c.n_rot = u;
+  DFLASH_RETURN_IF_ERROR(read_dim(f, a + "rope.dimension_count", &c.n_rot));
   DFLASH_RETURN_IF_ERROR(read_key(f, a + "rope.freq_base", &c.rope_theta));
-  DFLASH_RETURN_IF_ERROR(read_key(f, a + "ssm.conv_kernel", &u));
-  c.conv_kernel = u;
-  DFLASH_RETURN_IF_ERROR(read_key(f, a + "ssm.state_size", &u));
-  c.ssm_d_state = u;
-  DFLASH_RETURN_IF_ERROR(read_key(f, a + "ssm.group_count", &u));
-  c.ssm_n_k_heads = u;
-  DFLASH_RETURN_IF_ERROR(read_key(f, a + "ssm.time_step_rank", &u));
-  c.ssm_n_v_heads = u;
-  DFLASH_RETURN_IF_ERROR(read_key(f, a + "ssm.inner_size", &u));
-  c.ssm_d_inner = u;
+  DFLASH_RETURN_IF_ERROR(read_dim(f, a + "ssm.conv_kernel", &c.conv_kernel));
+  DFLASH_RETURN_IF_ERROR(read_dim(f, a + "ssm.state_size", &c.ssm_d_state));
+  DFLASH_RETURN_IF_ERROR(read_dim(f, a + "ssm.group_count", &c.ssm_n_k_heads));
+  DFLASH_RETURN_IF_ERROR(read_dim(f, a + "ssm.time_step_rank", &c.ssm_n_v_heads));
+  DFLASH_RETURN_IF_ERROR(read_dim(f, a + "ssm.inner_size", &c.ssm_d_inner));
   if (c.arch == "qwen35moe") {
-    DFLASH_RETURN_IF_ERROR(read_key(f, a + "expert_count", &u));
-    c.n_expert = u;
-    DFLASH_RETURN_IF_ERROR(read_key(f, a + "expert_used_count", &u));
-    c.n_expert_used = u;
-    DFLASH_RETURN_IF_ERROR(read_key(f, a + "expert_feed_forward_length", &u));
-    c.n_ff_exp = u;
+    DFLASH_RETURN_IF_ERROR(read_dim(f, a + "expert_count", &c.n_expert));
+    DFLASH_RETURN_IF_ERROR(read_dim(f, a + "expert_used_count", &c.n_expert_used));
+    DFLASH_RETURN_IF_ERROR(read_dim(f, a + "expert_feed_forward_length", &c.n_ff_exp));
     DFLASH_ASSIGN_OR_RETURN(uint32_t shexp, f.get_u32_or(a + "expert_shared_feed_forward_length", 0));
     c.n_ff_shexp = shexp;
   } else {
-    DFLASH_RETURN_IF_ERROR(read_key(f, a + "feed_forward_length", &u));
-    c.n_ff = u;
+    DFLASH_RETURN_IF_ERROR(read_dim(f, a + "feed_forward_length", &c.n_ff));
   }
   // Which layers are recurrent: an explicit per-layer list if present, else every layer but each
   // full_attention_interval-th.

@@ -21,6 +21,15 @@ util::Status read_key(const formats::GgufFile& f, const std::string& key, T* out
   return util::Status::ok();
 }
 
+// A required u32 value (a size or count) into an int64 field.
+inline util::Status read_dim(const formats::GgufFile& f, const std::string& key, int64_t* out,
+                             const char* what = "model") {
+  uint32_t u = 0;
+  DFLASH_RETURN_IF_ERROR(read_key(f, key, &u, what));
+  *out = u;
+  return util::Status::ok();
+}
+
 // Binds the first tensor found under `names` (alternative spellings of one weight) and checks its
 // shape (innermost first) and type: matrices must be computable by kernels::matmul, vectors f32.
 // A missing tensor is an error unless !required (then *out is left empty).

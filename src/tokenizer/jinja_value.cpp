@@ -11,6 +11,7 @@
 #include <cstring>
 
 #include "tokenizer/jinja_error.h"
+#include "tokenizer/utf8.h"
 
 namespace dflash::tokenizer::jinja {
 
@@ -57,22 +58,9 @@ std::vector<uint32_t> utf8_decode(std::string_view s) {
 }
 
 void utf8_append(std::string& out, uint32_t cp) {
+  // Lone surrogates U+DC80..U+DCFF carry raw bytes (surrogate escape); everything else is UTF-8.
   if (cp >= 0xDC80 && cp <= 0xDCFF) { out.push_back(static_cast<char>(cp - 0xDC00)); return; }
-  if (cp < 0x80) {
-    out.push_back(static_cast<char>(cp));
-  } else if (cp < 0x800) {
-    out.push_back(static_cast<char>(0xC0 | (cp >> 6)));
-    out.push_back(static_cast<char>(0x80 | (cp & 0x3F)));
-  } else if (cp < 0x10000) {
-    out.push_back(static_cast<char>(0xE0 | (cp >> 12)));
-    out.push_back(static_cast<char>(0x80 | ((cp >> 6) & 0x3F)));
-    out.push_back(static_cast<char>(0x80 | (cp & 0x3F)));
-  } else {
-    out.push_back(static_cast<char>(0xF0 | (cp >> 18)));
-    out.push_back(static_cast<char>(0x80 | ((cp >> 12) & 0x3F)));
-    out.push_back(static_cast<char>(0x80 | ((cp >> 6) & 0x3F)));
-    out.push_back(static_cast<char>(0x80 | (cp & 0x3F)));
-  }
+  dflash::tokenizer::utf8_append(out, cp);
 }
 
 std::string utf8_encode(const std::vector<uint32_t>& cps, size_t begin, size_t end) {

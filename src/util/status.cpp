@@ -44,4 +44,19 @@ std::string strfmt(const char* fmt, ...) {
   return s;
 }
 
+std::string quote(std::string_view s) {
+  std::string out = "'";
+  const size_t n = s.size() < 200 ? s.size() : 200;
+  for (size_t i = 0; i < n; ++i) {
+    unsigned char c = static_cast<unsigned char>(s[i]);
+    if (c >= 0x20 && c < 0x7f && c != '\\') {
+      out += static_cast<char>(c);
+    } else {
+      out += strfmt("\\x%02x", c);
+    }
+  }
+  if (s.size() > n) out += "...";
+  return out + "'";
+}
+
 }  // namespace dflash::util

@@ -3,6 +3,7 @@
 
 #include <cstdio>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <variant>
 
@@ -77,6 +78,10 @@ inline Status internal_error(std::string m) { return {ErrorCode::kInternal, std:
 
 // printf-style formatting into std::string.
 std::string strfmt(const char* fmt, ...) __attribute__((format(printf, 1, 2)));
+
+// 'name' for error messages about untrusted input: non-printable bytes as \xNN, at most 200 bytes,
+// so a message stays one printable line whatever the file contains.
+std::string quote(std::string_view s);
 
 }  // namespace dflash::util
 
