@@ -206,6 +206,47 @@ TEST(DFlashDrafter, ContextGrowsPastItsInitialCapacityWithoutChangingResults) {
     for (int64_t v = 0; v < V; ++v) ASSERT_EQ(small.drafter->logits(i)[v], big.drafter->logits(i)[v]);
 }
 
+// Past 8192 context rows (and RoPE positions past 8192) the draft logits still equal the authors'
+// package (tools/reference/make_dflash_long_golden.py). The features are an exact integer formula
+// shared with the script, so the 9300-row context need not be stored.
+TEST(DFlashDrafter, DraftLogitsMatchReferenceAfterMoreThan8192ContextRows) {
+  if (std::getenv("DFLASH_SANITIZED")) GTEST_SKIP() << "9300-row context: too slow under sanitizers";
+  auto g = formats::GgufFile::open(testing::golden_path("dflash/long-context.gguf"));
+  ASSERT_TRUE(g.is_ok()) << g.status().to_string();
+  const auto names = (*g).get_array<std::string>("golden.drafters").value();
+  ASSERT_EQ(names.size(), 2u);
+  for (const std::string& name : names) {
+    SCOPED_TRACE(name);
+    Pair p = load_pair(name, 256);  // starts small: must grow, never wrap
+    ASSERT_TRUE(p.drafter);
+    const int64_t F = p.drafter->config().n_target_features, V = p.drafter->n_vocab();
+    const auto steps = (*g).get_array<int64_t>("golden." + name + ".steps").value();
+    int64_t t0 = 0;
+    for (size_t s = 0; s < steps.size(); ++s) {
+      std::vector<float> feats(static_cast<size_t>(steps[s] * F));
+      for (int64_t t = 0; t < steps[s]; ++t)
+        for (int64_t i = 0; i < F; ++i) {
+          const int64_t tt = t0 + t;
+          const int64_t k = (tt * 7919 + i * 104729 + (tt * i) % 613) % 256;
+          feats[static_cast<size_t>(t * F + i)] = (static_cast<float>(k) - 127.5f) / 128.0f;
+        }
+      ASSERT_TRUE(p.drafter->add_context(feats.data(), steps[s]).is_ok());
+      t0 += steps[s];
+      const std::string pre = name + ".step." + std::to_string(s) + ".";
+      const tensor::Tensor& toks = (*g).find_tensor(pre + "tokens")->tensor;
+      const tensor::Tensor& pos = (*g).find_tensor(pre + "positions")->tensor;
+      const tensor::Tensor& ref = (*g).find_tensor(pre + "logits")->tensor;
+      ASSERT_EQ(pos.as<int32_t>()[0], p.drafter->n_context());
+      const int n_draft = static_cast<int>(toks.ne[0] - 1);
+      ASSERT_TRUE(p.drafter->draft(toks.as<int32_t>()[0], n_draft).is_ok());
+      std::span<const float> got(p.drafter->logits(0), static_cast<size_t>(n_draft * V));
+      EXPECT_LT(rel_err(got, std::span<const float>(ref.as<float>(), static_cast<size_t>(n_draft * V))), kTol)
+          << "step " << s << " (context " << t0 << ")";
+    }
+    EXPECT_GT(p.drafter->n_context(), 8192);
+  }
+}
+
 TEST(DFlashDrafter, LoadErrorsNameTheProblem) {
   auto names = drafters();
   ASSERT_FALSE(names.empty());

@@ -32,4 +32,5 @@ conv dflash-b8-l2-moe f32 dflash-b8-l2-moe
 
 (cd "$here" && "$py" make_goldens.py --hf "$hf" --out "$root/tests/golden/qwen35")
 (cd "$here" && "$py" make_dflash_goldens.py --hf "$hf" --out "$root/tests/golden/dflash")
+(cd "$here" && "$py" make_dflash_long_golden.py --hf "$hf" --out "$root/tests/golden/dflash")
 du -sh "$hf" "$out" "$root/tests/golden/qwen35" "$root/tests/golden/dflash"
