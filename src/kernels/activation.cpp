@@ -40,9 +40,15 @@ void SwigluImpl(const float* g, const float* u, float* y, int64_t n) {
     const VF vg = hn::LoadU(d, g + i);
     hn::StoreU(hn::Mul(hn::Mul(vg, SigmoidV(d, vg)), hn::LoadU(d, u + i)), d, y + i);
   }
-  for (; i < n; ++i) {
-    const float s = 1.0f / (1.0f + std::exp(-g[i]));
-    y[i] = g[i] * s * u[i];
+  if (i < n) {
+    // Tail through the same vector math as the body, so an element's result does not depend on
+    // where it sits in the array (a token's FFN output must not depend on the batch it is in).
+    HWY_ALIGN float bg[hn::MaxLanes(DF())] = {};
+    HWY_ALIGN float bu[hn::MaxLanes(DF())] = {};
+    for (int64_t j = i; j < n; ++j) bg[j - i] = g[j], bu[j - i] = u[j];
+    const VF vg = hn::Load(d, bg);
+    hn::Store(hn::Mul(hn::Mul(vg, SigmoidV(d, vg)), hn::Load(d, bu)), d, bg);
+    for (int64_t j = i; j < n; ++j) y[j] = bg[j - i];
   }
 }
 

@@ -220,14 +220,17 @@ void moe_ffn(const Tensor& gate_inp, const Tensor& gate_exps, const Tensor& up_e
   const int64_t E = gate_inp.ne[1];
   const int64_t F = gate_exps.ne[1];
   kernels::matmul(gate_inp, x, m, router, pool);
-  thread_local std::vector<float> y;
-  thread_local std::vector<int32_t> order;
-  y.resize(static_cast<size_t>(n_embd));
+  // Routing for the whole block first, then each expert runs once over all the tokens routed to it:
+  // its weights are streamed once per block instead of once per token, which is what keeps a
+  // B-token verify of a MoE model close to the cost of one decode.
+  thread_local std::vector<int32_t> order, route, tok_of;
+  thread_local std::vector<float> route_w, wgt_of, xg, yg;
+  thread_local std::vector<int64_t> start, fill;
   order.resize(static_cast<size_t>(E));
+  start.assign(static_cast<size_t>(E + 1), 0);
+  route.resize(static_cast<size_t>(m * n_used));    // [m][n_used] expert ids
+  route_w.resize(static_cast<size_t>(m * n_used));  // their renormalised weights
   for (int64_t t = 0; t < m; ++t) {
-    const float* xt = x + t * n_embd;
-    float* ot = out + t * n_embd;
-    std::fill(ot, ot + n_embd, 0.0f);
     // Softmax over all experts, top-k by probability (lower index on ties), renormalised
     // (Qwen3.5-MoE always renormalises; qwen35.md §5.3).
     float* p = router + t * E;
@@ -239,26 +242,61 @@ void moe_ffn(const Tensor& gate_inp, const Tensor& gate_exps, const Tensor& up_e
                       [&](int32_t a, int32_t b) { return p[a] > p[b] || (p[a] == p[b] && a < b); });
     float wsum = 0.0f;
     for (int64_t i = 0; i < n_used; ++i) wsum += p[order[static_cast<size_t>(i)]];
-    std::sort(order.begin(), order.begin() + n_used);  // accumulate in expert-index order, as the reference
     for (int64_t i = 0; i < n_used; ++i) {
       const int32_t e = order[static_cast<size_t>(i)];
-      const float wgt = p[e] / wsum;
-      kernels::matmul_expert(gate_exps, e, xt, 1, buf_a, pool);
-      kernels::matmul_expert(up_exps, e, xt, 1, buf_b, pool);
-      kernels::swiglu(buf_a, buf_b, buf_a, F);
-      kernels::matmul_expert(down_exps, e, buf_a, 1, y.data(), pool);
-      for (int64_t k = 0; k < n_embd; ++k) ot[k] += wgt * y[static_cast<size_t>(k)];
+      route[static_cast<size_t>(t * n_used + i)] = e;
+      route_w[static_cast<size_t>(t * n_used + i)] = p[e] / wsum;
+      ++start[static_cast<size_t>(e + 1)];
     }
-    if (gate_sh) {
-      const int64_t Fs = gate_sh->ne[1];
-      kernels::matmul(*gate_sh, xt, 1, buf_a, pool);
-      kernels::matmul(*up_sh, xt, 1, buf_b, pool);
-      kernels::swiglu(buf_a, buf_b, buf_a, Fs);
-      kernels::matmul(*down_sh, buf_a, 1, y.data(), pool);
-      float gs = 0.0f;
-      kernels::matmul(*gate_inp_sh, xt, 1, &gs, pool);
-      gs = sigmoid1(gs);
-      for (int64_t k = 0; k < n_embd; ++k) ot[k] += gs * y[static_cast<size_t>(k)];
+  }
+  for (int64_t e = 0; e < E; ++e) start[static_cast<size_t>(e + 1)] += start[static_cast<size_t>(e)];
+  // Tokens of each expert, in increasing token order (counting sort).
+  tok_of.resize(static_cast<size_t>(m * n_used));
+  wgt_of.resize(static_cast<size_t>(std::max(m * n_used, m)));
+  fill.assign(start.begin(), start.end() - 1);
+  for (int64_t t = 0; t < m; ++t)
+    for (int64_t i = 0; i < n_used; ++i) {
+      const int32_t e = route[static_cast<size_t>(t * n_used + i)];
+      const int64_t at = fill[static_cast<size_t>(e)]++;
+      tok_of[static_cast<size_t>(at)] = static_cast<int32_t>(t);
+      wgt_of[static_cast<size_t>(at)] = route_w[static_cast<size_t>(t * n_used + i)];
+    }
+  xg.resize(static_cast<size_t>(m * n_embd));
+  yg.resize(static_cast<size_t>(m * n_embd));
+  std::fill(out, out + m * n_embd, 0.0f);
+  // Experts in increasing index order: every token accumulates its experts in expert-index order, as
+  // the reference does, and the per-token matmul results do not depend on how many tokens share the
+  // call — so the output is bitwise the same as running each token alone.
+  for (int64_t e = 0; e < E; ++e) {
+    const int64_t b = start[static_cast<size_t>(e)], n = start[static_cast<size_t>(e + 1)] - b;
+    if (n == 0) continue;
+    for (int64_t j = 0; j < n; ++j)
+      std::memcpy(xg.data() + j * n_embd, x + tok_of[static_cast<size_t>(b + j)] * n_embd,
+                  static_cast<size_t>(n_embd) * sizeof(float));
+    kernels::matmul_expert(gate_exps, e, xg.data(), n, buf_a, pool);
+    kernels::matmul_expert(up_exps, e, xg.data(), n, buf_b, pool);
+    kernels::swiglu(buf_a, buf_b, buf_a, n * F);  // elementwise: position-independent
+    kernels::matmul_expert(down_exps, e, buf_a, n, yg.data(), pool);
+    for (int64_t j = 0; j < n; ++j) {
+      float* ot = out + tok_of[static_cast<size_t>(b + j)] * n_embd;
+      const float w = wgt_of[static_cast<size_t>(b + j)];
+      const float* yt = yg.data() + j * n_embd;
+      for (int64_t k = 0; k < n_embd; ++k) ot[k] += w * yt[k];
+    }
+  }
+  if (gate_sh) {
+    const int64_t Fs = gate_sh->ne[1];
+    kernels::matmul(*gate_sh, x, m, buf_a, pool);
+    kernels::matmul(*up_sh, x, m, buf_b, pool);
+    kernels::swiglu(buf_a, buf_b, buf_a, m * Fs);
+    kernels::matmul(*down_sh, buf_a, m, yg.data(), pool);
+    float* gs = wgt_of.data();  // per-token shared-expert gate (routing weights are no longer needed)
+    kernels::matmul(*gate_inp_sh, x, m, gs, pool);
+    for (int64_t t = 0; t < m; ++t) {
+      const float g = sigmoid1(gs[t]);
+      float* ot = out + t * n_embd;
+      const float* yt = yg.data() + t * n_embd;
+      for (int64_t k = 0; k < n_embd; ++k) ot[k] += g * yt[k];
     }
   }
 }
