@@ -27,6 +27,8 @@ struct BenchArgs {
   std::string model, draft, prompts;
   int block_size = 0;
   bool adaptive = false;
+  bool chat = false, no_think = false;  // pair mode: prompts through the chat template
+  std::string system;
   std::string pair_blocks;  // extra fixed block sizes to compare in pair mode
   int threads = 0;
   int n_gen = 64;
@@ -82,7 +84,7 @@ int run_pair_bench(const BenchArgs& a) {
   bool identical = true;
   nlohmann::json per_prompt = nlohmann::json::array();
   for (size_t i = 0; i < prompts.size(); ++i) {
-    auto ids = e.tokenize(prompts[i]);
+    auto ids = encode_text(prompts[i], a.chat, a.system, a.no_think, e);
     if (!ids.is_ok()) return fail(ids.status());
     engine::GenerateRequest req;
     req.prompt = *ids;
@@ -118,7 +120,7 @@ int run_pair_bench(const BenchArgs& a) {
     double t = 0;
     int64_t n = 0;
     for (const std::string& pr : prompts) {
-      DFLASH_ASSIGN_OR_RETURN(std::vector<int32_t> ids, e.tokenize(pr));
+      DFLASH_ASSIGN_OR_RETURN(std::vector<int32_t> ids, encode_text(pr, a.chat, a.system, a.no_think, e));
       engine::GenerateRequest req;
       req.prompt = ids;
       req.decode.max_new_tokens = a.n_gen;
@@ -156,6 +158,7 @@ int run_pair_bench(const BenchArgs& a) {
   out["prompts"] = prompts.size();
   out["threads"] = util::ThreadPool::global().size();
   out["n_predict"] = a.n_gen;
+  out["chat"] = a.chat;
   out["block_size"] = a.block_size > 0 ? a.block_size : e.drafter()->block_size();
   out["ar_tok_s"] = ar_time > 0 ? ar_tokens / ar_time : 0.0;
   out["dflash_tok_s"] = df_time > 0 ? df_tokens / df_time : 0.0;
@@ -309,6 +312,9 @@ DFLASH_COMMAND(Command{"bench", "Measure decode/prefill speed, the DRAM bound an
                          sub->add_option("--pair-blocks", a->pair_blocks,
                                          "Pair mode: also time these fixed block sizes (e.g. 2,4,8,16)");
                          sub->add_flag("--adaptive", a->adaptive, "Pair mode: also time the adaptive block-size policy");
+                         sub->add_flag("--chat", a->chat, "Pair mode: wrap each prompt in the model's chat template");
+                         sub->add_option("--system", a->system, "Pair mode with --chat: system message");
+                         sub->add_flag("--no-think", a->no_think, "Pair mode with --chat: disable thinking in the template");
                          sub->add_option("-t,--threads", a->threads, "Threads (default: all cores or DFLASH_THREADS)");
                          sub->add_option("-n,--n-predict", a->n_gen, "Tokens to generate per measurement")->capture_default_str();
                          sub->add_option("--prefill", a->n_prefill, "Prompt tokens for the prefill measurement")->capture_default_str();

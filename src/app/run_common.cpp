@@ -95,13 +95,18 @@ util::Result<std::vector<int32_t>> build_prompt(const RunArgs& a, const engine::
   if (!a.prompt_file.empty()) {
     DFLASH_ASSIGN_OR_RETURN(text, util::read_text_file(a.prompt_file));
   }
-  if (!a.chat) return e.tokenize(text);
+  return encode_text(text, a.chat, a.system, a.no_think, e);
+}
+
+util::Result<std::vector<int32_t>> encode_text(const std::string& text, bool chat, const std::string& system,
+                                               bool no_think, const engine::Engine& e) {
+  if (!chat) return e.tokenize(text);
   nlohmann::ordered_json msgs = nlohmann::ordered_json::array();
-  if (!a.system.empty()) msgs.push_back({{"role", "system"}, {"content", a.system}});
+  if (!system.empty()) msgs.push_back({{"role", "system"}, {"content", system}});
   msgs.push_back({{"role", "user"}, {"content", text}});
   tokenizer::ChatOptions co;
   co.add_generation_prompt = true;
-  if (a.no_think) co.enable_thinking = false;
+  if (no_think) co.enable_thinking = false;
   DFLASH_ASSIGN_OR_RETURN(std::string rendered, e.render_chat(msgs, co));
   return e.tokenize(rendered, /*parse_special=*/true);
 }

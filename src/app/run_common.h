@@ -33,6 +33,10 @@ void add_run_options(CLI::App* sub, RunArgs& a);
 // trained on raw continuations) or through the model's chat template with --chat.
 util::Result<std::vector<int32_t>> build_prompt(const RunArgs& a, const engine::Engine& e);
 
+// Text → ids, raw or through the model's chat template (one user turn, optional system turn).
+util::Result<std::vector<int32_t>> encode_text(const std::string& text, bool chat, const std::string& system,
+                                               bool no_think, const engine::Engine& e);
+
 // "a\\nb" → "a\nb" (also \t and \\), for prompts given on one line.
 std::string unescape(const std::string& s);
 

@@ -59,6 +59,24 @@ TEST(BenchCommand, PairJsonHasTheDocumentedKeys) {
     EXPECT_TRUE(j.contains(k)) << k;
   EXPECT_TRUE(j["identical"].get<bool>());
   EXPECT_EQ(j["prompts"].get<int>(), 2);
+  EXPECT_FALSE(j["chat"].get<bool>());
+}
+
+TEST(BenchCommand, PairWithChatTemplateStaysIdentical) {
+  const std::string prompts = (std::filesystem::temp_directory_path() /
+                               ("dflash-chat-prompts-" + std::to_string(getpid()) + ".txt")).string();
+  {
+    std::ofstream f(prompts);
+    f << "Write a function that adds two numbers.\\n\\nKeep it short.\n" << "Hi\n";
+  }
+  CmdResult r = sh("bench " + kPair + " --prompts " + prompts + " -n 12 --chat --system Brief --no-think --json");
+  std::filesystem::remove(prompts);
+  ASSERT_EQ(r.code, 0) << r.out;
+  auto j = nlohmann::json::parse(r.out.substr(r.out.find("{\"")), nullptr, false);
+  ASSERT_FALSE(j.is_discarded()) << r.out;
+  EXPECT_TRUE(j["chat"].get<bool>());
+  EXPECT_TRUE(j["identical"].get<bool>());
+  EXPECT_EQ(j["prompts"].get<int>(), 2);
 }
 
 }  // namespace
