@@ -239,7 +239,7 @@ int run_bench(const BenchArgs& a) {
       st = m.forward(std::span<const int32_t>(&tok, 1), false);
       if (!st.is_ok()) return fail(st);
       times.push_back(t.seconds());
-      tok = static_cast<int32_t>((tok * 7919 + 13) % 30000);
+      tok = static_cast<int32_t>((tok * 7919 + 13) % std::min<int64_t>(m.n_vocab(), 30000));
     }
     t_decode1 = median(times);
     out["decode_tok_s"] = 1.0 / t_decode1;
