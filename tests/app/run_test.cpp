@@ -79,4 +79,13 @@ TEST(BenchCommand, PairWithChatTemplateStaysIdentical) {
   EXPECT_EQ(j["prompts"].get<int>(), 2);
 }
 
+TEST(ServeCommand, UnusableAddressIsAClearError) {
+  CmdResult r = sh("serve -m " + kData + "/gguf/qwen35-dense-a.gguf --host 203.0.113.7 --port 8080");
+  EXPECT_NE(r.code, 0);
+  EXPECT_NE(r.out.find("cannot listen on 203.0.113.7:8080"), std::string::npos) << r.out;
+  CmdResult missing = sh("serve -m /nonexistent/model.gguf");
+  EXPECT_NE(missing.code, 0);
+  EXPECT_NE(missing.out.find("/nonexistent/model.gguf"), std::string::npos) << missing.out;
+}
+
 }  // namespace
