@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds the libFuzzer targets with clang in build-fuzz and runs one of them.
-#   scripts/fuzz.sh [gguf_fuzz|safetensors_fuzz|tokenizer_fuzz|chat_template_fuzz] [seconds]  (default: gguf_fuzz, 600 s)
+#   scripts/fuzz.sh [gguf_fuzz|safetensors_fuzz|tokenizer_fuzz|chat_template_fuzz|server_request_fuzz] [seconds]  (default: gguf_fuzz, 600 s)
 # The seed corpus is fuzz/corpus/<target>/ (committed); new inputs go to build-fuzz/corpus/<target>/
 # and crashes to build-fuzz/crashes/<target>/. Keep a crashing input as a regression test under
 # tests/data/gguf/regress/ (or tests/data/safetensors/regress/).
