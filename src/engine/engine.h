@@ -28,6 +28,7 @@ struct EngineOptions {
   int64_t n_ctx = 4096;
   int64_t n_batch = 128;
   int threads = 0;  // 0: DFLASH_THREADS or all cores
+  std::vector<int> capture_layers;  // target layers to capture when there is no drafter (gen-data)
 };
 
 struct GenerateRequest {

@@ -66,9 +66,38 @@ def pick_prompt(stream: np.ndarray, nl: np.ndarray, length: int, rng: np.random.
     raise SystemExit("gen_data: could not find prompts (token file too small?)")
 
 
+def write_prompts(args) -> int:
+    """The same prompts the HF path would use (same RNG streams, same per-batch lengths)."""
+    specials = read_json(args.tokenizer_dir / "special_tokens.json")
+    eot = specials["<|endoftext|>"]
+    stream = np.memmap(args.tokens / f"{args.split}.bin", dtype=np.uint16, mode="r")
+    nl = newline_table(args.tokenizer_dir)
+    args.out.mkdir(parents=True, exist_ok=True)
+    toks, recs, end = [], [], 0
+    for done in range(0, args.num_seqs, args.batch):
+        nb = min(args.batch, args.num_seqs - done)
+        plen = int(np.random.default_rng([args.seed, done, 0]).integers(args.prompt_min, args.prompt_max + 1))
+        for j in range(nb):
+            p = pick_prompt(stream, nl, plen, np.random.default_rng([args.seed, done + j]), eot).astype("<u2")
+            toks.append(p)
+            recs.append((end, plen, plen))
+            end += plen
+    for name, arr in (("tokens.bin", np.concatenate(toks)), ("index.bin", np.asarray(recs, dtype="<i8"))):
+        tmp = args.out / (name + ".tmp")
+        arr.tofile(tmp)
+        os.replace(tmp, args.out / name)
+    write_json(args.out / "meta.json", {"split": args.split, "seed": args.seed, "num_seqs": args.num_seqs,
+                                        "prompt_len": [args.prompt_min, args.prompt_max], "batch": args.batch,
+                                        "format": "prompts: tokens.bin uint16; index.bin int64 (offset, length, prompt_len)"})
+    print(f"gen_data: wrote {args.num_seqs} prompts ({end} tokens) to {args.out}")
+    return 0
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--target", type=Path, required=True, help="HF dir of the target")
+    ap.add_argument("--target", type=Path, default=None, help="HF dir of the target (not with --prompts-only)")
+    ap.add_argument("--tokenizer-dir", type=Path, default=WORK / "tokenizer",
+                    help="tokenizer.json + special_tokens.json (--prompts-only)")
     ap.add_argument("--tokens", type=Path, default=WORK / "tokens", help="dir with train.bin / heldout.bin")
     ap.add_argument("--split", choices=["train", "heldout"], default="train")
     ap.add_argument("--out", type=Path, required=True)
@@ -81,8 +110,15 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=4321)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--max-minutes", type=float, default=0.0)
+    ap.add_argument("--prompts-only", action="store_true",
+                    help="only write the prompts (OUT/tokens.bin + index.bin, length = prompt_len) for "
+                         "`dflash gen-data --prompts OUT`: the engine generates the responses and features")
     args = ap.parse_args()
+    if args.prompts_only:
+        return write_prompts(args)
 
+    if args.target is None:
+        raise SystemExit("gen_data: give --target HF_DIR (or --prompts-only)")
     set_threads(args.threads)
     import torch
     from transformers import Qwen3_5ForCausalLM

@@ -124,6 +124,24 @@ class FeatureStore:
         return self.compute(self.target, self.layer_ids, np.asarray(self.toks[off: off + n]))
 
 
+def engine_features(data: Path, layer_ids, idx: np.ndarray, target) -> Path | None:
+    """DATA/features.bin written by `dflash gen-data --features` (complete, same layers) or None."""
+    meta_path, feat, count = data / "features.json", data / "features.bin", data / "features.count"
+    if not (meta_path.exists() and feat.exists() and count.exists()):
+        return None
+    meta = read_json(meta_path)
+    if list(meta["target_layer_ids"]) != list(layer_ids) or meta["hidden_size"] != target.config.hidden_size:
+        raise SystemExit(f"train_drafter: {feat} holds layers {meta['target_layer_ids']} of hidden size "
+                         f"{meta['hidden_size']}, the drafter needs {list(layer_ids)} of {target.config.hidden_size}; "
+                         f"rerun dflash gen-data --features {','.join(map(str, layer_ids))}")
+    total = int(idx[-1, 0] + idx[-1, 1]) if len(idx) else 0
+    if int(count.read_text()) != len(idx) or feat.stat().st_size != total * meta["width"] * 2:
+        raise SystemExit(f"train_drafter: {feat} is incomplete (interrupted gen-data?): rerun the same "
+                         f"dflash gen-data command to finish it")
+    print(f"train_drafter: using the engine's features {feat}")
+    return feat
+
+
 def valid_sequences(idx: np.ndarray, block: int) -> np.ndarray:
     """Sequences with >= 2B counted (response) tokens, as in the recipe."""
     counted = idx[:, 1] - idx[:, 2]
@@ -238,7 +256,9 @@ def main(argv=None) -> int:
     if len(train_seqs) == 0:
         raise SystemExit(f"train_drafter: no sequence in {args.data} has >= {2 * B} response tokens")
     budget = Budget(args.max_minutes)
-    store = FeatureStore(target, layer_ids, toks, idx, None if args.no_cache else args.out / "features.bin")
+    store = FeatureStore(target, layer_ids, toks, idx,
+                         None if args.no_cache else engine_features(args.data, layer_ids, idx, target)
+                         or args.out / "features.bin")
     if not store.fill(budget):
         print("train_drafter: time budget spent while caching features; rerun the same command to continue")
         return 0
@@ -246,7 +266,8 @@ def main(argv=None) -> int:
         htoks, hidx = load_dataset(args.heldout_data)
         held_seqs = valid_sequences(hidx, B)[: args.eval_seqs]
         hstore = FeatureStore(target, layer_ids, htoks, hidx,
-                              None if args.no_cache else args.out / "heldout_features.bin")
+                              None if args.no_cache else engine_features(args.heldout_data, layer_ids, hidx, target)
+                              or args.out / "heldout_features.bin")
         if not hstore.fill(budget):
             print("train_drafter: time budget spent while caching features; rerun the same command to continue")
             return 0
