@@ -325,11 +325,24 @@ Result<Target> parse_target(const HfConfig& top, bool moe, const ConvertOptions&
   return t;
 }
 
+// Tensors shard by shard, by name within a shard: the order the public converter writes them in
+// (safetensors' own data order groups by dtype, which would reorder mixed BF16/F32 checkpoints).
+std::vector<const SafetensorsTensor*> converter_order(const formats::SafetensorsModel& st) {
+  std::vector<const SafetensorsTensor*> v;
+  for (const formats::SafetensorsFile& f : st.shards()) {
+    const size_t begin = v.size();
+    for (const SafetensorsTensor& t : f.tensors()) v.push_back(&t);
+    std::sort(v.begin() + static_cast<std::ptrdiff_t>(begin), v.end(),
+              [](const SafetensorsTensor* a, const SafetensorsTensor* b) { return a->name < b->name; });
+  }
+  return v;
+}
+
 // Normalizes a target tensor name: "model.language_model.X" / "model.X" → "X", "lm_head.weight" →
 // "lm_head.weight"; vision and MTP tensors are counted and dropped. Unknown prefixes: error.
 Result<Sources> collect_target_sources(const formats::SafetensorsModel& st, const std::string& dir) {
   Sources s;
-  for (const SafetensorsTensor* t : st.tensors()) {
+  for (const SafetensorsTensor* t : converter_order(st)) {
     const std::string& n = t->name;
     std::string norm;
     if (n.rfind("model.language_model.", 0) == 0) norm = n.substr(21);
@@ -873,7 +886,7 @@ Result<ConvertReport> convert_hf_to_gguf(const std::string& hf_dir, const std::s
   } else {
     DFLASH_ASSIGN_OR_RETURN(Drafter d, parse_drafter(cfg, opts));
     Sources S;
-    for (const SafetensorsTensor* t : st.tensors()) {
+    for (const SafetensorsTensor* t : converter_order(st)) {
       // Some exports prefix the drafter's tensors with "model."; the z-lab layout has none.
       std::string n = t->name.rfind("model.", 0) == 0 ? t->name.substr(6) : t->name;
       if (S.by_name.count(n)) return util::invalid_argument("duplicate " + where(t));
