@@ -37,8 +37,9 @@ int run_convert(const ConvertArgs& a) {
   o.progress = !a.quiet;
   auto r = convert::convert_hf_to_gguf(a.in, a.out, o);
   if (!r.is_ok()) return fail(r.status().message());
-  std::printf("wrote %s: %s (from %s), %s, %zu tensors, %s\n", a.out.c_str(), r->gguf_architecture.c_str(),
-              r->hf_architecture.c_str(), formats::file_type_name(r->file_type), r->n_tensors,
+  std::printf("wrote %s: %s (from %s), %s%s, %zu tensors, %s\n", a.out.c_str(), r->gguf_architecture.c_str(),
+              r->hf_architecture.c_str(), formats::file_type_name(r->file_type),
+              o.outtype == convert::OutType::kAuto ? " (--outtype auto: the checkpoint's precision)" : "", r->n_tensors,
               util::human_bytes(static_cast<double>(r->file_bytes)).c_str());
   if (r->n_skipped_vision || r->n_skipped_mtp)
     std::printf("skipped %zu vision-tower and %zu MTP tensors (text model only)\n", r->n_skipped_vision, r->n_skipped_mtp);

@@ -356,6 +356,31 @@ TEST(Convert, FusedMoeExpertsGiveTheSameFileAsPerExpertTensors) {
   }
 }
 
+TEST(Convert, ShardedCheckpointGivesTheSameTensors) {
+  // Split qwen35-dense-odd-bf16 (BF16 + F32 tensors) over two shards with an index, as the hub does.
+  TempDir tmp;
+  const std::string dir = copy_fixture("qwen35-dense-odd-bf16", tmp.path());
+  auto all = testing::read_safetensors(dir + "/model.safetensors");
+  std::filesystem::remove(dir + "/model.safetensors");
+  std::vector<testing::StEntry> a(all.begin(), all.begin() + static_cast<std::ptrdiff_t>(all.size() / 2)),
+      b(all.begin() + static_cast<std::ptrdiff_t>(all.size() / 2), all.end());
+  testing::write_safetensors(dir + "/model-00001-of-00002.safetensors", a);
+  testing::write_safetensors(dir + "/model-00002-of-00002.safetensors", b);
+  nlohmann::json idx = {{"metadata", {{"total_size", 0}}}, {"weight_map", nlohmann::json::object()}};
+  for (const auto& e : a) idx["weight_map"][e.name] = "model-00001-of-00002.safetensors";
+  for (const auto& e : b) idx["weight_map"][e.name] = "model-00002-of-00002.safetensors";
+  testing::write_all(dir + "/model.safetensors.index.json", idx.dump());
+  formats::GgufFile ours = open(convert_ok(dir, tmp / "s.gguf")), fork = open(fork_gguf("qwen35-dense-odd-bf16"));
+  ASSERT_EQ(ours.tensors().size(), fork.tensors().size());
+  for (const auto& t : fork.tensors()) {
+    const auto* u = ours.find_tensor(t.tensor.name);
+    ASSERT_NE(u, nullptr) << t.tensor.name;
+    ASSERT_EQ(u->tensor.dtype, t.tensor.dtype) << t.tensor.name;
+    ASSERT_EQ(u->nbytes, t.nbytes) << t.tensor.name;
+    EXPECT_EQ(std::memcmp(u->tensor.data, t.tensor.data, t.nbytes), 0) << t.tensor.name;
+  }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Converted drafters, both dialects, give the authors' draft logits
 
