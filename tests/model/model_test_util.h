@@ -29,6 +29,27 @@ inline util::Result<std::shared_ptr<const formats::GgufFile>> open_gguf(const st
   return std::make_shared<const formats::GgufFile>(std::move(f));
 }
 
+// A golden file of tools/reference (tests/golden/*/*.gguf): typed views of its tensors (empty / null
+// when absent).
+struct Golden {
+  formats::GgufFile file;
+  std::span<const float> f32(const std::string& name) const {
+    const formats::GgufTensorInfo* t = file.find_tensor(name);
+    if (!t) return {};
+    return {t->tensor.as<float>(), static_cast<size_t>(t->tensor.nelements())};
+  }
+  std::vector<int32_t> i32(const std::string& name) const {
+    const formats::GgufTensorInfo* t = file.find_tensor(name);
+    if (!t) return {};
+    const int32_t* p = t->tensor.as<int32_t>();
+    return {p, p + t->tensor.nelements()};
+  }
+  const tensor::Tensor* tensor(const std::string& name) const {
+    const formats::GgufTensorInfo* t = file.find_tensor(name);
+    return t ? &t->tensor : nullptr;
+  }
+};
+
 // max |a − b| / max |b|: the error relative to the scale of the reference.
 inline double rel_err(std::span<const float> a, std::span<const float> b) {
   double worst = 0, scale = 1e-12;

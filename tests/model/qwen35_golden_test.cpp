@@ -16,24 +16,7 @@ using testing::rel_err;
 // a wrong norm, head order or rotary dim is off by 1e-1 or more.
 constexpr double kTol = 1e-4;
 
-struct Golden {
-  formats::GgufFile file;
-  std::span<const float> f32(const std::string& name) const {
-    const formats::GgufTensorInfo* t = file.find_tensor(name);
-    if (!t) return {};
-    return {t->tensor.as<float>(), static_cast<size_t>(t->tensor.nelements())};
-  }
-  std::vector<int32_t> i32(const std::string& name) const {
-    const formats::GgufTensorInfo* t = file.find_tensor(name);
-    if (!t) return {};
-    const int32_t* p = t->tensor.as<int32_t>();
-    return {p, p + t->tensor.nelements()};
-  }
-  const tensor::Tensor* tensor(const std::string& name) const {
-    const formats::GgufTensorInfo* t = file.find_tensor(name);
-    return t ? &t->tensor : nullptr;
-  }
-};
+using testing::Golden;
 
 class Qwen35Golden : public ::testing::TestWithParam<std::string> {
  protected:
