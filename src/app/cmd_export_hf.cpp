@@ -12,6 +12,7 @@ namespace {
 struct ExportArgs {
   std::string in, dir, dtype;
   int threads = 0;
+  int64_t num_target_layers = 0;
   bool force = false, quiet = false;
 };
 
@@ -33,6 +34,7 @@ int run_export(const ExportArgs& a) {
   o.overwrite = a.force;
   o.progress = !a.quiet;
   o.threads = a.threads;
+  o.num_target_layers = a.num_target_layers;
   auto in = formats::GgufFile::open(a.in);
   if (!in.is_ok()) return fail(in.status());
   auto plan = convert::plan_export_hf(*in, o);
@@ -63,6 +65,8 @@ DFLASH_COMMAND(Command{"export-hf",
                          sub->add_option("dir", a->dir, "Output directory (created if missing)")->required();
                          sub->add_option("--dtype", a->dtype,
                                          "bf16, f16 or f32 (default: the file's matrix dtype; f32 if quantized)");
+                         sub->add_option("--num-target-layers", a->num_target_layers,
+                                         "The target's layer count for config.json (default: max(target_layer_ids)+1)");
                          sub->add_option("-t,--threads", a->threads, "Threads (default: DFLASH_THREADS or all cores)");
                          sub->add_flag("-f,--force", a->force, "Overwrite config.json / model.safetensors in DIR");
                          sub->add_flag("-q,--quiet", a->quiet, "No progress bar");

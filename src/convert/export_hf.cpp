@@ -1,5 +1,6 @@
 #include "convert/export_hf.h"
 
+#include <algorithm>
 #include <atomic>
 #include <cinttypes>
 #include <cmath>
@@ -223,6 +224,16 @@ Result<HfExport> plan_export_hf(const GgufFile& in, const ExportHfOptions& opts)
   j["num_attention_heads"] = c.n_head;
   j["num_hidden_layers"] = c.n_layer;
   j["num_key_value_heads"] = c.n_head_kv;
+  int64_t n_target = 0;
+  for (int id : c.target_layer_ids) n_target = std::max<int64_t>(n_target, id + 1);
+  if (opts.num_target_layers > 0) {
+    if (opts.num_target_layers < n_target)
+      return util::invalid_argument(strfmt("%s: --num-target-layers %lld is too small: the drafter reads target layer %lld",
+                                           in.path().c_str(), (long long)opts.num_target_layers,
+                                           (long long)(n_target - 1)));
+    n_target = opts.num_target_layers;
+  }
+  j["num_target_layers"] = n_target;
   j["rms_norm_eps"] = short_float(c.rms_eps);
   // transformers 5 reads rope_parameters; stacks on transformers 4 (vLLM, SGLang releases) read
   // rope_theta. Both carry the same theta.

@@ -24,6 +24,10 @@ struct ExportHfOptions {
   bool overwrite = false;
   bool progress = true;
   int threads = 0;  // 0: the global pool
+  // config.json num_target_layers: the target's layer count. The GGUF does not record it; the authors'
+  // class needs the key to exist but uses it only when target_layer_ids is absent (export-hf always
+  // writes the ids). 0: max(target_layer_ids) + 1, the smallest count consistent with the ids.
+  int64_t num_target_layers = 0;
 };
 
 struct ExportTensor {

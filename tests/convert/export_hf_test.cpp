@@ -64,7 +64,7 @@ void expect_equivalent_config(const json& got, const json& want, const std::stri
   EXPECT_EQ(got["model_type"], want["model_type"]);
   for (const char* k : {"hidden_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads", "head_dim",
                         "intermediate_size", "hidden_act", "attention_bias", "vocab_size", "max_position_embeddings",
-                        "tie_word_embeddings", "use_sliding_window", "sliding_window"})
+                        "tie_word_embeddings", "use_sliding_window", "sliding_window", "num_target_layers"})
     EXPECT_EQ(got.value(k, json()), want.value(k, json())) << k;
   EXPECT_EQ(got["attention_dropout"].get<double>(), want["attention_dropout"].get<double>());
   EXPECT_EQ(static_cast<float>(got["rms_norm_eps"].get<double>()), static_cast<float>(want["rms_norm_eps"].get<double>()));
@@ -95,8 +95,16 @@ TEST_P(ExportHfFixture, MatchesTheOriginalCheckpoint) {
   ASSERT_TRUE(in.is_ok()) << in.status().to_string();
   const std::string dir = tmp_dir(name);
   fs::remove_all(dir);
+  // num_target_layers is not in the GGUF: the user passes the target's layer count, here read from the
+  // target GGUF the drafter was made for.
+  const std::string target = name == "dflash-b8-l2-moe" ? "qwen35moe-a" : "qwen35-dense-a";
+  auto tf = formats::GgufFile::open(data_path("gguf/" + target + ".gguf"));
+  ASSERT_TRUE(tf.is_ok());
+  auto arch = tf->get_string("general.architecture");
+  ASSERT_TRUE(arch.is_ok());
   ExportHfOptions o;
   o.progress = false;
+  o.num_target_layers = *tf->get_u32(std::string(*arch) + ".block_count");
   ASSERT_TRUE(export_hf(*in, dir, o).is_ok());
 
   auto got = formats::SafetensorsFile::open(dir + "/model.safetensors");
@@ -182,6 +190,23 @@ TEST(ExportHf, UpstreamDialectGivesTheSameCheckpoint) {
       EXPECT_EQ(std::memcmp(a->tensors[i].src.data, b->tensors[i].src.data, a->tensors[i].src.nbytes()), 0);
     }
   }
+}
+
+TEST(ExportHf, NumTargetLayersDefaultsToTheSmallestConsistentCount) {
+  auto in = formats::GgufFile::open(data_path("gguf/dflash-b16-l1.gguf"));  // target_layer_ids [3]
+  ASSERT_TRUE(in.is_ok());
+  auto p = plan_export_hf(*in, {});
+  ASSERT_TRUE(p.is_ok());
+  EXPECT_EQ(p->config["num_target_layers"], 4);
+  ExportHfOptions o;
+  o.num_target_layers = 64;
+  EXPECT_EQ(plan_export_hf(*in, o)->config["num_target_layers"], 64);
+  o.num_target_layers = 3;
+  auto bad = plan_export_hf(*in, o);
+  ASSERT_FALSE(bad.is_ok());
+  EXPECT_NE(bad.status().message().find("--num-target-layers 3 is too small: the drafter reads target layer 3"),
+            std::string::npos)
+      << bad.status().message();
 }
 
 TEST(ExportHf, DtypeChoiceAndNarrowing) {
