@@ -216,6 +216,10 @@ Result<HfExport> plan_export_hf(const GgufFile& in, const ExportHfOptions& opts)
   j["hidden_act"] = "silu";
   j["hidden_size"] = c.n_embd;
   j["intermediate_size"] = c.n_ff;
+  // The class defaults to bidirectional attention in the block (is_causal unset); a file that says its
+  // attention is causal keeps saying so.
+  DFLASH_ASSIGN_OR_RETURN(bool causal, in.get_bool_or(a + "attention.causal", false));
+  if (causal) j["is_causal"] = true;
   json lt = json::array();
   for (bool swa : c.swa_layers) lt.push_back(swa ? "sliding_attention" : "full_attention");
   j["layer_types"] = std::move(lt);

@@ -209,6 +209,24 @@ TEST(ExportHf, NumTargetLayersDefaultsToTheSmallestConsistentCount) {
       << bad.status().message();
 }
 
+TEST(ExportHf, CausalAttentionIsCarriedOver) {
+  auto in = formats::GgufFile::open(data_path("gguf/dflash-b8-l3.gguf"));  // says attention.causal = false
+  ASSERT_TRUE(in.is_ok());
+  EXPECT_FALSE(plan_export_hf(*in, {})->config.contains("is_causal"));
+  formats::GgufWriter w;
+  for (const auto& kv : in->metadata())
+    ASSERT_TRUE(w.set(kv.key, kv.key == "dflash-draft.attention.causal" ? formats::GgufValue::boolean(true) : kv.value)
+                    .is_ok());
+  for (const auto& ti : in->tensors()) ASSERT_TRUE(w.add_tensor(ti.tensor).is_ok());
+  auto bytes = w.to_bytes();
+  ASSERT_TRUE(bytes.is_ok());
+  auto c = formats::GgufFile::from_memory(bytes->data(), bytes->size(), "causal.gguf");
+  ASSERT_TRUE(c.is_ok());
+  auto p = plan_export_hf(*c, {});
+  ASSERT_TRUE(p.is_ok());
+  EXPECT_EQ(p->config["is_causal"], true);
+}
+
 TEST(ExportHf, DtypeChoiceAndNarrowing) {
   auto in = formats::GgufFile::open(data_path("gguf/dflash-b16-l1.gguf"));
   ASSERT_TRUE(in.is_ok());
