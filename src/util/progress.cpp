@@ -37,6 +37,15 @@ void Progress::finish(const std::string& detail) {
   draw(true, detail);
 }
 
+void Progress::cancel() {
+  if (finished_) return;
+  finished_ = true;
+  if (tty_ && last_draw_s_ >= 0) {  // something was drawn
+    std::fputc('\n', out_);
+    std::fflush(out_);
+  }
+}
+
 void Progress::draw(bool final_line, const std::string& detail) {
   double t = timer_.seconds();
   double frac = total_ ? double(done_) / double(total_) : 0.0;

@@ -19,6 +19,8 @@ class Progress {
   void update(uint64_t done, const std::string& detail = "");
   void add(uint64_t n, const std::string& detail = "") { update(done_ + n, detail); }
   void finish(const std::string& detail = "");
+  // Ends the display without claiming completion (the work failed); a TTY line is terminated.
+  void cancel();
   // Override TTY detection (tests).
   void set_tty(bool tty) { tty_ = tty; }
 
