@@ -20,7 +20,7 @@ CmdResult run(const std::string& args) { return dflash::app::testing::run_dflash
 
 std::string data(const std::string& rel) { return std::string(DFLASH_TEST_DATA_DIR) + "/" + rel; }
 
-class ConvertCli : public ::testing::Test {
+class QuantizeCli : public ::testing::Test {
  protected:
   void SetUp() override {
     ASSERT_TRUE(fs::exists(std::string(DFLASH_BIN_DIR) + "/dflash")) << "build the dflash target first";
@@ -60,7 +60,7 @@ void expect_one_line_error(const CmdResult& r, const std::string& cmd, const std
   EXPECT_NE(r.out.find(fragment), std::string::npos) << r.out;
 }
 
-TEST_F(ConvertCli, QuantizeWritesTheMixAndDryRunWritesNothing) {
+TEST_F(QuantizeCli, QuantizeWritesTheMixAndDryRunWritesNothing) {
   const std::string in = data("gguf/qwen35-dense-a.gguf");
   CmdResult dry = run("quantize " + in + " " + p("q.gguf") + " q4_k_m --dry-run 2>&1");
   ASSERT_EQ(dry.code, 0) << dry.out;
@@ -91,7 +91,7 @@ TEST_F(ConvertCli, QuantizeWritesTheMixAndDryRunWritesNothing) {
                        pct + " of the input)\n");
 }
 
-TEST_F(ConvertCli, QuantizeBadInputs) {
+TEST_F(QuantizeCli, QuantizeBadInputs) {
   const std::string good = data("gguf/qwen35-dense-a.gguf");
   const std::string out = p("out.gguf");
   // Truncated inside the metadata, truncated inside the tensor data, wrong magic, missing.
@@ -138,7 +138,7 @@ TEST_F(ConvertCli, QuantizeBadInputs) {
     EXPECT_EQ(e.path().filename().string().find(".tmp-"), std::string::npos) << e.path();
 }
 
-TEST_F(ConvertCli, ExportHfWritesTheZLabLayout) {
+TEST_F(QuantizeCli, ExportHfWritesTheZLabLayout) {
   const std::string in = data("gguf/dflash-b8-l3.gguf");
   CmdResult r = run("export-hf " + in + " " + p("hf") + " --num-target-layers 6 2>/dev/null");
   ASSERT_EQ(r.code, 0) << r.out;
@@ -155,7 +155,7 @@ TEST_F(ConvertCli, ExportHfWritesTheZLabLayout) {
   EXPECT_EQ(st->find("fc.weight")->dtype, dflash::tensor::DType::kBF16);
 }
 
-TEST_F(ConvertCli, ExportHfBadInputs) {
+TEST_F(QuantizeCli, ExportHfBadInputs) {
   const std::string good = data("gguf/dflash-b8-l3.gguf");
   const std::string target = data("gguf/qwen35-dense-a.gguf");
   expect_one_line_error(run("export-hf " + target + " " + p("x") + " 2>&1"), "export-hf", target,
