@@ -38,6 +38,7 @@ struct BenchArgs {
   int64_t n_ctx = 4096;
   bool json = false;
   bool skip_bandwidth = false;
+  bool no_mmap = false;
 };
 
 std::vector<int> parse_list(const std::string& s) {
@@ -76,6 +77,7 @@ int run_pair_bench(const BenchArgs& a) {
   eo.draft_path = a.draft;
   eo.n_ctx = a.n_ctx;
   eo.threads = a.threads;
+  eo.no_mmap = a.no_mmap;
   auto eng = engine::Engine::load(eo);
   if (!eng.is_ok()) return fail(eng.status());
   engine::Engine& e = **eng;
@@ -154,6 +156,7 @@ int run_pair_bench(const BenchArgs& a) {
     if (!a.json) std::fprintf(stderr, "adaptive: %.2f tok/s\n", *r);
   }
   out["model"] = a.model;
+  out["no_mmap"] = a.no_mmap;
   out["draft"] = a.draft;
   out["prompts"] = prompts.size();
   out["threads"] = util::ThreadPool::global().size();
@@ -185,7 +188,7 @@ int run_bench(const BenchArgs& a) {
   out["threads"] = pool.size();
   out["model"] = a.model;
 
-  auto file = formats::GgufFile::open(a.model);
+  auto file = formats::GgufFile::open(a.model, a.no_mmap ? util::LoadMode::kRead : util::LoadMode::kMmap);
   if (!file.is_ok()) return fail(file.status());
   auto shared = std::make_shared<const formats::GgufFile>(std::move(*file));
   uint64_t weight_bytes = 0;
@@ -323,6 +326,8 @@ DFLASH_COMMAND(Command{"bench", "Measure decode/prefill speed, the DRAM bound an
                          sub->add_option("-c,--ctx-size", a->n_ctx, "Context size")->capture_default_str();
                          sub->add_flag("--no-bandwidth", a->skip_bandwidth, "Skip the DRAM bandwidth probe");
                          sub->add_flag("--json", a->json, "Print one JSON object");
+                         sub->add_flag("--no-mmap", a->no_mmap,
+                                       "Copy the weights into (huge-page) memory instead of mapping the file");
                          return [a] { return run_bench(*a); };
                        }});
 

@@ -12,6 +12,7 @@ engine::EngineOptions RunArgs::engine_options() const {
   o.draft_path = draft;
   o.n_ctx = n_ctx;
   o.threads = threads;
+  o.no_mmap = no_mmap;
   return o;
 }
 
@@ -34,6 +35,8 @@ void add_model_options(CLI::App* sub, RunArgs& a) {
   sub->add_option("--model-draft,--md", a.draft, "DFlash drafter GGUF (dflash or dflash-draft)");
   sub->add_option("-c,--ctx-size", a.n_ctx, "Context size in tokens")->capture_default_str();
   sub->add_option("-t,--threads", a.threads, "Threads (default: DFLASH_THREADS or all cores)");
+  sub->add_flag("--no-mmap", a.no_mmap,
+                "Copy the weights into memory (transparent huge pages where available) instead of mapping the files");
 }
 
 void add_run_options(CLI::App* sub, RunArgs& a) {

@@ -21,6 +21,7 @@ struct RunArgs {
   bool chat = false, no_think = false, raw_special = false;
   std::vector<std::string> stop;
   bool ar = false, compare = false, quiet = false, adaptive = false;
+  bool no_mmap = false;
 
   engine::EngineOptions engine_options() const;
   engine::GenerateRequest request(std::vector<int32_t> prompt) const;

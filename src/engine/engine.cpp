@@ -18,7 +18,8 @@ Result<std::unique_ptr<Engine>> Engine::load(const EngineOptions& opts) {
   if (opts.threads > 0) util::ThreadPool::set_global_threads(opts.threads);
   std::unique_ptr<Engine> e(new Engine());
   e->opts_ = opts;
-  DFLASH_ASSIGN_OR_RETURN(formats::GgufFile tf, formats::GgufFile::open(opts.target_path));
+  const util::LoadMode load_mode = opts.no_mmap ? util::LoadMode::kRead : util::LoadMode::kMmap;
+  DFLASH_ASSIGN_OR_RETURN(formats::GgufFile tf, formats::GgufFile::open(opts.target_path, load_mode));
   e->target_file_ = std::make_shared<const formats::GgufFile>(std::move(tf));
 
   model::Qwen35Options mo;
@@ -26,7 +27,7 @@ Result<std::unique_ptr<Engine>> Engine::load(const EngineOptions& opts) {
   mo.n_batch = opts.n_batch;
   mo.capture_layers = opts.capture_layers;
   if (!opts.draft_path.empty()) {
-    DFLASH_ASSIGN_OR_RETURN(formats::GgufFile df, formats::GgufFile::open(opts.draft_path));
+    DFLASH_ASSIGN_OR_RETURN(formats::GgufFile df, formats::GgufFile::open(opts.draft_path, load_mode));
     e->draft_file_ = std::make_shared<const formats::GgufFile>(std::move(df));
     DFLASH_ASSIGN_OR_RETURN(model::DFlashConfig dc, model::DFlashConfig::from_gguf(*e->draft_file_));
     mo.capture_layers = dc.target_layer_ids;  // the drafter decides which target layers it reads

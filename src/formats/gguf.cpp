@@ -535,8 +535,8 @@ class GgufParser {
 // ------------------------------------------------------------------------------------------------
 // GgufFile
 
-Result<GgufFile> GgufFile::open(const std::string& path) {
-  DFLASH_ASSIGN_OR_RETURN(auto mf, util::MappedFile::open(path));
+Result<GgufFile> GgufFile::open(const std::string& path, util::LoadMode mode) {
+  DFLASH_ASSIGN_OR_RETURN(auto mf, util::MappedFile::open(path, mode));
   GgufFile f;
   f.name_ = path;
   f.data_ = mf->data();

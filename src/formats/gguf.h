@@ -145,8 +145,9 @@ struct GgufTensorInfo {
 
 class GgufFile {
  public:
-  // Maps and validates the whole file. Every error names the file and the field.
-  static util::Result<GgufFile> open(const std::string& path);
+  // Maps and validates the whole file. Every error names the file and the field. kRead copies it
+  // into (huge-page) anonymous memory instead of mapping it: `--no-mmap`.
+  static util::Result<GgufFile> open(const std::string& path, util::LoadMode mode = util::LoadMode::kMmap);
   // Parses a buffer that outlives the returned object (fuzzing, tests). `name` is used in errors.
   static util::Result<GgufFile> from_memory(const uint8_t* data, size_t size, std::string name);
 

@@ -13,7 +13,7 @@
 
 namespace dflash::util {
 
-Result<std::shared_ptr<MappedFile>> MappedFile::open(const std::string& path) {
+Result<std::shared_ptr<MappedFile>> MappedFile::open(const std::string& path, LoadMode mode) {
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) {
     int e = errno;
@@ -33,7 +33,8 @@ Result<std::shared_ptr<MappedFile>> MappedFile::open(const std::string& path) {
   std::shared_ptr<MappedFile> f(new MappedFile());
   f->path_ = path;
   f->size_ = static_cast<size_t>(st.st_size);
-  if (f->size_ > 0) {
+  f->mode_ = mode;
+  if (f->size_ > 0 && mode == LoadMode::kMmap) {
     void* p = mmap(nullptr, f->size_, PROT_READ, MAP_SHARED, fd, 0);
     if (p == MAP_FAILED) {
       int e = errno;
@@ -41,13 +42,42 @@ Result<std::shared_ptr<MappedFile>> MappedFile::open(const std::string& path) {
       return io_error(path + ": mmap failed: " + std::strerror(e));
     }
     f->data_ = static_cast<const uint8_t*>(p);
+    f->map_size_ = f->size_;
+  } else if (f->size_ > 0) {
+    constexpr size_t kHuge = size_t(2) << 20;
+    const size_t n = (f->size_ + kHuge - 1) / kHuge * kHuge;
+    void* p = mmap(nullptr, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) {
+      int e = errno;
+      ::close(fd);
+      return io_error(path + ": cannot allocate " + std::to_string(n) + " bytes to load the file: " + std::strerror(e));
+    }
+    f->data_ = static_cast<const uint8_t*>(p);
+    f->map_size_ = n;
+#ifdef MADV_HUGEPAGE
+    madvise(p, n, MADV_HUGEPAGE);  // best effort: without THP this is plain anonymous memory
+#endif
+    auto* dst = static_cast<uint8_t*>(p);
+    size_t done = 0;
+    while (done < f->size_) {
+      ssize_t r = ::pread(fd, dst + done, f->size_ - done, static_cast<off_t>(done));
+      if (r < 0 && errno == EINTR) continue;
+      if (r <= 0) {
+        int e = r < 0 ? errno : EIO;
+        ::close(fd);
+        return io_error(path + ": read failed at byte " + std::to_string(done) + ": " +
+                        (r == 0 ? std::string("file shrank while loading") : std::strerror(e)));
+      }
+      done += static_cast<size_t>(r);
+    }
+    mprotect(p, n, PROT_READ);  // weights are read-only, as with the file mapping
   }
   ::close(fd);
   return f;
 }
 
 MappedFile::~MappedFile() {
-  if (data_ && size_) munmap(const_cast<uint8_t*>(data_), size_);
+  if (data_ && map_size_) munmap(const_cast<uint8_t*>(data_), map_size_);
 }
 
 Result<std::unique_ptr<AtomicFileWriter>> AtomicFileWriter::create(const std::string& path,

@@ -1,4 +1,7 @@
 // Read-only memory-mapped file. Model weights are views into this mapping: zero copy.
+// LoadMode::kRead instead copies the file into anonymous memory backed by transparent huge pages
+// (when the kernel allows madvise THP): decode streams every weight once per token, and with 4 KiB
+// pages the page walks cost a measurable share of DRAM bandwidth (bench/matmul_results.md).
 #pragma once
 
 #include <cstddef>
@@ -10,9 +13,11 @@
 
 namespace dflash::util {
 
+enum class LoadMode { kMmap, kRead };
+
 class MappedFile {
  public:
-  static Result<std::shared_ptr<MappedFile>> open(const std::string& path);
+  static Result<std::shared_ptr<MappedFile>> open(const std::string& path, LoadMode mode = LoadMode::kMmap);
   ~MappedFile();
   MappedFile(const MappedFile&) = delete;
   MappedFile& operator=(const MappedFile&) = delete;
@@ -20,12 +25,15 @@ class MappedFile {
   const uint8_t* data() const { return data_; }
   size_t size() const { return size_; }
   const std::string& path() const { return path_; }
+  LoadMode mode() const { return mode_; }
 
  private:
   MappedFile() = default;
   std::string path_;
   const uint8_t* data_ = nullptr;
   size_t size_ = 0;
+  size_t map_size_ = 0;  // bytes mapped (rounded up to the huge-page size in kRead mode)
+  LoadMode mode_ = LoadMode::kMmap;
 };
 
 // Writes go to PATH.tmp-XXXX and are renamed over PATH on commit(): a failed run never leaves a
