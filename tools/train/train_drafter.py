@@ -37,7 +37,7 @@ from common import Budget, CsvLog, atomic_torch_save, cosine_lr, param_count, re
 
 def parse_args(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--target", type=Path, required=True, help="HF dir of the (frozen) target")
+    ap.add_argument("--target", type=Path, required=True, help="HF dir of the (frozen) target, or its GGUF (features then from dflash gen-data --features)")
     ap.add_argument("--data", type=Path, required=True, help="gen_data.py output for training")
     ap.add_argument("--heldout-data", type=Path, default=None, help="gen_data.py output for evaluation")
     ap.add_argument("--out", type=Path, required=True)
@@ -76,6 +76,10 @@ class FeatureStore:
     @staticmethod
     def compute(target, layer_ids, ids: np.ndarray):
         import torch
+
+        if not hasattr(target, "model"):
+            raise SystemExit("train_drafter: features are missing and a GGUF target cannot compute them; run "
+                             "`dflash gen-data --features " + ",".join(map(str, layer_ids)) + "` on the data first")
 
         from dflash.model import extract_context_feature
 
@@ -233,10 +237,20 @@ def main(argv=None) -> int:
     gamma = args.gamma or {16: 7.0, 10: 5.0, 8: 4.0}.get(B, 7.0)
     weights = torch.exp(-torch.arange(B - 1, dtype=torch.float32) / gamma)  # k = 1..B-1 -> exp(-(k-1)/gamma)
 
-    target = Qwen3_5ForCausalLM.from_pretrained(str(args.target), dtype=torch.float32).eval()
+    if args.target.suffix == ".gguf":
+        # The engine's target file: embedding and head dequantized as the engine holds them; the
+        # features must then come from `dflash gen-data --features` (checked below).
+        from gguf_target import GgufTarget
+
+        target = GgufTarget(args.target)
+        specials = target.special_tokens
+        if args.no_cache:
+            raise SystemExit("train_drafter: a GGUF target needs the engine's features; drop --no-cache")
+    else:
+        target = Qwen3_5ForCausalLM.from_pretrained(str(args.target), dtype=torch.float32).eval()
+        specials = read_json(args.target / "special_tokens.json")
     for p in target.parameters():
         p.requires_grad_(False)
-    specials = read_json(args.target / "special_tokens.json")
     mask_id = specials["<|mask|>"]
 
     args.out.mkdir(parents=True, exist_ok=True)
