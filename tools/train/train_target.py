@@ -54,6 +54,9 @@ def parse_args(argv=None):
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--autocast", choices=["none", "bf16"], default="none")
     ap.add_argument("--seed", type=int, default=1234)
+    ap.add_argument("--start-window", type=int, default=0,
+                    help="fresh run only: skip this many windows of the seeded order (a second phase started "
+                         "--init-from an earlier run continues its data instead of repeating it)")
     return ap.parse_args(argv)
 
 
@@ -167,6 +170,8 @@ def main(argv=None) -> int:
     else:
         torch.manual_seed(args.seed)
         np.random.seed(args.seed)
+        train.cursor = args.start_window % train.n
+        train.epoch = args.start_window // train.n
     n_params = param_count(model)
     write_json(args.out / "run.json", {"args": {k: str(v) for k, v in vars(args).items()}, "params": n_params,
                                        "train_tokens": meta["train"]["tokens"], "windows": train.n})
