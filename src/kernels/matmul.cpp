@@ -16,6 +16,7 @@
 #include "kernels/matmul_isa.h"
 #include "kernels/quantize_act.h"
 #include "kernels/ref/matmul_ref.h"
+#include "util/log.h"
 
 namespace dflash::kernels {
 
@@ -42,15 +43,21 @@ MatmulIsa detect_isa() {
 }
 
 MatmulIsa isa_from_env(MatmulIsa best) {
-  // DFLASH_MATMUL_ISA=scalar|avx2 lowers the choice (benchmarks / debugging).
+  // DFLASH_MATMUL_ISA=scalar|avx2|avx512vnni lowers the choice (benchmarks / debugging); a
+  // request above what the CPU has is clamped to the best available.
   const char* e = std::getenv("DFLASH_MATMUL_ISA");
-  if (!e) return best;
+  if (!e || !*e) return best;
   const std::string s(e);
   MatmulIsa want = best;
   if (s == "scalar")
     want = MatmulIsa::kScalar;
   else if (s == "avx2")
     want = MatmulIsa::kAvx2;
+  else if (s == "avx512vnni" || s == "avx512" || s == "vnni")
+    want = MatmulIsa::kAvx512Vnni;
+  else
+    LOG_WARN("DFLASH_MATMUL_ISA=%s is not one of scalar, avx2, avx512vnni; using %s", e,
+             matmul_isa_name(best));
   return std::min(want, best);
 }
 
@@ -120,7 +127,10 @@ struct Kernel {
 Kernel select_kernel(DType t) {
   const MatmulIsa isa = matmul_isa();
   Kernel k;
-  if (isa == MatmulIsa::kAvx512Vnni) k.rows = detail::rows_fn_avx512vnni(t);
+  if (isa == MatmulIsa::kAvx512Vnni) {
+    k.rows = detail::rows_fn_avx512vnni(t);
+    if (k.rows) k.prep = detail::act_prep_avx512vnni(t);
+  }
   if (!k.rows && isa >= MatmulIsa::kAvx2) {
     k.rows = detail::rows_fn_avx2(t);
     if (k.rows) k.prep = detail::act_prep_avx2(t);
@@ -239,10 +249,5 @@ void matmul_expert(const tensor::Tensor& w, int64_t expert, const float* x, int6
   if (expert < 0 || expert >= w.ne[2] * w.ne[3]) die(w, "expert index out of range");
   matmul_rows(w, expert * out, (expert + 1) * out, x, n_tokens, y, pool);
 }
-
-namespace detail {
-// No AVX-512 VNNI kernels yet: the AVX2 ones run on those CPUs.
-RowsFn rows_fn_avx512vnni(tensor::DType) { return nullptr; }
-}  // namespace detail
 
 }  // namespace dflash::kernels
