@@ -43,19 +43,12 @@ MatmulIsa detect_isa() {
 }
 
 MatmulIsa isa_from_env(MatmulIsa best) {
-  // DFLASH_MATMUL_ISA=scalar|avx2|avx512vnni lowers the choice (benchmarks / debugging); a
-  // request above what the CPU has is clamped to the best available.
+  // DFLASH_MATMUL_ISA lowers the choice (benchmarks / debugging); a request above what the CPU
+  // has is clamped to the best available.
   const char* e = std::getenv("DFLASH_MATMUL_ISA");
   if (!e || !*e) return best;
-  const std::string s(e);
   MatmulIsa want = best;
-  if (s == "scalar")
-    want = MatmulIsa::kScalar;
-  else if (s == "avx2")
-    want = MatmulIsa::kAvx2;
-  else if (s == "avx512vnni" || s == "avx512" || s == "vnni")
-    want = MatmulIsa::kAvx512Vnni;
-  else
+  if (!parse_matmul_isa(e, &want))
     LOG_WARN("DFLASH_MATMUL_ISA=%s is not one of scalar, avx2, avx512vnni; using %s", e,
              matmul_isa_name(best));
   return std::min(want, best);
@@ -92,6 +85,18 @@ const char* matmul_isa_name(MatmulIsa isa) {
       return "avx512vnni";
   }
   return "?";
+}
+
+bool parse_matmul_isa(std::string_view name, MatmulIsa* isa) {
+  if (name == "scalar")
+    *isa = MatmulIsa::kScalar;
+  else if (name == "avx2")
+    *isa = MatmulIsa::kAvx2;
+  else if (name == "avx512vnni" || name == "avx512" || name == "vnni")
+    *isa = MatmulIsa::kAvx512Vnni;
+  else
+    return false;
+  return true;
 }
 
 // ---------------- driver ----------------
