@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "kernels/matmul.h"
+#include "kernels/matmul_impl.h"
 #include "kernels/matmul_isa.h"
 #include "tensor/tensor.h"
 #include "util/thread_pool.h"
@@ -139,14 +140,41 @@ void BM_Matmul(benchmark::State& state) {
   state.counters["GFLOP/s"] =
       benchmark::Counter(flops / 1e9, benchmark::Counter::kIsIterationInvariantRate);
   state.counters["weight_MB"] = bytes / 1e6;
+  std::string isa = kernels::matmul_isa_name(kernels::matmul_isa());
+  if (kernels::matmul_isa() == kernels::MatmulIsa::kAvx512Vnni)
+    isa += "/" + std::to_string(kernels::detail::vnni_width());
   state.SetLabel(std::string(tensor::dtype_name(dt)) + " " + std::to_string(kIn) + "x" +
-                 std::to_string(out) + " n=" + std::to_string(n) + " " +
-                 kernels::matmul_isa_name(kernels::matmul_isa()) +
+                 std::to_string(out) + " n=" + std::to_string(n) + " " + isa +
                  " t=" + std::to_string(pool.size()));
 }
 BENCHMARK(BM_Matmul)
     ->ArgsProduct({{0, 1, 2, 3, 4, 5, 6}, {1, 2, 4, 8, 16, 32, 64}})
     ->ArgNames({"dtype", "n"})
+    ->ComputeStatistics("min", min_of)
+    ->UseRealTime()
+    ->Unit(benchmark::kMillisecond)
+    ->MinTime(0.3);
+
+// The integer paths side by side in one run (Args: dtype index 3..6, n, path): 0 = AVX2,
+// 1 = AVX-512 VNNI 256-bit, 2 = VNNI 512-bit. Paths the CPU lacks are skipped. Same weights and
+// counters as BM_Matmul, so GEMM(n)/GEMV ratios per path come from one process.
+void BM_MatmulIsa(benchmark::State& state) {
+  const int path = int(state.range(2));
+  const kernels::MatmulIsa isa =
+      path == 0 ? kernels::MatmulIsa::kAvx2 : kernels::MatmulIsa::kAvx512Vnni;
+  if (kernels::matmul_best_isa() < isa) {
+    state.SkipWithError("CPU lacks this ISA");
+    return;
+  }
+  kernels::set_matmul_isa(isa);
+  kernels::detail::set_vnni_width(path == 1 ? 256 : path == 2 ? 512 : 0);
+  BM_Matmul(state);
+  kernels::set_matmul_isa(kernels::matmul_best_isa());
+  kernels::detail::set_vnni_width(0);
+}
+BENCHMARK(BM_MatmulIsa)
+    ->ArgsProduct({{3, 4, 5, 6}, {1, 16}, {0, 1, 2}})
+    ->ArgNames({"dtype", "n", "path"})
     ->ComputeStatistics("min", min_of)
     ->UseRealTime()
     ->Unit(benchmark::kMillisecond)

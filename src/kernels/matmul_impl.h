@@ -39,8 +39,9 @@ RowsFn rows_fn_avx2(tensor::DType t);        // integer paths (hand-written AVX2
 RowsFn rows_fn_avx512vnni(tensor::DType t);  // integer paths (AVX-512 VNNI)
 RowsFn rows_fn_float_simd(tensor::DType t);  // F32/F16/BF16 via Highway dynamic dispatch
 
-// VNNI Q8_0 kernels take each token's activations as [qs + 128 as uint8, all blocks][d, all blocks]
-// (same size as the ActQ8_0 array it replaces).
+// VNNI kernels' activation layouts (same sizes as the natural ones): Q8_0 as [qs + 128 as uint8,
+// all blocks][d, all blocks]; Q4_K/Q5_K with each block's bsums replaced by 8 floats
+// dx·Σ(sub-block).
 ActPrepFn act_prep_avx512vnni(tensor::DType t);
 
 // AVX-512 VNNI kernels: vector width 256 or 512 bits, 0 = default (DFLASH_VNNI_WIDTH or the

@@ -290,7 +290,6 @@ struct KQ45_K {
     __m256 accm[NT];
     for (int t = 0; t < NT; ++t) acc[t] = V::fzero(), accm[t] = _mm256_setzero_ps();
     const typename V::I m4 = V::set8(0x0F);
-    const __m128i dup = _mm_setr_epi8(0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 6, 7, 7);
     // One token alone: two integer accumulators break the vpdpwssd dependency chain (exact, so
     // the grouping may differ from larger tiles).
     constexpr int kAcc = NT == 1 ? 2 : 1;
@@ -302,8 +301,10 @@ struct KQ45_K {
       std::memcpy(&sc64, sc, 8);
       std::memcpy(&mn64, mn, 8);
       const __m256i sc32 = _mm256_cvtepu8_epi32(_mm_cvtsi64_si128(int64_t(sc64)));
-      const __m256i m16 =
-          _mm256_cvtepu8_epi16(_mm_shuffle_epi8(_mm_cvtsi64_si128(int64_t(mn64)), dup));
+      // dmin·m_j per sub-block; the activations carry dx·Σx_j (act_prep_k_sums): one FMA per token.
+      const __m256 wmin =
+          _mm256_mul_ps(_mm256_set1_ps(h2f(w[b].dmin)),
+                        _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_cvtsi64_si128(int64_t(mn64)))));
       typename V::I qh{};
       if constexpr (kQ5) qh = V::bcast256(w[b].qh);
       typename V::I isum[kAcc][NT];
@@ -323,19 +324,31 @@ struct KQ45_K {
           }
         }
       }
-      const float d = h2f(w[b].d), dmin = h2f(w[b].dmin);
+      const float d = h2f(w[b].d);
       for (int t = 0; t < NT; ++t) {
         typename V::I is = isum[0][t];
         if constexpr (kAcc == 2) is = V::add32(is, isum[1][t]);
-        const __m256i msum = _mm256_madd_epi16(load256(x[t][b].bsums), m16);
-        const float dx = x[t][b].d;
-        acc[t] = V::fmadd(V::set1(dx * d), V::cvt(is), acc[t]);
-        accm[t] = _mm256_fmadd_ps(_mm256_set1_ps(dx * dmin), _mm256_cvtepi32_ps(msum), accm[t]);
+        acc[t] = V::fmadd(V::set1(x[t][b].d * d), V::cvt(is), acc[t]);
+        accm[t] = _mm256_fmadd_ps(
+            wmin, _mm256_loadu_ps(reinterpret_cast<const float*>(x[t][b].bsums)), accm[t]);
       }
     }
     for (int t = 0; t < NT; ++t) out[t] = V::hsum(acc[t]) - hsum256(accm[t]);
   }
 };
+
+// Q4_K/Q5_K activations: each block's 16 int16 bsums become 8 floats dx·(sum of sub-block j), in
+// place (same 32 bytes), so the kernel's min term is one FMA per block.
+void act_prep_k_sums(uint8_t* act, int64_t n_blocks) {
+  BlockQ8_K* blk = reinterpret_cast<BlockQ8_K*>(act);
+  static_assert(sizeof(blk->bsums) == 8 * sizeof(float));
+  for (int64_t i = 0; i < n_blocks; ++i) {
+    const __m256i s32 = _mm256_madd_epi16(load256(blk[i].bsums), _mm256_set1_epi16(1));
+    // madd gives the pair sums in natural order: lane j = bsums[2j] + bsums[2j+1].
+    const __m256 f = _mm256_mul_ps(_mm256_set1_ps(blk[i].d), _mm256_cvtepi32_ps(s32));
+    _mm256_storeu_ps(reinterpret_cast<float*>(blk[i].bsums), f);
+  }
+}
 
 // ---------------- Q6_K × Q8_K ----------------
 // Unsigned 6-bit q (0..63): Σ sc·(q·x) − 32·Σ sc·bsum, the offset term starting the accumulator.
@@ -446,8 +459,10 @@ RowsFn table(DType t) {
 #pragma GCC pop_options
 #endif
 
-// Default width when neither set_vnni_width nor DFLASH_VNNI_WIDTH chooses (see DESIGN.md).
-constexpr int kDefaultWidth = 512;
+// Default width when neither set_vnni_width nor DFLASH_VNNI_WIDTH chooses. Measured on Zen 4
+// (bench/matmul_results.md): 256-bit is as fast or faster for every type and batch (Zen 4 runs a
+// 512-bit op as two halves, and the 512-bit decode needs extra cross-lane shuffles).
+constexpr int kDefaultWidth = 256;
 
 int width_from_env() {
   static const int w = [] {
@@ -468,7 +483,17 @@ int vnni_width() {
   return w ? w : width_from_env();
 }
 
-ActPrepFn act_prep_avx512vnni(DType t) { return t == DType::kQ8_0 ? &relayout_q8_0 : nullptr; }
+ActPrepFn act_prep_avx512vnni(DType t) {
+  switch (t) {
+    case DType::kQ8_0:
+      return &relayout_q8_0;
+    case DType::kQ4_K:
+    case DType::kQ5_K:
+      return &act_prep_k_sums;
+    default:
+      return nullptr;
+  }
+}
 
 RowsFn rows_fn_avx512vnni(DType t) { return vnni_width() == 256 ? table<V256>(t) : table<V512>(t); }
 
