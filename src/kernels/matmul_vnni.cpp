@@ -50,6 +50,8 @@ using namespace dflash::tensor;
 #endif
 
 inline float h2f(uint16_t h) { return _cvtsh_ss(h); }
+
+#include "kernels/matmul_q45_x86-inl.h"
 inline __m256i load256(const void* p) { return _mm256_loadu_si256(static_cast<const __m256i*>(p)); }
 
 inline float hsum256(__m256 v) {
@@ -337,6 +339,64 @@ struct KQ45_K {
   }
 };
 
+// 256-bit form on the AVX2 kernel's interleaved pair layout (decode_q45_pair, activations
+// interleaved too): vpdpbusd twice into one int32 sum per lane (8 products of one sub-block,
+// ≤ 8·31·127 < 2^15), then one vpdpwssd with the lane's scale: 3 multiply ops per 64 MACs where
+// the natural layout needs 4.
+template <bool kQ5>
+struct KQ45_KPair {
+  using Block = std::conditional_t<kQ5, BlockQ5_K, BlockQ4_K>;
+  template <int NT>
+  static void dot(const uint8_t* wrow, const uint8_t* const* acts, int64_t in, float* out) {
+    const Block* w = reinterpret_cast<const Block*>(wrow);
+    const BlockQ8_K* x[NT];
+    for (int t = 0; t < NT; ++t) x[t] = reinterpret_cast<const BlockQ8_K*>(acts[t]);
+    const int64_t nb = in / kQK_K;
+    __m256 acc[NT], accm[NT];
+    for (int t = 0; t < NT; ++t) acc[t] = accm[t] = _mm256_setzero_ps();
+    const __m256i m4 = _mm256_set1_epi8(0x0F);
+    constexpr int kAcc = NT == 1 ? 2 : 1;  // see KQ45_K
+    for (int64_t b = 0; b < nb; ++b) {
+      prefetch_block<sizeof(Block)>(w + b);
+      alignas(16) uint8_t sc[8], mn[8];
+      unpack_k_scales(w[b].scales, sc, mn);
+      uint64_t sc64, mn64;
+      std::memcpy(&sc64, sc, 8);
+      std::memcpy(&mn64, mn, 8);
+      const __m256i scb = _mm256_broadcastsi128_si256(_mm_cvtsi64_si128(int64_t(sc64)));
+      const __m256 wmin =
+          _mm256_mul_ps(_mm256_set1_ps(h2f(w[b].dmin)),
+                        _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_cvtsi64_si128(int64_t(mn64)))));
+      __m256i qh = _mm256_setzero_si256();
+      if constexpr (kQ5) qh = load256(w[b].qh);
+      __m256i isum[kAcc][NT];
+      for (int k = 0; k < kAcc; ++k)
+        for (int t = 0; t < NT; ++t) isum[k][t] = _mm256_setzero_si256();
+#pragma GCC unroll 4
+      for (int j2 = 0; j2 < 4; ++j2) {
+        __m256i w0, w1;
+        decode_q45_pair<kQ5>(w[b], j2, m4, qh, &w0, &w1);
+        const __m256i s_ab = pair_scales<4>(scb, j2);
+        for (int t = 0; t < NT; ++t) {
+          const int8_t* xq = x[t][b].qs + 64 * j2;
+          const __m256i p = _mm256_dpbusd_epi32(
+              _mm256_dpbusd_epi32(_mm256_setzero_si256(), w0, load256(xq)), w1, load256(xq + 32));
+          isum[j2 % kAcc][t] = _mm256_dpwssd_epi32(isum[j2 % kAcc][t], p, s_ab);
+        }
+      }
+      const float d = h2f(w[b].d);
+      for (int t = 0; t < NT; ++t) {
+        __m256i is = isum[0][t];
+        if constexpr (kAcc == 2) is = _mm256_add_epi32(is, isum[1][t]);
+        acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(x[t][b].d * d), _mm256_cvtepi32_ps(is), acc[t]);
+        accm[t] = _mm256_fmadd_ps(
+            wmin, _mm256_loadu_ps(reinterpret_cast<const float*>(x[t][b].bsums)), accm[t]);
+      }
+    }
+    for (int t = 0; t < NT; ++t) out[t] = hsum256(acc[t]) - hsum256(accm[t]);
+  }
+};
+
 // Q4_K/Q5_K activations: each block's 16 int16 bsums become 8 floats dx·(sum of sub-block j), in
 // place (same 32 bytes), so the kernel's min term is one FMA per block.
 void act_prep_k_sums(uint8_t* act, int64_t n_blocks) {
@@ -443,14 +503,26 @@ RowsFn table(DType t) {
     case DType::kQ8_0:
       return &TiledRows<KQ8_0<V>, kVnniTokenTile>::rows;
     case DType::kQ4_K:
-      return &TiledRows<KQ45_K<V, false>, kVnniTokenTile>::rows;
+      if constexpr (std::is_same_v<V, V256>)
+        return &TiledRows<KQ45_KPair<false>, kVnniTokenTile>::rows;
+      else
+        return &TiledRows<KQ45_K<V, false>, kVnniTokenTile>::rows;
     case DType::kQ5_K:
-      return &TiledRows<KQ45_K<V, true>, kVnniTokenTile>::rows;
+      if constexpr (std::is_same_v<V, V256>)
+        return &TiledRows<KQ45_KPair<true>, kVnniTokenTile>::rows;
+      else
+        return &TiledRows<KQ45_K<V, true>, kVnniTokenTile>::rows;
     case DType::kQ6_K:
       return &TiledRows<KQ6_K<V>, kVnniTokenTile>::rows;
     default:
       return nullptr;
   }
+}
+
+// Pair layout (KQ45_KPair): the AVX2 kernels' interleave, then the float sub-block sums.
+void act_prep_k_pair(uint8_t* act, int64_t n_blocks) {
+  act_prep_avx2(DType::kQ4_K)(act, n_blocks);
+  act_prep_k_sums(act, n_blocks);
 }
 
 #if defined(__clang__)
@@ -489,7 +561,7 @@ ActPrepFn act_prep_avx512vnni(DType t) {
       return &relayout_q8_0;
     case DType::kQ4_K:
     case DType::kQ5_K:
-      return &act_prep_k_sums;
+      return vnni_width() == 256 ? &act_prep_k_pair : &act_prep_k_sums;
     default:
       return nullptr;
   }

@@ -40,6 +40,8 @@ inline float hsum(__m256 v) {
 
 inline float h2f(uint16_t h) { return _cvtsh_ss(h); }
 
+#include "kernels/matmul_q45_x86-inl.h"
+
 inline __m256i load256(const void* p) { return _mm256_loadu_si256(static_cast<const __m256i*>(p)); }
 
 // Σ sa·p0 + Σ sb·p1 as 8 int32 for two maddubs outputs p0 (scale sa) and p1 (scale sb), with one
@@ -116,42 +118,17 @@ struct KQ45_K {
       std::memcpy(&mn64, mn, 8);
       const __m256i m16 =
           _mm256_cvtepu8_epi16(_mm_shuffle_epi8(_mm_cvtsi64_si128(int64_t(mn64)), dup));
-      __m256i hb;
+      __m256i hb = _mm256_setzero_si256();
       if constexpr (kQ5) hb = load256(w[b].qh);
       __m256i isum[NT];
       for (int t = 0; t < NT; ++t) isum[t] = _mm256_setzero_si256();
 #pragma GCC unroll 4
       for (int j2 = 0; j2 < 4; ++j2) {
-        const __m256i q = load256(w[b].qs + 32 * j2);
-        __m256i lo = _mm256_and_si256(q, m4);
-        __m256i hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
-        if constexpr (kQ5) {
-          // Fifth bits of sub-blocks 2·j2 / 2·j2+1 are bits 2·j2 / 2·j2+1 of qh: one shift brings
-          // both to bits 0, 1 and a table lookup turns them into +16 (vector bit shifts are
-          // scarce on some cores; shuffles are not).
-          const __m256i t_lo =
-              _mm256_setr_epi8(0, 16, 0, 16, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,  //
-                               0, 16, 0, 16, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0);
-          const __m256i t_hi =
-              _mm256_setr_epi8(0, 0, 16, 16, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,  //
-                               0, 0, 16, 16, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0);
-          const __m256i h = _mm256_and_si256(_mm256_srl_epi16(hb, _mm_cvtsi32_si128(2 * j2)),
-                                             _mm256_set1_epi8(3));
-          lo = _mm256_or_si256(lo, _mm256_shuffle_epi8(t_lo, h));
-          hi = _mm256_or_si256(hi, _mm256_shuffle_epi8(t_hi, h));
-        }
-        // Activations are interleaved (act_prep_avx2): X0 = [a0..15 | b0..15], X1 = [a16..31 |
-        // b16..31] for sub-blocks a = 2·j2 (low nibbles), b = 2·j2+1 (high nibbles). Matching
-        // weight vectors put a in the low and b in the high 128-bit lane, so both products share
-        // one per-lane scale vector: one vpaddw (≤ 4·31·127, no overflow) and one vpmaddwd per
-        // pair.
-        const __m256i w0 = _mm256_inserti128_si256(lo, _mm256_castsi256_si128(hi), 1);
-        const __m256i w1 = _mm256_inserti128_si256(hi, _mm256_extracti128_si256(lo, 1), 0);
-        const __m256i s_ab = _mm256_shuffle_epi8(
-            scb, _mm256_setr_epi8(2 * j2, -128, 2 * j2, -128, 2 * j2, -128, 2 * j2, -128, 2 * j2,
-                                  -128, 2 * j2, -128, 2 * j2, -128, 2 * j2, -128, 2 * j2 + 1, -128,
-                                  2 * j2 + 1, -128, 2 * j2 + 1, -128, 2 * j2 + 1, -128, 2 * j2 + 1,
-                                  -128, 2 * j2 + 1, -128, 2 * j2 + 1, -128, 2 * j2 + 1, -128));
+        // Pair (a, b) = (2·j2, 2·j2+1) as [a | b] lanes (decode_q45_pair), so both products
+        // share one per-lane scale vector: one vpaddw (≤ 4·31·127, no overflow) and one vpmaddwd.
+        __m256i w0, w1;
+        decode_q45_pair<kQ5>(w[b], j2, m4, hb, &w0, &w1);
+        const __m256i s_ab = pair_scales<2>(scb, j2);
         for (int t = 0; t < NT; ++t) {
           const int8_t* xq = x[t][b].qs + 64 * j2;
           const __m256i p = _mm256_add_epi16(_mm256_maddubs_epi16(w0, load256(xq)),
