@@ -7,6 +7,7 @@
 #include <sys/mman.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <map>
@@ -205,6 +206,39 @@ void BM_MatmulHot(benchmark::State& state) {
 BENCHMARK(BM_MatmulHot)
     ->ArgsProduct({{0, 1, 2, 3, 4, 5, 6}, {1, 4, 16}})
     ->ArgNames({"dtype", "n"})
+    ->ComputeStatistics("min", min_of)
+    ->Unit(benchmark::kMicrosecond);
+
+// Row length matters for the integer kernels: each (row, token tile) pays a fixed cost (block-loop
+// set-up, horizontal sums), amortised over in / block_size blocks. Weights in×rows of ~4 MiB
+// (L3-resident: compute, not DRAM), 1 thread, CPU time. Args: dtype index, in, n.
+void BM_MatmulRowLength(benchmark::State& state) {
+  const DType dt = kTypes[state.range(0)];
+  const int64_t in = state.range(1), n = state.range(2);
+  const int64_t rows = int64_t((size_t(4) << 20) / tensor::row_size(dt, in));
+  const Weights& big = weights(dt);  // reuse its bytes: any well-formed blocks will do
+  tensor::Tensor w = big.t;
+  w.ne = {in, rows, 1, 1};
+  std::vector<float> x(size_t(in * n)), y(size_t(rows * n));
+  std::mt19937 rng(1);
+  std::normal_distribution<float> nd;
+  for (auto& v : x) v = nd(rng);
+  util::ThreadPool& pool = pool_of(1);
+  for (auto _ : state) {
+    kernels::matmul(w, x.data(), n, y.data(), pool);
+    benchmark::ClobberMemory();
+  }
+  state.counters["GMAC/s"] = benchmark::Counter(double(in) * double(rows) * double(n) / 1e9,
+                                                benchmark::Counter::kIsIterationInvariantRate);
+  char label[96];
+  std::snprintf(label, sizeof label, "%s %lldx%lld n=%lld %s", tensor::dtype_name(dt),
+                (long long)in, (long long)rows, (long long)n,
+                kernels::matmul_isa_name(kernels::matmul_isa()));
+  state.SetLabel(label);
+}
+BENCHMARK(BM_MatmulRowLength)
+    ->ArgsProduct({{3, 4, 6}, {1024, 4096, 16384}, {1, 16}})
+    ->ArgNames({"dtype", "in", "n"})
     ->ComputeStatistics("min", min_of)
     ->Unit(benchmark::kMicrosecond);
 
