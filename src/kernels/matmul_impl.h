@@ -41,7 +41,8 @@ RowsFn rows_fn_float_simd(tensor::DType t);  // F32/F16/BF16 via Highway dynamic
 
 // VNNI kernels' activation layouts (same sizes as the natural ones): Q8_0 as [qs + 128 as uint8,
 // all blocks][d, all blocks]; Q4_K/Q5_K with each block's bsums replaced by 8 floats
-// dx·Σ(sub-block).
+// dx·Σ(sub-block), and at 256 bits the quants interleaved as for AVX2 (act_prep_avx2). Depends on
+// vnni_width(): fetch it together with rows_fn_avx512vnni.
 ActPrepFn act_prep_avx512vnni(tensor::DType t);
 
 // AVX-512 VNNI kernels: vector width 256 or 512 bits, 0 = default (DFLASH_VNNI_WIDTH or the
