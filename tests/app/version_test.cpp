@@ -26,8 +26,9 @@ TEST(VersionCli, MatmulIsaFollowsTheEnvironment) {
   // Lowering to scalar always works; asking for more than the CPU has is clamped to the best.
   EXPECT_EQ(isa_of(run_dflash("version", "DFLASH_MATMUL_ISA=scalar").out), "scalar");
   EXPECT_EQ(isa_of(run_dflash("version", "DFLASH_MATMUL_ISA=avx512vnni").out), best_isa);
-  if (best_isa != "scalar")
+  if (best_isa != "scalar") {
     EXPECT_EQ(isa_of(run_dflash("version", "DFLASH_MATMUL_ISA=avx2").out), "avx2");
+  }
 
   // An unknown name warns (naming the variable and the accepted values) and keeps the best.
   const auto bad = run_dflash("version 2>&1", "DFLASH_MATMUL_ISA=avx9");
