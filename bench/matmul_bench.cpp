@@ -7,6 +7,7 @@
 #include <sys/mman.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <map>
@@ -15,6 +16,7 @@
 #include <vector>
 
 #include "kernels/matmul.h"
+#include "kernels/matmul_impl.h"
 #include "kernels/matmul_isa.h"
 #include "tensor/tensor.h"
 #include "util/thread_pool.h"
@@ -139,14 +141,41 @@ void BM_Matmul(benchmark::State& state) {
   state.counters["GFLOP/s"] =
       benchmark::Counter(flops / 1e9, benchmark::Counter::kIsIterationInvariantRate);
   state.counters["weight_MB"] = bytes / 1e6;
+  std::string isa = kernels::matmul_isa_name(kernels::matmul_isa());
+  if (kernels::matmul_isa() == kernels::MatmulIsa::kAvx512Vnni)
+    isa += "/" + std::to_string(kernels::detail::vnni_width());
   state.SetLabel(std::string(tensor::dtype_name(dt)) + " " + std::to_string(kIn) + "x" +
-                 std::to_string(out) + " n=" + std::to_string(n) + " " +
-                 kernels::matmul_isa_name(kernels::matmul_isa()) +
+                 std::to_string(out) + " n=" + std::to_string(n) + " " + isa +
                  " t=" + std::to_string(pool.size()));
 }
 BENCHMARK(BM_Matmul)
     ->ArgsProduct({{0, 1, 2, 3, 4, 5, 6}, {1, 2, 4, 8, 16, 32, 64}})
     ->ArgNames({"dtype", "n"})
+    ->ComputeStatistics("min", min_of)
+    ->UseRealTime()
+    ->Unit(benchmark::kMillisecond)
+    ->MinTime(0.3);
+
+// The integer paths side by side in one run (Args: dtype index 3..6, n, path): 0 = AVX2,
+// 1 = AVX-512 VNNI 256-bit, 2 = VNNI 512-bit. Paths the CPU lacks are skipped. Same weights and
+// counters as BM_Matmul, so GEMM(n)/GEMV ratios per path come from one process.
+void BM_MatmulIsa(benchmark::State& state) {
+  const int path = int(state.range(2));
+  const kernels::MatmulIsa isa =
+      path == 0 ? kernels::MatmulIsa::kAvx2 : kernels::MatmulIsa::kAvx512Vnni;
+  if (kernels::matmul_best_isa() < isa) {
+    state.SkipWithError("CPU lacks this ISA");
+    return;
+  }
+  kernels::set_matmul_isa(isa);
+  kernels::detail::set_vnni_width(path == 1 ? 256 : path == 2 ? 512 : 0);
+  BM_Matmul(state);
+  kernels::set_matmul_isa(kernels::matmul_best_isa());
+  kernels::detail::set_vnni_width(0);
+}
+BENCHMARK(BM_MatmulIsa)
+    ->ArgsProduct({{3, 4, 5, 6}, {1, 16}, {0, 1, 2}})
+    ->ArgNames({"dtype", "n", "path"})
     ->ComputeStatistics("min", min_of)
     ->UseRealTime()
     ->Unit(benchmark::kMillisecond)
@@ -177,6 +206,39 @@ void BM_MatmulHot(benchmark::State& state) {
 BENCHMARK(BM_MatmulHot)
     ->ArgsProduct({{0, 1, 2, 3, 4, 5, 6}, {1, 4, 16}})
     ->ArgNames({"dtype", "n"})
+    ->ComputeStatistics("min", min_of)
+    ->Unit(benchmark::kMicrosecond);
+
+// Row length matters for the integer kernels: each (row, token tile) pays a fixed cost (block-loop
+// set-up, horizontal sums), amortised over in / block_size blocks. Weights in×rows of ~4 MiB
+// (L3-resident: compute, not DRAM), 1 thread, CPU time. Args: dtype index, in, n.
+void BM_MatmulRowLength(benchmark::State& state) {
+  const DType dt = kTypes[state.range(0)];
+  const int64_t in = state.range(1), n = state.range(2);
+  const int64_t rows = int64_t((size_t(4) << 20) / tensor::row_size(dt, in));
+  const Weights& big = weights(dt);  // reuse its bytes: any well-formed blocks will do
+  tensor::Tensor w = big.t;
+  w.ne = {in, rows, 1, 1};
+  std::vector<float> x(size_t(in * n)), y(size_t(rows * n));
+  std::mt19937 rng(1);
+  std::normal_distribution<float> nd;
+  for (auto& v : x) v = nd(rng);
+  util::ThreadPool& pool = pool_of(1);
+  for (auto _ : state) {
+    kernels::matmul(w, x.data(), n, y.data(), pool);
+    benchmark::ClobberMemory();
+  }
+  state.counters["GMAC/s"] = benchmark::Counter(double(in) * double(rows) * double(n) / 1e9,
+                                                benchmark::Counter::kIsIterationInvariantRate);
+  char label[96];
+  std::snprintf(label, sizeof label, "%s %lldx%lld n=%lld %s", tensor::dtype_name(dt),
+                (long long)in, (long long)rows, (long long)n,
+                kernels::matmul_isa_name(kernels::matmul_isa()));
+  state.SetLabel(label);
+}
+BENCHMARK(BM_MatmulRowLength)
+    ->ArgsProduct({{3, 4, 6}, {1024, 4096, 16384}, {1, 16}})
+    ->ArgNames({"dtype", "in", "n"})
     ->ComputeStatistics("min", min_of)
     ->Unit(benchmark::kMicrosecond);
 

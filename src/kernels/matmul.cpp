@@ -16,6 +16,7 @@
 #include "kernels/matmul_isa.h"
 #include "kernels/quantize_act.h"
 #include "kernels/ref/matmul_ref.h"
+#include "util/log.h"
 
 namespace dflash::kernels {
 
@@ -42,15 +43,14 @@ MatmulIsa detect_isa() {
 }
 
 MatmulIsa isa_from_env(MatmulIsa best) {
-  // DFLASH_MATMUL_ISA=scalar|avx2 lowers the choice (benchmarks / debugging).
+  // DFLASH_MATMUL_ISA lowers the choice (benchmarks / debugging); a request above what the CPU
+  // has is clamped to the best available.
   const char* e = std::getenv("DFLASH_MATMUL_ISA");
-  if (!e) return best;
-  const std::string s(e);
+  if (!e || !*e) return best;
   MatmulIsa want = best;
-  if (s == "scalar")
-    want = MatmulIsa::kScalar;
-  else if (s == "avx2")
-    want = MatmulIsa::kAvx2;
+  if (!parse_matmul_isa(e, &want))
+    LOG_WARN("DFLASH_MATMUL_ISA=%s is not one of scalar, avx2, avx512vnni; using %s", e,
+             matmul_isa_name(best));
   return std::min(want, best);
 }
 
@@ -87,6 +87,18 @@ const char* matmul_isa_name(MatmulIsa isa) {
   return "?";
 }
 
+bool parse_matmul_isa(std::string_view name, MatmulIsa* isa) {
+  if (name == "scalar")
+    *isa = MatmulIsa::kScalar;
+  else if (name == "avx2")
+    *isa = MatmulIsa::kAvx2;
+  else if (name == "avx512vnni" || name == "avx512" || name == "vnni")
+    *isa = MatmulIsa::kAvx512Vnni;
+  else
+    return false;
+  return true;
+}
+
 // ---------------- driver ----------------
 
 namespace {
@@ -120,7 +132,10 @@ struct Kernel {
 Kernel select_kernel(DType t) {
   const MatmulIsa isa = matmul_isa();
   Kernel k;
-  if (isa == MatmulIsa::kAvx512Vnni) k.rows = detail::rows_fn_avx512vnni(t);
+  if (isa == MatmulIsa::kAvx512Vnni) {
+    k.rows = detail::rows_fn_avx512vnni(t);
+    if (k.rows) k.prep = detail::act_prep_avx512vnni(t);
+  }
   if (!k.rows && isa >= MatmulIsa::kAvx2) {
     k.rows = detail::rows_fn_avx2(t);
     if (k.rows) k.prep = detail::act_prep_avx2(t);
@@ -239,10 +254,5 @@ void matmul_expert(const tensor::Tensor& w, int64_t expert, const float* x, int6
   if (expert < 0 || expert >= w.ne[2] * w.ne[3]) die(w, "expert index out of range");
   matmul_rows(w, expert * out, (expert + 1) * out, x, n_tokens, y, pool);
 }
-
-namespace detail {
-// No AVX-512 VNNI kernels yet: the AVX2 ones run on those CPUs.
-RowsFn rows_fn_avx512vnni(tensor::DType) { return nullptr; }
-}  // namespace detail
 
 }  // namespace dflash::kernels

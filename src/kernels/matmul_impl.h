@@ -1,8 +1,11 @@
 // Internal interface between the matmul driver (matmul.cpp) and the per-ISA row kernels.
 #pragma once
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
+#include <utility>
 
 #include "tensor/dtype.h"
 
@@ -36,6 +39,18 @@ RowsFn rows_fn_avx2(tensor::DType t);        // integer paths (hand-written AVX2
 RowsFn rows_fn_avx512vnni(tensor::DType t);  // integer paths (AVX-512 VNNI)
 RowsFn rows_fn_float_simd(tensor::DType t);  // F32/F16/BF16 via Highway dynamic dispatch
 
+// VNNI kernels' activation layouts (same sizes as the natural ones): Q8_0 as [qs + 128 as uint8,
+// all blocks][d, all blocks]; Q4_K/Q5_K with each block's bsums replaced by 8 floats
+// dx·Σ(sub-block), and at 256 bits the quants interleaved as for AVX2 (act_prep_avx2). Depends on
+// vnni_width(): fetch it together with rows_fn_avx512vnni.
+ActPrepFn act_prep_avx512vnni(tensor::DType t);
+
+// AVX-512 VNNI kernels: vector width 256 or 512 bits, 0 = default (DFLASH_VNNI_WIDTH or the
+// measured best). Both give identical integers and per-token results independent of the batch;
+// tests force each.
+void set_vnni_width(int bits);
+int vnni_width();
+
 // AVX2 K-quant batch kernels: 1 = pair_madd variant, 0 = plain, -1 = choose by CPU (default).
 // Both give identical integers; tests force each to cover both on any machine.
 void set_avx2_pair_madd(int mode);
@@ -43,5 +58,57 @@ void set_avx2_pair_madd(int mode);
 // Most tokens a float kernel handles at once (the integer kernels use 8); larger batches loop over
 // tiles of this many tokens while the weight row stays in L1.
 constexpr int kTokenTile = 4;
+
+// 6-bit (scale, min) pairs of a Q4_K/Q5_K block as two 8-byte arrays (same as
+// formats::k_scale_min, four sub-blocks per 32-bit word operation).
+inline void unpack_k_scales(const uint8_t* s, uint8_t sc[8], uint8_t mn[8]) {
+  uint32_t k0, k1, k2;
+  std::memcpy(&k0, s, 4);
+  std::memcpy(&k1, s + 4, 4);
+  std::memcpy(&k2, s + 8, 4);
+  const uint32_t a = k0 & 0x3f3f3f3fu, b = k1 & 0x3f3f3f3fu;
+  const uint32_t c = (k2 & 0x0f0f0f0fu) | ((k0 >> 2) & 0x30303030u);
+  const uint32_t d = ((k2 >> 4) & 0x0f0f0f0fu) | ((k1 >> 2) & 0x30303030u);
+  std::memcpy(sc, &a, 4);
+  std::memcpy(sc + 4, &c, 4);
+  std::memcpy(mn, &b, 4);
+  std::memcpy(mn + 4, &d, 4);
+}
+
+// Software prefetch distance in the weight stream. Hardware prefetchers stop at 4 KiB page
+// boundaries (weights are mmap'd with small pages), which costs a DRAM round trip per page;
+// prefetching ~1.5 KiB ahead measured ~10% faster GEMV on the 2-core Zen VM.
+constexpr size_t kPrefetchBytes = 1536;
+template <size_t kBlockBytes>
+inline void prefetch_block(const void* blk) {
+  const char* p = static_cast<const char*>(blk) + kPrefetchBytes;
+  for (size_t off = 0; off < kBlockBytes; off += 64) __builtin_prefetch(p + off, 0, 3);
+}
+
+// Row driver of the integer kernels: for each weight row, tiles of up to kTile tokens go to
+// K::dot<NT>(row, token activation pointers, in, out[NT]), which unpacks each weight block once for
+// the whole tile. Every token of a tile runs the same instruction sequence as a tile of one, so a
+// token's result does not depend on the batch it comes in.
+template <class K, int kTile>
+struct TiledRows {
+  template <int... I>
+  static void dot_n(int nt, const uint8_t* wr, const uint8_t* const* xs, int64_t in, float* o,
+                    std::integer_sequence<int, I...>) {
+    ((nt == I + 1 ? K::template dot<I + 1>(wr, xs, in, o) : void()), ...);
+  }
+  static void rows(const RowsArgs& a, int64_t r0, int64_t r1) {
+    const uint8_t* xs[kTile];
+    float o[kTile];
+    for (int64_t r = r0; r < r1; ++r) {
+      const uint8_t* wr = a.w + size_t(r) * a.w_stride;
+      for (int64_t t0 = 0; t0 < a.n_tokens; t0 += kTile) {
+        const int nt = int(std::min<int64_t>(kTile, a.n_tokens - t0));
+        for (int i = 0; i < nt; ++i) xs[i] = a.act + size_t(t0 + i) * a.act_stride;
+        dot_n(nt, wr, xs, a.in, o, std::make_integer_sequence<int, kTile>());
+        for (int i = 0; i < nt; ++i) a.y[(t0 + i) * a.ldy + r] = o[i];
+      }
+    }
+  }
+};
 
 }  // namespace dflash::kernels::detail

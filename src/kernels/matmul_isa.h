@@ -1,6 +1,8 @@
 // Instruction-set selection for the matmul kernels (internal to kernels/, exposed for tests/bench).
 #pragma once
 
+#include <string_view>
+
 namespace dflash::kernels {
 
 enum class MatmulIsa {
@@ -16,5 +18,7 @@ MatmulIsa matmul_best_isa();
 MatmulIsa matmul_isa();
 void set_matmul_isa(MatmulIsa isa);
 const char* matmul_isa_name(MatmulIsa isa);
+// Names DFLASH_MATMUL_ISA accepts: scalar, avx2, avx512vnni (also avx512, vnni). False if unknown.
+bool parse_matmul_isa(std::string_view name, MatmulIsa* isa);
 
 }  // namespace dflash::kernels

@@ -38,35 +38,11 @@ inline float hsum(__m256 v) {
   return _mm_cvtss_f32(s);
 }
 
-// Software prefetch distance in the weight stream. Hardware prefetchers stop at 4 KiB page
-// boundaries (weights are mmap'd with small pages), which costs a DRAM round trip per page;
-// prefetching ~1.5 KiB ahead measured ~10% faster GEMV on the 2-core Zen VM.
-constexpr size_t kPrefetchBytes = 1536;
-template <size_t kBlockBytes>
-inline void prefetch_block(const void* blk) {
-  const char* p = static_cast<const char*>(blk) + kPrefetchBytes;
-  for (size_t off = 0; off < kBlockBytes; off += 64) _mm_prefetch(p + off, _MM_HINT_T0);
-}
-
 inline float h2f(uint16_t h) { return _cvtsh_ss(h); }
 
-inline __m256i load256(const void* p) { return _mm256_loadu_si256(static_cast<const __m256i*>(p)); }
+#include "kernels/matmul_q45_x86-inl.h"
 
-// 6-bit (scale, min) pairs of a Q4_K/Q5_K block as two 8-byte arrays (same as
-// formats::k_scale_min).
-inline void unpack_k_scales(const uint8_t* s, uint8_t sc[8], uint8_t mn[8]) {
-  uint32_t k0, k1, k2;
-  std::memcpy(&k0, s, 4);
-  std::memcpy(&k1, s + 4, 4);
-  std::memcpy(&k2, s + 8, 4);
-  const uint32_t a = k0 & 0x3f3f3f3fu, b = k1 & 0x3f3f3f3fu;
-  const uint32_t c = (k2 & 0x0f0f0f0fu) | ((k0 >> 2) & 0x30303030u);
-  const uint32_t d = ((k2 >> 4) & 0x0f0f0f0fu) | ((k1 >> 2) & 0x30303030u);
-  std::memcpy(sc, &a, 4);
-  std::memcpy(sc + 4, &c, 4);
-  std::memcpy(mn, &b, 4);
-  std::memcpy(mn + 4, &d, 4);
-}
+inline __m256i load256(const void* p) { return _mm256_loadu_si256(static_cast<const __m256i*>(p)); }
 
 // Σ sa·p0 + Σ sb·p1 as 8 int32 for two maddubs outputs p0 (scale sa) and p1 (scale sb), with one
 // vpmaddwd instead of two: adjacent int16 pairs are first added with byte shifts and a blend
@@ -142,42 +118,17 @@ struct KQ45_K {
       std::memcpy(&mn64, mn, 8);
       const __m256i m16 =
           _mm256_cvtepu8_epi16(_mm_shuffle_epi8(_mm_cvtsi64_si128(int64_t(mn64)), dup));
-      __m256i hb;
+      __m256i hb = _mm256_setzero_si256();
       if constexpr (kQ5) hb = load256(w[b].qh);
       __m256i isum[NT];
       for (int t = 0; t < NT; ++t) isum[t] = _mm256_setzero_si256();
 #pragma GCC unroll 4
       for (int j2 = 0; j2 < 4; ++j2) {
-        const __m256i q = load256(w[b].qs + 32 * j2);
-        __m256i lo = _mm256_and_si256(q, m4);
-        __m256i hi = _mm256_and_si256(_mm256_srli_epi16(q, 4), m4);
-        if constexpr (kQ5) {
-          // Fifth bits of sub-blocks 2·j2 / 2·j2+1 are bits 2·j2 / 2·j2+1 of qh: one shift brings
-          // both to bits 0, 1 and a table lookup turns them into +16 (vector bit shifts are
-          // scarce on some cores; shuffles are not).
-          const __m256i t_lo =
-              _mm256_setr_epi8(0, 16, 0, 16, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,  //
-                               0, 16, 0, 16, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0);
-          const __m256i t_hi =
-              _mm256_setr_epi8(0, 0, 16, 16, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,  //
-                               0, 0, 16, 16, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0);
-          const __m256i h = _mm256_and_si256(_mm256_srl_epi16(hb, _mm_cvtsi32_si128(2 * j2)),
-                                             _mm256_set1_epi8(3));
-          lo = _mm256_or_si256(lo, _mm256_shuffle_epi8(t_lo, h));
-          hi = _mm256_or_si256(hi, _mm256_shuffle_epi8(t_hi, h));
-        }
-        // Activations are interleaved (act_prep_avx2): X0 = [a0..15 | b0..15], X1 = [a16..31 |
-        // b16..31] for sub-blocks a = 2·j2 (low nibbles), b = 2·j2+1 (high nibbles). Matching
-        // weight vectors put a in the low and b in the high 128-bit lane, so both products share
-        // one per-lane scale vector: one vpaddw (≤ 4·31·127, no overflow) and one vpmaddwd per
-        // pair.
-        const __m256i w0 = _mm256_inserti128_si256(lo, _mm256_castsi256_si128(hi), 1);
-        const __m256i w1 = _mm256_inserti128_si256(hi, _mm256_extracti128_si256(lo, 1), 0);
-        const __m256i s_ab = _mm256_shuffle_epi8(
-            scb, _mm256_setr_epi8(2 * j2, -128, 2 * j2, -128, 2 * j2, -128, 2 * j2, -128, 2 * j2,
-                                  -128, 2 * j2, -128, 2 * j2, -128, 2 * j2, -128, 2 * j2 + 1, -128,
-                                  2 * j2 + 1, -128, 2 * j2 + 1, -128, 2 * j2 + 1, -128, 2 * j2 + 1,
-                                  -128, 2 * j2 + 1, -128, 2 * j2 + 1, -128, 2 * j2 + 1, -128));
+        // Pair (a, b) = (2·j2, 2·j2+1) as [a | b] lanes (decode_q45_pair), so both products
+        // share one per-lane scale vector: one vpaddw (≤ 4·31·127, no overflow) and one vpmaddwd.
+        __m256i w0, w1;
+        decode_q45_pair<kQ5>(w[b], j2, m4, hb, &w0, &w1);
+        const __m256i s_ab = pair_scales<2>(scb, j2);
         for (int t = 0; t < NT; ++t) {
           const int8_t* xq = x[t][b].qs + 64 * j2;
           const __m256i p = _mm256_add_epi16(_mm256_maddubs_epi16(w0, load256(xq)),
@@ -295,46 +246,6 @@ struct KQ6_K {
 // accumulators still fit the 16 ymm registers next to the unpacked weights).
 constexpr int kIntTokenTile = 8;
 
-template <class K>
-void rows(const RowsArgs& a, int64_t r0, int64_t r1) {
-  const uint8_t* xs[kIntTokenTile];
-  float o[kIntTokenTile];
-  for (int64_t r = r0; r < r1; ++r) {
-    const uint8_t* wr = a.w + size_t(r) * a.w_stride;
-    for (int64_t t0 = 0; t0 < a.n_tokens; t0 += kIntTokenTile) {
-      const int nt = int(std::min<int64_t>(kIntTokenTile, a.n_tokens - t0));
-      for (int i = 0; i < nt; ++i) xs[i] = a.act + size_t(t0 + i) * a.act_stride;
-      switch (nt) {
-        case 1:
-          K::template dot<1>(wr, xs, a.in, o);
-          break;
-        case 2:
-          K::template dot<2>(wr, xs, a.in, o);
-          break;
-        case 3:
-          K::template dot<3>(wr, xs, a.in, o);
-          break;
-        case 4:
-          K::template dot<4>(wr, xs, a.in, o);
-          break;
-        case 5:
-          K::template dot<5>(wr, xs, a.in, o);
-          break;
-        case 6:
-          K::template dot<6>(wr, xs, a.in, o);
-          break;
-        case 7:
-          K::template dot<7>(wr, xs, a.in, o);
-          break;
-        default:
-          K::template dot<8>(wr, xs, a.in, o);
-          break;
-      }
-      for (int i = 0; i < nt; ++i) a.y[(t0 + i) * a.ldy + r] = o[i];
-    }
-  }
-}
-
 // Natural Q8_K order → per 64-element chunk [a0..15 b0..15 a16..31 b16..31] (see KQ45_K).
 void interleave_q8_k(uint8_t* act, int64_t n_blocks) {
   BlockQ8_K* blk = reinterpret_cast<BlockQ8_K*>(act);
@@ -386,13 +297,14 @@ RowsFn rows_fn_avx2(DType t) {
   const bool pair = use_pair_madd();
   switch (t) {
     case DType::kQ8_0:
-      return &rows<KQ8_0>;
+      return &TiledRows<KQ8_0, kIntTokenTile>::rows;
     case DType::kQ4_K:
-      return &rows<KQ45_K<false>>;
+      return &TiledRows<KQ45_K<false>, kIntTokenTile>::rows;
     case DType::kQ5_K:
-      return &rows<KQ45_K<true>>;
+      return &TiledRows<KQ45_K<true>, kIntTokenTile>::rows;
     case DType::kQ6_K:
-      return pair ? &rows<KQ6_K<true>> : &rows<KQ6_K<false>>;
+      return pair ? &TiledRows<KQ6_K<true>, kIntTokenTile>::rows
+                  : &TiledRows<KQ6_K<false>, kIntTokenTile>::rows;
     default:
       return nullptr;
   }

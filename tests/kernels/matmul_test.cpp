@@ -158,13 +158,72 @@ void expect_close(const Ref& r, const std::vector<float>& y, int64_t n_tokens, i
   }
 }
 
-class MatmulTest : public ::testing::TestWithParam<DType> {
- protected:
-  void TearDown() override {
-    set_matmul_isa(matmul_best_isa());
-    detail::set_avx2_pair_madd(-1);
+// One forced kernel configuration: ISA plus the AVX2 K-quant variant (pair_madd) or the VNNI width.
+struct Variant {
+  MatmulIsa isa;
+  int pair = -1;  // AVX2 only
+  int width = 0;  // VNNI only
+  void apply() const {
+    set_matmul_isa(isa);
+    detail::set_avx2_pair_madd(pair);
+    detail::set_vnni_width(width);
+  }
+  std::string name() const {
+    std::string n = matmul_isa_name(isa);
+    if (isa == MatmulIsa::kAvx2) n += pair ? "/pair_madd" : "/plain";
+    if (isa == MatmulIsa::kAvx512Vnni) n += "/" + std::to_string(width);
+    return n;
   }
 };
+
+// Scalar and every SIMD path the CPU has: on a VNNI machine the AVX2 kernels are still run
+// (forced), so both stay covered.
+std::vector<Variant> all_variants() {
+  std::vector<Variant> v = {{MatmulIsa::kScalar}};
+  if (matmul_best_isa() >= MatmulIsa::kAvx2) {
+    v.push_back({MatmulIsa::kAvx2, 0});
+    v.push_back({MatmulIsa::kAvx2, 1});
+  }
+  if (matmul_best_isa() >= MatmulIsa::kAvx512Vnni) {
+    v.push_back({MatmulIsa::kAvx512Vnni, -1, 256});
+    v.push_back({MatmulIsa::kAvx512Vnni, -1, 512});
+  }
+  return v;
+}
+
+void reset_variants() {
+  set_matmul_isa(matmul_best_isa());
+  detail::set_avx2_pair_madd(-1);
+  detail::set_vnni_width(0);
+}
+
+class MatmulTest : public ::testing::TestWithParam<DType> {
+ protected:
+  void TearDown() override { reset_variants(); }
+};
+
+TEST(MatmulIsa, ForcedIsaIsTheOneRun) {
+  for (const Variant& v : all_variants()) {
+    v.apply();
+    EXPECT_EQ(matmul_isa(), v.isa) << v.name();
+  }
+  reset_variants();
+  EXPECT_EQ(matmul_isa(), matmul_best_isa());
+}
+
+TEST(MatmulIsa, ParsesEnvironmentNames) {
+  MatmulIsa isa{};
+  EXPECT_TRUE(parse_matmul_isa("scalar", &isa));
+  EXPECT_EQ(isa, MatmulIsa::kScalar);
+  EXPECT_TRUE(parse_matmul_isa("avx2", &isa));
+  EXPECT_EQ(isa, MatmulIsa::kAvx2);
+  for (const char* n : {"avx512vnni", "avx512", "vnni"}) {
+    EXPECT_TRUE(parse_matmul_isa(n, &isa)) << n;
+    EXPECT_EQ(isa, MatmulIsa::kAvx512Vnni) << n;
+  }
+  EXPECT_FALSE(parse_matmul_isa("avx9", &isa));
+  EXPECT_FALSE(parse_matmul_isa("", &isa));
+}
 
 TEST_P(MatmulTest, MatchesReferencesAcrossShapesThreadsAndIsas) {
   const DType t = GetParam();
@@ -181,16 +240,7 @@ TEST_P(MatmulTest, MatchesReferencesAcrossShapesThreadsAndIsas) {
     outs = {1, 67};
     toks = {1, 3, 7, 33};
   }
-  // Scalar, the best ISA, and on AVX2 machines both K-quant batch variants (pair_madd or not).
-  struct Variant {
-    MatmulIsa isa;
-    int pair;
-  };
-  std::vector<Variant> isas = {{MatmulIsa::kScalar, -1}};
-  if (matmul_best_isa() != MatmulIsa::kScalar) {
-    isas.push_back({matmul_best_isa(), 0});
-    isas.push_back({matmul_best_isa(), 1});
-  }
+  const std::vector<Variant> isas = all_variants();
   util::ThreadPool p1(1), p2(2), p3(3);
   util::ThreadPool* pools[] = {&p1, &p2, &p3};
   std::mt19937 rng(1234 + int(t));
@@ -204,13 +254,11 @@ TEST_P(MatmulTest, MatchesReferencesAcrossShapesThreadsAndIsas) {
       for (int64_t n : toks) {
         const Ref r = make_ref(w, x, n);
         for (const Variant& v : isas) {
-          set_matmul_isa(v.isa);
-          detail::set_avx2_pair_madd(v.pair);
+          v.apply();
           for (auto* pool : pools) {
             SCOPED_TRACE(::testing::Message()
                          << tensor::dtype_name(t) << " in=" << in << " out=" << out << " n=" << n
-                         << " isa=" << matmul_isa_name(v.isa) << " pair_madd=" << v.pair
-                         << " threads=" << pool->size());
+                         << " isa=" << v.name() << " threads=" << pool->size());
             std::vector<float> y(size_t(n * out + 8), -7.0f);
             matmul(w, x.data(), n, y.data(), *pool);
             for (int k = 0; k < 8; ++k) ASSERT_EQ(y[size_t(n * out + k)], -7.0f) << "wrote past y";
@@ -263,10 +311,8 @@ TEST_P(MatmulTest, ResultsAreBitIdenticalAcrossBatchSizesAndThreads) {
   const auto w = make_tensor(t, in, out, data);
   const auto x = random_acts(in, n, rng);
   util::ThreadPool p1(1), p3(3);
-  for (int variant = 0; variant < 3; ++variant) {
-    const MatmulIsa isa = variant == 0 ? MatmulIsa::kScalar : matmul_best_isa();
-    set_matmul_isa(isa);
-    detail::set_avx2_pair_madd(variant == 2 ? 1 : 0);
+  for (const Variant& v : all_variants()) {
+    v.apply();
     std::vector<float> batch(size_t(n * out));
     matmul(w, x.data(), n, batch.data(), p3);
     for (int64_t tk = 0; tk < n; ++tk) {
@@ -274,7 +320,7 @@ TEST_P(MatmulTest, ResultsAreBitIdenticalAcrossBatchSizesAndThreads) {
       matmul(w, x.data() + tk * in, 1, one.data(), p1);
       for (int64_t r = 0; r < out; ++r)
         ASSERT_EQ(one[size_t(r)], batch[size_t(tk * out + r)])
-            << matmul_isa_name(isa) << " token " << tk << " row " << r;
+            << v.name() << " token " << tk << " row " << r;
     }
   }
 }
@@ -282,6 +328,129 @@ TEST_P(MatmulTest, ResultsAreBitIdenticalAcrossBatchSizesAndThreads) {
 INSTANTIATE_TEST_SUITE_P(AllDtypes, MatmulTest,
                          ::testing::Values(DType::kF32, DType::kF16, DType::kBF16, DType::kQ8_0,
                                            DType::kQ4_K, DType::kQ5_K, DType::kQ6_K),
+                         [](const auto& info) {
+                           return std::string(tensor::dtype_name(info.param));
+                         });
+
+// ---------------- AVX-512 VNNI kernels ----------------
+// Every batch size 1..64 (all tile remainders), odd shapes, both vector widths: against the integer
+// and f64 references, GEMM row t == GEMV of token t bit for bit, and the same bits on 1..3 threads.
+class MatmulVnniTest : public ::testing::TestWithParam<DType> {
+ protected:
+  void SetUp() override {
+    if (matmul_best_isa() < MatmulIsa::kAvx512Vnni)
+      GTEST_SKIP() << "this CPU has no AVX-512 F/BW/VL + VNNI; the VNNI kernels cannot run here "
+                      "(the AVX2 and scalar paths are covered by MatmulTest)";
+  }
+  void TearDown() override { reset_variants(); }
+};
+
+TEST_P(MatmulVnniTest, EveryBatchSizeMatchesReferenceAndGemvBitwise) {
+  const DType t = GetParam();
+  const int64_t bs = tensor::info(t).block_size;
+  // Q8_0: odd block counts exercise the single-block tail of the 512-bit kernel.
+  const std::vector<int64_t> ins =
+      bs == 32 ? std::vector<int64_t>{32, 32 * 7, 32 * 33} : std::vector<int64_t>{256, 256 * 3};
+  const std::vector<int64_t> outs =
+      sanitized() ? std::vector<int64_t>{5} : std::vector<int64_t>{1, 37};
+  const int64_t max_n = sanitized() ? 17 : 64;
+  util::ThreadPool p1(1), p2(2), p3(3);
+  std::mt19937 rng(4321 + int(t));
+  for (int64_t in : ins) {
+    for (int64_t out : outs) {
+      const auto data = random_weights(t, in, out, rng);
+      const auto w = make_tensor(t, in, out, data);
+      const auto x = random_acts(in, max_n, rng);
+      const Ref r =
+          make_ref(w, x, max_n);  // token results do not depend on n: prefixes serve all n
+      for (int width : {256, 512}) {
+        Variant{MatmulIsa::kAvx512Vnni, -1, width}.apply();
+        ASSERT_EQ(matmul_isa(), MatmulIsa::kAvx512Vnni);
+        ASSERT_EQ(detail::vnni_width(), width);
+        // GEMV of every token alone: the bits each batch must reproduce.
+        std::vector<float> gemv(size_t(max_n * out));
+        for (int64_t tk = 0; tk < max_n; ++tk)
+          matmul(w, x.data() + tk * in, 1, gemv.data() + tk * out, p1);
+        for (int64_t n = 1; n <= max_n; ++n) {
+          SCOPED_TRACE(::testing::Message() << tensor::dtype_name(t) << " in=" << in
+                                            << " out=" << out << " n=" << n << " width=" << width);
+          std::vector<float> y1(size_t(n * out)), y2(size_t(n * out)),
+              y3(size_t(n * out) + 4, -7.0f);
+          matmul(w, x.data(), n, y1.data(), p1);
+          matmul(w, x.data(), n, y2.data(), p2);
+          matmul(w, x.data(), n, y3.data(), p3);
+          for (int k = 0; k < 4; ++k) ASSERT_EQ(y3[size_t(n * out + k)], -7.0f) << "wrote past y";
+          for (int64_t i = 0; i < n * out; ++i) {
+            ASSERT_EQ(y1[size_t(i)], gemv[size_t(i)])
+                << "GEMM vs GEMV, token " << i / out << " row " << i % out;
+            ASSERT_EQ(y2[size_t(i)], y1[size_t(i)]) << "2 vs 1 threads at " << i;
+            ASSERT_EQ(y3[size_t(i)], y1[size_t(i)]) << "3 vs 1 threads at " << i;
+          }
+          if (n == max_n || n % 8 == 1) {  // the references are slow; every tile remainder 1
+            expect_close(r, y1, n, out, /*exact_mirror=*/true);
+            if (HasFailure()) return;
+          }
+        }
+        expect_close(r, gemv, max_n, out, /*exact_mirror=*/true);
+        if (HasFailure()) return;
+      }
+    }
+  }
+}
+
+// Extreme blocks: all weights at their largest magnitude against activations of ±127 (the int16
+// pair bound of the scale step, the Q8_0 −128 weight) must still match the integer reference.
+TEST_P(MatmulVnniTest, ExtremeQuantsMatchIntegerReference) {
+  const DType t = GetParam();
+  const int64_t bs = tensor::info(t).block_size;
+  const int64_t in = bs * 2, out = 4, n = 3;
+  std::mt19937 rng(77);
+  auto data = random_weights(t, in, out, rng);
+  // Saturate the quant bytes (keep the fp16 scales): 0xFF = top nibbles / bits, Q8_0 q = −1;
+  // 0x80 for Q8_0 = −128.
+  const size_t type_size = tensor::info(t).type_size;
+  for (size_t blk = 0; blk < data.size() / type_size; ++blk) {
+    uint8_t* p = data.data() + blk * type_size;
+    switch (t) {
+      case DType::kQ8_0:
+        std::memset(p + 2, blk % 2 ? 0x80 : 0x7F, 32);
+        break;
+      case DType::kQ4_K:
+        std::memset(p + 16, 0xFF, 128);
+        std::memset(p + 4, 0xFF, 12);  // scales and mins 63
+        break;
+      case DType::kQ5_K:
+        std::memset(p + 16, 0xFF, 32 + 128);
+        std::memset(p + 4, 0xFF, 12);
+        break;
+      case DType::kQ6_K:
+        std::memset(p, 0xFF, 128 + 64);                   // q = 63 everywhere
+        std::memset(p + 192, blk % 2 ? 0x80 : 0x7F, 16);  // scales −128 / 127
+        break;
+      default:
+        break;
+    }
+  }
+  const auto w = make_tensor(t, in, out, data);
+  std::vector<float> x(size_t(in * n));
+  // Token 0 all +1, token 1 all −1 (every product at its bound), token 2 mixed: q = ±127.
+  for (int64_t i = 0; i < in * n; ++i) {
+    const int64_t tk = i / in;
+    x[size_t(i)] = tk == 0 ? 1.0f : tk == 1 ? -1.0f : ((i / 3) % 2 ? -1.0f : 1.0f);
+  }
+  const Ref r = make_ref(w, x, n);
+  util::ThreadPool pool(2);
+  for (int width : {256, 512}) {
+    Variant{MatmulIsa::kAvx512Vnni, -1, width}.apply();
+    std::vector<float> y(size_t(n * out));
+    matmul(w, x.data(), n, y.data(), pool);
+    SCOPED_TRACE(::testing::Message() << "width " << width);
+    expect_close(r, y, n, out, /*exact_mirror=*/true);
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(QuantDtypes, MatmulVnniTest,
+                         ::testing::Values(DType::kQ8_0, DType::kQ4_K, DType::kQ5_K, DType::kQ6_K),
                          [](const auto& info) {
                            return std::string(tensor::dtype_name(info.param));
                          });
