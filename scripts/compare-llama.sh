@@ -25,8 +25,16 @@ dflash=${DFLASH:-$here/build/bin/dflash}
 [ -x "$dflash" ] || { echo "compare-llama: $dflash not found; run 'make build' first" >&2; exit 2; }
 
 echo "model: $model   threads: $threads   blocks: $blocks" >&2
+llama_err=$(mktemp)
+trap 'rm -f "$llama_err"' EXIT
 llama_csv=$(LD_LIBRARY_PATH="$bin${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" \
-  "$bin/llama-bench" -m "$model" -p "$blocks" -n "$ngen" -r "$reps" -t "$threads" -o csv 2>/dev/null)
+  "$bin/llama-bench" -m "$model" -p "$blocks" -n "$ngen" -r "$reps" -t "$threads" -o csv 2>"$llama_err" || true)
+if [ "$(printf '%s\n' "$llama_csv" | wc -l)" -lt 2 ]; then
+  # e.g. `dflash synth` files carry no tokenizer, and llama.cpp refuses a model without tokenizer.ggml.model.
+  echo "compare-llama: llama-bench produced no results (it refuses files without tokenizer.ggml.model, such as dflash synth output; rerun it with -v to see why); its last messages:" >&2
+  grep -i -E "error|fail" "$llama_err" | tail -n 3 >&2
+  exit 1
+fi
 ours=$("$dflash" bench -m "$model" --blocks "$blocks" -t "$threads" --reps "$reps" -n "$ngen" \
   --no-bandwidth --json 2>/dev/null | tail -n 1)
 
