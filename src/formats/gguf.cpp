@@ -9,6 +9,8 @@
 #include <limits>
 #include <type_traits>
 
+#include "formats/byte_sink.h"
+
 namespace dflash::formats {
 
 static_assert(std::endian::native == std::endian::little, "GGUF I/O assumes a little-endian host");
@@ -686,21 +688,6 @@ template Result<std::vector<std::string>> GgufFile::get_array<std::string>(std::
 // ------------------------------------------------------------------------------------------------
 // Writer
 
-class GgufWriter::Sink {
- public:
-  virtual ~Sink() = default;
-  virtual Status write(const void* p, size_t n) = 0;
-  Status zeros(size_t n) {
-    static const uint8_t z[64] = {};
-    while (n) {
-      size_t k = std::min(n, sizeof(z));
-      DFLASH_RETURN_IF_ERROR(write(z, k));
-      n -= k;
-    }
-    return Status::ok();
-  }
-};
-
 namespace {
 
 void put_u32(std::string& o, uint32_t v) { o.append(reinterpret_cast<const char*>(&v), 4); }
@@ -843,7 +830,7 @@ uint64_t GgufWriter::file_size() const {
   return pos;
 }
 
-Status GgufWriter::emit(Sink& sink) const {
+Status GgufWriter::emit(ByteSink& sink) const {
   const uint64_t a = alignment();
   std::string h = header_bytes(kvs_, tensors_.size());
   uint64_t off = 0;
@@ -873,31 +860,14 @@ Status GgufWriter::emit(Sink& sink) const {
 }
 
 Status GgufWriter::write(const std::string& path, bool overwrite) const {
-  class FileSink : public Sink {
-   public:
-    explicit FileSink(util::AtomicFileWriter& w) : w_(w) {}
-    Status write(const void* p, size_t n) override { return w_.write(p, n); }
-
-   private:
-    util::AtomicFileWriter& w_;
-  };
   DFLASH_ASSIGN_OR_RETURN(auto w, util::AtomicFileWriter::create(path, overwrite));
-  FileSink sink(*w);
+  FileByteSink sink(*w);
   DFLASH_RETURN_IF_ERROR(emit(sink));
   return w->commit();
 }
 
 Result<std::vector<uint8_t>> GgufWriter::to_bytes() const {
-  class MemSink : public Sink {
-   public:
-    Status write(const void* p, size_t n) override {
-      const uint8_t* b = static_cast<const uint8_t*>(p);
-      out.insert(out.end(), b, b + n);
-      return Status::ok();
-    }
-    std::vector<uint8_t> out;
-  };
-  MemSink sink;
+  MemByteSink sink;
   sink.out.reserve(file_size());
   DFLASH_RETURN_IF_ERROR(emit(sink));
   return std::move(sink.out);

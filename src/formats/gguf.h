@@ -24,6 +24,8 @@
 
 namespace dflash::formats {
 
+class ByteSink;  // formats/byte_sink.h
+
 // Value type ids as stored in the file.
 enum class GgufType : uint32_t {
   kU8 = 0,
@@ -268,8 +270,7 @@ class GgufWriter {
     const void* data;
     FillFn fill;
   };
-  class Sink;
-  util::Status emit(Sink& sink) const;
+  util::Status emit(ByteSink& sink) const;
   uint32_t alignment() const;
 
   std::vector<std::pair<std::string, GgufValue>> kvs_;

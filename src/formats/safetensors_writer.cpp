@@ -4,6 +4,7 @@
 #include <cinttypes>
 #include <nlohmann/json.hpp>
 
+#include "formats/byte_sink.h"
 #include "util/mmap_file.h"
 
 namespace dflash::formats {
@@ -12,12 +13,6 @@ using util::quote;
 using util::Result;
 using util::Status;
 using util::strfmt;
-
-class SafetensorsWriter::Sink {
- public:
-  virtual ~Sink() = default;
-  virtual Status write(const void* p, size_t n) = 0;
-};
 
 const char* SafetensorsWriter::dtype_name(tensor::DType t) {
   switch (t) {
@@ -105,7 +100,7 @@ uint64_t SafetensorsWriter::file_size() const {
   return n;
 }
 
-Status SafetensorsWriter::emit(Sink& sink) const {
+Status SafetensorsWriter::emit(ByteSink& sink) const {
   const std::string h = header();
   const uint64_t len = h.size();
   DFLASH_RETURN_IF_ERROR(sink.write(&len, 8));
@@ -125,31 +120,14 @@ Status SafetensorsWriter::emit(Sink& sink) const {
 }
 
 Status SafetensorsWriter::write(const std::string& path, bool overwrite) const {
-  class FileSink : public Sink {
-   public:
-    explicit FileSink(util::AtomicFileWriter& w) : w_(w) {}
-    Status write(const void* p, size_t n) override { return w_.write(p, n); }
-
-   private:
-    util::AtomicFileWriter& w_;
-  };
   DFLASH_ASSIGN_OR_RETURN(auto w, util::AtomicFileWriter::create(path, overwrite));
-  FileSink sink(*w);
+  FileByteSink sink(*w);
   DFLASH_RETURN_IF_ERROR(emit(sink));
   return w->commit();
 }
 
 Result<std::vector<uint8_t>> SafetensorsWriter::to_bytes() const {
-  class MemSink : public Sink {
-   public:
-    Status write(const void* p, size_t n) override {
-      const uint8_t* b = static_cast<const uint8_t*>(p);
-      out.insert(out.end(), b, b + n);
-      return Status::ok();
-    }
-    std::vector<uint8_t> out;
-  };
-  MemSink sink;
+  MemByteSink sink;
   sink.out.reserve(file_size());
   DFLASH_RETURN_IF_ERROR(emit(sink));
   return std::move(sink.out);

@@ -23,6 +23,8 @@
 
 namespace dflash::formats {
 
+class ByteSink;  // formats/byte_sink.h
+
 class SafetensorsWriter {
  public:
   // Produces exactly `nbytes` bytes of tensor data into `dst` (called once, at write time).
@@ -58,10 +60,9 @@ class SafetensorsWriter {
     const void* data;
     FillFn fill;
   };
-  class Sink;
   std::vector<const Pending*> data_order() const;
   std::string header() const;
-  util::Status emit(Sink& sink) const;
+  util::Status emit(ByteSink& sink) const;
 
   std::map<std::string, std::string> metadata_;
   std::vector<Pending> tensors_;
