@@ -12,6 +12,7 @@
 
 #include "kernels/select.h"
 #include "tensor/dtype.h"
+#include "util/mmap_file.h"
 #include "util/progress.h"
 #include "util/timer.h"
 
@@ -101,18 +102,11 @@ class Appender {
   std::string path_;
 };
 
+// Small marker files are replaced whole, so a crash leaves either the old or the new content.
 Status write_text_atomic(const std::string& path, const std::string& text) {
-  const std::string tmp = path + ".tmp";
-  {
-    Appender a;
-    DFLASH_ASSIGN_OR_RETURN(a, Appender::open(tmp, 0));
-    DFLASH_RETURN_IF_ERROR(a.write(text.data(), text.size()));
-    DFLASH_RETURN_IF_ERROR(a.sync());
-  }
-  std::error_code ec;
-  std::filesystem::rename(tmp, path, ec);
-  if (ec) return util::io_error(strfmt("%s: cannot rename into place (%s)", path.c_str(), ec.message().c_str()));
-  return Status::ok();
+  DFLASH_ASSIGN_OR_RETURN(auto w, util::AtomicFileWriter::create(path, /*overwrite=*/true));
+  DFLASH_RETURN_IF_ERROR(w->write(text.data(), text.size()));
+  return w->commit();
 }
 
 }  // namespace
