@@ -13,9 +13,8 @@
 #include "formats/quant.h"
 #include "formats/safetensors_writer.h"
 #include "model/dflash.h"
+#include "util/bulk_job.h"
 #include "util/mmap_file.h"
-#include "util/progress.h"
-#include "util/thread_pool.h"
 
 namespace dflash::convert {
 
@@ -287,16 +286,10 @@ Status export_hf(const GgufFile& in, const std::string& dir, const ExportHfOptio
   }
   const bool st_existed = util::file_exists(st_path);
 
-  std::unique_ptr<util::ThreadPool> own;
-  util::ThreadPool* pool = &util::ThreadPool::global();
-  if (opts.threads > 0) {
-    own = std::make_unique<util::ThreadPool>(opts.threads);
-    pool = own.get();
-  }
   uint64_t total = 0;
   for (const auto& t : e.tensors) total += t.src.nbytes();
-  std::unique_ptr<util::Progress> progress;
-  if (opts.progress) progress = std::make_unique<util::Progress>("export-hf", total, "B");
+  util::BulkJob job(opts.threads, opts.progress, "export-hf", total, "B");
+  util::ThreadPool* pool = &job.pool();
   std::atomic<int> narrowed{0};
 
   formats::SafetensorsWriter w;
@@ -304,7 +297,7 @@ Status export_hf(const GgufFile& in, const std::string& dir, const ExportHfOptio
   for (const auto& t : e.tensors) {
     const tensor::Tensor* src = &t.src;
     const DType to = e.dtype;
-    util::Progress* prog = progress.get();
+    util::Progress* prog = job.progress();
     Status st = w.add_tensor(t.hf_name, to, t.hf_shape, [src, to, pool, prog, &narrowed](uint8_t* dst, size_t n) {
       if (src->dtype == to) {
         std::memcpy(dst, src->data, n);
@@ -332,11 +325,11 @@ Status export_hf(const GgufFile& in, const std::string& dir, const ExportHfOptio
   }
   Status st = w.write(st_path, opts.overwrite);
   if (!st.is_ok()) {
-    if (progress) progress->cancel();
+    job.cancel();
     cleanup_dir();
     return st;
   }
-  if (progress) progress->finish(st_path);
+  job.finish(st_path);
 
   const std::string text = e.config.dump(2) + "\n";
   auto cw = util::AtomicFileWriter::create(cfg_path, opts.overwrite);

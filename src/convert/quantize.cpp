@@ -9,7 +9,7 @@
 #include <memory>
 
 #include "formats/quant.h"
-#include "util/progress.h"
+#include "util/bulk_job.h"
 
 namespace dflash::convert {
 
@@ -245,23 +245,16 @@ std::string format_plan(const QuantizePlan& p) {
 
 Status write_quantized(const GgufFile& in, const QuantizePlan& plan, const QuantizeOptions& opts,
                        const std::string& out_path) {
-  std::unique_ptr<util::ThreadPool> own;
-  util::ThreadPool* pool = &util::ThreadPool::global();
-  if (opts.threads > 0) {
-    own = std::make_unique<util::ThreadPool>(opts.threads);
-    pool = own.get();
-  }
   uint64_t total = 0;
   for (const auto& t : plan.tensors) total += t.bytes_in;
-  std::unique_ptr<util::Progress> progress;
-  if (opts.progress) progress = std::make_unique<util::Progress>("quantize", total, "B");
-  DFLASH_ASSIGN_OR_RETURN(GgufWriter w, build_writer(in, plan, pool, progress.get()));
+  util::BulkJob job(opts.threads, opts.progress, "quantize", total, "B");
+  DFLASH_ASSIGN_OR_RETURN(GgufWriter w, build_writer(in, plan, &job.pool(), job.progress()));
   Status st = w.write(out_path, opts.overwrite);
   if (!st.is_ok()) {
-    if (progress) progress->cancel();
+    job.cancel();
     return st;
   }
-  if (progress) progress->finish(out_path);
+  job.finish(out_path);
   return Status::ok();
 }
 
