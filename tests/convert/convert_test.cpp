@@ -515,6 +515,57 @@ TEST(Convert, DrafterTargetLayersFromNumTargetLayersAndSlidingWindow) {
   EXPECT_EQ(dc->swa_layers, (std::vector<bool>{false, true, false}));
 }
 
+// The exact text of config.json errors (file and field named, the reason), pinned so that changes to
+// the field readers cannot alter what users see.
+TEST(Convert, ConfigErrorMessagesAreExact) {
+  TempDir tmp;
+  ConvertOptions o;
+  o.progress = false;
+  o.draft_format = DraftFormat::kFork;
+  int n = 0;
+  auto message = [&](const std::string& fixture, const std::function<void(nlohmann::json&)>& edit) {
+    const std::string dir = copy_fixture(fixture, tmp.path(), "case" + std::to_string(n++));
+    testing::edit_config(dir, edit);
+    auto r = convert_hf_to_gguf(dir, tmp / "out.gguf", o);
+    EXPECT_FALSE(r.is_ok());
+    EXPECT_FALSE(util::file_exists(tmp / "out.gguf"));
+    return r.is_ok() ? std::string() : r.status().message().substr(dir.size() + 1);  // drop "<dir>/"
+  };
+  const std::string t = "qwen35-dense-a", d = "dflash-b8-l3";  // 6 and 3 layers
+  EXPECT_EQ(message(t, [](nlohmann::json& j) { j["vocab_size"] = 0; }),
+            "config.json: field 'vocab_size' must be a positive size (is 0)");
+  EXPECT_EQ(message(t, [](nlohmann::json& j) { j["hidden_size"] = int64_t(1) << 32; }),
+            "config.json: field 'hidden_size' must be a positive size (is 4294967296)");
+  EXPECT_EQ(message(t, [](nlohmann::json& j) { j.erase("num_hidden_layers"); }),
+            "config.json: field 'num_hidden_layers' is missing");
+  EXPECT_EQ(message(t, [](nlohmann::json& j) { j["head_dim"] = -2; }),
+            "config.json: field 'head_dim' must be a positive size (is -2)");
+  EXPECT_EQ(message(t, [](nlohmann::json& j) { j["head_dim"] = "x"; }),
+            "config.json: field 'head_dim' must be an integer (is \"x\")");
+  EXPECT_EQ(message(t, [](nlohmann::json& j) { j.erase("rms_norm_eps"); }),
+            "config.json: field 'rms_norm_eps' is missing");
+  EXPECT_EQ(message(t, [](nlohmann::json& j) { j["rms_norm_eps"] = "small"; }),
+            "config.json: field 'rms_norm_eps' must be a number (is \"small\")");
+  EXPECT_EQ(message(t, [](nlohmann::json& j) { j["text_config"] = 5; }),
+            "config.json: field 'text_config' must be an object");
+  EXPECT_EQ(message(t, [](nlohmann::json& j) { j["text_config"] = {{"vocab_size", -1}}; }),
+            "config.json: field 'vocab_size' must be a positive size (is -1)");
+  EXPECT_EQ(message(t, [](nlohmann::json& j) { j["layer_types"] = {"full_attention"}; }),
+            "config.json: field 'layer_types' has 1 entries but num_hidden_layers is 6");
+  EXPECT_EQ(message(t, [](nlohmann::json& j) { j["layer_types"][2] = "sliding_attention"; }),
+            "config.json: field 'layer_types' entry 2 is 'sliding_attention' (linear_attention or full_attention)");
+  EXPECT_EQ(message(t, [](nlohmann::json& j) { j["layer_types"] = "full_attention"; }),
+            "config.json: field 'layer_types' must be a list of strings");
+  EXPECT_EQ(message(d, [](nlohmann::json& j) { j["intermediate_size"] = 0; }),
+            "config.json: field 'intermediate_size' must be a positive size (is 0)");
+  EXPECT_EQ(message(d, [](nlohmann::json& j) { j.erase("rms_norm_eps"); }),
+            "config.json: field 'rms_norm_eps' is missing");
+  EXPECT_EQ(message(d, [](nlohmann::json& j) { j["layer_types"] = {"full_attention", "full_attention"}; }),
+            "config.json: field 'layer_types' has 2 entries but num_hidden_layers is 3");
+  EXPECT_EQ(message(d, [](nlohmann::json& j) { j["layer_types"][1] = "linear_attention"; }),
+            "config.json: field 'layer_types' entry 1 is 'linear_attention' (full_attention or sliding_attention)");
+}
+
 TEST(Convert, ParseOptions) {
   EXPECT_EQ(parse_outtype("Q4_K_M").value(), OutType::kQ4_K_M);
   EXPECT_EQ(parse_outtype("bf16").value(), OutType::kBF16);
