@@ -207,17 +207,6 @@ Status check_rope_type(const HfConfig& rope) {
   return Status::ok();
 }
 
-Result<int64_t> positive(const HfConfig& c, const std::string& key) {
-  DFLASH_ASSIGN_OR_RETURN(int64_t v, c.integer(key));
-  if (v <= 0 || v > (int64_t(1) << 31)) return c.error(key, strfmt("must be a positive size (is %lld)", (long long)v));
-  return v;
-}
-
-Result<int64_t> positive_or(const HfConfig& c, const std::string& key, int64_t dflt) {
-  if (!c.has(key)) return dflt;
-  return positive(c, key);
-}
-
 // ---------------------------------------------------------------------------------------------
 // Qwen3.5 targets
 
@@ -235,41 +224,36 @@ struct Target {
 };
 
 Result<Target> parse_target(const HfConfig& top, bool moe, const ConvertOptions& o) {
-  // Multimodal checkpoints nest the text model's fields in text_config (the public converter
-  // flattens it the same way).
-  DFLASH_ASSIGN_OR_RETURN(HfConfig tc, top.object("text_config"));
-  const HfConfig c = top.merged_with(tc);
+  DFLASH_ASSIGN_OR_RETURN(const HfConfig c, top.text_fields());
   Target t;
   t.moe = moe;
-  DFLASH_ASSIGN_OR_RETURN(t.L, positive(c, "num_hidden_layers"));
-  DFLASH_ASSIGN_OR_RETURN(t.H, positive(c, "hidden_size"));
-  DFLASH_ASSIGN_OR_RETURN(t.V, positive(c, "vocab_size"));
-  DFLASH_ASSIGN_OR_RETURN(t.n_head, positive(c, "num_attention_heads"));
-  DFLASH_ASSIGN_OR_RETURN(t.n_kv, positive(c, "num_key_value_heads"));
-  DFLASH_ASSIGN_OR_RETURN(t.hd, positive_or(c, "head_dim", t.H / t.n_head));
-  DFLASH_ASSIGN_OR_RETURN(t.ctx, positive_or(c, "max_position_embeddings", 0));
+  DFLASH_ASSIGN_OR_RETURN(t.L, c.positive_size("num_hidden_layers"));
+  DFLASH_ASSIGN_OR_RETURN(t.H, c.positive_size("hidden_size"));
+  DFLASH_ASSIGN_OR_RETURN(t.V, c.positive_size("vocab_size"));
+  DFLASH_ASSIGN_OR_RETURN(t.n_head, c.positive_size("num_attention_heads"));
+  DFLASH_ASSIGN_OR_RETURN(t.n_kv, c.positive_size("num_key_value_heads"));
+  DFLASH_ASSIGN_OR_RETURN(t.hd, c.positive_size_or("head_dim", t.H / t.n_head));
+  DFLASH_ASSIGN_OR_RETURN(t.ctx, c.positive_size_or("max_position_embeddings", 0));
   if (moe) {
-    DFLASH_ASSIGN_OR_RETURN(t.E, positive(c, "num_experts"));
-    DFLASH_ASSIGN_OR_RETURN(t.E_used, positive(c, "num_experts_per_tok"));
-    DFLASH_ASSIGN_OR_RETURN(t.F_exp, positive(c, "moe_intermediate_size"));
-    DFLASH_ASSIGN_OR_RETURN(t.F_sh, positive_or(c, "shared_expert_intermediate_size", 0));
+    DFLASH_ASSIGN_OR_RETURN(t.E, c.positive_size("num_experts"));
+    DFLASH_ASSIGN_OR_RETURN(t.E_used, c.positive_size("num_experts_per_tok"));
+    DFLASH_ASSIGN_OR_RETURN(t.F_exp, c.positive_size("moe_intermediate_size"));
+    DFLASH_ASSIGN_OR_RETURN(t.F_sh, c.positive_size_or("shared_expert_intermediate_size", 0));
     if (t.E_used > t.E) return c.error("num_experts_per_tok", "exceeds num_experts");
     if (c.has("intermediate_size")) {
-      DFLASH_ASSIGN_OR_RETURN(t.n_ff, positive(c, "intermediate_size"));
+      DFLASH_ASSIGN_OR_RETURN(t.n_ff, c.positive_size("intermediate_size"));
     }
   } else {
-    DFLASH_ASSIGN_OR_RETURN(t.n_ff, positive(c, "intermediate_size"));
+    DFLASH_ASSIGN_OR_RETURN(t.n_ff, c.positive_size("intermediate_size"));
   }
-  DFLASH_ASSIGN_OR_RETURN(t.K, positive(c, "linear_conv_kernel_dim"));
-  DFLASH_ASSIGN_OR_RETURN(t.Hk, positive(c, "linear_num_key_heads"));
-  DFLASH_ASSIGN_OR_RETURN(t.Hv, positive(c, "linear_num_value_heads"));
-  DFLASH_ASSIGN_OR_RETURN(t.Dk, positive(c, "linear_key_head_dim"));
-  DFLASH_ASSIGN_OR_RETURN(t.Dv, positive(c, "linear_value_head_dim"));
+  DFLASH_ASSIGN_OR_RETURN(t.K, c.positive_size("linear_conv_kernel_dim"));
+  DFLASH_ASSIGN_OR_RETURN(t.Hk, c.positive_size("linear_num_key_heads"));
+  DFLASH_ASSIGN_OR_RETURN(t.Hv, c.positive_size("linear_num_value_heads"));
+  DFLASH_ASSIGN_OR_RETURN(t.Dk, c.positive_size("linear_key_head_dim"));
+  DFLASH_ASSIGN_OR_RETURN(t.Dv, c.positive_size("linear_value_head_dim"));
   if (t.Hv % t.Hk) return c.error("linear_num_value_heads", "must be a multiple of linear_num_key_heads");
   if (t.n_head % t.n_kv) return c.error("num_attention_heads", "must be a multiple of num_key_value_heads");
-  DFLASH_ASSIGN_OR_RETURN(std::optional<double> eps, c.opt_number("rms_norm_eps"));
-  if (!eps) return c.error("rms_norm_eps", "is missing");
-  t.eps = *eps;
+  DFLASH_ASSIGN_OR_RETURN(t.eps, c.number("rms_norm_eps"));
 
   DFLASH_ASSIGN_OR_RETURN(HfConfig rope, c.object("rope_parameters"));
   DFLASH_RETURN_IF_ERROR(check_rope_type(rope));
@@ -296,17 +280,11 @@ Result<Target> parse_target(const HfConfig& top, bool moe, const ConvertOptions&
   DFLASH_ASSIGN_OR_RETURN(std::optional<int64_t> fai, c.opt_integer("full_attention_interval"));
   if (fai && *fai <= 0) return c.error("full_attention_interval", "must be positive");
   const int64_t cfg_interval = fai ? *fai : 4;  // Qwen3.5's class default (qwen35.md §1.2)
-  DFLASH_ASSIGN_OR_RETURN(std::optional<std::vector<std::string>> lt, c.opt_string_array("layer_types"));
+  DFLASH_ASSIGN_OR_RETURN(std::optional<std::vector<std::string>> lt,
+                          c.opt_choice_list("layer_types", t.L, "num_hidden_layers", {"linear_attention", "full_attention"}));
   t.recurrent.assign(static_cast<size_t>(t.L), false);
   if (lt) {
-    if (static_cast<int64_t>(lt->size()) != t.L)
-      return c.error("layer_types", strfmt("has %zu entries but num_hidden_layers is %lld", lt->size(), (long long)t.L));
-    for (int64_t i = 0; i < t.L; ++i) {
-      const std::string& s = (*lt)[static_cast<size_t>(i)];
-      if (s != "linear_attention" && s != "full_attention")
-        return c.error("layer_types", "entry " + std::to_string(i) + " is '" + s + "' (linear_attention or full_attention)");
-      t.recurrent[static_cast<size_t>(i)] = s == "linear_attention";
-    }
+    for (int64_t i = 0; i < t.L; ++i) t.recurrent[static_cast<size_t>(i)] = (*lt)[static_cast<size_t>(i)] == "linear_attention";
   } else {
     for (int64_t i = 0; i < t.L; ++i) t.recurrent[static_cast<size_t>(i)] = (i + 1) % cfg_interval != 0;
   }
@@ -588,18 +566,16 @@ struct Drafter {
 
 Result<Drafter> parse_drafter(const HfConfig& c, const ConvertOptions& o) {
   Drafter d;
-  DFLASH_ASSIGN_OR_RETURN(d.L, positive(c, "num_hidden_layers"));
-  DFLASH_ASSIGN_OR_RETURN(d.H, positive(c, "hidden_size"));
-  DFLASH_ASSIGN_OR_RETURN(d.V, positive_or(c, "vocab_size", 0));
-  DFLASH_ASSIGN_OR_RETURN(d.n_ff, positive(c, "intermediate_size"));
-  DFLASH_ASSIGN_OR_RETURN(d.n_head, positive(c, "num_attention_heads"));
-  DFLASH_ASSIGN_OR_RETURN(d.n_kv, positive(c, "num_key_value_heads"));
-  DFLASH_ASSIGN_OR_RETURN(d.hd, positive_or(c, "head_dim", d.H / d.n_head));
-  DFLASH_ASSIGN_OR_RETURN(d.ctx, positive_or(c, "max_position_embeddings", 0));
+  DFLASH_ASSIGN_OR_RETURN(d.L, c.positive_size("num_hidden_layers"));
+  DFLASH_ASSIGN_OR_RETURN(d.H, c.positive_size("hidden_size"));
+  DFLASH_ASSIGN_OR_RETURN(d.V, c.positive_size_or("vocab_size", 0));
+  DFLASH_ASSIGN_OR_RETURN(d.n_ff, c.positive_size("intermediate_size"));
+  DFLASH_ASSIGN_OR_RETURN(d.n_head, c.positive_size("num_attention_heads"));
+  DFLASH_ASSIGN_OR_RETURN(d.n_kv, c.positive_size("num_key_value_heads"));
+  DFLASH_ASSIGN_OR_RETURN(d.hd, c.positive_size_or("head_dim", d.H / d.n_head));
+  DFLASH_ASSIGN_OR_RETURN(d.ctx, c.positive_size_or("max_position_embeddings", 0));
   if (d.n_head % d.n_kv) return c.error("num_attention_heads", "must be a multiple of num_key_value_heads");
-  DFLASH_ASSIGN_OR_RETURN(std::optional<double> eps, c.opt_number("rms_norm_eps"));
-  if (!eps) return c.error("rms_norm_eps", "is missing");
-  d.eps = *eps;
+  DFLASH_ASSIGN_OR_RETURN(d.eps, c.number("rms_norm_eps"));
   DFLASH_ASSIGN_OR_RETURN(HfConfig rope, c.object("rope_parameters"));
   DFLASH_RETURN_IF_ERROR(check_rope_type(rope));
   DFLASH_ASSIGN_OR_RETURN(d.theta, rope_theta(c, rope, o));
@@ -645,17 +621,11 @@ Result<Drafter> parse_drafter(const HfConfig& c, const ConvertOptions& o) {
     if (id < 0 || id > 4096) return c.error("target_layer_ids", strfmt("has an invalid layer id %lld", (long long)id));
   d.target_layer_ids = *ids;
 
-  DFLASH_ASSIGN_OR_RETURN(std::optional<std::vector<std::string>> lt, c.opt_string_array("layer_types"));
+  DFLASH_ASSIGN_OR_RETURN(std::optional<std::vector<std::string>> lt,
+                          c.opt_choice_list("layer_types", d.L, "num_hidden_layers", {"full_attention", "sliding_attention"}));
   d.swa.assign(static_cast<size_t>(d.L), false);
   if (lt) {
-    if (static_cast<int64_t>(lt->size()) != d.L)
-      return c.error("layer_types", strfmt("has %zu entries but num_hidden_layers is %lld", lt->size(), (long long)d.L));
-    for (int64_t i = 0; i < d.L; ++i) {
-      const std::string& s = (*lt)[static_cast<size_t>(i)];
-      if (s != "full_attention" && s != "sliding_attention")
-        return c.error("layer_types", "entry " + std::to_string(i) + " is '" + s + "' (full_attention or sliding_attention)");
-      d.swa[static_cast<size_t>(i)] = s == "sliding_attention";
-    }
+    for (int64_t i = 0; i < d.L; ++i) d.swa[static_cast<size_t>(i)] = (*lt)[static_cast<size_t>(i)] == "sliding_attention";
   }
   if (std::find(d.swa.begin(), d.swa.end(), true) != d.swa.end()) {
     DFLASH_ASSIGN_OR_RETURN(std::optional<int64_t> sw, c.opt_integer("sliding_window"));
@@ -1003,8 +973,8 @@ Result<ConvertReport> convert_hf_to_gguf(const std::string& hf_dir, const std::s
     if (nv <= 0) {  // drafter config without vocab_size: the tokenizer source's model decides
       auto tcfg = HfConfig::load((fs::path(tok_dir) / "config.json").string());
       if (tcfg.is_ok()) {
-        auto merged = tcfg->object("text_config");
-        HfConfig c = merged.is_ok() ? tcfg->merged_with(*merged) : *tcfg;
+        auto merged = tcfg->text_fields();
+        HfConfig c = merged.is_ok() ? *merged : *tcfg;
         auto v = c.opt_integer("vocab_size");
         if (v.is_ok() && *v) nv = **v;
       }

@@ -1,5 +1,6 @@
 #include "convert/hf_config.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "util/mmap_file.h"
@@ -108,6 +109,39 @@ Result<std::optional<std::vector<std::string>>> HfConfig::opt_string_array(const
     out.push_back(e.get<std::string>());
   }
   return std::optional<std::vector<std::string>>(std::move(out));
+}
+
+Result<int64_t> HfConfig::positive_size(const std::string& key) const {
+  DFLASH_ASSIGN_OR_RETURN(int64_t v, integer(key));
+  if (v <= 0 || v > (int64_t(1) << 31)) return error(key, util::strfmt("must be a positive size (is %lld)", (long long)v));
+  return v;
+}
+
+Result<int64_t> HfConfig::positive_size_or(const std::string& key, int64_t dflt) const {
+  if (!has(key)) return dflt;
+  return positive_size(key);
+}
+
+Result<std::optional<std::vector<std::string>>> HfConfig::opt_choice_list(const std::string& key, int64_t n_layers,
+                                                                         const std::string& n_layers_key,
+                                                                         const std::vector<std::string>& choices) const {
+  DFLASH_ASSIGN_OR_RETURN(std::optional<std::vector<std::string>> v, opt_string_array(key));
+  if (!v) return v;
+  if (static_cast<int64_t>(v->size()) != n_layers)
+    return error(key, util::strfmt("has %zu entries but %s is %lld", v->size(), n_layers_key.c_str(), (long long)n_layers));
+  std::string allowed;
+  for (const std::string& c : choices) allowed += (allowed.empty() ? "" : " or ") + c;
+  for (size_t i = 0; i < v->size(); ++i) {
+    const std::string& s = (*v)[i];
+    if (std::find(choices.begin(), choices.end(), s) == choices.end())
+      return error(key, "entry " + std::to_string(i) + " is '" + s + "' (" + allowed + ")");
+  }
+  return v;
+}
+
+Result<HfConfig> HfConfig::text_fields() const {
+  DFLASH_ASSIGN_OR_RETURN(HfConfig tc, object("text_config"));
+  return merged_with(tc);
 }
 
 }  // namespace dflash::convert

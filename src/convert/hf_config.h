@@ -34,6 +34,18 @@ class HfConfig {
   util::Result<std::optional<std::vector<int64_t>>> opt_int_array(const std::string& key) const;
   util::Result<std::optional<std::vector<std::string>>> opt_string_array(const std::string& key) const;
 
+  // A size (1 .. 2^31): required, or `dflt` when absent.
+  util::Result<int64_t> positive_size(const std::string& key) const;
+  util::Result<int64_t> positive_size_or(const std::string& key, int64_t dflt) const;
+  // A per-layer list of names: exactly `n_layers` entries (`n_layers_key` names where that count came
+  // from), each one of `choices`; nullopt when absent.
+  util::Result<std::optional<std::vector<std::string>>> opt_choice_list(const std::string& key, int64_t n_layers,
+                                                                       const std::string& n_layers_key,
+                                                                       const std::vector<std::string>& choices) const;
+  // Multimodal checkpoints nest the text model's fields in text_config; this is them merged over the
+  // top level (as the public converter flattens it).
+  util::Result<HfConfig> text_fields() const;
+
   // "<file>: field 'key' <what>"
   util::Status error(const std::string& key, const std::string& what) const;
 
