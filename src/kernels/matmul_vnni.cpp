@@ -242,12 +242,80 @@ void relayout_q8_0(uint8_t* act, int64_t n_blocks) {
   }
 }
 
+// ---------------- K-quants × Q8_K: the block loop ----------------
+// Shared by every K-quant kernel; the block decoder D supplies the per-type part. Per weight block:
+// D's integer sums (already weighted by the sub-block scales) for every token of the tile, scaled by
+// d·dx into the float accumulators; for types with mins, the min term dmin·m_j·(dx·Σx_j) too (the
+// activations carry dx·Σx_j per sub-block, act_prep_k_sums): one FMA per token.
+// D provides: V (width policy), Block, kMins; Consts (per row: masks; its constructors are
+// written out because implicit ones would not get this file's target options); Scales (per block, built
+// from it; wmin when kMins); start(scales, activation block): isum's first value (an offset term or
+// zero); sums<NT, kAcc>(consts, block, scales, x, b, isum).
+template <class D>
+struct KQuantDot {
+  using V = typename D::V;
+  using Block = typename D::Block;
+  template <int NT>
+  static void dot(const uint8_t* wrow, const uint8_t* const* acts, int64_t in, float* out) {
+    const Block* w = reinterpret_cast<const Block*>(wrow);
+    const BlockQ8_K* x[NT];
+    for (int t = 0; t < NT; ++t) x[t] = reinterpret_cast<const BlockQ8_K*>(acts[t]);
+    const int64_t nb = in / kQK_K;
+    typename V::F acc[NT];
+    [[maybe_unused]] __m256 accm[NT];
+    for (int t = 0; t < NT; ++t) acc[t] = V::fzero(), accm[t] = _mm256_setzero_ps();
+    const typename D::Consts c;
+    // One token alone: two integer accumulators break the vpdpwssd dependency chain (exact, so
+    // the grouping may differ from larger tiles).
+    constexpr int kAcc = NT == 1 ? 2 : 1;
+    for (int64_t b = 0; b < nb; ++b) {
+      prefetch_block<sizeof(Block)>(w + b);
+      const typename D::Scales s(w[b]);
+      typename V::I isum[kAcc][NT];
+      for (int t = 0; t < NT; ++t) {
+        isum[0][t] = D::start(s, x[t][b]);
+        if constexpr (kAcc == 2) isum[1][t] = V::zero();
+      }
+      D::template sums<NT, kAcc>(c, w[b], s, x, b, isum);
+      const float d = h2f(w[b].d);
+      for (int t = 0; t < NT; ++t) {
+        typename V::I is = isum[0][t];
+        if constexpr (kAcc == 2) is = V::add32(is, isum[1][t]);
+        acc[t] = V::fmadd(V::set1(x[t][b].d * d), V::cvt(is), acc[t]);
+        if constexpr (D::kMins)
+          accm[t] = _mm256_fmadd_ps(
+              s.wmin, _mm256_loadu_ps(reinterpret_cast<const float*>(x[t][b].bsums)), accm[t]);
+      }
+    }
+    for (int t = 0; t < NT; ++t) {
+      if constexpr (D::kMins)
+        out[t] = V::hsum(acc[t]) - hsum256(accm[t]);
+      else
+        out[t] = V::hsum(acc[t]);
+    }
+  }
+};
+
+// Q4_K/Q5_K block scales: the eight 6-bit scales as bytes, and dmin·m_j per sub-block.
+[[gnu::always_inline]] inline void k_block_scales(const uint8_t* scales, uint16_t dmin, uint64_t* sc64,
+                                                  __m256* wmin) {
+  alignas(16) uint8_t sc[8], mn[8];
+  unpack_k_scales(scales, sc, mn);
+  uint64_t mn64;
+  std::memcpy(sc64, sc, 8);
+  std::memcpy(&mn64, mn, 8);
+  *wmin = _mm256_mul_ps(_mm256_set1_ps(h2f(dmin)),
+                        _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_cvtsi64_si128(int64_t(mn64)))));
+}
+
 // ---------------- Q4_K / Q5_K × Q8_K ----------------
 // Per vector of kBytes weights (natural order; sub-blocks of 32): vpdpbusd with the activations,
 // vpdpwssd with the 6-bit scales; the min term uses the activation's 16-element sums (bsums).
-template <class V, bool kQ5>
-struct KQ45_K {
+template <class V_, bool kQ5>
+struct DecQ45_K {
+  using V = V_;
   using Block = std::conditional_t<kQ5, BlockQ5_K, BlockQ4_K>;
+  static constexpr bool kMins = true;
   static constexpr int kVecs = kQK_K / V::kBytes;
   static constexpr auto kScaleIdx = group_idx32<V, kVecs, 32>();
   // Q5_K: byte k of vector v takes its fifth bit from bit (sub-block) of qh[k mod 32].
@@ -282,120 +350,92 @@ struct KQ45_K {
     q[1] = hi;
   }
 
-  template <int NT>
-  static void dot(const uint8_t* wrow, const uint8_t* const* acts, int64_t in, float* out) {
-    const Block* w = reinterpret_cast<const Block*>(wrow);
-    const BlockQ8_K* x[NT];
-    for (int t = 0; t < NT; ++t) x[t] = reinterpret_cast<const BlockQ8_K*>(acts[t]);
-    const int64_t nb = in / kQK_K;
-    typename V::F acc[NT];
-    __m256 accm[NT];
-    for (int t = 0; t < NT; ++t) acc[t] = V::fzero(), accm[t] = _mm256_setzero_ps();
-    const typename V::I m4 = V::set8(0x0F);
-    // One token alone: two integer accumulators break the vpdpwssd dependency chain (exact, so
-    // the grouping may differ from larger tiles).
-    constexpr int kAcc = NT == 1 ? 2 : 1;
-    for (int64_t b = 0; b < nb; ++b) {
-      prefetch_block<sizeof(Block)>(w + b);
-      alignas(16) uint8_t sc[8], mn[8];
-      unpack_k_scales(w[b].scales, sc, mn);
-      uint64_t sc64, mn64;
-      std::memcpy(&sc64, sc, 8);
-      std::memcpy(&mn64, mn, 8);
-      const __m256i sc32 = _mm256_cvtepu8_epi32(_mm_cvtsi64_si128(int64_t(sc64)));
-      // dmin·m_j per sub-block; the activations carry dx·Σx_j (act_prep_k_sums): one FMA per token.
-      const __m256 wmin =
-          _mm256_mul_ps(_mm256_set1_ps(h2f(w[b].dmin)),
-                        _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_cvtsi64_si128(int64_t(mn64)))));
-      typename V::I qh{};
-      if constexpr (kQ5) qh = V::bcast256(w[b].qh);
-      typename V::I isum[kAcc][NT];
-      for (int k = 0; k < kAcc; ++k)
-        for (int t = 0; t < NT; ++t) isum[k][t] = V::zero();
+  struct Consts {
+    typename V::I m4;
+    Consts() : m4(V::set8(0x0F)) {}
+  };
+  struct Scales {
+    __m256i sc32;
+    __m256 wmin;
+    typename V::I qh;
+    [[gnu::always_inline]] explicit Scales(const Block& blk) : qh(V::zero()) {
+      uint64_t sc64;
+      k_block_scales(blk.scales, blk.dmin, &sc64, &wmin);
+      sc32 = _mm256_cvtepu8_epi32(_mm_cvtsi64_si128(int64_t(sc64)));
+      if constexpr (kQ5) qh = V::bcast256(blk.qh);
+    }
+  };
+  [[gnu::always_inline]] static typename V::I start(const Scales&, const BlockQ8_K&) { return V::zero(); }
+
+  template <int NT, int kAcc>
+  [[gnu::always_inline]] static void sums(const Consts& c, const Block& blk, const Scales& sc,
+                                          const BlockQ8_K* const* x, int64_t b,
+                                          typename V::I (&isum)[kAcc][NT]) {
 #pragma GCC unroll 4
-      for (int s = 0; s < kVecs / 2; ++s) {
-        typename V::I q[2];
-        decode(w[b], s, m4, qh, q);
-        for (int h = 0; h < 2; ++h) {
-          const int iv = 2 * s + h;
-          const typename V::I scv = V::perm32(V::load(kScaleIdx.at(iv)), sc32);
-          for (int t = 0; t < NT; ++t) {
-            const typename V::I p =
-                V::dpbusd(V::zero(), q[h], V::load(x[t][b].qs + iv * V::kBytes));
-            isum[iv % kAcc][t] = V::dpwssd(isum[iv % kAcc][t], p, scv);
-          }
+    for (int s = 0; s < kVecs / 2; ++s) {
+      typename V::I q[2];
+      decode(blk, s, c.m4, sc.qh, q);
+      for (int h = 0; h < 2; ++h) {
+        const int iv = 2 * s + h;
+        const typename V::I scv = V::perm32(V::load(kScaleIdx.at(iv)), sc.sc32);
+        for (int t = 0; t < NT; ++t) {
+          const typename V::I p = V::dpbusd(V::zero(), q[h], V::load(x[t][b].qs + iv * V::kBytes));
+          isum[iv % kAcc][t] = V::dpwssd(isum[iv % kAcc][t], p, scv);
         }
       }
-      const float d = h2f(w[b].d);
-      for (int t = 0; t < NT; ++t) {
-        typename V::I is = isum[0][t];
-        if constexpr (kAcc == 2) is = V::add32(is, isum[1][t]);
-        acc[t] = V::fmadd(V::set1(x[t][b].d * d), V::cvt(is), acc[t]);
-        accm[t] = _mm256_fmadd_ps(
-            wmin, _mm256_loadu_ps(reinterpret_cast<const float*>(x[t][b].bsums)), accm[t]);
-      }
     }
-    for (int t = 0; t < NT; ++t) out[t] = V::hsum(acc[t]) - hsum256(accm[t]);
   }
 };
+template <class V, bool kQ5>
+using KQ45_K = KQuantDot<DecQ45_K<V, kQ5>>;
 
 // 256-bit form on the AVX2 kernel's interleaved pair layout (decode_q45_pair, activations
 // interleaved too): vpdpbusd twice into one int32 sum per lane (8 products of one sub-block,
 // ≤ 8·31·127 < 2^15), then one vpdpwssd with the lane's scale: 3 multiply ops per 64 MACs where
 // the natural layout needs 4.
 template <bool kQ5>
-struct KQ45_KPair {
+struct DecQ45_KPair {
+  using V = V256;
   using Block = std::conditional_t<kQ5, BlockQ5_K, BlockQ4_K>;
-  template <int NT>
-  static void dot(const uint8_t* wrow, const uint8_t* const* acts, int64_t in, float* out) {
-    const Block* w = reinterpret_cast<const Block*>(wrow);
-    const BlockQ8_K* x[NT];
-    for (int t = 0; t < NT; ++t) x[t] = reinterpret_cast<const BlockQ8_K*>(acts[t]);
-    const int64_t nb = in / kQK_K;
-    __m256 acc[NT], accm[NT];
-    for (int t = 0; t < NT; ++t) acc[t] = accm[t] = _mm256_setzero_ps();
-    const __m256i m4 = _mm256_set1_epi8(0x0F);
-    constexpr int kAcc = NT == 1 ? 2 : 1;  // see KQ45_K
-    for (int64_t b = 0; b < nb; ++b) {
-      prefetch_block<sizeof(Block)>(w + b);
-      alignas(16) uint8_t sc[8], mn[8];
-      unpack_k_scales(w[b].scales, sc, mn);
-      uint64_t sc64, mn64;
-      std::memcpy(&sc64, sc, 8);
-      std::memcpy(&mn64, mn, 8);
-      const __m256i scb = _mm256_broadcastsi128_si256(_mm_cvtsi64_si128(int64_t(sc64)));
-      const __m256 wmin =
-          _mm256_mul_ps(_mm256_set1_ps(h2f(w[b].dmin)),
-                        _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_cvtsi64_si128(int64_t(mn64)))));
-      __m256i qh = _mm256_setzero_si256();
-      if constexpr (kQ5) qh = load256(w[b].qh);
-      __m256i isum[kAcc][NT];
-      for (int k = 0; k < kAcc; ++k)
-        for (int t = 0; t < NT; ++t) isum[k][t] = _mm256_setzero_si256();
+  static constexpr bool kMins = true;
+  struct Consts {
+    __m256i m4;
+    Consts() : m4(_mm256_set1_epi8(0x0F)) {}
+  };
+  struct Scales {
+    __m256i scb;
+    __m256 wmin;
+    __m256i qh;
+    [[gnu::always_inline]] explicit Scales(const Block& blk) : qh(_mm256_setzero_si256()) {
+      uint64_t sc64;
+      k_block_scales(blk.scales, blk.dmin, &sc64, &wmin);
+      scb = _mm256_broadcastsi128_si256(_mm_cvtsi64_si128(int64_t(sc64)));
+      if constexpr (kQ5) qh = load256(blk.qh);
+    }
+  };
+  [[gnu::always_inline]] static __m256i start(const Scales&, const BlockQ8_K&) {
+    return _mm256_setzero_si256();
+  }
+
+  template <int NT, int kAcc>
+  [[gnu::always_inline]] static void sums(const Consts& c, const Block& blk, const Scales& sc,
+                                          const BlockQ8_K* const* x, int64_t b, __m256i (&isum)[kAcc][NT]) {
 #pragma GCC unroll 4
-      for (int j2 = 0; j2 < 4; ++j2) {
-        __m256i w0, w1;
-        decode_q45_pair<kQ5>(w[b], j2, m4, qh, &w0, &w1);
-        const __m256i s_ab = pair_scales<4>(scb, j2);
-        for (int t = 0; t < NT; ++t) {
-          const int8_t* xq = x[t][b].qs + 64 * j2;
-          const __m256i p = _mm256_dpbusd_epi32(
-              _mm256_dpbusd_epi32(_mm256_setzero_si256(), w0, load256(xq)), w1, load256(xq + 32));
-          isum[j2 % kAcc][t] = _mm256_dpwssd_epi32(isum[j2 % kAcc][t], p, s_ab);
-        }
-      }
-      const float d = h2f(w[b].d);
+    for (int j2 = 0; j2 < 4; ++j2) {
+      __m256i w0, w1;
+      decode_q45_pair<kQ5>(blk, j2, c.m4, sc.qh, &w0, &w1);
+      const __m256i s_ab = pair_scales<4>(sc.scb, j2);
       for (int t = 0; t < NT; ++t) {
-        __m256i is = isum[0][t];
-        if constexpr (kAcc == 2) is = _mm256_add_epi32(is, isum[1][t]);
-        acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(x[t][b].d * d), _mm256_cvtepi32_ps(is), acc[t]);
-        accm[t] = _mm256_fmadd_ps(
-            wmin, _mm256_loadu_ps(reinterpret_cast<const float*>(x[t][b].bsums)), accm[t]);
+        const int8_t* xq = x[t][b].qs + 64 * j2;
+        const __m256i p = _mm256_dpbusd_epi32(
+            _mm256_dpbusd_epi32(_mm256_setzero_si256(), w0, load256(xq)), w1, load256(xq + 32));
+        isum[j2 % kAcc][t] = _mm256_dpwssd_epi32(isum[j2 % kAcc][t], p, s_ab);
       }
     }
-    for (int t = 0; t < NT; ++t) out[t] = hsum256(acc[t]) - hsum256(accm[t]);
   }
 };
+template <bool kQ5>
+using KQ45_KPair = KQuantDot<DecQ45_KPair<kQ5>>;
 
 // Q4_K/Q5_K activations: each block's 16 int16 bsums become 8 floats dx·(sum of sub-block j), in
 // place (same 32 bytes), so the kernel's min term is one FMA per block.
@@ -412,8 +452,11 @@ void act_prep_k_sums(uint8_t* act, int64_t n_blocks) {
 
 // ---------------- Q6_K × Q8_K ----------------
 // Unsigned 6-bit q (0..63): Σ sc·(q·x) − 32·Σ sc·bsum, the offset term starting the accumulator.
-template <class V>
-struct KQ6_K {
+template <class V_>
+struct DecQ6_K {
+  using V = V_;
+  using Block = BlockQ6_K;
+  static constexpr bool kMins = false;
   static constexpr int kSteps = 64 / V::kBytes;  // vectors per 64 bytes of ql (per half block)
   // Per half block h: vector "lo" (step c) covers elements 128h + c·kBytes, "hi" 128h + 64 +
   // c·kBytes; scale groups of 16 within the half.
@@ -434,64 +477,56 @@ struct KQ6_K {
   static constexpr auto kShl = shifts(true);
   static constexpr auto kShr = shifts(false);
 
-  template <int NT>
-  static void dot(const uint8_t* wrow, const uint8_t* const* acts, int64_t in, float* out) {
-    const BlockQ6_K* w = reinterpret_cast<const BlockQ6_K*>(wrow);
-    const BlockQ8_K* x[NT];
-    for (int t = 0; t < NT; ++t) x[t] = reinterpret_cast<const BlockQ8_K*>(acts[t]);
-    const int64_t nb = in / kQK_K;
-    typename V::F acc[NT];
-    for (int t = 0; t < NT; ++t) acc[t] = V::fzero();
-    const typename V::I m4 = V::set8(0x0F), m30 = V::set8(0x30);
-    constexpr int kAcc = NT == 1 ? 2 : 1;
-    for (int64_t b = 0; b < nb; ++b) {
-      prefetch_block<sizeof(BlockQ6_K)>(w + b);
+  struct Consts {
+    typename V::I m4, m30;
+    Consts() : m4(V::set8(0x0F)), m30(V::set8(0x30)) {}
+  };
+  struct Scales {
+    __m256i off16;  // −32·sc per scale group, as int16
+    [[gnu::always_inline]] explicit Scales(const Block& blk) {
       const __m256i sc16 =
-          _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w[b].scales)));
-      const __m256i off16 = _mm256_sub_epi16(_mm256_setzero_si256(), _mm256_slli_epi16(sc16, 5));
-      typename V::I isum[kAcc][NT];
-      for (int t = 0; t < NT; ++t) {
-        isum[0][t] = V::widen(_mm256_madd_epi16(load256(x[t][b].bsums), off16));
-        if constexpr (kAcc == 2) isum[1][t] = V::zero();
-      }
-      int iv = 0;  // vector counter for the accumulator choice
+          _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(blk.scales)));
+      off16 = _mm256_sub_epi16(_mm256_setzero_si256(), _mm256_slli_epi16(sc16, 5));
+    }
+  };
+  [[gnu::always_inline]] static typename V::I start(const Scales& s, const BlockQ8_K& xb) {
+    return V::widen(_mm256_madd_epi16(load256(xb.bsums), s.off16));
+  }
+
+  template <int NT, int kAcc>
+  [[gnu::always_inline]] static void sums(const Consts& cs, const Block& blk, const Scales&,
+                                          const BlockQ8_K* const* x, int64_t b,
+                                          typename V::I (&isum)[kAcc][NT]) {
+    int iv = 0;  // vector counter for the accumulator choice
 #pragma GCC unroll 2
-      for (int h = 0; h < 2; ++h) {
-        // Signed scales as int16 pairs [sc, 0]: the zero keeps the sum's sign half out.
-        const __m256i sc32 = _mm256_and_si256(
-            _mm256_cvtepi8_epi32(
-                _mm_loadl_epi64(reinterpret_cast<const __m128i*>(w[b].scales + 8 * h))),
-            _mm256_set1_epi32(0xFFFF));
-        const typename V::I qh = V::bcast256(w[b].qh + 32 * h);
+    for (int h = 0; h < 2; ++h) {
+      // Signed scales as int16 pairs [sc, 0]: the zero keeps the sum's sign half out.
+      const __m256i sc32 = _mm256_and_si256(
+          _mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(blk.scales + 8 * h))),
+          _mm256_set1_epi32(0xFFFF));
+      const typename V::I qh = V::bcast256(blk.qh + 32 * h);
 #pragma GCC unroll 2
-        for (int c = 0; c < kSteps; ++c) {
-          const typename V::I raw = V::load(w[b].ql + 64 * h + c * V::kBytes);
-          const typename V::I q[2] = {
-              V::or_(V::and_(raw, m4), V::and_(V::sllv16(qh, V::load(kShl.at(c))), m30)),
-              V::or_(V::and_(V::srli16(raw, 4), m4),
-                     V::and_(V::srlv16(qh, V::load(kShr.at(c))), m30))};
-          for (int k = 0; k < 2; ++k, ++iv) {
-            // Vector index within the half: lo vectors first (elements < 64), then hi.
-            const int hv = k * kSteps + c;
-            const typename V::I scv = V::perm32(V::load(kScaleIdx.at(hv)), sc32);
-            for (int t = 0; t < NT; ++t) {
-              const typename V::I p =
-                  V::dpbusd(V::zero(), q[k], V::load(x[t][b].qs + 128 * h + hv * V::kBytes));
-              isum[iv % kAcc][t] = V::dpwssd(isum[iv % kAcc][t], p, scv);
-            }
+      for (int c = 0; c < kSteps; ++c) {
+        const typename V::I raw = V::load(blk.ql + 64 * h + c * V::kBytes);
+        const typename V::I q[2] = {
+            V::or_(V::and_(raw, cs.m4), V::and_(V::sllv16(qh, V::load(kShl.at(c))), cs.m30)),
+            V::or_(V::and_(V::srli16(raw, 4), cs.m4), V::and_(V::srlv16(qh, V::load(kShr.at(c))), cs.m30))};
+        for (int k = 0; k < 2; ++k, ++iv) {
+          // Vector index within the half: lo vectors first (elements < 64), then hi.
+          const int hv = k * kSteps + c;
+          const typename V::I scv = V::perm32(V::load(kScaleIdx.at(hv)), sc32);
+          for (int t = 0; t < NT; ++t) {
+            const typename V::I p =
+                V::dpbusd(V::zero(), q[k], V::load(x[t][b].qs + 128 * h + hv * V::kBytes));
+            isum[iv % kAcc][t] = V::dpwssd(isum[iv % kAcc][t], p, scv);
           }
         }
       }
-      const float d = h2f(w[b].d);
-      for (int t = 0; t < NT; ++t) {
-        typename V::I is = isum[0][t];
-        if constexpr (kAcc == 2) is = V::add32(is, isum[1][t]);
-        acc[t] = V::fmadd(V::set1(x[t][b].d * d), V::cvt(is), acc[t]);
-      }
     }
-    for (int t = 0; t < NT; ++t) out[t] = V::hsum(acc[t]);
   }
 };
+template <class V>
+using KQ6_K = KQuantDot<DecQ6_K<V>>;
 
 // Tokens per register tile: 32 vector registers hold 8 tokens' accumulators next to the
 // decoded weights and scales.
