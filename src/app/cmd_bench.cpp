@@ -84,6 +84,8 @@ int run_pair_bench(const BenchArgs& a) {
   double ar_time = 0, df_time = 0;
   int64_t ar_tokens = 0, df_tokens = 0, drafted = 0, accepted = 0, rounds = 0, committed = 0;
   bool identical = true;
+  double t_draft = 0, t_verify = 0, t_rollback = 0;
+  std::vector<std::vector<int32_t>> ar_outputs;  // reused by the other configurations below
   nlohmann::json per_prompt = nlohmann::json::array();
   for (size_t i = 0; i < prompts.size(); ++i) {
     auto ids = encode_text(prompts[i], a.chat, a.system, a.no_think, e);
@@ -110,6 +112,10 @@ int run_pair_bench(const BenchArgs& a) {
     accepted += df->stats.n_accepted;
     rounds += df->stats.n_rounds;
     for (int x : df->stats.accept_lengths) committed += x;
+    t_draft += df->stats.t_draft_s;
+    t_verify += df->stats.t_verify_s;
+    t_rollback += df->stats.t_rollback_s;
+    ar_outputs.push_back(ar->tokens);
     per_prompt.push_back({{"ar_tok_s", ar->stats.decode_tok_s()}, {"dflash_tok_s", df->stats.decode_tok_s()},
                           {"tau", df->stats.tau()}, {"identical", same}});
     if (!a.json)
@@ -117,44 +123,58 @@ int run_pair_bench(const BenchArgs& a) {
                    ar->stats.decode_tok_s(), df->stats.decode_tok_s(), df->stats.tau(), same ? "" : "  OUTPUT DIFFERS");
   }
   nlohmann::json out;
-  // Other fixed block sizes and the adaptive policy, on the same prompts (decode tok/s).
-  auto run_config = [&](int block, spec::BlockPolicy* pol, bool* same_all) -> util::Result<double> {
+  // Other fixed block sizes and the adaptive policy, on the same prompts: decode tok/s and τ, each
+  // output checked against the AR output of the first pass.
+  struct ConfigResult {
+    double tok_s = 0, tau = 0;
+  };
+  auto run_config = [&](int block, spec::BlockPolicy* pol, bool* same_all) -> util::Result<ConfigResult> {
     double t = 0;
-    int64_t n = 0;
-    for (const std::string& pr : prompts) {
-      DFLASH_ASSIGN_OR_RETURN(std::vector<int32_t> ids, encode_text(pr, a.chat, a.system, a.no_think, e));
+    int64_t n = 0, n_rounds = 0, n_committed = 0;
+    for (size_t i = 0; i < prompts.size(); ++i) {
+      DFLASH_ASSIGN_OR_RETURN(std::vector<int32_t> ids, encode_text(prompts[i], a.chat, a.system, a.no_think, e));
       engine::GenerateRequest req;
       req.prompt = ids;
       req.decode.max_new_tokens = a.n_gen;
       req.decode.block_size = block;
       req.decode.policy = pol;
-      req.speculative = false;
-      DFLASH_ASSIGN_OR_RETURN(engine::GenerateResult ar, e.generate(req));
       req.speculative = true;
       DFLASH_ASSIGN_OR_RETURN(engine::GenerateResult r, e.generate(req));
-      *same_all = *same_all && r.tokens == ar.tokens;
+      *same_all = *same_all && r.tokens == ar_outputs[i];
       t += r.stats.t_decode_s;
       n += r.stats.n_generated - 1;
+      n_rounds += r.stats.n_rounds;
+      for (int x : r.stats.accept_lengths) n_committed += x;
     }
-    return t > 0 ? n / t : 0.0;
+    ConfigResult c;
+    c.tok_s = t > 0 ? n / t : 0.0;
+    c.tau = n_rounds ? double(n_committed) / double(n_rounds) : 0.0;
+    return c;
   };
   if (!a.pair_blocks.empty()) {
-    nlohmann::json fixed = nlohmann::json::object();
+    nlohmann::json fixed = nlohmann::json::object(), fixed_tau = nlohmann::json::object();
     for (int b : parse_list(a.pair_blocks)) {
       auto r = run_config(b, nullptr, &identical);
       if (!r.is_ok()) return fail(r.status());
-      fixed[std::to_string(b)] = *r;
-      if (!a.json) std::fprintf(stderr, "fixed block %d: %.2f tok/s\n", b, *r);
+      fixed[std::to_string(b)] = r->tok_s;
+      fixed_tau[std::to_string(b)] = r->tau;
+      if (!a.json) std::fprintf(stderr, "fixed block %d: %.2f tok/s, tau %.2f\n", b, r->tok_s, r->tau);
     }
     out["fixed_block_tok_s"] = fixed;
+    out["fixed_block_tau"] = fixed_tau;
   }
   if (a.adaptive) {
     spec::AdaptiveBlockPolicy pol(a.block_size > 0 ? a.block_size : e.drafter()->block_size());
     auto r = run_config(a.block_size, &pol, &identical);
     if (!r.is_ok()) return fail(r.status());
-    out["adaptive_tok_s"] = *r;
-    if (!a.json) std::fprintf(stderr, "adaptive: %.2f tok/s\n", *r);
+    out["adaptive_tok_s"] = r->tok_s;
+    out["adaptive_tau"] = r->tau;
+    if (!a.json) std::fprintf(stderr, "adaptive: %.2f tok/s, tau %.2f\n", r->tok_s, r->tau);
   }
+  // Where the DFlash decode time of the main configuration went.
+  if (df_time > 0)
+    out["dflash_time_share"] = {{"draft", t_draft / df_time}, {"verify", t_verify / df_time},
+                                {"rollback", t_rollback / df_time}};
   out["model"] = a.model;
   out["no_mmap"] = a.no_mmap;
   out["draft"] = a.draft;

@@ -62,6 +62,35 @@ TEST(BenchCommand, PairJsonHasTheDocumentedKeys) {
   EXPECT_FALSE(j["chat"].get<bool>());
 }
 
+TEST(BenchCommand, PairBlocksAndAdaptiveReportSpeedAndTauPerConfiguration) {
+  const std::string prompts = (std::filesystem::temp_directory_path() /
+                               ("dflash-blocks-prompts-" + std::to_string(getpid()) + ".txt")).string();
+  {
+    std::ofstream f(prompts);
+    f << "def add(a, b):\\n    return a + b\n";
+  }
+  CmdResult r = sh("bench " + kPair + " --prompts " + prompts + " -n 16 --pair-blocks 2,4 --adaptive --json");
+  std::filesystem::remove(prompts);
+  ASSERT_EQ(r.code, 0) << r.out;
+  auto j = nlohmann::json::parse(r.out.substr(r.out.find("{\"")), nullptr, false);
+  ASSERT_FALSE(j.is_discarded()) << r.out;
+  for (const char* b : {"2", "4"}) {
+    ASSERT_TRUE(j["fixed_block_tok_s"].contains(b)) << r.out;
+    EXPECT_GT(j["fixed_block_tok_s"][b].get<double>(), 0.0);
+    // Every round commits at least one token and at most a block.
+    const double tau = j["fixed_block_tau"][b].get<double>();
+    EXPECT_GE(tau, 1.0);
+    EXPECT_LE(tau, std::stod(b));
+  }
+  EXPECT_GT(j["adaptive_tok_s"].get<double>(), 0.0);
+  EXPECT_GE(j["adaptive_tau"].get<double>(), 1.0);
+  const auto& share = j["dflash_time_share"];
+  const double sum = share["draft"].get<double>() + share["verify"].get<double>() + share["rollback"].get<double>();
+  EXPECT_GT(share["verify"].get<double>(), 0.0);
+  EXPECT_LE(sum, 1.0 + 1e-9);
+  EXPECT_TRUE(j["identical"].get<bool>());
+}
+
 TEST(BenchCommand, PairWithChatTemplateStaysIdentical) {
   const std::string prompts = (std::filesystem::temp_directory_path() /
                                ("dflash-chat-prompts-" + std::to_string(getpid()) + ".txt")).string();
