@@ -7,7 +7,7 @@
 #   tools/train/build_pair.sh SEED_HF_DIR            (from anywhere; the engine must be built: make build)
 #
 # Knobs (environment): THREADS (2), SEQS (640 train prompts), GEN (256 new tokens each), LAYERS (3),
-# EPOCHS (1), DRAFT_MINUTES (70, train_drafter --max-minutes), NAME (dflash-demo-110m).
+# EPOCHS (4), DRAFT_MINUTES (62, train_drafter --max-minutes), NAME (dflash-demo-110m).
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
@@ -15,8 +15,8 @@ seed="$(cd "${1:?usage: build_pair.sh SEED_HF_DIR}" && pwd)"
 P="${PYTHON:-$root/tools/reference/.venv/bin/python}"
 D="${DFLASH:-$root/build/bin/dflash}"
 W="${DFLASH_TRAIN_WORK:-$here/work}"
-THREADS=${THREADS:-2} SEQS=${SEQS:-640} GEN=${GEN:-256} LAYERS=${LAYERS:-3} EPOCHS=${EPOCHS:-1}
-DRAFT_MINUTES=${DRAFT_MINUTES:-70} NAME=${NAME:-dflash-demo-110m}
+THREADS=${THREADS:-2} SEQS=${SEQS:-640} GEN=${GEN:-256} LAYERS=${LAYERS:-3} EPOCHS=${EPOCHS:-4}
+DRAFT_MINUTES=${DRAFT_MINUTES:-62} NAME=${NAME:-dflash-demo-110m}
 target="$root/models/$NAME-Q8_0.gguf"
 draft="$root/models/$NAME-drafter-Q8_0.gguf"
 cd "$here"
