@@ -125,18 +125,21 @@ Result<int64_t> HfConfig::positive_size_or(const std::string& key, int64_t dflt)
 Result<std::optional<std::vector<std::string>>> HfConfig::opt_choice_list(const std::string& key, int64_t n_layers,
                                                                          const std::string& n_layers_key,
                                                                          const std::vector<std::string>& choices) const {
-  DFLASH_ASSIGN_OR_RETURN(std::optional<std::vector<std::string>> v, opt_string_array(key));
-  if (!v) return v;
-  if (static_cast<int64_t>(v->size()) != n_layers)
-    return error(key, util::strfmt("has %zu entries but %s is %lld", v->size(), n_layers_key.c_str(), (long long)n_layers));
+  // Checked in place in the Result: moving the optional<vector> out first trips GCC 12's
+  // -Wmaybe-uninitialized false positive in the sanitizer build.
+  Result<std::optional<std::vector<std::string>>> r = opt_string_array(key);
+  if (!r.is_ok() || !r->has_value()) return r;
+  const std::vector<std::string>& v = **r;
+  if (static_cast<int64_t>(v.size()) != n_layers)
+    return error(key, util::strfmt("has %zu entries but %s is %lld", v.size(), n_layers_key.c_str(), (long long)n_layers));
   std::string allowed;
   for (const std::string& c : choices) allowed += (allowed.empty() ? "" : " or ") + c;
-  for (size_t i = 0; i < v->size(); ++i) {
-    const std::string& s = (*v)[i];
+  for (size_t i = 0; i < v.size(); ++i) {
+    const std::string& s = v[i];
     if (std::find(choices.begin(), choices.end(), s) == choices.end())
       return error(key, "entry " + std::to_string(i) + " is '" + s + "' (" + allowed + ")");
   }
-  return v;
+  return r;
 }
 
 Result<HfConfig> HfConfig::text_fields() const {
