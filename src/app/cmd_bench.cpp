@@ -13,6 +13,7 @@
 #include "app/run_common.h"
 #include "engine/engine.h"
 #include "spec/adaptive.h"
+#include "spec/decoder.h"
 #include "util/mmap_file.h"
 #include "kernels/bandwidth.h"
 #include "model/qwen35.h"
@@ -60,6 +61,27 @@ int fail(const util::Status& st) {
   return 1;
 }
 
+// Decode-phase totals of one configuration over the prompts (prefill is shared and identical in every
+// mode; the first token comes from the prefill).
+struct DecodeTotals {
+  double t_decode = 0, t_draft = 0, t_verify = 0, t_rollback = 0;
+  int64_t tokens = 0, rounds = 0, committed = 0, drafted = 0, accepted = 0;
+  void add(const spec::DecodeStats& s) {
+    t_decode += s.t_decode_s;
+    t_draft += s.t_draft_s;
+    t_verify += s.t_verify_s;
+    t_rollback += s.t_rollback_s;
+    tokens += s.n_generated - 1;
+    rounds += s.n_rounds;
+    for (int x : s.accept_lengths) committed += x;
+    drafted += s.n_drafted;
+    accepted += s.n_accepted;
+  }
+  double tok_s() const { return t_decode > 0 ? tokens / t_decode : 0.0; }
+  double tau() const { return rounds ? static_cast<double>(committed) / static_cast<double>(rounds) : 0.0; }
+  double acceptance() const { return drafted ? static_cast<double>(accepted) / static_cast<double>(drafted) : 0.0; }
+};
+
 // AR vs DFlash on the same prompts in one process (T = 0): tokens/s of each, speed-up, τ,
 // acceptance, and whether every output is identical.
 int run_pair_bench(const BenchArgs& a) {
@@ -81,10 +103,8 @@ int run_pair_bench(const BenchArgs& a) {
   auto eng = engine::Engine::load(eo);
   if (!eng.is_ok()) return fail(eng.status());
   engine::Engine& e = **eng;
-  double ar_time = 0, df_time = 0;
-  int64_t ar_tokens = 0, df_tokens = 0, drafted = 0, accepted = 0, rounds = 0, committed = 0;
+  DecodeTotals ar_total, df_total;
   bool identical = true;
-  double t_draft = 0, t_verify = 0, t_rollback = 0;
   std::vector<std::vector<int32_t>> ar_outputs;  // reused by the other configurations below
   nlohmann::json per_prompt = nlohmann::json::array();
   for (size_t i = 0; i < prompts.size(); ++i) {
@@ -102,19 +122,8 @@ int run_pair_bench(const BenchArgs& a) {
     if (!df.is_ok()) return fail(df.status());
     const bool same = ar->tokens == df->tokens;
     identical = identical && same;
-    // Decode phase only (prefill is shared and identical in both modes); the first token comes
-    // from the prefill.
-    ar_time += ar->stats.t_decode_s;
-    df_time += df->stats.t_decode_s;
-    ar_tokens += ar->stats.n_generated - 1;
-    df_tokens += df->stats.n_generated - 1;
-    drafted += df->stats.n_drafted;
-    accepted += df->stats.n_accepted;
-    rounds += df->stats.n_rounds;
-    for (int x : df->stats.accept_lengths) committed += x;
-    t_draft += df->stats.t_draft_s;
-    t_verify += df->stats.t_verify_s;
-    t_rollback += df->stats.t_rollback_s;
+    ar_total.add(ar->stats);
+    df_total.add(df->stats);
     ar_outputs.push_back(ar->tokens);
     per_prompt.push_back({{"ar_tok_s", ar->stats.decode_tok_s()}, {"dflash_tok_s", df->stats.decode_tok_s()},
                           {"tau", df->stats.tau()}, {"identical", same}});
@@ -125,12 +134,8 @@ int run_pair_bench(const BenchArgs& a) {
   nlohmann::json out;
   // Other fixed block sizes and the adaptive policy, on the same prompts: decode tok/s and τ, each
   // output checked against the AR output of the first pass.
-  struct ConfigResult {
-    double tok_s = 0, tau = 0;
-  };
-  auto run_config = [&](int block, spec::BlockPolicy* pol, bool* same_all) -> util::Result<ConfigResult> {
-    double t = 0;
-    int64_t n = 0, n_rounds = 0, n_committed = 0;
+  auto run_config = [&](int block, spec::BlockPolicy* pol, bool* same_all) -> util::Result<DecodeTotals> {
+    DecodeTotals total;
     for (size_t i = 0; i < prompts.size(); ++i) {
       DFLASH_ASSIGN_OR_RETURN(std::vector<int32_t> ids, encode_text(prompts[i], a.chat, a.system, a.no_think, e));
       engine::GenerateRequest req;
@@ -141,24 +146,18 @@ int run_pair_bench(const BenchArgs& a) {
       req.speculative = true;
       DFLASH_ASSIGN_OR_RETURN(engine::GenerateResult r, e.generate(req));
       *same_all = *same_all && r.tokens == ar_outputs[i];
-      t += r.stats.t_decode_s;
-      n += r.stats.n_generated - 1;
-      n_rounds += r.stats.n_rounds;
-      for (int x : r.stats.accept_lengths) n_committed += x;
+      total.add(r.stats);
     }
-    ConfigResult c;
-    c.tok_s = t > 0 ? n / t : 0.0;
-    c.tau = n_rounds ? double(n_committed) / double(n_rounds) : 0.0;
-    return c;
+    return total;
   };
   if (!a.pair_blocks.empty()) {
     nlohmann::json fixed = nlohmann::json::object(), fixed_tau = nlohmann::json::object();
     for (int b : parse_list(a.pair_blocks)) {
       auto r = run_config(b, nullptr, &identical);
       if (!r.is_ok()) return fail(r.status());
-      fixed[std::to_string(b)] = r->tok_s;
-      fixed_tau[std::to_string(b)] = r->tau;
-      if (!a.json) std::fprintf(stderr, "fixed block %d: %.2f tok/s, tau %.2f\n", b, r->tok_s, r->tau);
+      fixed[std::to_string(b)] = r->tok_s();
+      fixed_tau[std::to_string(b)] = r->tau();
+      if (!a.json) std::fprintf(stderr, "fixed block %d: %.2f tok/s, tau %.2f\n", b, r->tok_s(), r->tau());
     }
     out["fixed_block_tok_s"] = fixed;
     out["fixed_block_tau"] = fixed_tau;
@@ -167,14 +166,15 @@ int run_pair_bench(const BenchArgs& a) {
     spec::AdaptiveBlockPolicy pol(a.block_size > 0 ? a.block_size : e.drafter()->block_size());
     auto r = run_config(a.block_size, &pol, &identical);
     if (!r.is_ok()) return fail(r.status());
-    out["adaptive_tok_s"] = r->tok_s;
-    out["adaptive_tau"] = r->tau;
-    if (!a.json) std::fprintf(stderr, "adaptive: %.2f tok/s, tau %.2f\n", r->tok_s, r->tau);
+    out["adaptive_tok_s"] = r->tok_s();
+    out["adaptive_tau"] = r->tau();
+    if (!a.json) std::fprintf(stderr, "adaptive: %.2f tok/s, tau %.2f\n", r->tok_s(), r->tau());
   }
   // Where the DFlash decode time of the main configuration went.
-  if (df_time > 0)
-    out["dflash_time_share"] = {{"draft", t_draft / df_time}, {"verify", t_verify / df_time},
-                                {"rollback", t_rollback / df_time}};
+  if (df_total.t_decode > 0)
+    out["dflash_time_share"] = {{"draft", df_total.t_draft / df_total.t_decode},
+                                {"verify", df_total.t_verify / df_total.t_decode},
+                                {"rollback", df_total.t_rollback / df_total.t_decode}};
   out["model"] = a.model;
   out["no_mmap"] = a.no_mmap;
   out["draft"] = a.draft;
@@ -183,11 +183,11 @@ int run_pair_bench(const BenchArgs& a) {
   out["n_predict"] = a.n_gen;
   out["chat"] = a.chat;
   out["block_size"] = a.block_size > 0 ? a.block_size : e.drafter()->block_size();
-  out["ar_tok_s"] = ar_time > 0 ? ar_tokens / ar_time : 0.0;
-  out["dflash_tok_s"] = df_time > 0 ? df_tokens / df_time : 0.0;
+  out["ar_tok_s"] = ar_total.tok_s();
+  out["dflash_tok_s"] = df_total.tok_s();
   out["speedup"] = out["ar_tok_s"].get<double>() > 0 ? out["dflash_tok_s"].get<double>() / out["ar_tok_s"].get<double>() : 0.0;
-  out["tau"] = rounds ? static_cast<double>(committed) / static_cast<double>(rounds) : 0.0;
-  out["acceptance"] = drafted ? static_cast<double>(accepted) / static_cast<double>(drafted) : 0.0;
+  out["tau"] = df_total.tau();
+  out["acceptance"] = df_total.acceptance();
   out["identical"] = identical;
   out["per_prompt"] = per_prompt;
   if (a.json) {
