@@ -142,7 +142,7 @@ void BM_Matmul(benchmark::State& state) {
       benchmark::Counter(flops / 1e9, benchmark::Counter::kIsIterationInvariantRate);
   state.counters["weight_MB"] = bytes / 1e6;
   std::string isa = kernels::matmul_isa_name(kernels::matmul_isa());
-  if (kernels::matmul_isa() == kernels::MatmulIsa::kAvx512Vnni)
+  if (kernels::matmul_isa() >= kernels::MatmulIsa::kAvx512Vnni)
     isa += "/" + std::to_string(kernels::detail::vnni_width());
   state.SetLabel(std::string(tensor::dtype_name(dt)) + " " + std::to_string(kIn) + "x" +
                  std::to_string(out) + " n=" + std::to_string(n) + " " + isa +
@@ -157,24 +157,26 @@ BENCHMARK(BM_Matmul)
     ->MinTime(0.3);
 
 // The integer paths side by side in one run (Args: dtype index 3..6, n, path): 0 = AVX2,
-// 1 = AVX-512 VNNI 256-bit, 2 = VNNI 512-bit. Paths the CPU lacks are skipped. Same weights and
+// 1 = AVX-512 VNNI 256-bit, 2 = VNNI 512-bit, 3 = AMX (Q8_0; other dtypes run VNNI 256). Paths
+// the CPU lacks are skipped. Same weights and
 // counters as BM_Matmul, so GEMM(n)/GEMV ratios per path come from one process.
 void BM_MatmulIsa(benchmark::State& state) {
   const int path = int(state.range(2));
-  const kernels::MatmulIsa isa =
-      path == 0 ? kernels::MatmulIsa::kAvx2 : kernels::MatmulIsa::kAvx512Vnni;
+  const kernels::MatmulIsa isa = path == 0   ? kernels::MatmulIsa::kAvx2
+                                 : path == 3 ? kernels::MatmulIsa::kAmx
+                                             : kernels::MatmulIsa::kAvx512Vnni;
   if (kernels::matmul_best_isa() < isa) {
     state.SkipWithError("CPU lacks this ISA");
     return;
   }
   kernels::set_matmul_isa(isa);
-  kernels::detail::set_vnni_width(path == 1 ? 256 : path == 2 ? 512 : 0);
+  kernels::detail::set_vnni_width(path == 2 ? 512 : path == 0 ? 0 : 256);
   BM_Matmul(state);
   kernels::set_matmul_isa(kernels::matmul_best_isa());
   kernels::detail::set_vnni_width(0);
 }
 BENCHMARK(BM_MatmulIsa)
-    ->ArgsProduct({{3, 4, 5, 6}, {1, 16}, {0, 1, 2}})
+    ->ArgsProduct({{3, 4, 5, 6}, {1, 16}, {0, 1, 2, 3}})
     ->ArgNames({"dtype", "n", "path"})
     ->ComputeStatistics("min", min_of)
     ->UseRealTime()

@@ -35,7 +35,8 @@ MatmulIsa detect_isa() {
   if (!avx2) return MatmulIsa::kScalar;
   const bool vnni = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
                     __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni");
-  if (vnni && detail::rows_fn_avx512vnni(DType::kQ8_0) != nullptr) return MatmulIsa::kAvx512Vnni;
+  if (vnni && detail::rows_fn_avx512vnni(DType::kQ8_0) != nullptr)
+    return detail::amx_available() ? MatmulIsa::kAmx : MatmulIsa::kAvx512Vnni;
   return MatmulIsa::kAvx2;
 #else
   return MatmulIsa::kScalar;
@@ -49,7 +50,7 @@ MatmulIsa isa_from_env(MatmulIsa best) {
   if (!e || !*e) return best;
   MatmulIsa want = best;
   if (!parse_matmul_isa(e, &want))
-    LOG_WARN("DFLASH_MATMUL_ISA=%s is not one of scalar, avx2, avx512vnni; using %s", e,
+    LOG_WARN("DFLASH_MATMUL_ISA=%s is not one of scalar, avx2, avx512vnni, amx; using %s", e,
              matmul_isa_name(best));
   return std::min(want, best);
 }
@@ -83,6 +84,8 @@ const char* matmul_isa_name(MatmulIsa isa) {
       return "avx2";
     case MatmulIsa::kAvx512Vnni:
       return "avx512vnni";
+    case MatmulIsa::kAmx:
+      return "amx";
   }
   return "?";
 }
@@ -94,6 +97,8 @@ bool parse_matmul_isa(std::string_view name, MatmulIsa* isa) {
     *isa = MatmulIsa::kAvx2;
   else if (name == "avx512vnni" || name == "avx512" || name == "vnni")
     *isa = MatmulIsa::kAvx512Vnni;
+  else if (name == "amx")
+    *isa = MatmulIsa::kAmx;
   else
     return false;
   return true;
@@ -127,12 +132,17 @@ bool matmul_dtype(DType t) {
 struct Kernel {
   detail::RowsFn rows = nullptr;
   detail::ActPrepFn prep = nullptr;  // activation layout change the kernel needs, if any
+  detail::ActPack pack;              // or a whole-batch packing (AMX)
 };
 
 Kernel select_kernel(DType t) {
   const MatmulIsa isa = matmul_isa();
   Kernel k;
-  if (isa == MatmulIsa::kAvx512Vnni) {
+  if (isa == MatmulIsa::kAmx) {
+    k.rows = detail::rows_fn_amx(t);
+    if (k.rows) k.pack = detail::act_pack_amx(t);
+  }
+  if (!k.rows && isa >= MatmulIsa::kAvx512Vnni) {
     k.rows = detail::rows_fn_avx512vnni(t);
     if (k.rows) k.prep = detail::act_prep_avx512vnni(t);
   }
@@ -157,7 +167,7 @@ struct Scratch {
     return buf.get();
   }
 };
-thread_local Scratch t_scratch;
+thread_local Scratch t_scratch, t_packed;
 
 // Multiply-adds below which a job runs on the calling thread alone: a parallel dispatch costs a
 // few microseconds, about what 2 cores do in ~20k int8 MACs... so keep chunks well above that.
@@ -228,6 +238,15 @@ void matmul_rows(const tensor::Tensor& w, int64_t row_begin, int64_t row_end, co
       pool.parallel_range(n_tokens, 1, quant);
     else
       quant(0, n_tokens, 0);
+    if (kernel.pack && n_tokens > 1) {
+      const int64_t nb = in / bs;
+      const size_t gbytes = kernel.pack.group_bytes(nb);
+      const int64_t groups = (n_tokens + kernel.pack.group - 1) / kernel.pack.group;
+      uint8_t* packed = t_packed.get(gbytes * size_t(groups));
+      kernel.pack.pack(act, a.act_stride, n_tokens, nb, packed);
+      a.act = packed;
+      a.act_stride = gbytes;
+    }
   }
 
   const detail::RowsFn fn = kernel.rows;
@@ -235,12 +254,18 @@ void matmul_rows(const tensor::Tensor& w, int64_t row_begin, int64_t row_end, co
     fn(a, 0, n_rows);
     return;
   }
-  const int64_t grain = std::max<int64_t>(1, kMinMacsPerChunk / std::max<int64_t>(1, macs_per_row));
+  // Rows are split in units of `unit` rows (the AMX kernel's 16-row tiles; 1 otherwise).
+  const int64_t unit = kernel.pack ? 16 : 1;
+  const int64_t n_units = (n_rows + unit - 1) / unit;
+  const int64_t grain =
+      std::max<int64_t>(1, kMinMacsPerChunk / std::max<int64_t>(1, macs_per_row * unit));
   // A few chunks per thread: equal work when the threads run at equal speed, and a thread that
   // was preempted (shared machines) is helped by the others instead of stalling the call.
-  const int chunks_per_thread = n_rows >= 16 * grain * pool.size() ? 4 : 1;
+  const int chunks_per_thread = n_units >= 16 * grain * pool.size() ? 4 : 1;
   pool.parallel_range(
-      n_rows, grain, [&](int64_t r0, int64_t r1, int) { fn(a, r0, r1); }, chunks_per_thread);
+      n_units, grain,
+      [&](int64_t u0, int64_t u1, int) { fn(a, u0 * unit, std::min(n_rows, u1 * unit)); },
+      chunks_per_thread);
 }
 
 void matmul(const tensor::Tensor& w, const float* x, int64_t n_tokens, float* y,

@@ -39,6 +39,25 @@ RowsFn rows_fn_avx2(tensor::DType t);        // integer paths (hand-written AVX2
 RowsFn rows_fn_avx512vnni(tensor::DType t);  // integer paths (AVX-512 VNNI)
 RowsFn rows_fn_float_simd(tensor::DType t);  // F32/F16/BF16 via Highway dynamic dispatch
 
+// A row kernel that reads the whole batch's activations in its own layout, packed by token groups:
+// group g (tokens g·group .. g·group + group − 1) at packed + g · group_bytes(n_blocks), packed
+// from the natural layout (token t at act + t·act_stride) by pack. RowsArgs then carries the
+// packed buffer with act_stride = group_bytes(n_blocks). A batch of one token is not packed: the
+// kernel reads it in the natural layout.
+struct ActPack {
+  int group = 0;
+  size_t (*group_bytes)(int64_t n_blocks) = nullptr;
+  void (*pack)(const uint8_t* act, size_t act_stride, int64_t n_tokens, int64_t n_blocks,
+               uint8_t* out) = nullptr;
+  explicit operator bool() const { return pack != nullptr; }
+};
+
+// Intel AMX (matmul_amx.cpp): true when the CPU has AMX-TILE + AMX-INT8 and Linux granted this
+// process the tile state. Q8_0 only; other dtypes fall back to the VNNI kernels.
+bool amx_available();
+RowsFn rows_fn_amx(tensor::DType t);
+ActPack act_pack_amx(tensor::DType t);
+
 // VNNI kernels' activation layouts (same sizes as the natural ones): Q8_0 as [qs + 128 as uint8,
 // all blocks][d, all blocks]; Q4_K/Q5_K with each block's bsums replaced by 8 floats
 // dx·Σ(sub-block), and at 256 bits the quants interleaved as for AVX2 (act_prep_avx2). Depends on

@@ -9,6 +9,7 @@ enum class MatmulIsa {
   kScalar,      // portable C++ (always available)
   kAvx2,        // AVX2 + FMA + F16C integer/float paths
   kAvx512Vnni,  // AVX-512 BW/VL + VNNI integer dot products (selected only when the CPU has them)
+  kAmx,         // VNNI plus Intel AMX tiles for Q8_0 weights (CPU has AMX-INT8 and the OS allows it)
 };
 
 // Best ISA the running CPU supports (cached runtime CPU detection).
@@ -18,7 +19,7 @@ MatmulIsa matmul_best_isa();
 MatmulIsa matmul_isa();
 void set_matmul_isa(MatmulIsa isa);
 const char* matmul_isa_name(MatmulIsa isa);
-// Names DFLASH_MATMUL_ISA accepts: scalar, avx2, avx512vnni (also avx512, vnni). False if unknown.
+// Names DFLASH_MATMUL_ISA accepts: scalar, avx2, avx512vnni (also avx512, vnni), amx. False if unknown.
 bool parse_matmul_isa(std::string_view name, MatmulIsa* isa);
 
 }  // namespace dflash::kernels

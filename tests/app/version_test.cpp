@@ -25,7 +25,12 @@ TEST(VersionCli, MatmulIsaFollowsTheEnvironment) {
 
   // Lowering to scalar always works; asking for more than the CPU has is clamped to the best.
   EXPECT_EQ(isa_of(run_dflash("version", "DFLASH_MATMUL_ISA=scalar").out), "scalar");
-  EXPECT_EQ(isa_of(run_dflash("version", "DFLASH_MATMUL_ISA=avx512vnni").out), best_isa);
+  EXPECT_EQ(isa_of(run_dflash("version", "DFLASH_MATMUL_ISA=amx").out), best_isa);
+  if (best_isa == "amx") {
+    EXPECT_EQ(isa_of(run_dflash("version", "DFLASH_MATMUL_ISA=avx512vnni").out), "avx512vnni");
+  } else {
+    EXPECT_EQ(isa_of(run_dflash("version", "DFLASH_MATMUL_ISA=avx512vnni").out), best_isa);
+  }
   if (best_isa != "scalar") {
     EXPECT_EQ(isa_of(run_dflash("version", "DFLASH_MATMUL_ISA=avx2").out), "avx2");
   }
@@ -34,7 +39,7 @@ TEST(VersionCli, MatmulIsaFollowsTheEnvironment) {
   const auto bad = run_dflash("version 2>&1", "DFLASH_MATMUL_ISA=avx9");
   EXPECT_EQ(bad.code, 0) << bad.out;
   EXPECT_NE(bad.out.find("DFLASH_MATMUL_ISA=avx9"), std::string::npos) << bad.out;
-  EXPECT_NE(bad.out.find("avx512vnni"), std::string::npos) << bad.out;
+  EXPECT_NE(bad.out.find("avx512vnni, amx"), std::string::npos) << bad.out;
   EXPECT_EQ(isa_of(bad.out), best_isa);
 }
 

@@ -172,6 +172,7 @@ struct Variant {
     std::string n = matmul_isa_name(isa);
     if (isa == MatmulIsa::kAvx2) n += pair ? "/pair_madd" : "/plain";
     if (isa == MatmulIsa::kAvx512Vnni) n += "/" + std::to_string(width);
+    if (isa == MatmulIsa::kAmx) n += "/vnni" + std::to_string(width);
     return n;
   }
 };
@@ -188,6 +189,15 @@ std::vector<Variant> all_variants() {
     v.push_back({MatmulIsa::kAvx512Vnni, -1, 256});
     v.push_back({MatmulIsa::kAvx512Vnni, -1, 512});
   }
+  if (matmul_best_isa() >= MatmulIsa::kAmx) v.push_back({MatmulIsa::kAmx, -1, 256});
+  return v;
+}
+
+// The AVX-512 kernels the CPU has (VNNI at both widths; AMX, which takes Q8_0 and hands other
+// dtypes to VNNI, when present).
+std::vector<Variant> avx512_variants() {
+  std::vector<Variant> v = {{MatmulIsa::kAvx512Vnni, -1, 256}, {MatmulIsa::kAvx512Vnni, -1, 512}};
+  if (matmul_best_isa() >= MatmulIsa::kAmx) v.push_back({MatmulIsa::kAmx, -1, 256});
   return v;
 }
 
@@ -221,6 +231,8 @@ TEST(MatmulIsa, ParsesEnvironmentNames) {
     EXPECT_TRUE(parse_matmul_isa(n, &isa)) << n;
     EXPECT_EQ(isa, MatmulIsa::kAvx512Vnni) << n;
   }
+  EXPECT_TRUE(parse_matmul_isa("amx", &isa));
+  EXPECT_EQ(isa, MatmulIsa::kAmx);
   EXPECT_FALSE(parse_matmul_isa("avx9", &isa));
   EXPECT_FALSE(parse_matmul_isa("", &isa));
 }
@@ -363,17 +375,17 @@ TEST_P(MatmulVnniTest, EveryBatchSizeMatchesReferenceAndGemvBitwise) {
       const auto x = random_acts(in, max_n, rng);
       const Ref r =
           make_ref(w, x, max_n);  // token results do not depend on n: prefixes serve all n
-      for (int width : {256, 512}) {
-        Variant{MatmulIsa::kAvx512Vnni, -1, width}.apply();
-        ASSERT_EQ(matmul_isa(), MatmulIsa::kAvx512Vnni);
-        ASSERT_EQ(detail::vnni_width(), width);
+      for (const Variant& v : avx512_variants()) {
+        v.apply();
+        ASSERT_EQ(matmul_isa(), v.isa);
+        ASSERT_EQ(detail::vnni_width(), v.width);
         // GEMV of every token alone: the bits each batch must reproduce.
         std::vector<float> gemv(size_t(max_n * out));
         for (int64_t tk = 0; tk < max_n; ++tk)
           matmul(w, x.data() + tk * in, 1, gemv.data() + tk * out, p1);
         for (int64_t n = 1; n <= max_n; ++n) {
           SCOPED_TRACE(::testing::Message() << tensor::dtype_name(t) << " in=" << in
-                                            << " out=" << out << " n=" << n << " width=" << width);
+                                            << " out=" << out << " n=" << n << " " << v.name());
           std::vector<float> y1(size_t(n * out)), y2(size_t(n * out)),
               y3(size_t(n * out) + 4, -7.0f);
           matmul(w, x.data(), n, y1.data(), p1);
@@ -440,11 +452,11 @@ TEST_P(MatmulVnniTest, ExtremeQuantsMatchIntegerReference) {
   }
   const Ref r = make_ref(w, x, n);
   util::ThreadPool pool(2);
-  for (int width : {256, 512}) {
-    Variant{MatmulIsa::kAvx512Vnni, -1, width}.apply();
+  for (const Variant& v : avx512_variants()) {
+    v.apply();
     std::vector<float> y(size_t(n * out));
     matmul(w, x.data(), n, y.data(), pool);
-    SCOPED_TRACE(::testing::Message() << "width " << width);
+    SCOPED_TRACE(v.name());
     expect_close(r, y, n, out, /*exact_mirror=*/true);
   }
 }

@@ -1,0 +1,332 @@
+// Intel AMX (Advanced Matrix Extensions) kernel for Q8_0 weights × Q8_0 activations.
+//
+// Why: verifying a block of B tokens is a GEMM with B columns. With AVX-512 VNNI the integer
+// multiply-adds themselves are the bottleneck at B = 16 (c(16) ≈ 7 on the embedded target); one AMX
+// TDPBSSD does a 16×32 · 32×16 int8 product (8192 MACs) in the time of a few vector instructions,
+// so the block verify becomes bound by streaming the weights again, as on a GPU.
+//
+// Arithmetic: per weight block of 32 and token, C = Σ w·x exactly in int32 (TDPBSSD, signed ×
+// signed), then acc = fma(float(C), dw·dx, acc) in block order, one float accumulator per (row,
+// token). Each (row, token) result takes that same sequence whatever the batch, the row group or
+// the thread count, so one-token decoding and B-token verification agree bit for bit. (Not bitwise
+// equal to the VNNI kernels, which sum 4-product lanes separately; an ISA is chosen once per
+// process, see matmul_isa.h.)
+//
+// Tiles: tmm0/tmm1 and tmm6/tmm7 C (up to 16 weight rows × up to 16 tokens, int32), tmm2/tmm3 A (16 weight rows ×
+// one block's 32 quants, read in place from the Q8_0 rows with the row stride), tmm4/tmm5 B (the
+// block's activations of up to 16 tokens in the VNNI layout [k/4][token][4], packed once per call by
+// pack_q8_0). Two blocks per step, two C sets: one pair's products run while the other's are
+// scaled (block_loop).
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+
+#include "kernels/matmul_impl.h"
+#include "kernels/quantize_act.h"
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__)) && defined(__linux__)
+#include <cpuid.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#if !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+#include <immintrin.h>
+
+namespace dflash::kernels::detail {
+namespace {
+
+using namespace dflash::tensor;
+
+constexpr int kGroup = 16;                         // tokens per B tile, rows per A/C tile
+constexpr size_t kBTileBytes = 8 * 64;             // 32 quants × 16 tokens
+constexpr size_t kPackedBlock = kBTileBytes + 64;  // + 16 float scales
+
+size_t group_bytes(int64_t n_blocks) { return size_t(n_blocks) * kPackedBlock; }
+
+// Asks Linux for the AMX tile data state (off by default for every process since 5.16).
+bool request_amx_permission() {
+  constexpr long kArchReqXcompPerm = 0x1023;
+  constexpr long kXfeatureXtiledata = 18;
+  return syscall(SYS_arch_prctl, kArchReqXcompPerm, kXfeatureXtiledata) == 0;
+}
+
+bool cpu_has_amx_int8() {
+  unsigned a = 0, b = 0, c = 0, d = 0;
+  if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return false;
+  const bool tile = (d >> 24) & 1, int8 = (d >> 25) & 1;
+  const bool avx512 = ((b >> 16) & 1) && ((b >> 30) & 1);  // F, BW
+  return tile && int8 && avx512;
+}
+
+#if defined(__clang__)
+#pragma clang attribute push(                                                            \
+    __attribute__((target("amx-tile,amx-int8,avx512f,avx512bw,avx512vl,avx512dq,f16c"))), \
+    apply_to = function)
+#else
+#pragma GCC push_options
+#pragma GCC target("amx-tile,amx-int8,avx512f,avx512bw,avx512vl,avx512dq,f16c")
+#endif
+
+struct alignas(64) TileConfig {
+  uint8_t palette = 1;
+  uint8_t start_row = 0;
+  uint8_t reserved[14] = {};
+  uint16_t colsb[16] = {};
+  uint8_t rows[16] = {};
+};
+
+// The configuration this thread last loaded (ldtilecfg is not free; shapes repeat).
+thread_local int t_cfg_m = -1, t_cfg_n = -1;
+
+void configure(int m, int n) {
+  if (m == t_cfg_m && n == t_cfg_n) return;
+  TileConfig c;
+  for (int i : {0, 1, 6, 7}) {  // C (two sets): m rows × n int32
+    c.rows[i] = uint8_t(m);
+    c.colsb[i] = uint16_t(n * 4);
+  }
+  for (int i : {2, 3}) {  // A: m rows × 32 int8
+    c.rows[i] = uint8_t(m);
+    c.colsb[i] = 32;
+  }
+  for (int i : {4, 5}) {  // B: 8 rows × n·4 int8
+    c.rows[i] = 8;
+    c.colsb[i] = uint16_t(n * 4);
+  }
+  _tile_loadconfig(&c);
+  t_cfg_m = m;
+  t_cfg_n = n;
+}
+
+inline float h2f(uint16_t h) { return _cvtsh_ss(h); }
+
+// Byte offsets of the 16 rows of a group (rows past m repeat row m − 1: always in bounds).
+inline __m512i row_offsets(size_t w_stride, int m) {
+  alignas(64) int32_t offs[kGroup];
+  for (int r = 0; r < kGroup; ++r) offs[r] = int32_t(size_t(std::min(r, m - 1)) * w_stride);
+  return _mm512_load_si512(offs);
+}
+
+// The fp16 scales d of block b of the 16 rows, as floats.
+inline __m512 gather_scales(const uint8_t* w, __m512i row_offs, int64_t b) {
+  const __m512i h = _mm512_i32gather_epi32(row_offs, w + size_t(b) * sizeof(BlockQ8_0), 1);
+  return _mm512_cvtph_ps(_mm512_cvtepi32_epi16(h));  // the low 16 bits of each lane are d
+}
+
+// The block loop shared by both epilogues: the int32 products of blocks 2p and 2p+1 go to C tiles
+// (0, 1) for even pairs and (6, 7) for odd ones, so one pair's products run on the TMUL while the
+// previous pair is stored and scaled (tiles are not renamed: a single set would serialise them).
+// scale(c, b) consumes block b's C as stored with row stride c_stride.
+// Tile numbers are instruction immediates, hence the macros.
+#define DFLASH_AMX_PRODUCT(C, A, B, blk)                                              \
+  do {                                                                               \
+    _tile_loadd(A, w + size_t(blk) * sizeof(BlockQ8_0) + 2, long(w_stride));         \
+    _tile_loadd(B, bq.base + size_t(blk) * bq.block_stride, bq.row_stride);          \
+    _tile_zero(C);                                                                   \
+    _tile_dpbssd(C, A, B);                                                           \
+  } while (0)
+#define DFLASH_AMX_ISSUE(C0, C1, pair)              \
+  do {                                             \
+    DFLASH_AMX_PRODUCT(C0, 2, 4, 2 * (pair));      \
+    DFLASH_AMX_PRODUCT(C1, 3, 5, 2 * (pair) + 1);  \
+  } while (0)
+#define DFLASH_AMX_DRAIN(C0, C1, pair)             \
+  do {                                            \
+    _tile_stored(C0, cbuf[0], c_stride);          \
+    scale(cbuf[0], 2 * (pair));                   \
+    _tile_stored(C1, cbuf[1], c_stride);          \
+    scale(cbuf[1], 2 * (pair) + 1);               \
+  } while (0)
+
+// Where block b's B tile starts and its row stride: packed groups, or (one token) the natural
+// ActQ8_0 layout, whose 32 quants are already the 8 × 4-byte rows of a one-column B tile.
+struct BSource {
+  const uint8_t* base;
+  size_t block_stride;
+  long row_stride;
+  const uint8_t* scale_base;  // float token scale(s) of block b at scale_base + b·scale_stride
+  size_t scale_stride;
+  static BSource packed(const uint8_t* act, int64_t nb) {
+    return {act, kBTileBytes, 64, act + size_t(nb) * kBTileBytes, kGroup * sizeof(float)};
+  }
+  static BSource natural(const uint8_t* act) {
+    return {act + offsetof(ActQ8_0, qs), sizeof(ActQ8_0), 4, act + offsetof(ActQ8_0, d),
+            sizeof(ActQ8_0)};
+  }
+  const float* scales(int64_t b) const {
+    return reinterpret_cast<const float*>(scale_base + size_t(b) * scale_stride);
+  }
+};
+
+template <class Scale>
+inline void block_loop(const uint8_t* w, size_t w_stride, const BSource& bq, int64_t nb,
+                       int32_t (*cbuf)[kGroup * kGroup], long c_stride, Scale&& scale) {
+  const int64_t pairs = nb / 2;
+  if (pairs > 0) {
+    DFLASH_AMX_ISSUE(0, 1, 0);
+    int64_t p = 1;
+    for (;;) {
+      if (p == pairs) {
+        DFLASH_AMX_DRAIN(0, 1, p - 1);
+        break;
+      }
+      DFLASH_AMX_ISSUE(6, 7, p);
+      DFLASH_AMX_DRAIN(0, 1, p - 1);
+      if (++p == pairs) {
+        DFLASH_AMX_DRAIN(6, 7, p - 1);
+        break;
+      }
+      DFLASH_AMX_ISSUE(0, 1, p);
+      DFLASH_AMX_DRAIN(6, 7, p - 1);
+      ++p;
+    }
+  }
+  if (nb % 2) {
+    DFLASH_AMX_PRODUCT(0, 2, 4, nb - 1);
+    _tile_stored(0, cbuf[0], c_stride);
+    scale(cbuf[0], nb - 1);
+  }
+}
+#undef DFLASH_AMX_PRODUCT
+#undef DFLASH_AMX_ISSUE
+#undef DFLASH_AMX_DRAIN
+
+// One row group (m ≤ 16 rows from w) × one token group (n ≥ 2 tokens): vectors over tokens.
+// acc[r] lane t = row r, token t.
+void group_tokens(const uint8_t* w, size_t w_stride, int m, const uint8_t* act, int64_t nb,
+                  float* y, int64_t ldy, int n) {
+  const BSource bq = BSource::packed(act, nb);
+  alignas(64) int32_t cbuf[2][kGroup * kGroup] = {};  // rows ≥ m / lanes ≥ n stay unused
+  __m512 acc[kGroup];
+  for (__m512& a : acc) a = _mm512_setzero_ps();
+  // The 16 rows' block scales are gathered (rows past m, in a partial group, repeat the last row;
+  // their lanes are never stored) and kept in memory, so each row's scale is one broadcast load.
+  const __m512i vidx = row_offsets(w_stride, m);
+  alignas(64) float dw[kGroup];
+  block_loop(w, w_stride, bq, nb, cbuf, 64, [&](const int32_t* c, int64_t b)
+                                                __attribute__((always_inline)) {
+    _mm512_store_ps(dw, gather_scales(w, vidx, b));
+    const __m512 dx = _mm512_loadu_ps(bq.scales(b));
+#pragma GCC unroll 16
+    for (int r = 0; r < kGroup; ++r) {
+      const __m512 s = _mm512_mul_ps(_mm512_set1_ps(dw[r]), dx);
+      acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_load_si512(c + r * kGroup)), s, acc[r]);
+    }
+  });
+  alignas(64) float o[kGroup];
+  for (int r = 0; r < m; ++r) {
+    _mm512_store_ps(o, acc[r]);
+    for (int t = 0; t < n; ++t) y[t * ldy + r] = o[t];
+  }
+}
+
+// One row group × a single token: vectors over the 16 rows (C is one int32 column, stored
+// contiguously), the rows' block scales gathered.
+void group_one_token(const uint8_t* w, size_t w_stride, int m, const BSource& bq, int64_t nb,
+                     float* y) {
+  alignas(64) int32_t cbuf[2][kGroup * kGroup] = {};
+  const __m512i vidx = row_offsets(w_stride, m);
+  __m512 acc = _mm512_setzero_ps();
+  block_loop(w, w_stride, bq, nb, cbuf, 4, [&](const int32_t* c, int64_t b)
+                                               __attribute__((always_inline)) {
+    const __m512 s = _mm512_mul_ps(gather_scales(w, vidx, b), _mm512_set1_ps(*bq.scales(b)));
+    acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_load_si512(c)), s, acc);
+  });
+  alignas(64) float o[kGroup];
+  _mm512_store_ps(o, acc);
+  for (int r = 0; r < m; ++r) y[r] = o[r];
+}
+
+void rows_q8_0(const RowsArgs& a, int64_t r0, int64_t r1) {
+  const int64_t nb = a.in / kQK8_0;
+  for (int64_t rg = r0; rg < r1; rg += kGroup) {
+    const int m = int(std::min<int64_t>(kGroup, r1 - rg));
+    const uint8_t* w = a.w + size_t(rg) * a.w_stride;
+    for (int64_t t0 = 0; t0 < a.n_tokens; t0 += kGroup) {
+      const int n = int(std::min<int64_t>(kGroup, a.n_tokens - t0));
+      const uint8_t* act = a.act + size_t(t0 / kGroup) * a.act_stride;
+      float* y = a.y + t0 * a.ldy + rg;
+      configure(m, n);
+      if (a.n_tokens == 1)  // not packed (see act_pack_amx)
+        group_one_token(w, a.w_stride, m, BSource::natural(act), nb, y);
+      else if (n == 1)
+        group_one_token(w, a.w_stride, m, BSource::packed(act, nb), nb, y);
+      else
+        group_tokens(w, a.w_stride, m, act, nb, y, a.ldy, n);
+    }
+  }
+  // The tile configuration stays loaded for this thread's next call (no tilerelease: reloading
+  // it every call costs more than the kernel saves on small matrices).
+}
+
+// Natural ActQ8_0 layout → per token group, per block: the B tile [k/4][token][4] and the 16 token
+// scales. Row k4 of a block's tile is one gather of 4-byte groups across the group's tokens.
+void pack_q8_0(const uint8_t* act, size_t act_stride, int64_t n_tokens, int64_t nb, uint8_t* out) {
+  const size_t gbytes = group_bytes(nb);
+  for (int64_t g = 0; g * kGroup < n_tokens; ++g) {
+    uint8_t* dst = out + size_t(g) * gbytes;
+    float* scales = reinterpret_cast<float*>(dst + size_t(nb) * kBTileBytes);
+    const int n = int(std::min<int64_t>(kGroup, n_tokens - g * kGroup));
+    const uint8_t* src = act + size_t(g * kGroup) * act_stride;
+    // Lanes past n (a partial group) read token 0 again and are masked to zero.
+    const __mmask16 valid = __mmask16((1u << n) - 1);
+    alignas(64) int32_t offs[kGroup];
+    for (int t = 0; t < kGroup; ++t) offs[t] = int32_t(size_t(t < n ? t : 0) * act_stride);
+    const __m512i vidx = _mm512_load_si512(offs);
+    for (int64_t b = 0; b < nb; ++b) {
+      const uint8_t* blk = src + size_t(b) * sizeof(ActQ8_0);
+      uint8_t* tile = dst + size_t(b) * kBTileBytes;
+      for (int k4 = 0; k4 < 8; ++k4) {
+        const __m512i v = _mm512_mask_i32gather_epi32(
+            _mm512_setzero_si512(), valid, vidx, blk + offsetof(ActQ8_0, qs) + k4 * 4, 1);
+        _mm512_storeu_si512(tile + k4 * 64, v);
+      }
+      const __m512i d = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), valid, vidx,
+                                                    blk + offsetof(ActQ8_0, d), 1);
+      _mm512_storeu_si512(scales + b * kGroup, d);
+    }
+  }
+}
+
+#if defined(__clang__)
+#pragma clang attribute pop
+#else
+#pragma GCC pop_options
+#endif
+
+}  // namespace
+
+bool amx_available() {
+  static const bool ok = cpu_has_amx_int8() && request_amx_permission();
+  return ok;
+}
+
+RowsFn rows_fn_amx(DType t) {
+  if (!amx_available()) return nullptr;
+  return t == DType::kQ8_0 ? &rows_q8_0 : nullptr;
+}
+
+ActPack act_pack_amx(DType t) {
+  if (t != DType::kQ8_0) return {};
+  ActPack p;
+  p.group = kGroup;
+  p.group_bytes = &group_bytes;
+  p.pack = &pack_q8_0;
+  return p;
+}
+
+}  // namespace dflash::kernels::detail
+
+#else  // no AMX kernels off x86-64 Linux
+
+namespace dflash::kernels::detail {
+bool amx_available() { return false; }
+RowsFn rows_fn_amx(tensor::DType) { return nullptr; }
+ActPack act_pack_amx(tensor::DType) { return {}; }
+}  // namespace dflash::kernels::detail
+
+#endif
