@@ -10,7 +10,7 @@ constexpr double kDecay = 0.98;       // per round: the profile half-life is ~35
 constexpr double kPriorAccept = 0.5;  // before evidence, a coin flip per draft position
 constexpr double kPriorWeight = 2.0;
 constexpr double kTimeEma = 0.2;
-constexpr int kProbes = 2;            // measurements wanted per candidate block size
+constexpr int kProbes = 1;            // measurements wanted per probed block size
 }  // namespace
 
 AdaptiveBlockPolicy::AdaptiveBlockPolicy(int max_block)
@@ -70,8 +70,10 @@ double AdaptiveBlockPolicy::round_seconds(int b) const {
 
 int AdaptiveBlockPolicy::next_block_size(int max_block) {
   const int cap = std::clamp(max_block, 1, max_block_);
-  // Probe schedule: the trained block first, then 1, then halvings — cheap to learn the cost curve.
-  static constexpr int kProbeOrder[] = {16, 1, 8, 4, 2, 12, 6, 3};
+  // Probe schedule: the trained block first (it alone shows the deep acceptance profile), then 1 and
+  // a few sizes for the cost line; the rest is fitted. Probes are paid in every run, and a short
+  // run (64 tokens) cannot afford many expensive ones: 5 rounds, not more.
+  static constexpr int kProbeOrder[] = {16, 1, 4, 2, 8};
   if (rounds_ < 64) {
     for (int b : kProbeOrder) {
       const int bb = std::min(b, cap);

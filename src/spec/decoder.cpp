@@ -58,6 +58,8 @@ util::Result<std::vector<int32_t>> Decoder::generate(std::span<const int32_t> pr
   const int64_t n_vocab = target_.n_vocab();
   target_.reset();
   if (drafter_) drafter_->reset();
+  n_pending_ = 0;
+  pending_features_.clear();
 
   // Positions run to max_length - 1; generation may also end at the context limit.
   const int64_t n_prompt = static_cast<int64_t>(prompt.size());
@@ -104,6 +106,11 @@ util::Result<std::vector<int32_t>> Decoder::generate(std::span<const int32_t> pr
     block_.assign(1, last);
     if (n_draft > 0) {
       util::Timer td;
+      if (n_pending_ > 0) {
+        DFLASH_RETURN_IF_ERROR(drafter_->add_context(pending_features_.data(), n_pending_));
+        n_pending_ = 0;
+        pending_features_.clear();
+      }
       DFLASH_RETURN_IF_ERROR(drafter_->draft(last, n_draft));
       if (sampler.params().greedy()) {
         for (int i = 0; i < n_draft; ++i) block_.push_back(argmax(drafter_->logits(i), n_vocab));
@@ -150,7 +157,15 @@ util::Result<std::vector<int32_t>> Decoder::generate(std::span<const int32_t> pr
     st.t_rollback_s += tr.seconds();
     // The committed tokens' features extend the drafter's context (rows 0..produced-1 of the
     // verify are exactly the tokens now in the target state).
-    if (use_features) DFLASH_RETURN_IF_ERROR(drafter_->add_context(target_.features(0), produced));
+    if (use_features) {
+      if (n_draft == 0) {  // a one-token round: defer (see pending_features_)
+        const float* f = target_.features(0);
+        pending_features_.insert(pending_features_.end(), f, f + produced * target_.feature_dim());
+        n_pending_ += produced;
+      } else {
+        DFLASH_RETURN_IF_ERROR(drafter_->add_context(target_.features(0), produced));
+      }
+    }
 
     st.n_rounds++;
     st.n_drafted += n_draft;

@@ -66,6 +66,18 @@ TEST(AdaptiveBlockPolicy, FindsTheBestFixedBlockAndMatchesItsThroughput) {
   }
 }
 
+// Probing is paid in every run: over only 64 rounds (a short answer) the policy must still come
+// close to the best fixed block, including when drafting does not pay at all (best B = 1).
+TEST(AdaptiveBlockPolicy, ShortRunsLoseLittleToProbing) {
+  for (Sim s : {Sim{0.2, 0.3}, Sim{0.05, 0.5}, Sim{0.6, 0.15}, Sim{0.9, 0.35}}) {
+    SCOPED_TRACE(testing::Message() << "p=" << s.p << " slope=" << s.slope);
+    AdaptiveBlockPolicy pol(16);
+    const double rate = run_policy(s, 64, pol, nullptr);
+    const int best = s.best_fixed(16);
+    EXPECT_GT(rate, 0.85 * s.expected(best) / s.cost(best)) << "best fixed block " << best;
+  }
+}
+
 TEST(AdaptiveBlockPolicy, ExpectedTokensFollowsTheProfile) {
   AdaptiveBlockPolicy pol(8);
   for (int r = 0; r < 300; ++r) pol.observe(8, 3, 1.0);  // always exactly 3 of 7 accepted
