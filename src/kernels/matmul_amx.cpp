@@ -97,6 +97,9 @@ void configure(int m, int n) {
     c.rows[i] = 8;
     c.colsb[i] = uint16_t(n * 4);
   }
+  // GCC 12 does not see ldtilecfg read all 64 bytes and may drop the stores above (seen: colsb
+  // left zero → #GP); the empty asm makes the whole struct live in memory first.
+  __asm__ __volatile__("" : : "r"(&c) : "memory");
   _tile_loadconfig(&c);
   t_cfg_m = m;
   t_cfg_n = n;
@@ -224,21 +227,39 @@ void group_tokens(const uint8_t* w, size_t w_stride, int m, const uint8_t* act, 
   }
 }
 
-// One row group × a single token: vectors over the 16 rows (C is one int32 column, stored
-// contiguously), the rows' block scales gathered.
-void group_one_token(const uint8_t* w, size_t w_stride, int m, const BSource& bq, int64_t nb,
-                     float* y) {
+// One row group × a few tokens (N ≤ 4): vectors over the 16 rows, one accumulator per
+// token. C is stored densely ([row][N] int32) and token t's column is gathered from it (one token:
+// already contiguous); the rows' block scales are gathered from the weights. For small N this costs
+// N vector steps per block instead of group_tokens' 16 (which wins from N ≈ 5 on).
+
+template <int N>
+void group_cols(const uint8_t* w, size_t w_stride, int m, const BSource& bq, int64_t nb, float* y,
+                int64_t ldy) {
   alignas(64) int32_t cbuf[2][kGroup * kGroup] = {};
   const __m512i vidx = row_offsets(w_stride, m);
-  __m512 acc = _mm512_setzero_ps();
-  block_loop(w, w_stride, bq, nb, cbuf, 4, [&](const int32_t* c, int64_t b)
-                                               __attribute__((always_inline)) {
-    const __m512 s = _mm512_mul_ps(gather_scales(w, vidx, b), _mm512_set1_ps(*bq.scales(b)));
-    acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_load_si512(c)), s, acc);
+  __m512i cidx[N];
+  for (int t = 0; t < N; ++t)
+    cidx[t] = _mm512_add_epi32(_mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7,
+                                                                   6, 5, 4, 3, 2, 1, 0),
+                                                  _mm512_set1_epi32(N)),
+                               _mm512_set1_epi32(t));
+  __m512 acc[N];
+  for (__m512& a : acc) a = _mm512_setzero_ps();
+  block_loop(w, w_stride, bq, nb, cbuf, 4 * N, [&](const int32_t* c, int64_t b)
+                                                   __attribute__((always_inline)) {
+    const __m512 dw = gather_scales(w, vidx, b);
+    const float* dx = bq.scales(b);
+    for (int t = 0; t < N; ++t) {
+      const __m512i col = N == 1 ? _mm512_load_si512(c) : _mm512_i32gather_epi32(cidx[t], c, 4);
+      const __m512 s = _mm512_mul_ps(dw, _mm512_set1_ps(dx[t]));
+      acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(col), s, acc[t]);
+    }
   });
   alignas(64) float o[kGroup];
-  _mm512_store_ps(o, acc);
-  for (int r = 0; r < m; ++r) y[r] = o[r];
+  for (int t = 0; t < N; ++t) {
+    _mm512_store_ps(o, acc[t]);
+    for (int r = 0; r < m; ++r) y[t * ldy + r] = o[r];
+  }
 }
 
 void rows_q8_0(const RowsArgs& a, int64_t r0, int64_t r1) {
@@ -251,12 +272,15 @@ void rows_q8_0(const RowsArgs& a, int64_t r0, int64_t r1) {
       const uint8_t* act = a.act + size_t(t0 / kGroup) * a.act_stride;
       float* y = a.y + t0 * a.ldy + rg;
       configure(m, n);
-      if (a.n_tokens == 1)  // not packed (see act_pack_amx)
-        group_one_token(w, a.w_stride, m, BSource::natural(act), nb, y);
-      else if (n == 1)
-        group_one_token(w, a.w_stride, m, BSource::packed(act, nb), nb, y);
-      else
-        group_tokens(w, a.w_stride, m, act, nb, y, a.ldy, n);
+      const BSource bq = a.n_tokens == 1 ? BSource::natural(act)  // not packed (act_pack_amx)
+                                         : BSource::packed(act, nb);
+      switch (n) {
+        case 1: group_cols<1>(w, a.w_stride, m, bq, nb, y, a.ldy); break;
+        case 2: group_cols<2>(w, a.w_stride, m, bq, nb, y, a.ldy); break;
+        case 3: group_cols<3>(w, a.w_stride, m, bq, nb, y, a.ldy); break;
+        case 4: group_cols<4>(w, a.w_stride, m, bq, nb, y, a.ldy); break;
+        default: group_tokens(w, a.w_stride, m, act, nb, y, a.ldy, n);
+      }
     }
   }
   // The tile configuration stays loaded for this thread's next call (no tilerelease: reloading
