@@ -239,7 +239,7 @@ void BM_MatmulRowLength(benchmark::State& state) {
   state.SetLabel(label);
 }
 BENCHMARK(BM_MatmulRowLength)
-    ->ArgsProduct({{3, 4, 6}, {1024, 4096, 16384}, {1, 2, 4, 8, 16}})
+    ->ArgsProduct({{3, 4, 6}, {768, 1024, 4096, 16384}, {1, 2, 4, 8, 16}})
     ->ArgNames({"dtype", "in", "n"})
     ->ComputeStatistics("min", min_of)
     ->Unit(benchmark::kMicrosecond);

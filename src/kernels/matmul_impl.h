@@ -59,8 +59,8 @@ RowsFn rows_fn_amx(tensor::DType t);
 ActPack act_pack_amx(tensor::DType t);
 
 // VNNI kernels' activation layouts (same sizes as the natural ones): Q8_0 as [qs + 128 as uint8,
-// all blocks][d, all blocks]; Q4_K/Q5_K with each block's bsums replaced by 8 floats
-// dx·Σ(sub-block), and at 256 bits the quants interleaved as for AVX2 (act_prep_avx2). Depends on
+// all blocks][d, all blocks]; Q4_K/Q5_K with each block's bsums replaced by the 8 int32
+// sub-block sums Σx_j, and at 256 bits the quants interleaved as for AVX2 (act_prep_avx2). Depends on
 // vnni_width(): fetch it together with rows_fn_avx512vnni.
 ActPrepFn act_prep_avx512vnni(tensor::DType t);
 

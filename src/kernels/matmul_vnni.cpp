@@ -17,6 +17,7 @@
 // addition is exact), but the float accumulation is the same sequence whatever the tile, so a
 // token's result is bitwise independent of batch size and thread count.
 #include <array>
+#include <cmath>
 #include <atomic>
 #include <cstdlib>
 #include <cstring>
@@ -101,6 +102,12 @@ struct V256 {
   static F add(F a, F b) { return _mm256_add_ps(a, b); }
   static F set1(float v) { return _mm256_set1_ps(v); }
   static float hsum(F v) { return hsum256(v); }
+  static int32_t hsum_i32(I v) {
+    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4E));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xB1));
+    return _mm_cvtsi128_si32(s);
+  }
 };
 
 struct V512 {
@@ -147,6 +154,7 @@ struct V512 {
   static float hsum(F v) {
     return hsum256(_mm256_add_ps(_mm512_castps512_ps256(v), _mm512_extractf32x8_ps(v, 1)));
   }
+  static int32_t hsum_i32(I v) { return _mm512_reduce_add_epi32(v); }
 };
 
 // Constant lane tables, built at compile time: entry [v][lane] = f(first element of vector v plus
@@ -243,13 +251,27 @@ void relayout_q8_0(uint8_t* act, int64_t n_blocks) {
 }
 
 // ---------------- K-quants × Q8_K: the block loop ----------------
+// Canonical float sequence, shared bit for bit with the AMX kernels (matmul_amx.cpp), so that an
+// AMX machine may run small batches here and large ones on the tiles: per (row, token) and
+// super-block, with exact integers isum = Σ sc·Σ q·x (Q6_K: q − 32) and imin = Σ_j m_j·Σx_j,
+//   acc = fma(float(isum), d·dx, acc);  acc = fma(−float(imin), dmin·dx, acc)   (scalar, in order).
+
+// Σ_j m_j·Σx_j for a Q4_K/Q5_K block: the activations carry the 8 sub-block sums as int32
+// (act_prep_k_sums). Exact: |·| ≤ 8·63·32·127.
+[[gnu::always_inline]] inline int32_t min_term(__m256i mn32, const BlockQ8_K& x) {
+  const __m256i p = _mm256_mullo_epi32(mn32, load256(x.bsums));
+  __m128i s = _mm_add_epi32(_mm256_castsi256_si128(p), _mm256_extracti128_si256(p, 1));
+  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4E));
+  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xB1));
+  return _mm_cvtsi128_si32(s);
+}
 // Shared by every K-quant kernel; the block decoder D supplies the per-type part. Per weight block:
-// D's integer sums (already weighted by the sub-block scales) for every token of the tile, scaled by
-// d·dx into the float accumulators; for types with mins, the min term dmin·m_j·(dx·Σx_j) too (the
-// activations carry dx·Σx_j per sub-block, act_prep_k_sums): one FMA per token.
+// D's integer sums (already weighted by the sub-block scales) for every token of the tile, summed
+// across lanes and scaled by d·dx into one float accumulator per token; for types with mins, the
+// exact min term Σ m_j·Σx_j (the activations carry Σx_j per sub-block, act_prep_k_sums) by dmin·dx.
 // D provides: V (width policy), Block, kMins; Consts (per row: masks; its constructors are
 // written out because implicit ones would not get this file's target options); Scales (per block, built
-// from it; wmin when kMins); start(scales, activation block): isum's first value (an offset term or
+// from it; mn32 and dmin when kMins); start(scales, activation block): isum's first value (an offset term or
 // zero); sums<NT, kAcc>(consts, block, scales, x, b, isum).
 template <class D>
 struct KQuantDot {
@@ -261,9 +283,8 @@ struct KQuantDot {
     const BlockQ8_K* x[NT];
     for (int t = 0; t < NT; ++t) x[t] = reinterpret_cast<const BlockQ8_K*>(acts[t]);
     const int64_t nb = in / kQK_K;
-    typename V::F acc[NT];
-    [[maybe_unused]] __m256 accm[NT];
-    for (int t = 0; t < NT; ++t) acc[t] = V::fzero(), accm[t] = _mm256_setzero_ps();
+    float acc[NT];
+    for (int t = 0; t < NT; ++t) acc[t] = 0.0f;
     const typename D::Consts c;
     // One token alone: two integer accumulators break the vpdpwssd dependency chain (exact, so
     // the grouping may differ from larger tiles).
@@ -278,35 +299,32 @@ struct KQuantDot {
       }
       D::template sums<NT, kAcc>(c, w[b], s, x, b, isum);
       const float d = h2f(w[b].d);
+      // The block's float step on exact integer totals (see the canonical sequence above).
       for (int t = 0; t < NT; ++t) {
         typename V::I is = isum[0][t];
         if constexpr (kAcc == 2) is = V::add32(is, isum[1][t]);
-        acc[t] = V::fmadd(V::set1(x[t][b].d * d), V::cvt(is), acc[t]);
+        acc[t] = std::fma(float(V::hsum_i32(is)), d * x[t][b].d, acc[t]);
         if constexpr (D::kMins)
-          accm[t] = _mm256_fmadd_ps(
-              s.wmin, _mm256_loadu_ps(reinterpret_cast<const float*>(x[t][b].bsums)), accm[t]);
+          acc[t] = std::fma(-float(min_term(s.mn32, x[t][b])), s.dmin * x[t][b].d, acc[t]);
       }
     }
-    for (int t = 0; t < NT; ++t) {
-      if constexpr (D::kMins)
-        out[t] = V::hsum(acc[t]) - hsum256(accm[t]);
-      else
-        out[t] = V::hsum(acc[t]);
-    }
+    for (int t = 0; t < NT; ++t) out[t] = acc[t];
   }
 };
 
 // Q4_K/Q5_K block scales: the eight 6-bit scales as bytes, and dmin·m_j per sub-block.
 [[gnu::always_inline]] inline void k_block_scales(const uint8_t* scales, uint16_t dmin, uint64_t* sc64,
-                                                  __m256* wmin) {
+                                                  __m256i* mn32, float* dminf) {
   alignas(16) uint8_t sc[8], mn[8];
   unpack_k_scales(scales, sc, mn);
   uint64_t mn64;
   std::memcpy(sc64, sc, 8);
   std::memcpy(&mn64, mn, 8);
-  *wmin = _mm256_mul_ps(_mm256_set1_ps(h2f(dmin)),
-                        _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_cvtsi64_si128(int64_t(mn64)))));
+  *mn32 = _mm256_cvtepu8_epi32(_mm_cvtsi64_si128(int64_t(mn64)));
+  *dminf = h2f(dmin);
 }
+
+
 
 // ---------------- Q4_K / Q5_K × Q8_K ----------------
 // Per vector of kBytes weights (natural order; sub-blocks of 32): vpdpbusd with the activations,
@@ -356,11 +374,12 @@ struct DecQ45_K {
   };
   struct Scales {
     __m256i sc32;
-    __m256 wmin;
+    __m256i mn32;
+    float dmin;
     typename V::I qh;
     [[gnu::always_inline]] explicit Scales(const Block& blk) : qh(V::zero()) {
       uint64_t sc64;
-      k_block_scales(blk.scales, blk.dmin, &sc64, &wmin);
+      k_block_scales(blk.scales, blk.dmin, &sc64, &mn32, &dmin);
       sc32 = _mm256_cvtepu8_epi32(_mm_cvtsi64_si128(int64_t(sc64)));
       if constexpr (kQ5) qh = V::bcast256(blk.qh);
     }
@@ -404,11 +423,12 @@ struct DecQ45_KPair {
   };
   struct Scales {
     __m256i scb;
-    __m256 wmin;
+    __m256i mn32;
+    float dmin;
     __m256i qh;
     [[gnu::always_inline]] explicit Scales(const Block& blk) : qh(_mm256_setzero_si256()) {
       uint64_t sc64;
-      k_block_scales(blk.scales, blk.dmin, &sc64, &wmin);
+      k_block_scales(blk.scales, blk.dmin, &sc64, &mn32, &dmin);
       scb = _mm256_broadcastsi128_si256(_mm_cvtsi64_si128(int64_t(sc64)));
       if constexpr (kQ5) qh = load256(blk.qh);
     }
@@ -437,16 +457,15 @@ struct DecQ45_KPair {
 template <bool kQ5>
 using KQ45_KPair = KQuantDot<DecQ45_KPair<kQ5>>;
 
-// Q4_K/Q5_K activations: each block's 16 int16 bsums become 8 floats dx·(sum of sub-block j), in
-// place (same 32 bytes), so the kernel's min term is one FMA per block.
+// Q4_K/Q5_K activations: each block's 16 int16 bsums become the 8 int32 sub-block sums Σx_j, in
+// place (same 32 bytes), for the exact min term (min_term).
 void act_prep_k_sums(uint8_t* act, int64_t n_blocks) {
   BlockQ8_K* blk = reinterpret_cast<BlockQ8_K*>(act);
-  static_assert(sizeof(blk->bsums) == 8 * sizeof(float));
+  static_assert(sizeof(blk->bsums) == 8 * sizeof(int32_t));
   for (int64_t i = 0; i < n_blocks; ++i) {
-    const __m256i s32 = _mm256_madd_epi16(load256(blk[i].bsums), _mm256_set1_epi16(1));
     // madd gives the pair sums in natural order: lane j = bsums[2j] + bsums[2j+1].
-    const __m256 f = _mm256_mul_ps(_mm256_set1_ps(blk[i].d), _mm256_cvtepi32_ps(s32));
-    _mm256_storeu_ps(reinterpret_cast<float*>(blk[i].bsums), f);
+    const __m256i s32 = _mm256_madd_epi16(load256(blk[i].bsums), _mm256_set1_epi16(1));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(blk[i].bsums), s32);
   }
 }
 
