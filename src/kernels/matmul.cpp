@@ -135,10 +135,10 @@ struct Kernel {
   detail::ActPack pack;              // or a whole-batch packing (AMX)
 };
 
-Kernel select_kernel(DType t) {
+Kernel select_kernel(DType t, int64_t n_tokens) {
   const MatmulIsa isa = matmul_isa();
   Kernel k;
-  if (isa == MatmulIsa::kAmx) {
+  if (isa == MatmulIsa::kAmx && n_tokens >= detail::amx_min_tokens(t)) {
     k.rows = detail::rows_fn_amx(t);
     if (k.rows) k.pack = detail::act_pack_amx(t);
   }
@@ -212,7 +212,7 @@ void matmul_rows(const tensor::Tensor& w, int64_t row_begin, int64_t row_end, co
   const int64_t total_macs = in * n_tokens * n_rows;
   const int64_t macs_per_row = in * n_tokens;
 
-  const Kernel kernel = select_kernel(w.dtype);
+  const Kernel kernel = select_kernel(w.dtype, n_tokens);
   const DType adt = ref::act_dtype(w.dtype);
   if (adt == DType::kF32) {
     a.act = reinterpret_cast<const uint8_t*>(x);
@@ -238,7 +238,7 @@ void matmul_rows(const tensor::Tensor& w, int64_t row_begin, int64_t row_end, co
       pool.parallel_range(n_tokens, 1, quant);
     else
       quant(0, n_tokens, 0);
-    if (kernel.pack && n_tokens > 1) {
+    if (kernel.pack && n_tokens >= kernel.pack.min_tokens) {
       const int64_t nb = in / bs;
       const size_t gbytes = kernel.pack.group_bytes(nb);
       const int64_t groups = (n_tokens + kernel.pack.group - 1) / kernel.pack.group;

@@ -18,7 +18,9 @@
 // pack_q8_0). Two blocks per step, two C sets: one pair's products run while the other's are
 // scaled (block_loop).
 #include <algorithm>
+#include <atomic>
 #include <cstddef>
+#include <cstdlib>
 #include <cstdint>
 #include <cstring>
 
@@ -80,21 +82,23 @@ struct alignas(64) TileConfig {
 };
 
 // The configuration this thread last loaded (ldtilecfg is not free; shapes repeat).
-thread_local int t_cfg_m = -1, t_cfg_n = -1;
+thread_local int t_cfg_m = -1, t_cfg_n = -1, t_cfg_k = -1;
 
-void configure(int m, int n) {
-  if (m == t_cfg_m && n == t_cfg_n) return;
+// k: the A tiles' bytes per row = the K of one product (32 for Q8_0 blocks, 16 for K-quant
+// sub-blocks); the B tiles have k/4 rows.
+void configure(int m, int n, int k) {
+  if (m == t_cfg_m && n == t_cfg_n && k == t_cfg_k) return;
   TileConfig c;
   for (int i : {0, 1, 6, 7}) {  // C (two sets): m rows × n int32
     c.rows[i] = uint8_t(m);
     c.colsb[i] = uint16_t(n * 4);
   }
-  for (int i : {2, 3}) {  // A: m rows × 32 int8
+  for (int i : {2, 3}) {  // A: m rows × k int8
     c.rows[i] = uint8_t(m);
-    c.colsb[i] = 32;
+    c.colsb[i] = uint16_t(k);
   }
-  for (int i : {4, 5}) {  // B: 8 rows × n·4 int8
-    c.rows[i] = 8;
+  for (int i : {4, 5}) {  // B: k/4 rows × n·4 int8
+    c.rows[i] = uint8_t(k / 4);
     c.colsb[i] = uint16_t(n * 4);
   }
   // GCC 12 does not see ldtilecfg read all 64 bytes and may drop the stores above (seen: colsb
@@ -103,6 +107,7 @@ void configure(int m, int n) {
   _tile_loadconfig(&c);
   t_cfg_m = m;
   t_cfg_n = n;
+  t_cfg_k = k;
 }
 
 inline float h2f(uint16_t h) { return _cvtsh_ss(h); }
@@ -127,7 +132,7 @@ inline __m512 gather_scales(const uint8_t* w, __m512i row_offs, int64_t b) {
 // Tile numbers are instruction immediates, hence the macros.
 #define DFLASH_AMX_PRODUCT(C, A, B, blk)                                              \
   do {                                                                               \
-    _tile_loadd(A, w + size_t(blk) * sizeof(BlockQ8_0) + 2, long(w_stride));         \
+    _tile_loadd(A, aq.base + size_t(blk) * aq.block_stride, aq.row_stride);          \
     _tile_loadd(B, bq.base + size_t(blk) * bq.block_stride, bq.row_stride);          \
     _tile_zero(C);                                                                   \
     _tile_dpbssd(C, A, B);                                                           \
@@ -165,8 +170,19 @@ struct BSource {
   }
 };
 
+// Where block b's A tile starts (16 rows at row_stride): the Q8_0 rows in place, or the unpacked
+// K-quant sub-blocks.
+struct ASource {
+  const uint8_t* base;
+  size_t block_stride;
+  long row_stride;
+  static ASource q8_0(const uint8_t* w, size_t w_stride) {
+    return {w + offsetof(BlockQ8_0, qs), sizeof(BlockQ8_0), long(w_stride)};
+  }
+};
+
 template <class Scale>
-inline void block_loop(const uint8_t* w, size_t w_stride, const BSource& bq, int64_t nb,
+inline void block_loop(const ASource& aq, const BSource& bq, int64_t nb,
                        int32_t (*cbuf)[kGroup * kGroup], long c_stride, Scale&& scale) {
   const int64_t pairs = nb / 2;
   if (pairs > 0) {
@@ -210,7 +226,7 @@ void group_tokens(const uint8_t* w, size_t w_stride, int m, const uint8_t* act, 
   // their lanes are never stored) and kept in memory, so each row's scale is one broadcast load.
   const __m512i vidx = row_offsets(w_stride, m);
   alignas(64) float dw[kGroup];
-  block_loop(w, w_stride, bq, nb, cbuf, 64, [&](const int32_t* c, int64_t b)
+  block_loop(ASource::q8_0(w, w_stride), bq, nb, cbuf, 64, [&](const int32_t* c, int64_t b)
                                                 __attribute__((always_inline)) {
     _mm512_store_ps(dw, gather_scales(w, vidx, b));
     const __m512 dx = _mm512_loadu_ps(bq.scales(b));
@@ -245,7 +261,7 @@ void group_cols(const uint8_t* w, size_t w_stride, int m, const BSource& bq, int
                                _mm512_set1_epi32(t));
   __m512 acc[N];
   for (__m512& a : acc) a = _mm512_setzero_ps();
-  block_loop(w, w_stride, bq, nb, cbuf, 4 * N, [&](const int32_t* c, int64_t b)
+  block_loop(ASource::q8_0(w, w_stride), bq, nb, cbuf, 4 * N, [&](const int32_t* c, int64_t b)
                                                    __attribute__((always_inline)) {
     const __m512 dw = gather_scales(w, vidx, b);
     const float* dx = bq.scales(b);
@@ -271,7 +287,7 @@ void rows_q8_0(const RowsArgs& a, int64_t r0, int64_t r1) {
       const int n = int(std::min<int64_t>(kGroup, a.n_tokens - t0));
       const uint8_t* act = a.act + size_t(t0 / kGroup) * a.act_stride;
       float* y = a.y + t0 * a.ldy + rg;
-      configure(m, n);
+      configure(m, n, kQK8_0);
       const BSource bq = a.n_tokens == 1 ? BSource::natural(act)  // not packed (act_pack_amx)
                                          : BSource::packed(act, nb);
       switch (n) {
@@ -316,6 +332,287 @@ void pack_q8_0(const uint8_t* act, size_t act_stride, int64_t n_tokens, int64_t 
   }
 }
 
+
+// ---------------- K-quants × Q8_K ----------------
+// A super-block of 256 is taken as sub-blocks of one scale each (Q4_K/Q5_K: 8 of 32, tile K = 32;
+// Q6_K: 16 of 16, K = 16). Per row group and super-block the weights are unpacked once into signed
+// bytes (Q4_K/Q5_K: q ∈ [0, 31]; Q6_K: q − 32 ∈ [−32, 31]) and int32 scales. Then, per (row, token):
+//   isum = Σ_i sc_i · C_i   over the sub-blocks (exact: |isum| < 2^31 for every type)
+//   imin = Σ_j m_j · Σx_j   (Q4_K/Q5_K: 8 mins against the activations' 32-element sums)
+//   acc  = fma(float(isum), d·dx, acc);  acc = fma(−float(imin), dmin·dx, acc)
+// in super-block order: the canonical sequence of the VNNI K-quant kernels (matmul_vnni.cpp), so
+// small batches run there (AMX pays from a few tokens on, amx_min_tokens) with the same bits.
+constexpr int kMaxSub = 16;
+// Packed activations per super-block: the B rows of all 256 quants ([k/4][token][4], 4 KiB; the
+// tile of sub-block i starts at row i·len/4), then 16 token scales dx, then 8 × 16 int32 Σx_j.
+constexpr size_t kKPackDx = 64 * 64;
+constexpr size_t kKPackSums = kKPackDx + 64;
+constexpr size_t kKPackedBlock = kKPackSums + 8 * 64;
+
+size_t kgroup_bytes(int64_t nb) { return size_t(nb) * kKPackedBlock; }
+
+void pack_q8_k(const uint8_t* act, size_t act_stride, int64_t n_tokens, int64_t nb, uint8_t* out) {
+  const size_t gbytes = kgroup_bytes(nb);
+  for (int64_t g = 0; g * kGroup < n_tokens; ++g) {
+    uint8_t* dst = out + size_t(g) * gbytes;
+    const int n = int(std::min<int64_t>(kGroup, n_tokens - g * kGroup));
+    const uint8_t* src = act + size_t(g * kGroup) * act_stride;
+    const __mmask16 valid = __mmask16((1u << n) - 1);
+    alignas(64) int32_t offs[kGroup];
+    for (int t = 0; t < kGroup; ++t) offs[t] = int32_t(size_t(t < n ? t : 0) * act_stride);
+    const __m512i vidx = _mm512_load_si512(offs);
+    auto gather = [&](const uint8_t* p) __attribute__((always_inline)) {
+      return _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), valid, vidx, p, 1);
+    };
+    for (int64_t b = 0; b < nb; ++b) {
+      const uint8_t* blk = src + size_t(b) * sizeof(BlockQ8_K);
+      uint8_t* p = dst + size_t(b) * kKPackedBlock;
+      for (int k4 = 0; k4 < 64; ++k4)
+        _mm512_storeu_si512(p + k4 * 64, gather(blk + offsetof(BlockQ8_K, qs) + 4 * k4));
+      _mm512_storeu_si512(p + kKPackDx, gather(blk + offsetof(BlockQ8_K, d)));
+      for (int j = 0; j < 8; ++j) {
+        // bsums[2j] and bsums[2j+1] are adjacent int16: one dword per token, sign-extended halves.
+        const __m512i v = gather(blk + offsetof(BlockQ8_K, bsums) + 4 * j);
+        const __m512i lo = _mm512_srai_epi32(_mm512_slli_epi32(v, 16), 16);
+        _mm512_storeu_si512(p + kKPackSums + j * 64, _mm512_add_epi32(lo, _mm512_srai_epi32(v, 16)));
+      }
+    }
+  }
+}
+
+// One row group's unpacked super-block (thread-local scratch, rows < m valid).
+struct alignas(64) KUnpacked {
+  int8_t q[kGroup][256];
+  int32_t sc[kGroup][kMaxSub];
+  int32_t mn[kGroup][8];
+  float d[kGroup];
+  float dmin[kGroup];
+};
+thread_local KUnpacked t_unpacked;
+
+inline __m256i load256(const void* p) { return _mm256_loadu_si256(static_cast<const __m256i*>(p)); }
+inline void store256(void* p, __m256i v) { _mm256_storeu_si256(static_cast<__m256i*>(p), v); }
+
+template <class B>
+inline void unpack_q45_scales(const B& b, int r, KUnpacked& u) {
+  u.d[r] = h2f(b.d);
+  u.dmin[r] = h2f(b.dmin);
+  uint8_t sc[8], mn[8];
+  unpack_k_scales(b.scales, sc, mn);
+  for (int j = 0; j < 8; ++j) {
+    u.sc[r][j] = sc[j];
+    u.mn[r][j] = mn[j];
+  }
+}
+
+// Element order (ggml): chunk p of 32 qs bytes holds elements 64p + l (low nibble) and 64p + 32 + l
+// (high nibble); Q5_K's 5th bits are bits 2p / 2p+1 of qh[l].
+struct AmxQ4K {
+  using Block = BlockQ4_K;
+  static constexpr bool kMins = true;
+  static constexpr int kLen = 32;  // sub-block length = tile K
+  static void unpack(const uint8_t* p, int r, KUnpacked& u) {
+    const Block& b = *reinterpret_cast<const Block*>(p);
+    unpack_q45_scales(b, r, u);
+    const __m256i m4 = _mm256_set1_epi8(0x0F);
+    for (int c = 0; c < 4; ++c) {
+      const __m256i q = load256(b.qs + 32 * c);
+      store256(u.q[r] + 64 * c, _mm256_and_si256(q, m4));
+      store256(u.q[r] + 64 * c + 32, _mm256_and_si256(_mm256_srli_epi16(q, 4), m4));
+    }
+  }
+};
+
+struct AmxQ5K {
+  using Block = BlockQ5_K;
+  static constexpr bool kMins = true;
+  static constexpr int kLen = 32;
+  static void unpack(const uint8_t* p, int r, KUnpacked& u) {
+    const Block& b = *reinterpret_cast<const Block*>(p);
+    unpack_q45_scales(b, r, u);
+    const __m256i m4 = _mm256_set1_epi8(0x0F), one = _mm256_set1_epi8(1);
+    const __m256i qh = load256(b.qh);
+    for (int c = 0; c < 4; ++c) {
+      const __m256i q = load256(b.qs + 32 * c);
+      const __m256i h0 = _mm256_and_si256(_mm256_srli_epi16(qh, 2 * c), one);
+      const __m256i h1 = _mm256_and_si256(_mm256_srli_epi16(qh, 2 * c + 1), one);
+      store256(u.q[r] + 64 * c,
+               _mm256_or_si256(_mm256_and_si256(q, m4), _mm256_slli_epi16(h0, 4)));
+      store256(u.q[r] + 64 * c + 32,
+               _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q, 4), m4),
+                               _mm256_slli_epi16(h1, 4)));
+    }
+  }
+};
+
+// Q6_K (ggml): per half h of 128 elements, ql bytes l / 32 + l hold elements l, 32 + l (low
+// nibbles) and 64 + l, 96 + l (high nibbles); qh byte l holds their 2 high bits at bits 0-1, 2-3,
+// 4-5, 6-7.
+struct AmxQ6K {
+  using Block = BlockQ6_K;
+  static constexpr bool kMins = false;
+  static constexpr int kLen = 16;
+  static void unpack(const uint8_t* p, int r, KUnpacked& u) {
+    const Block& b = *reinterpret_cast<const Block*>(p);
+    u.d[r] = h2f(b.d);
+    u.dmin[r] = 0.0f;
+    for (int i = 0; i < 16; ++i) u.sc[r][i] = b.scales[i];
+    const __m256i m4 = _mm256_set1_epi8(0x0F), m30 = _mm256_set1_epi8(0x30),
+                  k32 = _mm256_set1_epi8(32);
+    for (int h = 0; h < 2; ++h) {
+      const __m256i l0 = load256(b.ql + 64 * h), l1 = load256(b.ql + 64 * h + 32);
+      const __m256i qh = load256(b.qh + 32 * h);
+      int8_t* dst = u.q[r] + 128 * h;
+      auto put = [&](int off, __m256i lo4, __m256i hi2) __attribute__((always_inline)) {
+        store256(dst + off, _mm256_sub_epi8(_mm256_or_si256(lo4, _mm256_and_si256(hi2, m30)), k32));
+      };
+      put(0, _mm256_and_si256(l0, m4), _mm256_slli_epi16(qh, 4));
+      put(32, _mm256_and_si256(l1, m4), _mm256_slli_epi16(qh, 2));
+      put(64, _mm256_and_si256(_mm256_srli_epi16(l0, 4), m4), qh);
+      put(96, _mm256_and_si256(_mm256_srli_epi16(l1, 4), m4), _mm256_srli_epi16(qh, 2));
+    }
+  }
+};
+
+template <class D>
+inline ASource k_asource(const KUnpacked& u) {
+  return {reinterpret_cast<const uint8_t*>(&u.q[0][0]), D::kLen, 256};
+}
+template <class D>
+inline BSource k_bsource(const uint8_t* pb) {
+  return {pb, size_t(D::kLen) / 4 * 64, 64, nullptr, 0};
+}
+
+// The 16 rows are 16 separate weight streams, more than the hardware prefetchers follow when the
+// weights come from DRAM: each row's super-block kAhead blocks on is prefetched by hand.
+template <class D>
+inline void unpack_rows(const uint8_t* w, size_t w_stride, int m, int64_t b, int64_t nb,
+                        KUnpacked& u) {
+  constexpr int64_t kAhead = 2;
+  constexpr size_t kBytes = sizeof(typename D::Block);
+  for (int r = 0; r < m; ++r) {
+    const uint8_t* row = w + size_t(r) * w_stride;
+    if (b + kAhead < nb)
+      for (size_t off = 0; off < kBytes; off += 64)
+        __builtin_prefetch(row + size_t(b + kAhead) * kBytes + off, 0, 3);
+    D::unpack(row + size_t(b) * kBytes, r, u);
+  }
+}
+
+// Row group × token group (n ≥ 5): vectors over tokens.
+template <class D>
+void kgroup_tokens(const uint8_t* w, size_t w_stride, int m, const uint8_t* act, int64_t nb,
+                   float* y, int64_t ldy, int n) {
+  KUnpacked& u = t_unpacked;
+  alignas(64) int32_t cbuf[2][kGroup * kGroup] = {};
+  __m512 acc[kGroup];
+  for (__m512& a : acc) a = _mm512_setzero_ps();
+  for (int64_t b = 0; b < nb; ++b) {
+    unpack_rows<D>(w, w_stride, m, b, nb, u);
+    const uint8_t* pb = act + size_t(b) * kKPackedBlock;
+    __m512i isum[kGroup];
+    for (__m512i& v : isum) v = _mm512_setzero_si512();
+    block_loop(k_asource<D>(u), k_bsource<D>(pb), 256 / D::kLen, cbuf, 64, [&](const int32_t* c, int64_t i)
+                                                              __attribute__((always_inline)) {
+#pragma GCC unroll 16
+      for (int r = 0; r < kGroup; ++r)
+        isum[r] = _mm512_add_epi32(isum[r], _mm512_mullo_epi32(_mm512_load_si512(c + r * kGroup),
+                                                               _mm512_set1_epi32(u.sc[r][i])));
+    });
+    const __m512 dx = _mm512_loadu_ps(reinterpret_cast<const float*>(pb + kKPackDx));
+    for (int r = 0; r < kGroup; ++r) {
+      acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[r]), _mm512_mul_ps(_mm512_set1_ps(u.d[r]), dx),
+                               acc[r]);
+      if constexpr (D::kMins) {
+        __m512i imin = _mm512_setzero_si512();
+        for (int j = 0; j < 8; ++j)
+          imin = _mm512_add_epi32(
+              imin, _mm512_mullo_epi32(_mm512_set1_epi32(u.mn[r][j]),
+                                       _mm512_loadu_si512(pb + kKPackSums + j * 64)));
+        acc[r] = _mm512_fnmadd_ps(_mm512_cvtepi32_ps(imin),
+                                  _mm512_mul_ps(_mm512_set1_ps(u.dmin[r]), dx), acc[r]);
+      }
+    }
+  }
+  alignas(64) float o[kGroup];
+  for (int r = 0; r < m; ++r) {
+    _mm512_store_ps(o, acc[r]);
+    for (int t = 0; t < n; ++t) y[t * ldy + r] = o[t];
+  }
+}
+
+// Row group × N ≤ 4 tokens: vectors over the 16 rows (as group_cols).
+template <class D, int N>
+void kgroup_cols(const uint8_t* w, size_t w_stride, int m, const uint8_t* act, int64_t nb,
+                 float* y, int64_t ldy) {
+  KUnpacked& u = t_unpacked;
+  alignas(64) int32_t cbuf[2][kGroup * kGroup] = {};
+  const __m512i lanes = _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
+  __m512i cidx[N];
+  for (int t = 0; t < N; ++t)
+    cidx[t] = _mm512_add_epi32(_mm512_mullo_epi32(lanes, _mm512_set1_epi32(N)), _mm512_set1_epi32(t));
+  const __m512i sidx = _mm512_mullo_epi32(lanes, _mm512_set1_epi32(kMaxSub));  // u.sc[r][·]
+  const __m512i midx = _mm512_mullo_epi32(lanes, _mm512_set1_epi32(8));     // u.mn[r][·]
+  __m512 acc[N];
+  for (__m512& a : acc) a = _mm512_setzero_ps();
+  for (int64_t b = 0; b < nb; ++b) {
+    unpack_rows<D>(w, w_stride, m, b, nb, u);
+    const uint8_t* pb = act + size_t(b) * kKPackedBlock;
+    __m512i isum[N];
+    for (__m512i& v : isum) v = _mm512_setzero_si512();
+    block_loop(k_asource<D>(u), k_bsource<D>(pb), 256 / D::kLen, cbuf, 4 * N, [&](const int32_t* c, int64_t i)
+                                                                 __attribute__((always_inline)) {
+      const __m512i sc = _mm512_i32gather_epi32(sidx, &u.sc[0][i], 4);
+      for (int t = 0; t < N; ++t) {
+        const __m512i col = N == 1 ? _mm512_load_si512(c) : _mm512_i32gather_epi32(cidx[t], c, 4);
+        isum[t] = _mm512_add_epi32(isum[t], _mm512_mullo_epi32(col, sc));
+      }
+    });
+    const float* dx = reinterpret_cast<const float*>(pb + kKPackDx);
+    const int32_t* sums = reinterpret_cast<const int32_t*>(pb + kKPackSums);
+    const __m512 dv = _mm512_load_ps(u.d), dminv = _mm512_load_ps(u.dmin);
+    for (int t = 0; t < N; ++t) {
+      acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[t]), _mm512_mul_ps(dv, _mm512_set1_ps(dx[t])),
+                               acc[t]);
+      if constexpr (D::kMins) {
+        __m512i imin = _mm512_setzero_si512();
+        for (int j = 0; j < 8; ++j)
+          imin = _mm512_add_epi32(imin, _mm512_mullo_epi32(_mm512_i32gather_epi32(midx, &u.mn[0][j], 4),
+                                                           _mm512_set1_epi32(sums[j * kGroup + t])));
+        acc[t] = _mm512_fnmadd_ps(_mm512_cvtepi32_ps(imin), _mm512_mul_ps(dminv, _mm512_set1_ps(dx[t])),
+                                  acc[t]);
+      }
+    }
+  }
+  alignas(64) float o[kGroup];
+  for (int t = 0; t < N; ++t) {
+    _mm512_store_ps(o, acc[t]);
+    for (int r = 0; r < m; ++r) y[t * ldy + r] = o[r];
+  }
+}
+
+template <class D>
+void rows_kq(const RowsArgs& a, int64_t r0, int64_t r1) {
+  const int64_t nb = a.in / kQK_K;
+  for (int64_t rg = r0; rg < r1; rg += kGroup) {
+    const int m = int(std::min<int64_t>(kGroup, r1 - rg));
+    const uint8_t* w = a.w + size_t(rg) * a.w_stride;
+    for (int64_t t0 = 0; t0 < a.n_tokens; t0 += kGroup) {
+      const int n = int(std::min<int64_t>(kGroup, a.n_tokens - t0));
+      const uint8_t* act = a.act + size_t(t0 / kGroup) * a.act_stride;
+      float* y = a.y + t0 * a.ldy + rg;
+      configure(m, n, D::kLen);
+      switch (n) {
+        case 1: kgroup_cols<D, 1>(w, a.w_stride, m, act, nb, y, a.ldy); break;
+        case 2: kgroup_cols<D, 2>(w, a.w_stride, m, act, nb, y, a.ldy); break;
+        case 3: kgroup_cols<D, 3>(w, a.w_stride, m, act, nb, y, a.ldy); break;
+        case 4: kgroup_cols<D, 4>(w, a.w_stride, m, act, nb, y, a.ldy); break;
+        default: kgroup_tokens<D>(w, a.w_stride, m, act, nb, y, a.ldy, n);
+      }
+    }
+  }
+}
+
 #if defined(__clang__)
 #pragma clang attribute pop
 #else
@@ -324,6 +621,26 @@ void pack_q8_0(const uint8_t* act, size_t act_stride, int64_t n_tokens, int64_t 
 
 }  // namespace
 
+namespace {
+std::atomic<int> g_k_min_tokens{0};  // 0: default
+// Measured (bench/matmul_results.md, in = 1024, L3-resident): the tiles beat VNNI for Q4_K from
+// ~8 tokens, for Q6_K (16 products per super-block) from ~12.
+int default_k_min_tokens(DType t) { return t == DType::kQ6_K ? 12 : 8; }
+}  // namespace
+
+void set_amx_k_min_tokens(int n) { g_k_min_tokens.store(n > 0 ? n : 0); }
+
+int amx_min_tokens(DType t) {
+  if (t == DType::kQ8_0) return 1;
+  const int forced = g_k_min_tokens.load(std::memory_order_relaxed);
+  if (forced > 0) return forced;
+  static const int from_env = [] {
+    const char* e = std::getenv("DFLASH_AMX_MIN_TOKENS");  // A/B benchmarks
+    return e ? std::max(0, std::atoi(e)) : 0;
+  }();
+  return from_env > 0 ? from_env : default_k_min_tokens(t);
+}
+
 bool amx_available() {
   static const bool ok = cpu_has_amx_int8() && request_amx_permission();
   return ok;
@@ -331,15 +648,29 @@ bool amx_available() {
 
 RowsFn rows_fn_amx(DType t) {
   if (!amx_available()) return nullptr;
-  return t == DType::kQ8_0 ? &rows_q8_0 : nullptr;
+  switch (t) {
+    case DType::kQ8_0: return &rows_q8_0;
+    case DType::kQ4_K: return &rows_kq<AmxQ4K>;
+    case DType::kQ5_K: return &rows_kq<AmxQ5K>;
+    case DType::kQ6_K: return &rows_kq<AmxQ6K>;
+    default: return nullptr;
+  }
 }
 
 ActPack act_pack_amx(DType t) {
-  if (t != DType::kQ8_0) return {};
   ActPack p;
   p.group = kGroup;
-  p.group_bytes = &group_bytes;
-  p.pack = &pack_q8_0;
+  if (t == DType::kQ8_0) {
+    p.group_bytes = &group_bytes;
+    p.pack = &pack_q8_0;
+    p.min_tokens = 2;  // one token: read in place (BSource::natural)
+  } else if (t == DType::kQ4_K || t == DType::kQ5_K || t == DType::kQ6_K) {
+    p.group_bytes = &kgroup_bytes;
+    p.pack = &pack_q8_k;
+    p.min_tokens = 1;
+  } else {
+    return {};
+  }
   return p;
 }
 
@@ -348,6 +679,26 @@ ActPack act_pack_amx(DType t) {
 #else  // no AMX kernels off x86-64 Linux
 
 namespace dflash::kernels::detail {
+namespace {
+std::atomic<int> g_k_min_tokens{0};  // 0: default
+// Measured (bench/matmul_results.md, in = 1024, L3-resident): the tiles beat VNNI for Q4_K from
+// ~8 tokens, for Q6_K (16 products per super-block) from ~12.
+int default_k_min_tokens(DType t) { return t == DType::kQ6_K ? 12 : 8; }
+}  // namespace
+
+void set_amx_k_min_tokens(int n) { g_k_min_tokens.store(n > 0 ? n : 0); }
+
+int amx_min_tokens(DType t) {
+  if (t == DType::kQ8_0) return 1;
+  const int forced = g_k_min_tokens.load(std::memory_order_relaxed);
+  if (forced > 0) return forced;
+  static const int from_env = [] {
+    const char* e = std::getenv("DFLASH_AMX_MIN_TOKENS");  // A/B benchmarks
+    return e ? std::max(0, std::atoi(e)) : 0;
+  }();
+  return from_env > 0 ? from_env : default_k_min_tokens(t);
+}
+
 bool amx_available() { return false; }
 RowsFn rows_fn_amx(tensor::DType) { return nullptr; }
 ActPack act_pack_amx(tensor::DType) { return {}; }

@@ -42,10 +42,11 @@ RowsFn rows_fn_float_simd(tensor::DType t);  // F32/F16/BF16 via Highway dynamic
 // A row kernel that reads the whole batch's activations in its own layout, packed by token groups:
 // group g (tokens g·group .. g·group + group − 1) at packed + g · group_bytes(n_blocks), packed
 // from the natural layout (token t at act + t·act_stride) by pack. RowsArgs then carries the
-// packed buffer with act_stride = group_bytes(n_blocks). A batch of one token is not packed: the
-// kernel reads it in the natural layout.
+// packed buffer with act_stride = group_bytes(n_blocks). Batches of fewer than min_tokens are not
+// packed: the kernel reads them in the natural layout.
 struct ActPack {
   int group = 0;
+  int min_tokens = 1;
   size_t (*group_bytes)(int64_t n_blocks) = nullptr;
   void (*pack)(const uint8_t* act, size_t act_stride, int64_t n_tokens, int64_t n_blocks,
                uint8_t* out) = nullptr;
@@ -53,9 +54,14 @@ struct ActPack {
 };
 
 // Intel AMX (matmul_amx.cpp): true when the CPU has AMX-TILE + AMX-INT8 and Linux granted this
-// process the tile state. Q8_0 only; other dtypes fall back to the VNNI kernels.
+// process the tile state. Q8_0, Q4_K, Q5_K, Q6_K; other dtypes fall back to the VNNI kernels.
 bool amx_available();
 RowsFn rows_fn_amx(tensor::DType t);
+// Batches below this many tokens go to the VNNI kernel instead (K-quants: the tiles only pay with
+// a few tokens; both kernels give the same bits). 0 in the setter = default (or
+// DFLASH_AMX_MIN_TOKENS); tests and benchmarks force it.
+int amx_min_tokens(tensor::DType t);
+void set_amx_k_min_tokens(int n);
 ActPack act_pack_amx(tensor::DType t);
 
 // VNNI kernels' activation layouts (same sizes as the natural ones): Q8_0 as [qs + 128 as uint8,

@@ -162,17 +162,20 @@ void expect_close(const Ref& r, const std::vector<float>& y, int64_t n_tokens, i
 struct Variant {
   MatmulIsa isa;
   int pair = -1;  // AVX2 only
-  int width = 0;  // VNNI only
+  int width = 0;     // VNNI only
+  int amx_min = 0;   // AMX: fewest tokens that take the tiles for K-quants (0 = default)
   void apply() const {
     set_matmul_isa(isa);
     detail::set_avx2_pair_madd(pair);
     detail::set_vnni_width(width);
+    detail::set_amx_k_min_tokens(amx_min);
   }
   std::string name() const {
     std::string n = matmul_isa_name(isa);
     if (isa == MatmulIsa::kAvx2) n += pair ? "/pair_madd" : "/plain";
     if (isa == MatmulIsa::kAvx512Vnni) n += "/" + std::to_string(width);
-    if (isa == MatmulIsa::kAmx) n += "/vnni" + std::to_string(width);
+    if (isa == MatmulIsa::kAmx)
+      n += "/vnni" + std::to_string(width) + "/min" + std::to_string(amx_min);
     return n;
   }
 };
@@ -189,15 +192,22 @@ std::vector<Variant> all_variants() {
     v.push_back({MatmulIsa::kAvx512Vnni, -1, 256});
     v.push_back({MatmulIsa::kAvx512Vnni, -1, 512});
   }
-  if (matmul_best_isa() >= MatmulIsa::kAmx) v.push_back({MatmulIsa::kAmx, -1, 256});
+  if (matmul_best_isa() >= MatmulIsa::kAmx) {
+    v.push_back({MatmulIsa::kAmx, -1, 256});
+    v.push_back({MatmulIsa::kAmx, -1, 256, 1});  // tiles for every batch, one token included
+  }
   return v;
 }
 
-// The AVX-512 kernels the CPU has (VNNI at both widths; AMX, which takes Q8_0 and hands other
-// dtypes to VNNI, when present).
+// The AVX-512 kernels the CPU has: VNNI at both widths; AMX when present, with its default split
+// (K-quant batches below a few tokens go to VNNI, with the same bits) and with the tiles forced for
+// every batch.
 std::vector<Variant> avx512_variants() {
   std::vector<Variant> v = {{MatmulIsa::kAvx512Vnni, -1, 256}, {MatmulIsa::kAvx512Vnni, -1, 512}};
-  if (matmul_best_isa() >= MatmulIsa::kAmx) v.push_back({MatmulIsa::kAmx, -1, 256});
+  if (matmul_best_isa() >= MatmulIsa::kAmx) {
+    v.push_back({MatmulIsa::kAmx, -1, 256});
+    v.push_back({MatmulIsa::kAmx, -1, 256, 1});
+  }
   return v;
 }
 
@@ -205,6 +215,7 @@ void reset_variants() {
   set_matmul_isa(matmul_best_isa());
   detail::set_avx2_pair_madd(-1);
   detail::set_vnni_width(0);
+  detail::set_amx_k_min_tokens(0);
 }
 
 class MatmulTest : public ::testing::TestWithParam<DType> {
