@@ -7,7 +7,8 @@
 #
 # Rows: code prompts; prose prompts; code prompts in the chat template; code prompts with both models at
 # Q4_K_M (quantised from the Q8_0 files into $TMPDIR on the fly). Env: THREADS (2), BUILD (build),
-# TARGET / DRAFT (another pair), LIMIT (only the first LIMIT prompts of each file; 0 = all).
+# TARGET / DRAFT (another pair), LIMIT (only the first LIMIT prompts of each file; 0 = all), REPS (runs of every
+# configuration per prompt, interleaved, fastest counts: 3; `dflash bench --pair-reps`).
 # JSON of every row goes to ${OUT:-bench-pair.jsonl}.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -25,18 +26,19 @@ DFLASH_LOG=error "$dflash" quantize "$target" "$tmp/t-q4km.gguf" Q4_K_M --allow-
 DFLASH_LOG=error "$dflash" quantize "$draft" "$tmp/d-q4km.gguf" Q4_K_M --allow-requantize >/dev/null
 : > "$out"
 limit="${LIMIT:-0}"
+reps="${REPS:-3}"
 row() {  # name, target, draft, prompts, extra args
   local name="$1" t="$2" d="$3" p="$4"; shift 4
   if [ "$limit" -gt 0 ]; then head -n "$limit" "$p" > "$tmp/prompts.txt"; p="$tmp/prompts.txt"; fi
   echo "bench-pair: $name ..." >&2
   DFLASH_LOG=error "$dflash" bench -m "$t" -md "$d" --prompts "$p" -n "$n" -t "$threads" \
-    --pair-blocks 2,4,8 --adaptive --json "$@" | tail -n 1 | jq -c --arg name "$name" '. + {row: $name}' >> "$out"
+    --pair-blocks 2,4,8 --adaptive --pair-reps "$reps" --json "$@" | tail -n 1 | jq -c --arg name "$name" '. + {row: $name}' >> "$out"
 }
 row "code, Q8_0" "$target" "$draft" "$root/bench/prompts/code.txt"
 row "prose, Q8_0" "$target" "$draft" "$root/bench/prompts/prose.txt"
 row "code, chat template, Q8_0" "$target" "$draft" "$root/bench/prompts/code.txt" --chat --no-think
 row "code, Q4_K_M" "$tmp/t-q4km.gguf" "$tmp/d-q4km.gguf" "$root/bench/prompts/code.txt"
-echo "| prompts ($( [ "$limit" -gt 0 ] && echo "first $limit, " )$n new tokens each, $threads threads) | AR tok/s | DFlash at the drafter's block B: tok/s (speed-up, τ) | B=8 | B=4 | B=2 | adaptive | identical |"
+echo "| prompts ($( [ "$limit" -gt 0 ] && echo "first $limit, " )$n new tokens each, $threads threads, best of $reps) | AR tok/s | DFlash at the drafter's block B: tok/s (speed-up, τ) | B=8 | B=4 | B=2 | adaptive | identical |"
 echo "|---|---|---|---|---|---|---|---|"
 jq -r '"| \(.row) | \(.ar_tok_s*10|round/10) | B=\(.block_size): \(.dflash_tok_s*10|round/10) (\(.speedup*100|round/100)×, τ \(.tau*100|round/100)) | " +
   ([("8","4","2") as $b | "\(.fixed_block_tok_s[$b]*10|round/10) (τ \(.fixed_block_tau[$b]*100|round/100))"] | join(" | ")) +

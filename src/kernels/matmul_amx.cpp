@@ -23,6 +23,7 @@
 #include <cstdlib>
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 
 #include "kernels/matmul_impl.h"
 #include "kernels/quantize_act.h"
@@ -123,6 +124,49 @@ inline __m512i row_offsets(size_t w_stride, int m) {
 inline __m512 gather_scales(const uint8_t* w, __m512i row_offs, int64_t b) {
   const __m512i h = _mm512_i32gather_epi32(row_offs, w + size_t(b) * sizeof(BlockQ8_0), 1);
   return _mm512_cvtph_ps(_mm512_cvtepi32_epi16(h));  // the low 16 bits of each lane are d
+}
+
+// Results of one tile into y ([token][ldy], rows of this group from y[0]): acc[r] lane t (vectors
+// over tokens) or acc[t] lane r (vectors over rows).
+inline void store_by_rows(const __m512* acc, int m, int n, float* y, int64_t ldy) {
+  alignas(64) float o[kGroup];
+  for (int r = 0; r < m; ++r) {
+    _mm512_store_ps(o, acc[r]);
+    for (int t = 0; t < n; ++t) y[t * ldy + r] = o[t];
+  }
+}
+inline void store_by_tokens(const __m512* acc, int n, int m, float* y, int64_t ldy) {
+  alignas(64) float o[kGroup];
+  for (int t = 0; t < n; ++t) {
+    _mm512_store_ps(o, acc[t]);
+    for (int r = 0; r < m; ++r) y[t * ldy + r] = o[r];
+  }
+}
+
+// Walks a call's 16-row groups × 16-token groups (tile configuration for k-byte products loaded
+// per shape) and hands each to cols<N>(w, m, act, y) for N ≤ 4 tokens or rows(w, m, act, y, n).
+template <class Cols, class Rows>
+inline void for_each_tile(const RowsArgs& a, int64_t r0, int64_t r1, int k, Cols&& cols,
+                          Rows&& rows) {
+  for (int64_t rg = r0; rg < r1; rg += kGroup) {
+    const int m = int(std::min<int64_t>(kGroup, r1 - rg));
+    const uint8_t* w = a.w + size_t(rg) * a.w_stride;
+    for (int64_t t0 = 0; t0 < a.n_tokens; t0 += kGroup) {
+      const int n = int(std::min<int64_t>(kGroup, a.n_tokens - t0));
+      const uint8_t* act = a.act + size_t(t0 / kGroup) * a.act_stride;
+      float* y = a.y + t0 * a.ldy + rg;
+      configure(m, n, k);
+      switch (n) {
+        case 1: cols(std::integral_constant<int, 1>(), w, m, act, y); break;
+        case 2: cols(std::integral_constant<int, 2>(), w, m, act, y); break;
+        case 3: cols(std::integral_constant<int, 3>(), w, m, act, y); break;
+        case 4: cols(std::integral_constant<int, 4>(), w, m, act, y); break;
+        default: rows(w, m, act, y, n);
+      }
+    }
+  }
+  // The tile configuration stays loaded for this thread's next call (no tilerelease: reloading
+  // it every call costs more than the kernel saves on small matrices).
 }
 
 // The block loop shared by both epilogues: the int32 products of blocks 2p and 2p+1 go to C tiles
@@ -236,11 +280,7 @@ void group_tokens(const uint8_t* w, size_t w_stride, int m, const uint8_t* act, 
       acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_load_si512(c + r * kGroup)), s, acc[r]);
     }
   });
-  alignas(64) float o[kGroup];
-  for (int r = 0; r < m; ++r) {
-    _mm512_store_ps(o, acc[r]);
-    for (int t = 0; t < n; ++t) y[t * ldy + r] = o[t];
-  }
+  store_by_rows(acc, m, n, y, ldy);
 }
 
 // One row group × a few tokens (N ≤ 4): vectors over the 16 rows, one accumulator per
@@ -271,65 +311,64 @@ void group_cols(const uint8_t* w, size_t w_stride, int m, const BSource& bq, int
       acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(col), s, acc[t]);
     }
   });
-  alignas(64) float o[kGroup];
-  for (int t = 0; t < N; ++t) {
-    _mm512_store_ps(o, acc[t]);
-    for (int r = 0; r < m; ++r) y[t * ldy + r] = o[r];
-  }
+  store_by_tokens(acc, N, m, y, ldy);
 }
 
 void rows_q8_0(const RowsArgs& a, int64_t r0, int64_t r1) {
   const int64_t nb = a.in / kQK8_0;
-  for (int64_t rg = r0; rg < r1; rg += kGroup) {
-    const int m = int(std::min<int64_t>(kGroup, r1 - rg));
-    const uint8_t* w = a.w + size_t(rg) * a.w_stride;
-    for (int64_t t0 = 0; t0 < a.n_tokens; t0 += kGroup) {
-      const int n = int(std::min<int64_t>(kGroup, a.n_tokens - t0));
-      const uint8_t* act = a.act + size_t(t0 / kGroup) * a.act_stride;
-      float* y = a.y + t0 * a.ldy + rg;
-      configure(m, n, kQK8_0);
-      const BSource bq = a.n_tokens == 1 ? BSource::natural(act)  // not packed (act_pack_amx)
-                                         : BSource::packed(act, nb);
-      switch (n) {
-        case 1: group_cols<1>(w, a.w_stride, m, bq, nb, y, a.ldy); break;
-        case 2: group_cols<2>(w, a.w_stride, m, bq, nb, y, a.ldy); break;
-        case 3: group_cols<3>(w, a.w_stride, m, bq, nb, y, a.ldy); break;
-        case 4: group_cols<4>(w, a.w_stride, m, bq, nb, y, a.ldy); break;
-        default: group_tokens(w, a.w_stride, m, act, nb, y, a.ldy, n);
-      }
-    }
+  for_each_tile(
+      a, r0, r1, kQK8_0,
+      [&](auto N, const uint8_t* w, int m, const uint8_t* act, float* y) {
+        const BSource bq = a.n_tokens == 1 ? BSource::natural(act)  // not packed (act_pack_amx)
+                                           : BSource::packed(act, nb);
+        group_cols<N()>(w, a.w_stride, m, bq, nb, y, a.ldy);
+      },
+      [&](const uint8_t* w, int m, const uint8_t* act, float* y, int n) {
+        group_tokens(w, a.w_stride, m, act, nb, y, a.ldy, n);
+      });
+}
+
+// The dwords at p + (token t of a group of n)·act_stride for the 16 lanes t: one gather per packed
+// row. Lanes past n (a partial group) read token 0 again and are masked to zero.
+struct TokenGather {
+  __m512i idx;
+  __mmask16 valid;
+  TokenGather(size_t act_stride, int n) : valid(__mmask16((1u << n) - 1)) {
+    alignas(64) int32_t offs[kGroup];
+    for (int t = 0; t < kGroup; ++t) offs[t] = int32_t(size_t(t < n ? t : 0) * act_stride);
+    idx = _mm512_load_si512(offs);
   }
-  // The tile configuration stays loaded for this thread's next call (no tilerelease: reloading
-  // it every call costs more than the kernel saves on small matrices).
+  __m512i operator()(const uint8_t* p) const {
+    return _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), valid, idx, p, 1);
+  }
+};
+
+// Calls fn(dst, src, gather) per group of 16 tokens: dst its packed bytes (group_bytes each), src
+// its first token's natural activations.
+template <class Fn>
+inline void for_each_token_group(const uint8_t* act, size_t act_stride, int64_t n_tokens,
+                                 size_t group_bytes, uint8_t* out, Fn&& fn) {
+  for (int64_t g = 0; g * kGroup < n_tokens; ++g) {
+    const int n = int(std::min<int64_t>(kGroup, n_tokens - g * kGroup));
+    fn(out + size_t(g) * group_bytes, act + size_t(g * kGroup) * act_stride,
+       TokenGather(act_stride, n));
+  }
 }
 
 // Natural ActQ8_0 layout → per token group, per block: the B tile [k/4][token][4] and the 16 token
 // scales. Row k4 of a block's tile is one gather of 4-byte groups across the group's tokens.
 void pack_q8_0(const uint8_t* act, size_t act_stride, int64_t n_tokens, int64_t nb, uint8_t* out) {
-  const size_t gbytes = group_bytes(nb);
-  for (int64_t g = 0; g * kGroup < n_tokens; ++g) {
-    uint8_t* dst = out + size_t(g) * gbytes;
+  for_each_token_group(act, act_stride, n_tokens, group_bytes(nb), out,
+                       [&](uint8_t* dst, const uint8_t* src, const TokenGather& gather) {
     float* scales = reinterpret_cast<float*>(dst + size_t(nb) * kBTileBytes);
-    const int n = int(std::min<int64_t>(kGroup, n_tokens - g * kGroup));
-    const uint8_t* src = act + size_t(g * kGroup) * act_stride;
-    // Lanes past n (a partial group) read token 0 again and are masked to zero.
-    const __mmask16 valid = __mmask16((1u << n) - 1);
-    alignas(64) int32_t offs[kGroup];
-    for (int t = 0; t < kGroup; ++t) offs[t] = int32_t(size_t(t < n ? t : 0) * act_stride);
-    const __m512i vidx = _mm512_load_si512(offs);
     for (int64_t b = 0; b < nb; ++b) {
       const uint8_t* blk = src + size_t(b) * sizeof(ActQ8_0);
       uint8_t* tile = dst + size_t(b) * kBTileBytes;
-      for (int k4 = 0; k4 < 8; ++k4) {
-        const __m512i v = _mm512_mask_i32gather_epi32(
-            _mm512_setzero_si512(), valid, vidx, blk + offsetof(ActQ8_0, qs) + k4 * 4, 1);
-        _mm512_storeu_si512(tile + k4 * 64, v);
-      }
-      const __m512i d = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), valid, vidx,
-                                                    blk + offsetof(ActQ8_0, d), 1);
-      _mm512_storeu_si512(scales + b * kGroup, d);
+      for (int k4 = 0; k4 < 8; ++k4)
+        _mm512_storeu_si512(tile + k4 * 64, gather(blk + offsetof(ActQ8_0, qs) + k4 * 4));
+      _mm512_storeu_si512(scales + b * kGroup, gather(blk + offsetof(ActQ8_0, d)));
     }
-  }
+  });
 }
 
 
@@ -352,18 +391,8 @@ constexpr size_t kKPackedBlock = kKPackSums + 8 * 64;
 size_t kgroup_bytes(int64_t nb) { return size_t(nb) * kKPackedBlock; }
 
 void pack_q8_k(const uint8_t* act, size_t act_stride, int64_t n_tokens, int64_t nb, uint8_t* out) {
-  const size_t gbytes = kgroup_bytes(nb);
-  for (int64_t g = 0; g * kGroup < n_tokens; ++g) {
-    uint8_t* dst = out + size_t(g) * gbytes;
-    const int n = int(std::min<int64_t>(kGroup, n_tokens - g * kGroup));
-    const uint8_t* src = act + size_t(g * kGroup) * act_stride;
-    const __mmask16 valid = __mmask16((1u << n) - 1);
-    alignas(64) int32_t offs[kGroup];
-    for (int t = 0; t < kGroup; ++t) offs[t] = int32_t(size_t(t < n ? t : 0) * act_stride);
-    const __m512i vidx = _mm512_load_si512(offs);
-    auto gather = [&](const uint8_t* p) __attribute__((always_inline)) {
-      return _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), valid, vidx, p, 1);
-    };
+  for_each_token_group(act, act_stride, n_tokens, kgroup_bytes(nb), out,
+                       [&](uint8_t* dst, const uint8_t* src, const TokenGather& gather) {
     for (int64_t b = 0; b < nb; ++b) {
       const uint8_t* blk = src + size_t(b) * sizeof(BlockQ8_K);
       uint8_t* p = dst + size_t(b) * kKPackedBlock;
@@ -377,7 +406,7 @@ void pack_q8_k(const uint8_t* act, size_t act_stride, int64_t n_tokens, int64_t 
         _mm512_storeu_si512(p + kKPackSums + j * 64, _mm512_add_epi32(lo, _mm512_srai_epi32(v, 16)));
       }
     }
-  }
+  });
 }
 
 // One row group's unpacked super-block (thread-local scratch, rows < m valid).
@@ -534,11 +563,7 @@ void kgroup_tokens(const uint8_t* w, size_t w_stride, int m, const uint8_t* act,
       }
     }
   }
-  alignas(64) float o[kGroup];
-  for (int r = 0; r < m; ++r) {
-    _mm512_store_ps(o, acc[r]);
-    for (int t = 0; t < n; ++t) y[t * ldy + r] = o[t];
-  }
+  store_by_rows(acc, m, n, y, ldy);
 }
 
 // Row group × N ≤ 4 tokens: vectors over the 16 rows (as group_cols).
@@ -584,33 +609,20 @@ void kgroup_cols(const uint8_t* w, size_t w_stride, int m, const uint8_t* act, i
       }
     }
   }
-  alignas(64) float o[kGroup];
-  for (int t = 0; t < N; ++t) {
-    _mm512_store_ps(o, acc[t]);
-    for (int r = 0; r < m; ++r) y[t * ldy + r] = o[r];
-  }
+  store_by_tokens(acc, N, m, y, ldy);
 }
 
 template <class D>
 void rows_kq(const RowsArgs& a, int64_t r0, int64_t r1) {
   const int64_t nb = a.in / kQK_K;
-  for (int64_t rg = r0; rg < r1; rg += kGroup) {
-    const int m = int(std::min<int64_t>(kGroup, r1 - rg));
-    const uint8_t* w = a.w + size_t(rg) * a.w_stride;
-    for (int64_t t0 = 0; t0 < a.n_tokens; t0 += kGroup) {
-      const int n = int(std::min<int64_t>(kGroup, a.n_tokens - t0));
-      const uint8_t* act = a.act + size_t(t0 / kGroup) * a.act_stride;
-      float* y = a.y + t0 * a.ldy + rg;
-      configure(m, n, D::kLen);
-      switch (n) {
-        case 1: kgroup_cols<D, 1>(w, a.w_stride, m, act, nb, y, a.ldy); break;
-        case 2: kgroup_cols<D, 2>(w, a.w_stride, m, act, nb, y, a.ldy); break;
-        case 3: kgroup_cols<D, 3>(w, a.w_stride, m, act, nb, y, a.ldy); break;
-        case 4: kgroup_cols<D, 4>(w, a.w_stride, m, act, nb, y, a.ldy); break;
-        default: kgroup_tokens<D>(w, a.w_stride, m, act, nb, y, a.ldy, n);
-      }
-    }
-  }
+  for_each_tile(
+      a, r0, r1, D::kLen,
+      [&](auto N, const uint8_t* w, int m, const uint8_t* act, float* y) {
+        kgroup_cols<D, N()>(w, a.w_stride, m, act, nb, y, a.ldy);
+      },
+      [&](const uint8_t* w, int m, const uint8_t* act, float* y, int n) {
+        kgroup_tokens<D>(w, a.w_stride, m, act, nb, y, a.ldy, n);
+      });
 }
 
 #if defined(__clang__)
@@ -620,26 +632,6 @@ void rows_kq(const RowsArgs& a, int64_t r0, int64_t r1) {
 #endif
 
 }  // namespace
-
-namespace {
-std::atomic<int> g_k_min_tokens{0};  // 0: default
-// Measured (bench/matmul_results.md, in = 1024, L3-resident): the tiles beat VNNI for Q4_K from
-// ~8 tokens, for Q6_K (16 products per super-block) from ~12.
-int default_k_min_tokens(DType t) { return t == DType::kQ6_K ? 12 : 8; }
-}  // namespace
-
-void set_amx_k_min_tokens(int n) { g_k_min_tokens.store(n > 0 ? n : 0); }
-
-int amx_min_tokens(DType t) {
-  if (t == DType::kQ8_0) return 1;
-  const int forced = g_k_min_tokens.load(std::memory_order_relaxed);
-  if (forced > 0) return forced;
-  static const int from_env = [] {
-    const char* e = std::getenv("DFLASH_AMX_MIN_TOKENS");  // A/B benchmarks
-    return e ? std::max(0, std::atoi(e)) : 0;
-  }();
-  return from_env > 0 ? from_env : default_k_min_tokens(t);
-}
 
 bool amx_available() {
   static const bool ok = cpu_has_amx_int8() && request_amx_permission();
@@ -679,17 +671,26 @@ ActPack act_pack_amx(DType t) {
 #else  // no AMX kernels off x86-64 Linux
 
 namespace dflash::kernels::detail {
+bool amx_available() { return false; }
+RowsFn rows_fn_amx(tensor::DType) { return nullptr; }
+ActPack act_pack_amx(tensor::DType) { return {}; }
+}  // namespace dflash::kernels::detail
+
+#endif
+
+// Platform-independent: which batches the AMX kernels take (matmul.cpp asks only on the AMX ISA).
+namespace dflash::kernels::detail {
 namespace {
 std::atomic<int> g_k_min_tokens{0};  // 0: default
 // Measured (bench/matmul_results.md, in = 1024, L3-resident): the tiles beat VNNI for Q4_K from
 // ~8 tokens, for Q6_K (16 products per super-block) from ~12.
-int default_k_min_tokens(DType t) { return t == DType::kQ6_K ? 12 : 8; }
+int default_k_min_tokens(tensor::DType t) { return t == tensor::DType::kQ6_K ? 12 : 8; }
 }  // namespace
 
 void set_amx_k_min_tokens(int n) { g_k_min_tokens.store(n > 0 ? n : 0); }
 
-int amx_min_tokens(DType t) {
-  if (t == DType::kQ8_0) return 1;
+int amx_min_tokens(tensor::DType t) {
+  if (t == tensor::DType::kQ8_0) return 1;
   const int forced = g_k_min_tokens.load(std::memory_order_relaxed);
   if (forced > 0) return forced;
   static const int from_env = [] {
@@ -698,10 +699,4 @@ int amx_min_tokens(DType t) {
   }();
   return from_env > 0 ? from_env : default_k_min_tokens(t);
 }
-
-bool amx_available() { return false; }
-RowsFn rows_fn_amx(tensor::DType) { return nullptr; }
-ActPack act_pack_amx(tensor::DType) { return {}; }
 }  // namespace dflash::kernels::detail
-
-#endif

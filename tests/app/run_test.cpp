@@ -69,7 +69,8 @@ TEST(BenchCommand, PairBlocksAndAdaptiveReportSpeedAndTauPerConfiguration) {
     std::ofstream f(prompts);
     f << "def add(a, b):\\n    return a + b\n";
   }
-  CmdResult r = sh("bench " + kPair + " --prompts " + prompts + " -n 16 --pair-blocks 2,4 --adaptive --json");
+  CmdResult r =
+      sh("bench " + kPair + " --prompts " + prompts + " -n 16 --pair-blocks 2,4 --adaptive --pair-reps 2 --json");
   std::filesystem::remove(prompts);
   ASSERT_EQ(r.code, 0) << r.out;
   auto j = nlohmann::json::parse(r.out.substr(r.out.find("{\"")), nullptr, false);
@@ -84,6 +85,7 @@ TEST(BenchCommand, PairBlocksAndAdaptiveReportSpeedAndTauPerConfiguration) {
   }
   EXPECT_GT(j["adaptive_tok_s"].get<double>(), 0.0);
   EXPECT_GE(j["adaptive_tau"].get<double>(), 1.0);
+  EXPECT_EQ(j["pair_reps"].get<int>(), 2);
   const auto& share = j["dflash_time_share"];
   const double sum = share["draft"].get<double>() + share["verify"].get<double>() + share["rollback"].get<double>();
   EXPECT_GT(share["verify"].get<double>(), 0.0);
