@@ -43,6 +43,25 @@ TEST(RunCommand, TokenPromptsAndErrors) {
   EXPECT_NE(too_long.out.find("ctx-size"), std::string::npos) << too_long.out;
 }
 
+// Target mode: prefill, decode and c(B) for every requested block, with and without rejection.
+TEST(BenchCommand, TargetModeReportsDecodePrefillAndVerifyCostPerBlock) {
+  CmdResult r = sh("bench -m " + kData +
+                   "/gguf/qwen35-dense-a.gguf --blocks 1,2,4 --reps 2 -n 4 --prefill 16 --no-bandwidth --json");
+  ASSERT_EQ(r.code, 0) << r.out;
+  auto j = nlohmann::json::parse(r.out.substr(r.out.find("{\"")), nullptr, false);
+  ASSERT_FALSE(j.is_discarded()) << r.out;
+  EXPECT_GT(j["decode_tok_s"].get<double>(), 0.0);
+  EXPECT_GT(j["prefill_tok_s"].get<double>(), 0.0);
+  EXPECT_FALSE(j.contains("bandwidth_gb_s"));
+  for (const char* b : {"1", "2", "4"}) {
+    ASSERT_TRUE(j["c_of_b"].contains(b)) << r.out;
+    EXPECT_GT(j["c_of_b"][b]["c"].get<double>(), 0.0);
+    EXPECT_GT(j["c_of_b"][b]["c_half_rejected"].get<double>(), 0.0);
+    EXPECT_GT(j["c_of_b"][b]["verify_ms"].get<double>(), 0.0);
+  }
+  EXPECT_EQ(j["c_of_b"].size(), 3u);
+}
+
 TEST(BenchCommand, PairJsonHasTheDocumentedKeys) {
   const std::string prompts = (std::filesystem::temp_directory_path() /
                                ("dflash-prompts-" + std::to_string(getpid()) + ".txt")).string();
