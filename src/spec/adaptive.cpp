@@ -70,14 +70,20 @@ double AdaptiveBlockPolicy::round_seconds(int b) const {
 
 int AdaptiveBlockPolicy::next_block_size(int max_block) {
   const int cap = std::clamp(max_block, 1, max_block_);
-  // Probe schedule: the trained block first (it alone shows the deep acceptance profile), then 1 and
-  // a few sizes for the cost line; the rest is fitted. Probes are paid in every run, and a short
-  // run (64 tokens) cannot afford many expensive ones: 5 rounds, not more.
-  static constexpr int kProbeOrder[] = {16, 1, 4, 2, 8};
+  // Probe schedule: doubling sizes up to the trained block, each once. Every run pays its probes and
+  // a short one (64 tokens) cannot afford expensive ones that have no chance: a size whose predicted
+  // rate (current acceptance profile, cost line through the sizes measured so far) is under half the
+  // best measured rate is skipped — which also ends the doubling.
   if (rounds_ < 64) {
-    for (int b : kProbeOrder) {
-      const int bb = std::min(b, cap);
-      if (t_n_[static_cast<size_t>(bb)] < kProbes) return bb;
+    double best_measured = 0.0;
+    for (int b = 1; b <= cap; ++b)
+      if (t_n_[static_cast<size_t>(b)] > 0)
+        best_measured = std::max(best_measured, expected_tokens(b) / t_ema_[static_cast<size_t>(b)]);
+    for (int b = 1; b <= cap; b = b * 2 > cap && b < cap ? cap : b * 2) {
+      if (t_n_[static_cast<size_t>(b)] >= kProbes) continue;
+      const double t = round_seconds(b);
+      if (best_measured > 0.0 && t > 0.0 && expected_tokens(b) / t < 0.5 * best_measured) break;
+      return b;
     }
   }
   int best = 1;

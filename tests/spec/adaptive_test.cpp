@@ -67,14 +67,16 @@ TEST(AdaptiveBlockPolicy, FindsTheBestFixedBlockAndMatchesItsThroughput) {
 }
 
 // Probing is paid in every run: over only 64 rounds (a short answer) the policy must still come
-// close to the best fixed block, including when drafting does not pay at all (best B = 1).
+// within 10 % of the best fixed block, including when drafting does not pay at all (best B = 1).
+// Measured: 0.955 / 0.977 / 0.998 / 0.905 of the best; the earlier schedules reached 0.76 / 0.61
+// (8 sizes twice) and 0.90 / 0.85 (16, 1, 4, 2, 8 once) on the first two.
 TEST(AdaptiveBlockPolicy, ShortRunsLoseLittleToProbing) {
   for (Sim s : {Sim{0.2, 0.3}, Sim{0.05, 0.5}, Sim{0.6, 0.15}, Sim{0.9, 0.35}}) {
     SCOPED_TRACE(testing::Message() << "p=" << s.p << " slope=" << s.slope);
     AdaptiveBlockPolicy pol(16);
     const double rate = run_policy(s, 64, pol, nullptr);
     const int best = s.best_fixed(16);
-    EXPECT_GT(rate, 0.85 * s.expected(best) / s.cost(best)) << "best fixed block " << best;
+    EXPECT_GT(rate, 0.9 * s.expected(best) / s.cost(best)) << "best fixed block " << best;
   }
 }
 
