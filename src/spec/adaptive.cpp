@@ -18,7 +18,9 @@ AdaptiveBlockPolicy::AdaptiveBlockPolicy(int max_block)
       tested_(static_cast<size_t>(max_block_) + 1, 0.0),
       accepted_(static_cast<size_t>(max_block_) + 1, 0.0),
       t_ema_(static_cast<size_t>(max_block_) + 1, 0.0),
-      t_n_(static_cast<size_t>(max_block_) + 1, 0) {}
+      t_n_(static_cast<size_t>(max_block_) + 1, 0),
+      c_ema_(static_cast<size_t>(max_block_) + 1, 0.0),
+      c_n_(static_cast<size_t>(max_block_) + 1, 0) {}
 
 double AdaptiveBlockPolicy::acceptance(int k) const {
   // A position with little evidence borrows the estimate of the one before it: deep positions are
@@ -41,14 +43,23 @@ double AdaptiveBlockPolicy::expected_tokens(int b) const {
   return e;
 }
 
+double AdaptiveBlockPolicy::measured_seconds(int b) const {
+  const size_t i = static_cast<size_t>(b);
+  // Blocks above 1 are kept as a ratio to the one-token round measured around the same time, so a
+  // shared machine slowing down or speeding up between observations moves every estimate alike
+  // instead of making whichever size was measured last look cheap or dear.
+  if (b > 1 && c_n_[i] > 0 && t_n_[1] > 0) return c_ema_[i] * t_ema_[1];
+  return t_n_[i] > 0 ? t_ema_[i] : 0.0;
+}
+
 double AdaptiveBlockPolicy::round_seconds(int b) const {
-  if (t_n_[static_cast<size_t>(b)] > 0) return t_ema_[static_cast<size_t>(b)];
+  if (t_n_[static_cast<size_t>(b)] > 0) return measured_seconds(b);
   // Least-squares line through the measured sizes (weights: observation counts, capped).
   double sw = 0, sx = 0, sy = 0, sxx = 0, sxy = 0;
   int distinct = 0;
   for (int i = 1; i <= max_block_; ++i) {
     if (t_n_[static_cast<size_t>(i)] == 0) continue;
-    const double w = std::min(t_n_[static_cast<size_t>(i)], 8), x = i - 1, y = t_ema_[static_cast<size_t>(i)];
+    const double w = std::min(t_n_[static_cast<size_t>(i)], 8), x = i - 1, y = measured_seconds(i);
     sw += w;
     sx += w * x;
     sy += w * y;
@@ -60,7 +71,8 @@ double AdaptiveBlockPolicy::round_seconds(int b) const {
   if (distinct == 1) {
     // One size measured: assume a verify of B costs like 1 + (B−1)/4 decodes until told otherwise.
     for (int i = 1; i <= max_block_; ++i)
-      if (t_n_[static_cast<size_t>(i)] > 0) return t_ema_[static_cast<size_t>(i)] * (1.0 + 0.25 * (b - 1)) / (1.0 + 0.25 * (i - 1));
+      if (t_n_[static_cast<size_t>(i)] > 0)
+        return measured_seconds(i) * (1.0 + 0.25 * (b - 1)) / (1.0 + 0.25 * (i - 1));
   }
   const double den = sw * sxx - sx * sx;
   const double slope = den > 0 ? std::max(0.0, (sw * sxy - sx * sy) / den) : 0.0;
@@ -78,7 +90,7 @@ int AdaptiveBlockPolicy::next_block_size(int max_block) {
     double best_measured = 0.0;
     for (int b = 1; b <= cap; ++b)
       if (t_n_[static_cast<size_t>(b)] > 0)
-        best_measured = std::max(best_measured, expected_tokens(b) / t_ema_[static_cast<size_t>(b)]);
+        best_measured = std::max(best_measured, expected_tokens(b) / measured_seconds(b));
     for (int b = 1; b <= cap; b = b * 2 > cap && b < cap ? cap : b * 2) {
       if (t_n_[static_cast<size_t>(b)] >= kProbes) continue;
       const double t = round_seconds(b);
@@ -118,6 +130,13 @@ void AdaptiveBlockPolicy::observe(int block, int n_accepted, double seconds) {
   int& n = t_n_[static_cast<size_t>(block)];
   t = n == 0 ? seconds : (1.0 - kTimeEma) * t + kTimeEma * seconds;
   ++n;
+  if (block > 1 && t_n_[1] > 0) {
+    double& c = c_ema_[static_cast<size_t>(block)];
+    int& cn = c_n_[static_cast<size_t>(block)];
+    const double ratio = seconds / t_ema_[1];
+    c = cn == 0 ? ratio : (1.0 - kTimeEma) * c + kTimeEma * ratio;
+    ++cn;
+  }
 }
 
 }  // namespace dflash::spec

@@ -6,8 +6,9 @@
 //   E(B) = 1 + Σ_{k<B} Π_{j≤k} a_j      expected tokens committed by a round of block B, with a_j the
 //                                       running probability that draft j is accepted given j−1 were;
 //   t(B)                                measured seconds per round of block B (an exponential moving
-//                                       average), or for blocks not measured yet a linear fit
-//                                       t0 + s·(B−1) through the measured ones.
+//                                       average; for B > 1 of its ratio to the one-token round, so
+//                                       that machine-speed drift cancels), or for blocks not measured
+//                                       yet a linear fit t0 + s·(B−1) through the measured ones.
 // Counts decay slowly so the profile follows the text (code vs prose). Blocks not yet measured are
 // probed a few times on a fixed schedule: the policy is deterministic.
 #pragma once
@@ -34,6 +35,9 @@ class AdaptiveBlockPolicy final : public BlockPolicy {
   std::vector<double> tested_, accepted_;  // per draft position (decayed counts)
   std::vector<double> t_ema_;              // per block size; 0 = not measured
   std::vector<int> t_n_;                   // observations per block size
+  std::vector<double> c_ema_;              // B > 1: round time / one-token round time (EMA)
+  std::vector<int> c_n_;
+  double measured_seconds(int b) const;    // a measured size's current estimate
 };
 
 }  // namespace dflash::spec

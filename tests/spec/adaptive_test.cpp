@@ -80,6 +80,29 @@ TEST(AdaptiveBlockPolicy, ShortRunsLoseLittleToProbing) {
   }
 }
 
+// A shared machine changes speed under the policy (here 2× slower in every other stretch of 40
+// rounds, and ±25 % (log-normal) from round to round). Drafting never pays (a B = 2 round costs two one-token rounds, 10 % of drafts accepted):
+// the policy must stay at B = 1 and not mistake a stale fast measurement of B = 2 for a bargain.
+TEST(AdaptiveBlockPolicy, MachineSpeedDriftDoesNotTemptItIntoDrafting) {
+  AdaptiveBlockPolicy pol(16);
+  const Sim s{0.1, 1.0};
+  std::mt19937 rng(3);
+  std::uniform_real_distribution<double> u(0, 1);
+  std::normal_distribution<double> jitter(0.0, 0.25);
+  int drafted_rounds = 0;
+  for (int r = 0; r < 2000; ++r) {
+    const double speed = ((r / 40) % 2 ? 2.0 : 1.0) * std::exp(jitter(rng));
+    const int b = pol.next_block_size(16);
+    int acc = 0;
+    while (acc < b - 1 && u(rng) < s.p) ++acc;
+    pol.observe(b, acc, speed * s.cost(b));
+    if (r >= 100 && b > 1) ++drafted_rounds;
+  }
+  // Only the neighbour probe (one round in 64) may draft. Measured: 30 rounds; 81 when B > 1 kept
+  // plain seconds (a lucky fast measurement of B = 2 outlived the machine's fast phase).
+  EXPECT_LE(drafted_rounds, 1900 / 64 + 2);
+}
+
 TEST(AdaptiveBlockPolicy, ExpectedTokensFollowsTheProfile) {
   AdaptiveBlockPolicy pol(8);
   for (int r = 0; r < 300; ++r) pol.observe(8, 3, 1.0);  // always exactly 3 of 7 accepted
