@@ -133,6 +133,7 @@ struct Kernel {
   detail::RowsFn rows = nullptr;
   detail::ActPrepFn prep = nullptr;  // activation layout change the kernel needs, if any
   detail::ActPack pack;              // or a whole-batch packing (AMX)
+  int row_tile = 1;                  // rows the kernel computes together; threads split whole tiles
 };
 
 Kernel select_kernel(DType t, int64_t n_tokens) {
@@ -140,7 +141,10 @@ Kernel select_kernel(DType t, int64_t n_tokens) {
   Kernel k;
   if (isa == MatmulIsa::kAmx && n_tokens >= detail::amx_min_tokens(t)) {
     k.rows = detail::rows_fn_amx(t);
-    if (k.rows) k.pack = detail::act_pack_amx(t);
+    if (k.rows) {
+      k.pack = detail::act_pack_amx(t);
+      k.row_tile = detail::kAmxRowTile;
+    }
   }
   if (!k.rows && isa >= MatmulIsa::kAvx512Vnni) {
     k.rows = detail::rows_fn_avx512vnni(t);
@@ -254,8 +258,8 @@ void matmul_rows(const tensor::Tensor& w, int64_t row_begin, int64_t row_end, co
     fn(a, 0, n_rows);
     return;
   }
-  // Rows are split in units of `unit` rows (the AMX kernel's 16-row tiles; 1 otherwise).
-  const int64_t unit = kernel.pack ? 16 : 1;
+  // Rows are split in units of the kernel's row tile.
+  const int64_t unit = kernel.row_tile;
   const int64_t n_units = (n_rows + unit - 1) / unit;
   const int64_t grain =
       std::max<int64_t>(1, kMinMacsPerChunk / std::max<int64_t>(1, macs_per_row * unit));

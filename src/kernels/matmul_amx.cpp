@@ -1,4 +1,5 @@
-// Intel AMX (Advanced Matrix Extensions) kernel for Q8_0 weights × Q8_0 activations.
+// Intel AMX (Advanced Matrix Extensions) kernels: Q8_0 weights × Q8_0 activations, and Q4_K / Q5_K /
+// Q6_K weights × Q8_K activations (see the K-quant section below for their arithmetic).
 //
 // Why: verifying a block of B tokens is a GEMM with B columns. With AVX-512 VNNI the integer
 // multiply-adds themselves are the bottleneck at B = 16 (c(16) ≈ 7 on the embedded target); one AMX
@@ -44,7 +45,7 @@ namespace {
 
 using namespace dflash::tensor;
 
-constexpr int kGroup = 16;                         // tokens per B tile, rows per A/C tile
+constexpr int kGroup = kAmxRowTile;                // tokens per B tile, rows per A/C tile
 constexpr size_t kBTileBytes = 8 * 64;             // 32 quants × 16 tokens
 constexpr size_t kPackedBlock = kBTileBytes + 64;  // + 16 float scales
 
@@ -112,6 +113,25 @@ void configure(int m, int n, int k) {
 }
 
 inline float h2f(uint16_t h) { return _cvtsh_ss(h); }
+
+inline __m512i lane_ids() {
+  return _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
+}
+
+// Token t's column of a C tile stored densely as [16 rows][N] int32, as one vector over the rows
+// (lane r = element r·N + t): gathered, or for one token a plain load.
+template <int N>
+struct Columns {
+  __m512i idx[N];
+  Columns() {
+    for (int t = 0; t < N; ++t)
+      idx[t] = _mm512_add_epi32(_mm512_mullo_epi32(lane_ids(), _mm512_set1_epi32(N)),
+                                _mm512_set1_epi32(t));
+  }
+  __m512i operator()(const int32_t* c, int t) const {
+    return N == 1 ? _mm512_load_si512(c) : _mm512_i32gather_epi32(idx[t], c, 4);
+  }
+};
 
 // Byte offsets of the 16 rows of a group (rows past m repeat row m − 1: always in bounds).
 inline __m512i row_offsets(size_t w_stride, int m) {
@@ -287,18 +307,12 @@ void group_tokens(const uint8_t* w, size_t w_stride, int m, const uint8_t* act, 
 // token. C is stored densely ([row][N] int32) and token t's column is gathered from it (one token:
 // already contiguous); the rows' block scales are gathered from the weights. For small N this costs
 // N vector steps per block instead of group_tokens' 16 (which wins from N ≈ 5 on).
-
 template <int N>
 void group_cols(const uint8_t* w, size_t w_stride, int m, const BSource& bq, int64_t nb, float* y,
                 int64_t ldy) {
   alignas(64) int32_t cbuf[2][kGroup * kGroup] = {};
   const __m512i vidx = row_offsets(w_stride, m);
-  __m512i cidx[N];
-  for (int t = 0; t < N; ++t)
-    cidx[t] = _mm512_add_epi32(_mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7,
-                                                                   6, 5, 4, 3, 2, 1, 0),
-                                                  _mm512_set1_epi32(N)),
-                               _mm512_set1_epi32(t));
+  const Columns<N> column;
   __m512 acc[N];
   for (__m512& a : acc) a = _mm512_setzero_ps();
   block_loop(ASource::q8_0(w, w_stride), bq, nb, cbuf, 4 * N, [&](const int32_t* c, int64_t b)
@@ -306,9 +320,8 @@ void group_cols(const uint8_t* w, size_t w_stride, int m, const BSource& bq, int
     const __m512 dw = gather_scales(w, vidx, b);
     const float* dx = bq.scales(b);
     for (int t = 0; t < N; ++t) {
-      const __m512i col = N == 1 ? _mm512_load_si512(c) : _mm512_i32gather_epi32(cidx[t], c, 4);
       const __m512 s = _mm512_mul_ps(dw, _mm512_set1_ps(dx[t]));
-      acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(col), s, acc[t]);
+      acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(column(c, t)), s, acc[t]);
     }
   });
   store_by_tokens(acc, N, m, y, ldy);
@@ -370,7 +383,6 @@ void pack_q8_0(const uint8_t* act, size_t act_stride, int64_t n_tokens, int64_t 
     }
   });
 }
-
 
 // ---------------- K-quants × Q8_K ----------------
 // A super-block of 256 is taken as sub-blocks of one scale each (Q4_K/Q5_K: 8 of 32, tile K = 32;
@@ -572,12 +584,9 @@ void kgroup_cols(const uint8_t* w, size_t w_stride, int m, const uint8_t* act, i
                  float* y, int64_t ldy) {
   KUnpacked& u = t_unpacked;
   alignas(64) int32_t cbuf[2][kGroup * kGroup] = {};
-  const __m512i lanes = _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
-  __m512i cidx[N];
-  for (int t = 0; t < N; ++t)
-    cidx[t] = _mm512_add_epi32(_mm512_mullo_epi32(lanes, _mm512_set1_epi32(N)), _mm512_set1_epi32(t));
-  const __m512i sidx = _mm512_mullo_epi32(lanes, _mm512_set1_epi32(kMaxSub));  // u.sc[r][·]
-  const __m512i midx = _mm512_mullo_epi32(lanes, _mm512_set1_epi32(8));     // u.mn[r][·]
+  const Columns<N> column;
+  const __m512i sidx = _mm512_mullo_epi32(lane_ids(), _mm512_set1_epi32(kMaxSub));  // u.sc[r][·]
+  const __m512i midx = _mm512_mullo_epi32(lane_ids(), _mm512_set1_epi32(8));        // u.mn[r][·]
   __m512 acc[N];
   for (__m512& a : acc) a = _mm512_setzero_ps();
   for (int64_t b = 0; b < nb; ++b) {
@@ -588,22 +597,24 @@ void kgroup_cols(const uint8_t* w, size_t w_stride, int m, const uint8_t* act, i
     block_loop(k_asource<D>(u), k_bsource<D>(pb), 256 / D::kLen, cbuf, 4 * N, [&](const int32_t* c, int64_t i)
                                                                  __attribute__((always_inline)) {
       const __m512i sc = _mm512_i32gather_epi32(sidx, &u.sc[0][i], 4);
-      for (int t = 0; t < N; ++t) {
-        const __m512i col = N == 1 ? _mm512_load_si512(c) : _mm512_i32gather_epi32(cidx[t], c, 4);
-        isum[t] = _mm512_add_epi32(isum[t], _mm512_mullo_epi32(col, sc));
-      }
+      for (int t = 0; t < N; ++t)
+        isum[t] = _mm512_add_epi32(isum[t], _mm512_mullo_epi32(column(c, t), sc));
     });
     const float* dx = reinterpret_cast<const float*>(pb + kKPackDx);
     const int32_t* sums = reinterpret_cast<const int32_t*>(pb + kKPackSums);
     const __m512 dv = _mm512_load_ps(u.d), dminv = _mm512_load_ps(u.dmin);
+    // The 16 rows' mins, gathered once per super-block for all N tokens.
+    [[maybe_unused]] __m512i mins[8];
+    if constexpr (D::kMins)
+      for (int j = 0; j < 8; ++j) mins[j] = _mm512_i32gather_epi32(midx, &u.mn[0][j], 4);
     for (int t = 0; t < N; ++t) {
       acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[t]), _mm512_mul_ps(dv, _mm512_set1_ps(dx[t])),
                                acc[t]);
       if constexpr (D::kMins) {
         __m512i imin = _mm512_setzero_si512();
         for (int j = 0; j < 8; ++j)
-          imin = _mm512_add_epi32(imin, _mm512_mullo_epi32(_mm512_i32gather_epi32(midx, &u.mn[0][j], 4),
-                                                           _mm512_set1_epi32(sums[j * kGroup + t])));
+          imin = _mm512_add_epi32(imin,
+                                  _mm512_mullo_epi32(mins[j], _mm512_set1_epi32(sums[j * kGroup + t])));
         acc[t] = _mm512_fnmadd_ps(_mm512_cvtepi32_ps(imin), _mm512_mul_ps(dminv, _mm512_set1_ps(dx[t])),
                                   acc[t]);
       }

@@ -57,6 +57,7 @@ struct ActPack {
 // process the tile state. Q8_0, Q4_K, Q5_K, Q6_K; other dtypes fall back to the VNNI kernels.
 bool amx_available();
 RowsFn rows_fn_amx(tensor::DType t);
+constexpr int kAmxRowTile = 16;  // weight rows per A/C tile (also tokens per B tile)
 // Batches below this many tokens go to the VNNI kernel instead (K-quants: the tiles only pay with
 // a few tokens; both kernels give the same bits). 0 in the setter = default (or
 // DFLASH_AMX_MIN_TOKENS); tests and benchmarks force it.

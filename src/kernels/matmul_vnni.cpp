@@ -17,8 +17,8 @@
 // addition is exact), but the float accumulation is the same sequence whatever the tile, so a
 // token's result is bitwise independent of batch size and thread count.
 #include <array>
-#include <cmath>
 #include <atomic>
+#include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <memory>
@@ -259,11 +259,7 @@ void relayout_q8_0(uint8_t* act, int64_t n_blocks) {
 // Σ_j m_j·Σx_j for a Q4_K/Q5_K block: the activations carry the 8 sub-block sums as int32
 // (act_prep_k_sums). Exact: |·| ≤ 8·63·32·127.
 [[gnu::always_inline]] inline int32_t min_term(__m256i mn32, const BlockQ8_K& x) {
-  const __m256i p = _mm256_mullo_epi32(mn32, load256(x.bsums));
-  __m128i s = _mm_add_epi32(_mm256_castsi256_si128(p), _mm256_extracti128_si256(p, 1));
-  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4E));
-  s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xB1));
-  return _mm_cvtsi128_si32(s);
+  return V256::hsum_i32(_mm256_mullo_epi32(mn32, load256(x.bsums)));
 }
 // Shared by every K-quant kernel; the block decoder D supplies the per-type part. Per weight block:
 // D's integer sums (already weighted by the sub-block scales) for every token of the tile, summed
@@ -312,7 +308,8 @@ struct KQuantDot {
   }
 };
 
-// Q4_K/Q5_K block scales: the eight 6-bit scales as bytes, and dmin·m_j per sub-block.
+// Q4_K/Q5_K block scales: the eight 6-bit scales as bytes, the eight 6-bit mins as int32 (for
+// min_term) and dmin as float.
 [[gnu::always_inline]] inline void k_block_scales(const uint8_t* scales, uint16_t dmin, uint64_t* sc64,
                                                   __m256i* mn32, float* dminf) {
   alignas(16) uint8_t sc[8], mn[8];
@@ -323,8 +320,6 @@ struct KQuantDot {
   *mn32 = _mm256_cvtepu8_epi32(_mm_cvtsi64_si128(int64_t(mn64)));
   *dminf = h2f(dmin);
 }
-
-
 
 // ---------------- Q4_K / Q5_K × Q8_K ----------------
 // Per vector of kBytes weights (natural order; sub-blocks of 32): vpdpbusd with the activations,
