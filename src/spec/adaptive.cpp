@@ -11,6 +11,12 @@ constexpr double kPriorAccept = 0.5;  // before evidence, a coin flip per draft 
 constexpr double kPriorWeight = 2.0;
 constexpr double kTimeEma = 0.2;
 constexpr int kProbes = 1;            // measurements wanted per probed block size
+
+// Exponential moving average x over n observations so far; the first one is taken as it is.
+void ema_add(double& x, int& n, double v) {
+  x = n == 0 ? v : (1.0 - kTimeEma) * x + kTimeEma * v;
+  ++n;
+}
 }  // namespace
 
 AdaptiveBlockPolicy::AdaptiveBlockPolicy(int max_block)
@@ -126,17 +132,9 @@ void AdaptiveBlockPolicy::observe(int block, int n_accepted, double seconds) {
     tested_[static_cast<size_t>(k)] += 1.0;
     if (k <= n_accepted) accepted_[static_cast<size_t>(k)] += 1.0;
   }
-  double& t = t_ema_[static_cast<size_t>(block)];
-  int& n = t_n_[static_cast<size_t>(block)];
-  t = n == 0 ? seconds : (1.0 - kTimeEma) * t + kTimeEma * seconds;
-  ++n;
-  if (block > 1 && t_n_[1] > 0) {
-    double& c = c_ema_[static_cast<size_t>(block)];
-    int& cn = c_n_[static_cast<size_t>(block)];
-    const double ratio = seconds / t_ema_[1];
-    c = cn == 0 ? ratio : (1.0 - kTimeEma) * c + kTimeEma * ratio;
-    ++cn;
-  }
+  const size_t i = static_cast<size_t>(block);
+  ema_add(t_ema_[i], t_n_[i], seconds);
+  if (block > 1 && t_n_[1] > 0) ema_add(c_ema_[i], c_n_[i], seconds / t_ema_[1]);
 }
 
 }  // namespace dflash::spec

@@ -58,7 +58,6 @@ util::Result<std::vector<int32_t>> Decoder::generate(std::span<const int32_t> pr
   const int64_t n_vocab = target_.n_vocab();
   target_.reset();
   if (drafter_) drafter_->reset();
-  n_pending_ = 0;
   pending_features_.clear();
 
   // Positions run to max_length - 1; generation may also end at the context limit.
@@ -106,9 +105,9 @@ util::Result<std::vector<int32_t>> Decoder::generate(std::span<const int32_t> pr
     block_.assign(1, last);
     if (n_draft > 0) {
       util::Timer td;
-      if (n_pending_ > 0) {
-        DFLASH_RETURN_IF_ERROR(drafter_->add_context(pending_features_.data(), n_pending_));
-        n_pending_ = 0;
+      if (!pending_features_.empty()) {
+        const auto n = static_cast<int64_t>(pending_features_.size()) / target_.feature_dim();
+        DFLASH_RETURN_IF_ERROR(drafter_->add_context(pending_features_.data(), n));
         pending_features_.clear();
       }
       DFLASH_RETURN_IF_ERROR(drafter_->draft(last, n_draft));
@@ -156,12 +155,12 @@ util::Result<std::vector<int32_t>> Decoder::generate(std::span<const int32_t> pr
     if (n_draft > 0) DFLASH_RETURN_IF_ERROR(target_.keep(produced));
     st.t_rollback_s += tr.seconds();
     // The committed tokens' features extend the drafter's context (rows 0..produced-1 of the
-    // verify are exactly the tokens now in the target state).
+    // verify are exactly the tokens now in the target state); a one-token round defers them to
+    // the next draft (pending_features_).
     if (use_features) {
-      if (n_draft == 0) {  // a one-token round: defer (see pending_features_)
+      if (n_draft == 0) {
         const float* f = target_.features(0);
         pending_features_.insert(pending_features_.end(), f, f + produced * target_.feature_dim());
-        n_pending_ += produced;
       } else {
         DFLASH_RETURN_IF_ERROR(drafter_->add_context(target_.features(0), produced));
       }

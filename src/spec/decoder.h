@@ -71,11 +71,11 @@ class Decoder {
   TargetModel& target_;
   Drafter* drafter_;
   std::vector<int32_t> block_;
-  // Features of tokens committed by one-token rounds, not yet given to the drafter: a policy that
-  // falls back to B = 1 pays nothing for the drafter until it drafts again (then one batched
-  // add_context, which gives the drafter the same context as token-by-token calls).
+  // Features of tokens committed by one-token rounds, not yet given to the drafter
+  // ([tokens][feature_dim]): a policy that falls back to B = 1 pays nothing for the drafter until it
+  // drafts again (then one batched add_context, which gives the drafter the same context as
+  // token-by-token calls).
   std::vector<float> pending_features_;
-  int64_t n_pending_ = 0;
   std::vector<Distribution> q_;
   std::vector<Distribution> p_;
 };
