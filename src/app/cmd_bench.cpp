@@ -13,6 +13,7 @@
 #include "app/run_common.h"
 #include "engine/engine.h"
 #include "spec/adaptive.h"
+#include "util/profile.h"
 #include "spec/decoder.h"
 #include "util/mmap_file.h"
 #include "kernels/bandwidth.h"
@@ -41,6 +42,7 @@ struct BenchArgs {
   bool json = false;
   bool skip_bandwidth = false;
   bool no_mmap = false;
+  bool profile = false;
 };
 
 std::vector<int> parse_list(const std::string& s) {
@@ -281,7 +283,7 @@ int run_bench(const BenchArgs& a) {
       out["decode_vs_dram_bound"] = out["decode_tok_s"].get<double>() / out["dram_bound_tok_s"].get<double>();
   }
   // Verify cost c(B): checkpoint + forward of B tokens with all logits + keep, reported with every
-  // token accepted (no replay) and with half rejected (restore + replay of B/2 tape entries). The
+  // token accepted (no replay) and with half rejected (replay of B/2 tape entries). The
   // rounds run back to back after the same 64-token prompt as the decode measurement, as they do
   // in the decode loop: a verify timed alone right after a prefill measured up to ~1.9 decodes at
   // B = 1 on a VM where the back-to-back cost is ~1.1.
@@ -297,6 +299,7 @@ int run_bench(const BenchArgs& a) {
         if (m.n_past() + B >= a.n_ctx) break;
         auto block = random_tokens(B);
         util::Timer t;
+        util::profile::Envelope prof("[verify round]", B);
         m.checkpoint();
         st = m.forward(block, true);
         if (st.is_ok()) st = m.keep(variant == 0 ? B : B / 2);
@@ -366,7 +369,8 @@ DFLASH_COMMAND(Command{"bench", "Measure decode/prefill speed, the DRAM bound an
                          sub->add_flag("--json", a->json, "Print one JSON object");
                          sub->add_flag("--no-mmap", a->no_mmap,
                                        "Copy the weights into (huge-page) memory instead of mapping the file");
-                         return [a] { return run_bench(*a); };
+                         add_profile_flag(sub, a->profile);
+                         return [a] { return run_profiled(a->profile, [a] { return run_bench(*a); }); };
                        }});
 
 }  // namespace dflash::app

@@ -91,7 +91,8 @@ DFLASH_COMMAND(Command{"run", "Generate text from a prompt, with DFlash speculat
                          sub->add_flag("--compare", a->compare,
                                        "Run plain decoding and DFlash on the same prompt and compare speed and output");
                          sub->add_flag("-q,--quiet", a->quiet, "Do not print the generated text");
-                         return [a] { return run(*a); };
+                         add_profile_flag(sub, a->profile);
+                         return [a] { return run_profiled(a->profile, [a] { return run(*a); }); };
                        }});
 
 }  // namespace dflash::app

@@ -1,8 +1,10 @@
 #include "app/run_common.h"
 
+#include <cstdio>
 #include <sstream>
 
 #include "util/mmap_file.h"
+#include "util/profile.h"
 
 namespace dflash::app {
 
@@ -112,6 +114,18 @@ util::Result<std::vector<int32_t>> encode_text(const std::string& text, bool cha
   if (no_think) co.enable_thinking = false;
   DFLASH_ASSIGN_OR_RETURN(std::string rendered, e.render_chat(msgs, co));
   return e.tokenize(rendered, /*parse_special=*/true);
+}
+
+void add_profile_flag(CLI::App* sub, bool& on) {
+  sub->add_flag("--profile", on,
+                "Print where the time went: wall-clock per op, grouped by tokens per forward (same as DFLASH_PROFILE=1)");
+}
+
+int run_profiled(bool on, const std::function<int()>& body) {
+  if (on) util::profile::set_enabled(true);
+  const int rc = body();
+  if (util::profile::enabled()) std::fputs(util::profile::report().c_str(), stderr);
+  return rc;
 }
 
 }  // namespace dflash::app

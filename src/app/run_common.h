@@ -2,6 +2,7 @@
 #pragma once
 
 #include <CLI/CLI.hpp>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -22,6 +23,7 @@ struct RunArgs {
   std::vector<std::string> stop;
   bool ar = false, compare = false, quiet = false, adaptive = false;
   bool no_mmap = false;
+  bool profile = false;
 
   engine::EngineOptions engine_options() const;
   engine::GenerateRequest request(std::vector<int32_t> prompt) const;
@@ -29,6 +31,9 @@ struct RunArgs {
 
 void add_model_options(CLI::App* sub, RunArgs& a);
 void add_run_options(CLI::App* sub, RunArgs& a);
+// Adds --profile; run_profiled() turns per-op accounting on, runs the command and prints the table.
+void add_profile_flag(CLI::App* sub, bool& on);
+int run_profiled(bool on, const std::function<int()>& body);
 
 // The prompt as token ids: --tokens, or the text of -p / -f, raw by default (DFlash drafters are
 // trained on raw continuations) or through the model's chat template with --chat.

@@ -11,6 +11,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <vector>
 
 #include "kernels/deltanet.h"
@@ -26,17 +27,22 @@ using namespace ops_simd;  // NOLINT
 // carried through the whole token sequence while they sit in L1: the state is read and written once
 // per call instead of once per token, and every loaded k/q vector serves NR rows. One pass per
 // token computes new = decay·row + delta·k_t, o_t = new·q_t and the next token's new·k_{t+1}.
+// src (may be null) holds the rows before token t0 when they are not in st yet: the first token
+// reads them from src and writes st, so a checkpointed state is never copied.
 template <int NR>
-HWY_INLINE void DeltaRows(const DeltaShape& sh, int64_t h, int64_t j0, float* st, const DeltaInputs& in,
-                          int64_t t0, int64_t t1, const float* decays, float* out, int64_t out_stride) {
+HWY_INLINE void DeltaRows(const DeltaShape& sh, int64_t h, int64_t j0, float* st, const float* src,
+                          const DeltaInputs& in, int64_t t0, int64_t t1, const float* decays, float* out,
+                          int64_t out_stride) {
   const DF d;
   const int64_t N = int64_t(hn::Lanes(d));
   const int64_t dk = sh.dk, dv = sh.dv, a = sh.qk_head(h), Hv = sh.n_v_heads;
   float* row[NR];
+  const float* rd[NR];  // where this token's old row is read from
   float rk[NR];  // row · k_t for the coming token
   for (int r = 0; r < NR; ++r) {
     row[r] = st + (j0 + r) * dk;
-    rk[r] = Dot(row[r], in.k + t0 * in.k_stride + a * dk, dk);
+    rd[r] = src ? src + (j0 + r) * dk : row[r];
+    rk[r] = Dot(rd[r], in.k + t0 * in.k_stride + a * dk, dk);
   }
   for (int64_t t = t0; t < t1; ++t) {
     const float* k = in.k + t * in.k_stride + a * dk;
@@ -59,7 +65,7 @@ HWY_INLINE void DeltaRows(const DeltaShape& sh, int64_t h, int64_t j0, float* st
       const VF qv = q ? hn::LoadU(d, q + i) : hn::Zero(d);
       const VF knv = kn ? hn::LoadU(d, kn + i) : hn::Zero(d);
       for (int r = 0; r < NR; ++r) {
-        const VF nw = hn::MulAdd(hn::Set(d, delta[r]), kv, hn::Mul(vdec, hn::LoadU(d, row[r] + i)));
+        const VF nw = hn::MulAdd(hn::Set(d, delta[r]), kv, hn::Mul(vdec, hn::LoadU(d, rd[r] + i)));
         hn::StoreU(nw, d, row[r] + i);
         aq[r] = hn::MulAdd(nw, qv, aq[r]);
         ak[r] = hn::MulAdd(nw, knv, ak[r]);
@@ -72,19 +78,20 @@ HWY_INLINE void DeltaRows(const DeltaShape& sh, int64_t h, int64_t j0, float* st
     }
     for (; i < dk; ++i)
       for (int r = 0; r < NR; ++r) {
-        const float nw = decay * row[r][i] + delta[r] * k[i];
+        const float nw = decay * rd[r][i] + delta[r] * k[i];
         row[r][i] = nw;
         if (q) oq[r] += nw * q[i];
         if (kn) rk[r] += nw * kn[i];
       }
     if (out)
       for (int r = 0; r < NR; ++r) out[t * out_stride + h * dv + j0 + r] = oq[r];
+    for (int r = 0; r < NR; ++r) rd[r] = row[r];
   }
 }
 
 // All tokens of one value head, recurrent form. st: Dv rows of Dk (value-major).
-void DeltaRecurrentHead(const DeltaShape& sh, int64_t h, float* st, const DeltaInputs& in, float* out,
-                        int64_t out_stride) {
+void DeltaRecurrentHead(const DeltaShape& sh, int64_t h, float* st, const float* src, const DeltaInputs& in,
+                        float* out, int64_t out_stride) {
   // Token blocks keep the block's k/q rows (kTokBlock · 2 · Dk floats) in L1 while all state rows
   // pass through; the state goes through L1 once per block.
   constexpr int64_t kTokBlock = 16;
@@ -93,9 +100,10 @@ void DeltaRecurrentHead(const DeltaShape& sh, int64_t h, float* st, const DeltaI
     float decays[kTokBlock];
     for (int64_t t = t0; t < t1; ++t) decays[t - t0] = std::exp(in.g[t * sh.n_v_heads + h]);
     int64_t j = 0;
+    const float* from = t0 == 0 ? src : nullptr;
     for (; j + DFLASH_DELTA_NR <= sh.dv; j += DFLASH_DELTA_NR)
-      DeltaRows<DFLASH_DELTA_NR>(sh, h, j, st, in, t0, t1, decays, out, out_stride);
-    for (; j < sh.dv; ++j) DeltaRows<1>(sh, h, j, st, in, t0, t1, decays, out, out_stride);
+      DeltaRows<DFLASH_DELTA_NR>(sh, h, j, st, from, in, t0, t1, decays, out, out_stride);
+    for (; j < sh.dv; ++j) DeltaRows<1>(sh, h, j, st, from, in, t0, t1, decays, out, out_stride);
   }
 }
 
@@ -279,10 +287,17 @@ void for_heads(util::ThreadPool* pool, int64_t n_heads, F&& f) {
 }  // namespace
 
 void delta_rule_recurrent(const DeltaShape& s, float* state, const DeltaInputs& in, float* out,
-                          int64_t out_stride, util::ThreadPool* pool) {
-  if (in.n_tokens <= 0) return;
+                          int64_t out_stride, util::ThreadPool* pool, const float* state_in) {
+  if (in.n_tokens <= 0) {
+    if (state_in && state_in != state)
+      std::memcpy(state, state_in, sizeof(float) * size_t(s.n_v_heads * s.dv * s.dk));
+    return;
+  }
+  if (state_in == state) state_in = nullptr;
+  const int64_t head = s.dv * s.dk;
   for_heads(pool, s.n_v_heads, [&](int64_t h) {
-    HWY_DYNAMIC_DISPATCH(DeltaRecurrentHead)(s, h, state + h * s.dv * s.dk, in, out, out_stride);
+    HWY_DYNAMIC_DISPATCH(DeltaRecurrentHead)(s, h, state + h * head, state_in ? state_in + h * head : nullptr, in,
+                                             out, out_stride);
   });
 }
 

@@ -52,8 +52,10 @@ struct DeltaInputs {
 // traffic once per block, each k/q load shared by 4 rows). On CPUs this is also the fastest prefill
 // path: for Dk = Dv = 128 and chunk 64 the chunked form below does more FLOPs than this one (its
 // win on GPUs comes from tensor-core matmuls), see bench/ops_bench.cpp.
+// state_in (optional): the state before the first token is read from there and the result written
+// to state, leaving state_in untouched — a verify runs on top of a checkpoint without copying it.
 void delta_rule_recurrent(const DeltaShape& s, float* state, const DeltaInputs& in, float* out,
-                          int64_t out_stride, util::ThreadPool* pool = nullptr);
+                          int64_t out_stride, util::ThreadPool* pool = nullptr, const float* state_in = nullptr);
 
 // Chunked (WY / UT-transform) form for prefill: same result as the recurrent form up to rounding.
 // Per chunk of C tokens (c = in-chunk cumsum of g, D[i][j] = exp(c_i − c_j)):

@@ -8,6 +8,7 @@
 #include "formats/quant.h"
 #include "kernels/matmul.h"
 #include "model/layer_ops.h"
+#include "util/profile.h"
 #include "model/qwen35.h"
 #include "model/weights.h"
 
@@ -234,6 +235,7 @@ Status DFlashDrafter::add_context(const float* features, int64_t n) {
   if (n <= 0) return Status::ok();
   // Room for the context plus one block of draft scratch.
   DFLASH_RETURN_IF_ERROR(ensure_capacity(n_ctx_ + n + cfg_.block_size));
+  util::profile::Envelope prof("[add_context]", -1, "draft/");
   Impl& I = *impl_;
   const DFlashConfig& c = cfg_;
   const int64_t H = c.n_embd, hd = c.head_dim, nkv = c.n_head_kv, F = c.n_target_features;
@@ -265,6 +267,7 @@ Status DFlashDrafter::draft(int32_t last_token, int n_draft) {
                                          c.block_size - 1));
   if (last_token < 0 || last_token >= n_vocab_) return util::invalid_argument("draft: token id outside the vocabulary");
   DFLASH_RETURN_IF_ERROR(ensure_capacity(n_ctx_ + c.block_size));
+  util::profile::Envelope prof("[draft]", -1, "draft/");
   Impl& I = *impl_;
   const int64_t T = n_draft + 1, H = c.n_embd, hd = c.head_dim, nh = c.n_head, nkv = c.n_head_kv;
   const int64_t pos0 = n_ctx_;

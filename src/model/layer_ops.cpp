@@ -14,6 +14,7 @@
 #include "kernels/matmul.h"
 #include "kernels/norm.h"
 #include "kernels/rope.h"
+#include "util/profile.h"
 
 namespace dflash::model::ops {
 
@@ -35,31 +36,50 @@ kernels::DeltaShape delta_shape(int64_t hk, int64_t hv, int64_t dk, int64_t dv) 
 }
 }  // namespace
 
+namespace {
+// "blk.7.ffn_up.weight" → "ffn_up.weight": one profile row per weight role, summed over layers.
+std::string_view role(const std::string& name) {
+  std::string_view v(name);
+  if (v.substr(0, 4) != "blk.") return v.empty() ? std::string_view("matmul") : v;
+  const size_t dot = v.find('.', 4);
+  return dot == std::string_view::npos ? v : v.substr(dot + 1);
+}
+}  // namespace
+
 void matmul(const Tensor& w, const float* x, int64_t m, float* y, util::ThreadPool& pool) {
+  util::profile::Scope ps(util::profile::enabled() ? role(w.name) : std::string_view());
   kernels::matmul(w, x, m, y, pool);
 }
 
 void embed(const Tensor& table, const int32_t* tokens, int64_t m, float* out) {
+  util::profile::Scope ps("embed");
   const int64_t n = table.ne[0];
   for (int64_t t = 0; t < m; ++t) formats::dequantize_row(table.dtype, table.row(tokens[t]), out + t * n, n);
 }
 
 void rmsnorm(const float* x, const float* w, int64_t rows, int64_t n, float eps, float* out) {
+  util::profile::Scope ps("rmsnorm");
   kernels::rmsnorm(x, w, out, rows, n, eps);
 }
 
 void add(float* x, const float* y, int64_t n) {
+  util::profile::Scope ps("add");
   for (int64_t i = 0; i < n; ++i) x[i] += y[i];
 }
 
 void mul_sigmoid(float* x, const float* gate, int64_t n) {
+  util::profile::Scope ps("mul_sigmoid");
   for (int64_t i = 0; i < n; ++i) x[i] *= sigmoid1(gate[i]);
 }
 
-void swiglu(const float* g, const float* u, int64_t n, float* out) { kernels::swiglu(g, u, out, n); }
+void swiglu(const float* g, const float* u, int64_t n, float* out) {
+  util::profile::Scope ps("swiglu");
+  kernels::swiglu(g, u, out, n);
+}
 
 void deltanet_gates(const float* b, const float* a, const float* dt_bias, const float* ssm_a, int64_t m,
                     int64_t hv, float* beta, float* g) {
+  util::profile::Scope ps("deltanet_gates");
   for (int64_t t = 0; t < m; ++t)
     for (int64_t j = 0; j < hv; ++j) {
       const int64_t i = t * hv + j;
@@ -69,22 +89,26 @@ void deltanet_gates(const float* b, const float* a, const float* dt_bias, const 
 }
 
 void conv1d_silu(const float* x, int64_t m, int64_t c, const float* w, int64_t k, float* window, float* out) {
+  util::profile::Scope ps("conv1d_silu");
   kernels::causal_conv1d(x, c, w, window, out, c, m, c, k, /*fuse_silu=*/true);
 }
 
 void conv_window_after(const float* window, const float* x, int64_t n, int64_t c, int64_t k, float* out) {
+  util::profile::Scope ps("conv_window_after");
   if (out != window) std::memcpy(out, window, static_cast<size_t>((k - 1) * c) * sizeof(float));
   kernels::causal_conv1d_push(x, c, out, n, c, k);
 }
 
 void deltanet_qk_norm(float* qkv, int64_t m, int64_t row, int64_t hk, int64_t dk, float eps) {
+  util::profile::Scope ps("deltanet_qk_norm");
   kernels::l2norm_heads(qkv, m, hk, dk, row, dk, eps, 1.0f / std::sqrt(static_cast<float>(dk)));
   kernels::l2norm_heads(qkv + hk * dk, m, hk, dk, row, dk, eps, 1.0f);
 }
 
 void deltanet_recurrent(const float* qkv, int64_t m, int64_t row, int64_t hk, int64_t hv, int64_t dk, int64_t dv,
                         const float* g, const float* beta, float* S, float* o, std::vector<float>* inter,
-                        util::ThreadPool& pool) {
+                        util::ThreadPool& pool, const float* S_in) {
+  util::profile::Scope ps("deltanet_recurrent");
   const kernels::DeltaShape s = delta_shape(hk, hv, dk, dv);
   const int64_t kd = hk * dk;
   auto inputs = [&](int64_t t0, int64_t n) {
@@ -99,11 +123,12 @@ void deltanet_recurrent(const float* qkv, int64_t m, int64_t row, int64_t hk, in
     return in;
   };
   if (!inter) {
-    kernels::delta_rule_recurrent(s, S, inputs(0, m), o, hv * dv, &pool);
+    kernels::delta_rule_recurrent(s, S, inputs(0, m), o, hv * dv, &pool, S_in);
     return;
   }
   // Oracle mode: one token at a time, keeping every intermediate state.
   const size_t state = static_cast<size_t>(hv * dk * dv);
+  if (S_in && S_in != S) std::memcpy(S, S_in, state * sizeof(float));
   for (int64_t t = 0; t < m; ++t) {
     kernels::delta_rule_recurrent(s, S, inputs(t, 1), o + t * hv * dv, hv * dv, &pool);
     inter->insert(inter->end(), S, S + state);
@@ -112,6 +137,7 @@ void deltanet_recurrent(const float* qkv, int64_t m, int64_t row, int64_t hk, in
 
 void deltanet_chunked(const float* qkv, int64_t m, int64_t row, int64_t hk, int64_t hv, int64_t dk, int64_t dv,
                       const float* g, const float* beta, float* S, float* o, int chunk, util::ThreadPool& pool) {
+  util::profile::Scope ps("deltanet_chunked");
   const int64_t kd = hk * dk;
   kernels::DeltaInputs in;
   in.q = qkv;
@@ -126,6 +152,7 @@ void deltanet_chunked(const float* qkv, int64_t m, int64_t row, int64_t hk, int6
 
 void deltanet_replay(const float* k, const float* v, const float* g, const float* beta, int64_t n, int64_t hk,
                      int64_t hv, int64_t dk, int64_t dv, float* S, util::ThreadPool& pool) {
+  util::profile::Scope ps("deltanet_replay");
   kernels::DeltaInputs in;
   in.k = k;
   in.v = v;
@@ -138,10 +165,12 @@ void deltanet_replay(const float* k, const float* v, const float* g, const float
 }
 
 void gated_rmsnorm(const float* o, const float* z, const float* w, int64_t rows, int64_t d, float eps, float* out) {
+  util::profile::Scope ps("gated_rmsnorm");
   kernels::rmsnorm_gated(o, z, w, out, rows, d, eps);
 }
 
 void split_query_gate(const float* qg, int64_t m, int64_t nh, int64_t hd, float* q, float* gate) {
+  util::profile::Scope ps("split_query_gate");
   for (int64_t t = 0; t < m; ++t)
     for (int64_t h = 0; h < nh; ++h) {
       const float* src = qg + (t * nh + h) * 2 * hd;
@@ -151,10 +180,12 @@ void split_query_gate(const float* qg, int64_t m, int64_t nh, int64_t hd, float*
 }
 
 void head_rmsnorm(float* x, const float* w, int64_t m, int64_t nheads, int64_t hd, float eps) {
+  util::profile::Scope ps("head_rmsnorm");
   kernels::rmsnorm_heads(x, w, m, nheads, hd, nheads * hd, hd, eps);
 }
 
 void rope_neox(float* x, int64_t m, int64_t nheads, int64_t hd, int64_t n_rot, int64_t pos0, float theta) {
+  util::profile::Scope ps("rope_neox");
   thread_local std::vector<int64_t> pos;
   pos.resize(static_cast<size_t>(m));
   for (int64_t t = 0; t < m; ++t) pos[static_cast<size_t>(t)] = pos0 + t;
@@ -162,6 +193,7 @@ void rope_neox(float* x, int64_t m, int64_t nheads, int64_t hd, int64_t n_rot, i
 }
 
 void kv_append(float* cache, const float* rows, int64_t m, int64_t nkv, int64_t hd, int64_t capacity, int64_t pos0) {
+  util::profile::Scope ps("kv_append");
   for (int64_t t = 0; t < m; ++t)
     for (int64_t g = 0; g < nkv; ++g)
       std::memcpy(cache + (g * capacity + pos0 + t) * hd, rows + (t * nkv + g) * hd,
@@ -195,6 +227,7 @@ void attend(const float* q, int64_t m, int64_t nh, int64_t hd, const float* kcac
 
 void attention_causal(const float* q, int64_t m, int64_t nh, int64_t hd, const float* kcache, const float* vcache,
                       int64_t nkv, int64_t capacity, int64_t pos0, float* out, util::ThreadPool& pool) {
+  util::profile::Scope ps("attention_causal");
   kernels::AttnMask mask;
   mask.kind = kernels::MaskKind::kCausal;
   mask.q_pos0 = pos0;
@@ -204,6 +237,7 @@ void attention_causal(const float* q, int64_t m, int64_t nh, int64_t hd, const f
 void attention_block(const float* q, int64_t m, int64_t nh, int64_t hd, const float* kcache, const float* vcache,
                      int64_t nkv, int64_t capacity, int64_t n_keys, int64_t pos0, int64_t window, float* out,
                      util::ThreadPool& pool) {
+  util::profile::Scope ps("attention_block");
   kernels::AttnMask mask;
   if (window > 0) {
     mask.kind = kernels::MaskKind::kCausal;
@@ -217,6 +251,7 @@ void moe_ffn(const Tensor& gate_inp, const Tensor& gate_exps, const Tensor& up_e
              int64_t n_used, const Tensor* gate_sh, const Tensor* up_sh, const Tensor* down_sh,
              const Tensor* gate_inp_sh, const float* x, int64_t m, int64_t n_embd, float* out, float* buf_a,
              float* buf_b, float* router, util::ThreadPool& pool) {
+  util::profile::Scope ps("moe_ffn");
   const int64_t E = gate_inp.ne[1];
   const int64_t F = gate_exps.ne[1];
   kernels::matmul(gate_inp, x, m, router, pool);

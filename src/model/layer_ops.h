@@ -35,10 +35,11 @@ void conv_window_after(const float* window, const float* x, int64_t n, int64_t c
 void deltanet_qk_norm(float* qkv, int64_t m, int64_t row, int64_t hk, int64_t dk, float eps);
 // Recurrent gated delta rule over m tokens (rows of qkv as above), state S [Hv][Dv][Dk], value
 // head j reading q/k head j mod Hk. o: [m][Hv][Dv]. If inter is set, the state after every token
-// is appended to it.
+// is appended to it. S_in (optional): read the starting state from there and write S (a verify on
+// top of a checkpoint, which stays untouched and uncopied).
 void deltanet_recurrent(const float* qkv, int64_t m, int64_t row, int64_t hk, int64_t hv, int64_t dk, int64_t dv,
                         const float* g, const float* beta, float* S, float* o, std::vector<float>* inter,
-                        util::ThreadPool& pool);
+                        util::ThreadPool& pool, const float* S_in = nullptr);
 // Same result (to rounding) by the chunked algorithm, for prefill.
 void deltanet_chunked(const float* qkv, int64_t m, int64_t row, int64_t hk, int64_t hv, int64_t dk, int64_t dv,
                       const float* g, const float* beta, float* S, float* o, int chunk, util::ThreadPool& pool);

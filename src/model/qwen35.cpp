@@ -11,6 +11,7 @@
 #include "model/layer_ops.h"
 #include "model/weights.h"
 #include "util/log.h"
+#include "util/profile.h"
 
 namespace dflash::model {
 
@@ -129,7 +130,10 @@ struct Qwen35::Impl {
   bool checkpointed = false;
   int64_t ckpt_pos = 0;
   int64_t verify_len = 0;
-  std::vector<std::vector<float>> ckpt_conv, ckpt_ssm;
+  // The delta-rule states are not copied at a checkpoint: the verify reads ssm and writes ssm_work,
+  // and keep() swaps the two (all accepted) or replays the accepted tokens onto ssm (which still
+  // holds the checkpoint). Conv windows are small and copied.
+  std::vector<std::vector<float>> ckpt_conv, ssm_work;
   std::vector<TapeLayer> tape;
   // Oracle mode: state after every verify token, [T][state] per layer.
   std::vector<std::vector<float>> inter_ssm, inter_conv;
@@ -354,6 +358,7 @@ Status Qwen35::forward(std::span<const int32_t> tokens, bool all_logits) {
     const int64_t pos0 = n_past_ + off;
     float* x = I.x.data();
     float* h = I.h.data();
+    util::profile::Envelope prof("[forward]", m);
 
     ops::embed(I.token_embd, tok, m, x);
 
@@ -397,7 +402,8 @@ Status Qwen35::forward(std::span<const int32_t> tokens, bool all_logits) {
           std::memcpy(tp.g.data(), g, static_cast<size_t>(m * Hv) * sizeof(float));
           std::memcpy(tp.beta.data(), b, static_cast<size_t>(m * Hv) * sizeof(float));
           std::vector<float>* inter = opts_.keep_intermediate_states ? &I.inter_ssm[static_cast<size_t>(il)] : nullptr;
-          ops::deltanet_recurrent(qc, m, CD, Hk, Hv, Dk, Dv, g, b, S.data(), o, inter, *I.pool);
+          ops::deltanet_recurrent(qc, m, CD, Hk, Hv, Dk, Dv, g, b, I.ssm_work[static_cast<size_t>(il)].data(), o,
+                                  inter, *I.pool, S.data());
           if (opts_.keep_intermediate_states) {
             // conv windows after each token, for the oracle
             std::vector<float>& ic = I.inter_conv[static_cast<size_t>(il)];
@@ -496,16 +502,17 @@ const float* Qwen35::features(int64_t i) const {
 }
 
 void Qwen35::checkpoint() {
+  util::profile::Scope prof("checkpoint");
   Impl& I = *impl_;
   I.checkpointed = true;
   I.ckpt_pos = n_past_;
   I.verify_len = 0;
   I.ckpt_conv.resize(I.layers.size());
-  I.ckpt_ssm.resize(I.layers.size());
+  I.ssm_work.resize(I.layers.size());
   for (size_t il = 0; il < I.layers.size(); ++il) {
     if (!I.layers[il].recurrent) continue;
     I.ckpt_conv[il] = I.conv[il];
-    I.ckpt_ssm[il] = I.ssm[il];
+    I.ssm_work[il].resize(I.ssm[il].size());  // allocated once; its contents are overwritten by the verify
   }
 }
 
@@ -515,28 +522,28 @@ Status Qwen35::keep(int64_t n) {
   if (n < 0 || n > I.verify_len)
     return util::invalid_argument(strfmt("keep(%lld) but the verify fed %lld tokens", (long long)n, (long long)I.verify_len));
   const Qwen35Config& C = cfg_;
-  if (n < I.verify_len) {
-    for (size_t il = 0; il < I.layers.size(); ++il) {
-      if (!I.layers[il].recurrent) continue;
-      const TapeLayer& tp = I.tape[il];
-      if (opts_.keep_intermediate_states) {
-        if (n == 0) {
-          I.ssm[il] = I.ckpt_ssm[il];
-          I.conv[il] = I.ckpt_conv[il];
-        } else {
-          const size_t s = I.ssm[il].size(), w = I.conv[il].size();
-          std::memcpy(I.ssm[il].data(), I.inter_ssm[il].data() + (n - 1) * s, s * sizeof(float));
-          std::memcpy(I.conv[il].data(), I.inter_conv[il].data() + (n - 1) * w, w * sizeof(float));
-        }
-        continue;
-      }
-      // Restore the checkpoint, then replay the first n recorded updates (no outputs needed).
-      I.ssm[il] = I.ckpt_ssm[il];
-      ops::deltanet_replay(tp.k.data(), tp.v.data(), tp.g.data(), tp.beta.data(), n, C.ssm_n_k_heads,
-                           C.ssm_n_v_heads, C.ssm_d_state, C.head_v_dim(), I.ssm[il].data(), *I.pool);
-      ops::conv_window_after(I.ckpt_conv[il].data(), tp.qkv_raw.data(), n, C.conv_dim(), C.conv_kernel,
-                             I.conv[il].data());
+  for (size_t il = 0; il < I.layers.size(); ++il) {
+    if (!I.layers[il].recurrent) continue;
+    if (n == I.verify_len && n > 0) {  // everything accepted: the verify's result becomes the state
+      I.ssm[il].swap(I.ssm_work[il]);
+      continue;
     }
+    const TapeLayer& tp = I.tape[il];
+    if (opts_.keep_intermediate_states) {
+      if (n == 0) {
+        I.conv[il] = I.ckpt_conv[il];
+      } else {
+        const size_t s = I.ssm[il].size(), w = I.conv[il].size();
+        std::memcpy(I.ssm[il].data(), I.inter_ssm[il].data() + (n - 1) * s, s * sizeof(float));
+        std::memcpy(I.conv[il].data(), I.inter_conv[il].data() + (n - 1) * w, w * sizeof(float));
+      }
+      continue;
+    }
+    // ssm still holds the checkpoint: replay the first n recorded updates onto it (no outputs needed).
+    ops::deltanet_replay(tp.k.data(), tp.v.data(), tp.g.data(), tp.beta.data(), n, C.ssm_n_k_heads,
+                         C.ssm_n_v_heads, C.ssm_d_state, C.head_v_dim(), I.ssm[il].data(), *I.pool);
+    ops::conv_window_after(I.ckpt_conv[il].data(), tp.qkv_raw.data(), n, C.conv_dim(), C.conv_kernel,
+                           I.conv[il].data());
   }
   n_past_ = I.ckpt_pos + n;  // attention layers: the KV cache is truncated by the length alone
   I.checkpointed = false;

@@ -1,7 +1,9 @@
 #include "spec/decoder.h"
 
 #include <algorithm>
+#include <optional>
 
+#include "util/profile.h"
 #include "util/timer.h"
 
 namespace dflash::spec {
@@ -85,12 +87,14 @@ util::Result<std::vector<int32_t>> Decoder::generate(std::span<const int32_t> pr
 
   // Prefill: features of every prompt token become the drafter's first context.
   util::Timer t;
+  std::optional<util::profile::Envelope> prof_prefill(std::in_place, "[prefill]", n_prompt);
   DFLASH_RETURN_IF_ERROR(target_.forward(prompt, /*all_logits=*/false));
   int32_t last = sampler.sample_logits(target_.logits(0));
   if (use_features) {
     DFLASH_RETURN_IF_ERROR(drafter_->add_context(target_.features(0), n_prompt));
   }
   st.t_prefill_s = t.seconds();
+  prof_prefill.reset();
   emit(last);
 
   util::Timer decode_timer;
@@ -101,6 +105,7 @@ util::Result<std::vector<int32_t>> Decoder::generate(std::span<const int32_t> pr
     if (opts.policy && max_block > 1) block = std::clamp(opts.policy->next_block_size(max_block), 1, max_block);
     const int verify_size = static_cast<int>(std::min<int64_t>(block, max_length - start));
     const int n_draft = verify_size - 1;
+    util::profile::Envelope prof_round("[round]", verify_size);
 
     block_.assign(1, last);
     if (n_draft > 0) {
@@ -129,6 +134,7 @@ util::Result<std::vector<int32_t>> Decoder::generate(std::span<const int32_t> pr
     st.t_verify_s += tv.seconds();
 
     std::span<const int32_t> drafted(block_.data() + 1, static_cast<size_t>(n_draft));
+    util::profile::Scope prof_accept("accept");
     Acceptance acc;
     if (sampler.params().greedy()) {
       acc = accept_greedy(drafted, [&](int64_t i) { return target_.logits(i); }, n_vocab);
@@ -151,6 +157,7 @@ util::Result<std::vector<int32_t>> Decoder::generate(std::span<const int32_t> pr
         break;
       }
 
+    prof_accept.stop();
     util::Timer tr;
     if (n_draft > 0) DFLASH_RETURN_IF_ERROR(target_.keep(produced));
     st.t_rollback_s += tr.seconds();

@@ -26,6 +26,21 @@ TEST(RunCommand, CompareReportsIdenticalOutputsAndStatistics) {
     EXPECT_NE(r.out.find(want), std::string::npos) << want << "\n" << r.out;
 }
 
+// --profile: per-op table grouped by tokens per forward: decode (1), the verify block (8, the
+// drafter's), the draft ops apart from the target's, the round envelopes.
+TEST(RunCommand, ProfileTablesPerTokenCount) {
+  CmdResult r = sh("run " + kPair + " -p 'def f(x):' -n 24 --profile --compare -q");
+  ASSERT_EQ(r.code, 0) << r.out;
+  for (const char* want : {"profile: calls with 1 token", "profile: calls with 8 tokens", "[forward]", "[round]",
+                           "[prefill]", "[draft]", "draft/attn_q.weight", "attn_qkv.weight", "deltanet_recurrent", "checkpoint",
+                           "us/call"})
+    EXPECT_NE(r.out.find(want), std::string::npos) << want << "\n" << r.out;
+  CmdResult off = sh("run " + kPair + " -p 'def f(x):' -n 8 -q");
+  ASSERT_EQ(off.code, 0) << off.out;
+  EXPECT_EQ(off.out.find("profile:"), std::string::npos) << off.out;
+  EXPECT_EQ(r.out.find("calls with 0 tokens"), std::string::npos) << r.out;  // everything inside an envelope
+}
+
 TEST(RunCommand, TokenPromptsAndErrors) {
   CmdResult ok = sh("run -m " + kData + "/gguf/qwen35-dense-a.gguf --tokens 1,2,3 -n 5 -q");
   EXPECT_EQ(ok.code, 0) << ok.out;

@@ -96,6 +96,30 @@ TEST(DeltaRule, RecurrentMatchesReferenceBothHeadMaps) {
     }
 }
 
+// A verify reads the checkpointed state and writes another buffer: same bits as running in place
+// on a copy, the source untouched, for token counts across the 16-token blocking and odd shapes.
+TEST(DeltaRule, SeparateInputStateEqualsInPlaceAndLeavesTheSourceAlone) {
+  util::ThreadPool pool(2);
+  for (auto [dk, dv] : {std::pair<int64_t, int64_t>{128, 128}, {33, 7}})
+    for (int64_t T : {0, 1, 2, 15, 16, 17, 40}) {
+      DeltaShape s{2, 4, dk, dv, HeadMap::kTiled};
+      auto x = make_inputs(s, std::max<int64_t>(T, 1), uint32_t(T + dk));
+      const auto st0 = testing::randn(size_t(s.n_v_heads * dk * dv), 11, 0.1f);
+      auto in_place = st0;
+      std::vector<float> src = st0, dst(st0.size(), 7.0f);
+      const int64_t os = s.n_v_heads * dv;
+      std::vector<float> o1(size_t(std::max<int64_t>(T, 1) * os)), o2(o1.size());
+      delta_rule_recurrent(s, in_place.data(), x.view(s, T), o1.data(), os, &pool);
+      delta_rule_recurrent(s, dst.data(), x.view(s, T), o2.data(), os, &pool, src.data());
+      SCOPED_TRACE(::testing::Message() << "dk " << dk << " dv " << dv << " T " << T);
+      EXPECT_EQ(dst, in_place);
+      EXPECT_EQ(src, st0);
+      if (T > 0) {
+        EXPECT_EQ(o2, o1);
+      }
+    }
+}
+
 TEST(DeltaRule, TiledOnReorderedHeadsEqualsGrouped) {
   // llama.cpp's conversion moves value head h = a·r + s (qk head a, slot s) to h' = s·Hk + a;
   // the tiled map on reordered v/g/beta must then reproduce the grouped result, reordered.
