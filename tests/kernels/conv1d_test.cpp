@@ -33,7 +33,7 @@ TEST(CausalConv1d, MatchesReferenceWithCarriedState) {
             causal_conv1d(x.data(), x_stride, w.data(), st.data(), split.data(), out_stride, t1, C, K, act);
             causal_conv1d(x.data() + t1 * x_stride, x_stride, w.data(), st.data(), split.data() + t1 * out_stride,
                           out_stride, T - t1, C, K, act);
-            EXPECT_TRUE(all_close(split, got, 1e-7, 1e-6));
+            EXPECT_TRUE(all_close(split, got, 0, 0));  // per-token results do not depend on the call's T
             EXPECT_TRUE(all_close(st, st_fast, 0, 0));
             // push only (tape replay) reaches the same state.
             auto st_push = st0;
