@@ -61,6 +61,9 @@ def parse_args(argv=None):
     ap.add_argument("--max-steps-this-run", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--seed", type=int, default=99)
+    ap.add_argument("--bf16", action="store_true",
+                    help="bf16 autocast for the drafter and LM-head matmuls (weights, optimiser and loss stay fp32); "
+                         "about 2x faster on CPUs with AMX or AVX512-BF16")
     return ap.parse_args(argv)
 
 
@@ -183,10 +186,12 @@ def drafter_loss(drafter, target, feats, tokens, prompt_len, args, mask_id, rng,
     anchors, ids, pos, mask, labels = build_batch(tokens, prompt_len, B, args.num_anchors, mask_id, rng)
     n = len(anchors)
     emb = F.embedding(ids.reshape(1, -1), target.get_input_embeddings().weight)
-    h = drafter(position_ids=pos[None], attention_mask=mask[None, None], noise_embedding=emb,
-                target_hidden=feats[None])
-    h = h.reshape(n, B, -1)[:, 1:]  # row 0 is the given anchor token: not scored
-    logits = target.lm_head(h).float()
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.bf16):
+        h = drafter(position_ids=pos[None], attention_mask=mask[None, None], noise_embedding=emb,
+                    target_hidden=feats[None])
+        h = h.reshape(n, B, -1)[:, 1:]  # row 0 is the given anchor token: not scored
+        logits = target.lm_head(h)
+    logits = logits.float()
     ce = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), reduction="none").reshape(n, B - 1)
     loss = (ce * weights[None]).sum() / (weights.sum() * n)
     correct = (logits.argmax(-1) == labels)
