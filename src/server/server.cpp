@@ -4,6 +4,7 @@
 
 #include <chrono>
 #include <ctime>
+#include <map>
 
 #include "spec/adaptive.h"
 #include "util/log.h"
@@ -23,7 +24,12 @@ struct Server::Impl {
   std::atomic<uint64_t> n_requests{0}, n_errors{0}, n_prompt_tokens{0}, n_generated{0}, n_drafted{0},
       n_accepted{0}, n_rounds{0}, n_cancelled{0};
   std::atomic<uint64_t> decode_us{0};
+  std::atomic<uint64_t> adaptive_rounds{0};
   int64_t started = std::time(nullptr);
+  // Adaptive block policies, one per block-size cap, kept across requests (under engine_mu): the
+  // verify costs are the machine's and the acceptance profile follows the text, so a new request
+  // starts from what the previous ones measured instead of paying the probe rounds again.
+  std::map<int, std::unique_ptr<spec::AdaptiveBlockPolicy>> policies;
 
   Impl(engine::Engine& e, ServerOptions o) : eng(e), opts(std::move(o)) {}
 
@@ -126,14 +132,22 @@ struct Server::Impl {
 
   util::Result<engine::GenerateResult> run(const ParsedRequest& pr, const engine::TextCallback& cb) {
     engine::GenerateRequest g = pr.gen;
-    std::unique_ptr<spec::AdaptiveBlockPolicy> policy;
+    // Called with engine_mu held.
+    spec::AdaptiveBlockPolicy* policy = nullptr;
     if (pr.adaptive && eng.drafter() && g.speculative) {
-      policy = std::make_unique<spec::AdaptiveBlockPolicy>(g.decode.block_size > 0 ? g.decode.block_size
-                                                                                  : eng.drafter()->block_size());
-      g.decode.policy = policy.get();
+      const int cap = g.decode.block_size > 0 ? g.decode.block_size : eng.drafter()->block_size();
+      auto& slot = policies[cap];
+      if (!slot) slot = std::make_unique<spec::AdaptiveBlockPolicy>(cap);
+      policy = slot.get();
+      g.decode.policy = policy;
     }
     auto r = eng.generate(g, cb);
     if (r.is_ok()) account(*r);
+    if (policy) {
+      uint64_t total = 0;
+      for (const auto& [cap, p] : policies) total += static_cast<uint64_t>(p->rounds());
+      adaptive_rounds = total;
+    }
     return r;
   }
 
@@ -240,6 +254,8 @@ struct Server::Impl {
       line("dflash_verify_rounds_total", "Target verify passes", "counter", static_cast<double>(n_rounds));
       line("dflash_decode_seconds_total", "Time spent decoding", "counter", static_cast<double>(decode_us) * 1e-6);
       line("dflash_requests_queued", "Requests waiting for or using the engine", "gauge", waiting.load());
+      line("dflash_adaptive_policy_rounds", "Rounds the adaptive block policies have observed (kept across requests)",
+           "gauge", static_cast<double>(adaptive_rounds));
       res.set_content(m, "text/plain; version=0.0.4");
     });
   }

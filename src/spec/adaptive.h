@@ -28,6 +28,7 @@ class AdaptiveBlockPolicy final : public BlockPolicy {
   double acceptance(int k) const;       // a_k, k = 1 .. max_block-1
   double expected_tokens(int b) const;  // E(b)
   double round_seconds(int b) const;    // t(b): measured, fitted, or 0 if nothing is known yet
+  int rounds() const { return rounds_; }  // rounds observed so far (probing ends after a few)
 
  private:
   int max_block_;

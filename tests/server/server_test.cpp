@@ -306,6 +306,37 @@ TEST(ServerHttp, ErrorsAreJsonWithTheRightStatus) {
   EXPECT_EQ(ok->status, 200);
 }
 
+// The adaptive policy outlives a request: the second request's rounds add to what the first one
+// measured (a fresh policy per request would probe again every time), and a different block cap
+// gets a policy of its own.
+TEST(ServerHttp, AdaptivePolicyIsKeptAcrossRequests) {
+  LiveServer s;
+  auto c = s.client();
+  auto rounds_metric = [&] {
+    auto m = c.Get("/metrics");
+    EXPECT_TRUE(m);
+    const std::string name = "\ndflash_adaptive_policy_rounds ";
+    const auto at = m->body.find(name);
+    EXPECT_NE(at, std::string::npos) << m->body;
+    return std::stod(m->body.substr(at + name.size()));
+  };
+  EXPECT_EQ(rounds_metric(), 0.0);
+  const std::string body = R"({"prompt": "def add(a, b):", "max_tokens": 20, "ignore_eos": true, "adaptive": true)";
+  double total = 0;
+  for (int i = 0; i < 2; ++i) {
+    auto r = c.Post("/v1/completions", body + "}", "application/json");
+    ASSERT_TRUE(r);
+    ASSERT_EQ(r->status, 200) << r->body;
+    total += json::parse(r->body)["dflash"]["rounds"].get<double>();
+    EXPECT_EQ(rounds_metric(), total) << "request " << i;
+  }
+  auto r = c.Post("/v1/completions", body + R"(, "block_size": 4})", "application/json");
+  ASSERT_TRUE(r);
+  ASSERT_EQ(r->status, 200) << r->body;
+  total += json::parse(r->body)["dflash"]["rounds"].get<double>();
+  EXPECT_EQ(rounds_metric(), total);
+}
+
 TEST(ServerHttp, ApiKeyIsRequiredWhenSet) {
   ServerOptions o;
   o.api_key = "sekrit";
