@@ -43,6 +43,7 @@ struct BenchArgs {
   bool skip_bandwidth = false;
   bool no_mmap = false;
   bool profile = false;
+  int lookup = 0;
 };
 
 std::vector<int> parse_list(const std::string& s) {
@@ -116,6 +117,7 @@ int run_pair_bench(const BenchArgs& a) {
     int block = 0;
     spec::BlockPolicy* policy = nullptr;
     DecodeTotals total;
+    int lookup = 0;  // n-gram lookup drafting instead of the drafter
   };
   const int main_block = a.block_size > 0 ? a.block_size : e.drafter()->block_size();
   spec::AdaptiveBlockPolicy adaptive_policy(main_block);
@@ -125,6 +127,13 @@ int run_pair_bench(const BenchArgs& a) {
   const std::vector<int> extra = a.pair_blocks.empty() ? std::vector<int>{} : parse_list(a.pair_blocks);
   for (int b : extra) configs.push_back({std::to_string(b), true, b, nullptr, {}});
   if (a.adaptive) configs.push_back({"adaptive", true, a.block_size, &adaptive_policy, {}});
+  // --lookup N: n-gram lookup drafting at its default block, and with the adaptive policy.
+  spec::AdaptiveBlockPolicy lookup_policy(spec::kLookupBlock);
+  const size_t lookup_at = configs.size();
+  if (a.lookup > 0) {
+    configs.push_back({"lookup", true, spec::kLookupBlock, nullptr, {}, a.lookup});
+    if (a.adaptive) configs.push_back({"lookup adaptive", true, spec::kLookupBlock, &lookup_policy, {}, a.lookup});
+  }
   const int reps = std::max(1, a.pair_reps);
 
   bool identical = true;
@@ -142,6 +151,7 @@ int run_pair_bench(const BenchArgs& a) {
         req.decode.max_new_tokens = a.n_gen;
         req.decode.block_size = configs[c].block;
         req.decode.policy = configs[c].policy;
+        req.decode.lookup_ngram = configs[c].lookup;
         req.speculative = configs[c].speculative;
         auto r = e.generate(req);
         if (!r.is_ok()) return fail(r.status());
@@ -176,8 +186,22 @@ int run_pair_bench(const BenchArgs& a) {
     out["fixed_block_tok_s"] = fixed;
     out["fixed_block_tau"] = fixed_tau;
   }
+  if (a.lookup > 0) {
+    const DecodeTotals& t = configs[lookup_at].total;
+    out["lookup_tok_s"] = t.tok_s();
+    out["lookup_tau"] = t.tau();
+    out["lookup_ngram"] = a.lookup;
+    if (!a.json) std::fprintf(stderr, "lookup (n-gram %d, block %d): %.2f tok/s, tau %.2f\n", a.lookup,
+                              spec::kLookupBlock, t.tok_s(), t.tau());
+    if (a.adaptive) {
+      const DecodeTotals& ta = configs[lookup_at + 1].total;
+      out["lookup_adaptive_tok_s"] = ta.tok_s();
+      out["lookup_adaptive_tau"] = ta.tau();
+      if (!a.json) std::fprintf(stderr, "lookup adaptive: %.2f tok/s, tau %.2f\n", ta.tok_s(), ta.tau());
+    }
+  }
   if (a.adaptive) {
-    const DecodeTotals& t = configs.back().total;
+    const DecodeTotals& t = configs[lookup_at - 1].total;
     out["adaptive_tok_s"] = t.tok_s();
     out["adaptive_tau"] = t.tau();
     if (!a.json) std::fprintf(stderr, "adaptive: %.2f tok/s, tau %.2f\n", t.tok_s(), t.tau());
@@ -352,6 +376,10 @@ DFLASH_COMMAND(Command{"bench", "Measure decode/prefill speed, the DRAM bound an
                          sub->add_option("--pair-blocks", a->pair_blocks,
                                          "Pair mode: also time these fixed block sizes (e.g. 2,4,8,16)");
                          sub->add_flag("--adaptive", a->adaptive, "Pair mode: also time the adaptive block-size policy");
+                         sub->add_option("--lookup", a->lookup,
+                                         "Pair mode: also time n-gram lookup drafting (n-grams of up to N tokens), "
+                                         "with --adaptive also under the adaptive policy")
+                             ->check(CLI::Range(1, 8));
                          sub->add_flag("--chat", a->chat, "Pair mode: wrap each prompt in the model's chat template");
                          sub->add_option("--system", a->system, "Pair mode with --chat: system message");
                          sub->add_flag("--no-think", a->no_think, "Pair mode with --chat: disable thinking in the template");

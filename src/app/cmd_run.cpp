@@ -37,9 +37,14 @@ int run(const RunArgs& a) {
   if (!prompt.is_ok()) return fail(prompt.status().to_string());
   engine::GenerateRequest req = a.request(*prompt);
   const bool have_tok = e.tokenizer() != nullptr;
+  // Drafting: the DFlash drafter, or n-gram lookup (--lookup), which needs no drafter model.
+  const bool lookup = a.lookup > 0;
+  const bool can_draft = lookup || e.drafter();
+  const char* label = lookup ? "lookup" : "dflash";
   std::unique_ptr<spec::AdaptiveBlockPolicy> policy;
-  if (a.adaptive && e.drafter()) {
-    policy = std::make_unique<spec::AdaptiveBlockPolicy>(a.block_size > 0 ? a.block_size : e.drafter()->block_size());
+  if (a.adaptive && can_draft) {
+    const int cap = a.block_size > 0 ? a.block_size : lookup ? spec::kLookupBlock : e.drafter()->block_size();
+    policy = std::make_unique<spec::AdaptiveBlockPolicy>(cap);
     req.decode.policy = policy.get();
   }
 
@@ -54,15 +59,15 @@ int run(const RunArgs& a) {
   };
 
   if (!a.compare) {
-    req.speculative = !a.ar && e.drafter();
+    req.speculative = !a.ar && can_draft;
     auto r = e.generate(req, a.quiet || !have_tok ? engine::TextCallback() : engine::TextCallback(stream));
     if (!r.is_ok()) return fail(r.status().to_string());
     if (!have_tok) print_ids(r->tokens);
-    print_stats(req.speculative ? "dflash" : "ar", *r, stderr);
+    print_stats(req.speculative ? label : "ar", *r, stderr);
     return 0;
   }
   // --compare: plain decoding, then DFlash, on the same prompt; at T = 0 the outputs must agree.
-  if (!e.drafter()) return fail("--compare needs a drafter (-md)");
+  if (!can_draft) return fail("--compare needs a drafter (-md) or --lookup N");
   req.speculative = false;
   auto ar = e.generate(req);
   if (!ar.is_ok()) return fail(ar.status().to_string());
@@ -71,10 +76,10 @@ int run(const RunArgs& a) {
   if (!df.is_ok()) return fail(df.status().to_string());
   if (!have_tok) print_ids(df->tokens);
   print_stats("ar", *ar, stderr);
-  print_stats("dflash", *df, stderr);
+  print_stats(label, *df, stderr);
   const bool identical = ar->tokens == df->tokens;
-  std::fprintf(stderr, "\nAR %.2f tok/s, DFlash %.2f tok/s: speed-up %.2fx, tau %.2f, outputs %s\n",
-               ar->stats.decode_tok_s(), df->stats.decode_tok_s(),
+  std::fprintf(stderr, "\nAR %.2f tok/s, %s %.2f tok/s: speed-up %.2fx, tau %.2f, outputs %s\n",
+               ar->stats.decode_tok_s(), lookup ? "lookup" : "DFlash", df->stats.decode_tok_s(),
                ar->stats.decode_tok_s() > 0 ? df->stats.decode_tok_s() / ar->stats.decode_tok_s() : 0.0,
                df->stats.tau(),
                identical ? "identical" : (a.temperature > 0 ? "differ (sampling)" : "DIFFER"));

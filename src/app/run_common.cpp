@@ -23,6 +23,7 @@ engine::GenerateRequest RunArgs::request(std::vector<int32_t> prompt_ids) const 
   r.prompt = std::move(prompt_ids);
   r.decode.max_new_tokens = n_predict;
   r.decode.block_size = block_size;
+  r.decode.lookup_ngram = lookup;
   r.decode.sampling.temperature = temperature;
   r.decode.sampling.top_k = top_k;
   r.decode.sampling.top_p = top_p;
@@ -52,6 +53,10 @@ void add_run_options(CLI::App* sub, RunArgs& a) {
   sub->add_option("-n,--n-predict", a.n_predict, "Tokens to generate")->capture_default_str();
   sub->add_option("--block-size", a.block_size, "DFlash block size (default: the drafter's)");
   sub->add_flag("--adaptive", a.adaptive, "Choose the block size per round from measured cost and acceptance");
+  sub->add_option("--lookup", a.lookup,
+                  "Draft by n-gram lookup in the prompt and output instead of with the DFlash drafter (prompt-lookup "
+                  "decoding; n-grams of up to N tokens, 3 is a good start; no -md needed; block size default 16)")
+      ->check(CLI::Range(1, 8));
   sub->add_option("--temp", a.temperature, "Temperature (0 = greedy)")->capture_default_str();
   sub->add_option("--top-k", a.top_k, "Top-k (0 = off)");
   sub->add_option("--top-p", a.top_p, "Top-p (1 = off)");

@@ -24,6 +24,7 @@ struct RunArgs {
   bool ar = false, compare = false, quiet = false, adaptive = false;
   bool no_mmap = false;
   bool profile = false;
+  int lookup = 0;  // > 0: n-gram lookup drafting (no drafter model)
 
   engine::EngineOptions engine_options() const;
   engine::GenerateRequest request(std::vector<int32_t> prompt) const;

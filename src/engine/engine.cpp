@@ -83,6 +83,11 @@ Result<std::string> Engine::render_chat(const nlohmann::ordered_json& messages,
 Result<GenerateResult> Engine::generate(const GenerateRequest& req, const TextCallback& on_text) {
   GenerateResult res;
   spec::DecodeOptions dopts = req.decode;
+  if (!req.speculative) dopts.lookup_ngram = 0;  // plain decoding
+  const int64_t max_verify = target_->options().max_verify;
+  if (dopts.lookup_ngram > 0 && dopts.block_size > max_verify)
+    return util::invalid_argument(strfmt("lookup block size %d exceeds the largest verify block (%lld)",
+                                         dopts.block_size, (long long)max_verify));
   if (req.stop_at_eos) dopts.stop_tokens.insert(dopts.stop_tokens.end(), eos_.begin(), eos_.end());
   if (req.prompt.size() + 1 > static_cast<size_t>(opts_.n_ctx))
     return util::out_of_range(strfmt("the prompt has %zu tokens but the context holds %lld; shorten it or raise "

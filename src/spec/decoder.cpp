@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <optional>
 
+#include "spec/lookup.h"
 #include "util/profile.h"
 #include "util/timer.h"
 
@@ -48,19 +49,26 @@ util::Result<std::vector<int32_t>> Decoder::generate(std::span<const int32_t> pr
     return util::out_of_range(util::strfmt(
         "prompt has %zu tokens but the context holds %lld: shorten the prompt or raise --ctx-size",
         prompt.size(), static_cast<long long>(n_ctx)));
-  if (drafter_ && drafter_->n_vocab() != target_.n_vocab())
+  const bool lookup = opts.lookup_ngram > 0;
+  Drafter* const drafter = lookup ? nullptr : drafter_;
+  if (drafter && drafter->n_vocab() != target_.n_vocab())
     return util::invalid_argument("drafter and target vocabularies differ");
 
-  int max_block = opts.block_size > 0 ? opts.block_size : (drafter_ ? drafter_->block_size() : 1);
-  if (!drafter_) max_block = 1;
-  if (drafter_) max_block = std::min(max_block, drafter_->block_size());
-  const bool use_features = drafter_ != nullptr && max_block > 1;
+  int max_block = 1;
+  if (lookup) {
+    max_block = opts.block_size > 0 ? opts.block_size : kLookupBlock;
+  } else if (drafter) {
+    max_block = std::min(opts.block_size > 0 ? opts.block_size : drafter->block_size(), drafter->block_size());
+  }
+  const bool use_features = drafter != nullptr && max_block > 1;
 
   Sampler sampler(opts.sampling, target_.n_vocab());
   const int64_t n_vocab = target_.n_vocab();
   target_.reset();
-  if (drafter_) drafter_->reset();
+  if (drafter) drafter->reset();
   pending_features_.clear();
+  // Lookup drafting reads the prompt and everything emitted so far.
+  history_.assign(prompt.begin(), prompt.end());
 
   // Positions run to max_length - 1; generation may also end at the context limit.
   const int64_t n_prompt = static_cast<int64_t>(prompt.size());
@@ -74,6 +82,7 @@ util::Result<std::vector<int32_t>> Decoder::generate(std::span<const int32_t> pr
   bool stopped = false;
   auto emit = [&](int32_t t) {
     out.push_back(t);
+    if (lookup) history_.push_back(t);
     ++st.n_generated;
     if (is_stop(t)) {
       st.finish = FinishReason::kStop;
@@ -91,7 +100,7 @@ util::Result<std::vector<int32_t>> Decoder::generate(std::span<const int32_t> pr
   DFLASH_RETURN_IF_ERROR(target_.forward(prompt, /*all_logits=*/false));
   int32_t last = sampler.sample_logits(target_.logits(0));
   if (use_features) {
-    DFLASH_RETURN_IF_ERROR(drafter_->add_context(target_.features(0), n_prompt));
+    DFLASH_RETURN_IF_ERROR(drafter->add_context(target_.features(0), n_prompt));
   }
   st.t_prefill_s = t.seconds();
   prof_prefill.reset();
@@ -103,25 +112,43 @@ util::Result<std::vector<int32_t>> Decoder::generate(std::span<const int32_t> pr
     util::Timer round_timer;
     int block = max_block;
     if (opts.policy && max_block > 1) block = std::clamp(opts.policy->next_block_size(max_block), 1, max_block);
-    const int verify_size = static_cast<int>(std::min<int64_t>(block, max_length - start));
-    const int n_draft = verify_size - 1;
+    int verify_size = static_cast<int>(std::min<int64_t>(block, max_length - start));
+    int n_draft = verify_size - 1;
     util::profile::Envelope prof_round("[round]", verify_size);
 
     block_.assign(1, last);
-    if (n_draft > 0) {
+    if (n_draft > 0 && lookup) {
+      // A deterministic proposal, possibly shorter than asked (or empty: a plain round). For
+      // sampling, its draft distribution is one-hot, which the residual rule handles losslessly.
+      util::Timer td;
+      const std::vector<int32_t> proposal = lookup_draft(history_, opts.lookup_ngram, n_draft);
+      n_draft = static_cast<int>(proposal.size());
+      verify_size = n_draft + 1;
+      block_.insert(block_.end(), proposal.begin(), proposal.end());
+      if (!sampler.params().greedy()) {
+        q_.resize(static_cast<size_t>(n_draft));
+        for (int i = 0; i < n_draft; ++i) {
+          Distribution& q = q_[static_cast<size_t>(i)];
+          q.ids.assign(1, proposal[static_cast<size_t>(i)]);
+          q.probs.assign(1, 1.0f);
+          q.dense.clear();
+        }
+      }
+      st.t_draft_s += td.seconds();
+    } else if (n_draft > 0) {
       util::Timer td;
       if (!pending_features_.empty()) {
         const auto n = static_cast<int64_t>(pending_features_.size()) / target_.feature_dim();
-        DFLASH_RETURN_IF_ERROR(drafter_->add_context(pending_features_.data(), n));
+        DFLASH_RETURN_IF_ERROR(drafter->add_context(pending_features_.data(), n));
         pending_features_.clear();
       }
-      DFLASH_RETURN_IF_ERROR(drafter_->draft(last, n_draft));
+      DFLASH_RETURN_IF_ERROR(drafter->draft(last, n_draft));
       if (sampler.params().greedy()) {
-        for (int i = 0; i < n_draft; ++i) block_.push_back(argmax(drafter_->logits(i), n_vocab));
+        for (int i = 0; i < n_draft; ++i) block_.push_back(argmax(drafter->logits(i), n_vocab));
       } else {
         q_.resize(static_cast<size_t>(n_draft));
         for (int i = 0; i < n_draft; ++i) {
-          sampler.distribution(drafter_->logits(i), &q_[static_cast<size_t>(i)]);
+          sampler.distribution(drafter->logits(i), &q_[static_cast<size_t>(i)]);
           block_.push_back(sampler.sample(q_[static_cast<size_t>(i)]));
         }
       }
@@ -169,7 +196,7 @@ util::Result<std::vector<int32_t>> Decoder::generate(std::span<const int32_t> pr
         const float* f = target_.features(0);
         pending_features_.insert(pending_features_.end(), f, f + produced * target_.feature_dim());
       } else {
-        DFLASH_RETURN_IF_ERROR(drafter_->add_context(target_.features(0), produced));
+        DFLASH_RETURN_IF_ERROR(drafter->add_context(target_.features(0), produced));
       }
     }
 

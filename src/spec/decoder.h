@@ -32,8 +32,13 @@ struct DecodeOptions {
   int block_size = 0;                // 0 → the drafter's trained block size; 1 → plain decoding
   std::vector<int32_t> stop_tokens;  // e.g. EOS ids; the stop token itself is emitted
   BlockPolicy* policy = nullptr;     // optional adaptive block size (bounded by block_size)
+  // > 0: draft by n-gram lookup in the prompt and output (spec/lookup.h, n-grams of up to this many
+  // tokens) instead of with the drafter; block_size (default kLookupBlock) caps each proposal.
+  int lookup_ngram = 0;
   AcceptRule accept_rule = AcceptRule::kResidual;  // tests only
 };
+
+constexpr int kLookupBlock = 16;  // lookup drafting's default block (proposal + 1)
 
 enum class FinishReason { kLength, kStop, kContext, kCallback };
 const char* finish_reason_name(FinishReason r);
@@ -76,6 +81,7 @@ class Decoder {
   // drafts again (then one batched add_context, which gives the drafter the same context as
   // token-by-token calls).
   std::vector<float> pending_features_;
+  std::vector<int32_t> history_;  // prompt + output, for lookup drafting
   std::vector<Distribution> q_;
   std::vector<Distribution> p_;
 };

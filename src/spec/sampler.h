@@ -30,7 +30,13 @@ struct Distribution {
   std::vector<int32_t> ids;
   std::vector<float> probs;  // same length, sums to 1
   std::vector<float> dense;  // n_vocab entries (0 outside ids), for O(1) lookups
-  float prob(int32_t id) const { return dense.empty() ? 0.0f : dense[static_cast<size_t>(id)]; }
+  // dense may be left empty for a few-entry distribution (a one-hot lookup draft): then ids are searched.
+  float prob(int32_t id) const {
+    if (!dense.empty()) return dense[static_cast<size_t>(id)];
+    for (size_t i = 0; i < ids.size(); ++i)
+      if (ids[i] == id) return probs[i];
+    return 0.0f;
+  }
 };
 
 int32_t argmax(const float* logits, int64_t n);

@@ -41,6 +41,22 @@ TEST(RunCommand, ProfileTablesPerTokenCount) {
   EXPECT_EQ(r.out.find("calls with 0 tokens"), std::string::npos) << r.out;  // everything inside an envelope
 }
 
+// --lookup drafts from the prompt and output with no drafter model; output identical at T = 0.
+TEST(RunCommand, LookupNeedsNoDrafterAndStaysIdentical) {
+  const std::string target = "-m " + kData + "/gguf/qwen35-dense-a.gguf";
+  CmdResult r = sh("run " + target + " -p 'a b a b a b a b' -n 32 --lookup 3 --compare");
+  ASSERT_EQ(r.code, 0) << r.out;
+  for (const char* want : {"[ar]", "[lookup]", "drafted", "outputs identical"})
+    EXPECT_NE(r.out.find(want), std::string::npos) << want << "\n" << r.out;
+  CmdResult bad = sh("run " + target + " -p x -n 4 --lookup 0");
+  EXPECT_NE(bad.code, 0) << bad.out;
+  CmdResult big = sh("run " + target + " -p x -n 4 --lookup 3 --block-size 100");
+  EXPECT_NE(big.code, 0) << big.out;
+  EXPECT_NE(big.out.find("largest verify block"), std::string::npos) << big.out;
+  CmdResult none = sh("run " + target + " -p x -n 4 --compare");
+  EXPECT_NE(none.out.find("--lookup"), std::string::npos) << none.out;
+}
+
 TEST(RunCommand, TokenPromptsAndErrors) {
   CmdResult ok = sh("run -m " + kData + "/gguf/qwen35-dense-a.gguf --tokens 1,2,3 -n 5 -q");
   EXPECT_EQ(ok.code, 0) << ok.out;
@@ -104,7 +120,7 @@ TEST(BenchCommand, PairBlocksAndAdaptiveReportSpeedAndTauPerConfiguration) {
     f << "def add(a, b):\\n    return a + b\n";
   }
   CmdResult r =
-      sh("bench " + kPair + " --prompts " + prompts + " -n 16 --pair-blocks 2,4 --adaptive --pair-reps 2 --json");
+      sh("bench " + kPair + " --prompts " + prompts + " -n 16 --pair-blocks 2,4 --adaptive --lookup 3 --pair-reps 2 --json");
   std::filesystem::remove(prompts);
   ASSERT_EQ(r.code, 0) << r.out;
   auto j = nlohmann::json::parse(r.out.substr(r.out.find("{\"")), nullptr, false);
@@ -120,6 +136,11 @@ TEST(BenchCommand, PairBlocksAndAdaptiveReportSpeedAndTauPerConfiguration) {
   EXPECT_GT(j["adaptive_tok_s"].get<double>(), 0.0);
   EXPECT_GE(j["adaptive_tau"].get<double>(), 1.0);
   EXPECT_EQ(j["pair_reps"].get<int>(), 2);
+  for (const char* k : {"lookup", "lookup_adaptive"}) {
+    EXPECT_GT(j[std::string(k) + "_tok_s"].get<double>(), 0.0) << k;
+    EXPECT_GE(j[std::string(k) + "_tau"].get<double>(), 1.0) << k;
+  }
+  EXPECT_EQ(j["lookup_ngram"].get<int>(), 3);
   const auto& share = j["dflash_time_share"];
   const double sum = share["draft"].get<double>() + share["verify"].get<double>() + share["rollback"].get<double>();
   EXPECT_GT(share["verify"].get<double>(), 0.0);

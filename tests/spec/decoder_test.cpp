@@ -56,6 +56,42 @@ TEST(Decoder, GreedyDflashIsTokenIdenticalToArForEveryBlockSize) {
   }
 }
 
+// Lookup drafting: same tokens as plain decoding for every block size, with or without a drafter
+// present (it is ignored), and on a target that repeats itself the lookup does get accepted.
+TEST(Decoder, GreedyLookupIsTokenIdenticalToArAndAcceptsOnRepeats) {
+  constexpr int64_t kVocab = 6;  // a small vocabulary: the mock target's output soon repeats n-grams
+  std::mt19937 rng(11);
+  int64_t accepted = 0;
+  for (int trial = 0; trial < 8; ++trial) {
+    auto prompt = random_prompt(rng, kVocab, 2 + static_cast<int>(rng() % 12));
+    MockTarget target(kVocab, 4096);
+    Decoder ar(target, nullptr);
+    DecodeOptions opts;
+    opts.max_new_tokens = 60;
+    auto ref = ar.generate(prompt, opts, nullptr, nullptr);
+    ASSERT_TRUE(ref.is_ok());
+    MockDrafter drafter(16, kVocab, 6.0f, 0.25, 5);
+    for (int b : {2, 3, 5, 8, 16}) {
+      for (Drafter* d : {static_cast<Drafter*>(nullptr), static_cast<Drafter*>(&drafter)}) {
+        Decoder dec(target, d);
+        opts.block_size = b;
+        opts.lookup_ngram = 3;
+        DecodeStats st;
+        auto got = dec.generate(prompt, opts, nullptr, &st);
+        ASSERT_TRUE(got.is_ok()) << got.status().to_string();
+        ASSERT_EQ(*got, *ref) << "trial " << trial << " block " << b;
+        EXPECT_EQ(target.n_past(), static_cast<int64_t>(prompt.size() + got->size() - 1));
+        for (int a : st.accept_lengths) EXPECT_LE(a, b);
+        accepted += st.n_accepted;
+        if (d) {
+          EXPECT_EQ(drafter.context().size(), 0u) << "the drafter must not be used with lookup";
+        }
+      }
+    }
+  }
+  EXPECT_GT(accepted, 0) << "lookup drafts were never accepted";
+}
+
 TEST(Decoder, PerfectDrafterCommitsWholeBlocks) {
   constexpr int64_t kVocab = 40;
   MockTarget target(kVocab, 4096);
@@ -202,7 +238,7 @@ void exact_sequences(const std::vector<int32_t>& prefix, int n, double prob, con
   }
 }
 
-ChiSquare sampled_vs_exact(const SamplingParams& sp, AcceptRule rule, int runs) {
+ChiSquare sampled_vs_exact(const SamplingParams& sp, AcceptRule rule, int runs, int lookup = 0) {
   constexpr int64_t kVocab = 5;
   constexpr int kTokens = 4;
   const std::vector<int32_t> prompt{1, 4, 2};
@@ -218,6 +254,8 @@ ChiSquare sampled_vs_exact(const SamplingParams& sp, AcceptRule rule, int runs) 
     Decoder dec(target, &drafter);
     DecodeOptions opts;
     opts.max_new_tokens = kTokens;
+    opts.lookup_ngram = lookup;
+    if (lookup) opts.block_size = 4;
     opts.sampling = sp;
     opts.sampling.seed = static_cast<uint64_t>(r) + 1;
     opts.accept_rule = rule;
@@ -258,6 +296,18 @@ TEST(Decoder, SampledDflashMatchesTheTargetDistribution) {
         << "T=" << sp.temperature << " df=" << good.df;
     // The same test must reject a biased rule, or it proves nothing.
     ChiSquare bad = sampled_vs_exact(sp, AcceptRule::kResampleTarget, runs);
+    EXPECT_GT(bad.stat, chi2_critical(bad.df, 4.75))
+        << "the chi-square test cannot tell a biased acceptance rule apart (T=" << sp.temperature << ")";
+  }
+}
+
+// Lookup drafts are one-hot draft distributions: the residual rule keeps sampling exact.
+TEST(Decoder, SampledLookupMatchesTheTargetDistribution) {
+  const int runs = 20000;
+  for (SamplingParams sp : {SamplingParams{1.0f, 0, 1.0f, 0.0f, 0}, SamplingParams{0.8f, 3, 0.9f, 0.0f, 0}}) {
+    ChiSquare good = sampled_vs_exact(sp, AcceptRule::kResidual, runs, /*lookup=*/2);
+    EXPECT_LT(good.stat, chi2_critical(good.df, 4.75)) << "T=" << sp.temperature << " df=" << good.df;
+    ChiSquare bad = sampled_vs_exact(sp, AcceptRule::kResampleTarget, runs, /*lookup=*/2);
     EXPECT_GT(bad.stat, chi2_critical(bad.df, 4.75))
         << "the chi-square test cannot tell a biased acceptance rule apart (T=" << sp.temperature << ")";
   }
