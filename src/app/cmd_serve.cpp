@@ -44,6 +44,7 @@ int serve(const ServeArgs& a) {
   so.defaults.max_tokens = a.n_predict_default;
   so.defaults.block_size = a.run.block_size;
   so.defaults.adaptive = a.run.adaptive;
+  so.defaults.lookup = a.run.lookup;
   so.defaults.speculative = !a.ar;
   server::Server srv(**eng, so);
   if (auto st = srv.bind(); !st.is_ok()) {
@@ -87,6 +88,10 @@ DFLASH_COMMAND(Command{
       sub->add_option("-n,--n-predict", a->n_predict_default, "Default max_tokens of a request")->capture_default_str();
       sub->add_option("--block-size", a->run.block_size, "DFlash block size (default: the drafter's)");
       sub->add_flag("--adaptive", a->run.adaptive, "Default to the adaptive block size");
+      sub->add_option("--lookup", a->run.lookup,
+                      "Default to n-gram lookup drafting with n-grams of up to N tokens (no -md needed; requests "
+                      "may set \"lookup\": 0..8)")
+          ->check(CLI::Range(1, 8));
       sub->add_flag("--ar", a->ar, "Default to plain decoding (requests may still ask for \"speculative\": true)");
       sub->add_option("--temp", a->run.temperature, "Default temperature (0 = greedy)")->capture_default_str();
       sub->add_option("--top-k", a->run.top_k, "Default top-k (0 = off)");

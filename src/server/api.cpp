@@ -248,6 +248,9 @@ bool parse_request(Endpoint ep, const json& body, const engine::Engine& eng, con
   if (!get_bool(body, "speculative", &r.gen.speculative, err)) return false;
   if (!get_bool(body, "adaptive", &r.adaptive, err)) return false;
   if (!get_int(body, "block_size", 0, 64, &block, err)) return false;
+  int64_t lookup = d.lookup;
+  if (!get_int(body, "lookup", 0, 8, &lookup, err)) return false;
+  r.gen.decode.lookup_ngram = static_cast<int>(lookup);
   if (!parse_stop(body, &r.gen.stop_strings, err)) return false;
   bool ignore_eos = false;
   if (!get_bool(body, "ignore_eos", &ignore_eos, err)) return false;

@@ -23,6 +23,7 @@ struct RequestDefaults {
   int block_size = 0;             // 0: the drafter's
   bool speculative = true;
   bool adaptive = false;
+  int lookup = 0;                 // > 0: n-gram lookup drafting (spec/lookup.h) instead of the drafter
 };
 
 struct ParsedRequest {

@@ -26,10 +26,10 @@ struct Server::Impl {
   std::atomic<uint64_t> decode_us{0};
   std::atomic<uint64_t> adaptive_rounds{0};
   int64_t started = std::time(nullptr);
-  // Adaptive block policies, one per block-size cap, kept across requests (under engine_mu): the
+  // Adaptive block policies, one per block-size cap and drafting method, kept across requests (under engine_mu): the
   // verify costs are the machine's and the acceptance profile follows the text, so a new request
   // starts from what the previous ones measured instead of paying the probe rounds again.
-  std::map<int, std::unique_ptr<spec::AdaptiveBlockPolicy>> policies;
+  std::map<std::pair<int, bool>, std::unique_ptr<spec::AdaptiveBlockPolicy>> policies;  // (cap, lookup)
 
   Impl(engine::Engine& e, ServerOptions o) : eng(e), opts(std::move(o)) {}
 
@@ -134,9 +134,12 @@ struct Server::Impl {
     engine::GenerateRequest g = pr.gen;
     // Called with engine_mu held.
     spec::AdaptiveBlockPolicy* policy = nullptr;
-    if (pr.adaptive && eng.drafter() && g.speculative) {
-      const int cap = g.decode.block_size > 0 ? g.decode.block_size : eng.drafter()->block_size();
-      auto& slot = policies[cap];
+    const bool lookup = g.decode.lookup_ngram > 0;
+    if (pr.adaptive && (eng.drafter() || lookup) && g.speculative) {
+      const int cap = g.decode.block_size > 0 ? g.decode.block_size
+                      : lookup              ? spec::kLookupBlock
+                                            : eng.drafter()->block_size();
+      auto& slot = policies[{cap, lookup}];
       if (!slot) slot = std::make_unique<spec::AdaptiveBlockPolicy>(cap);
       policy = slot.get();
       g.decode.policy = policy;

@@ -337,6 +337,24 @@ TEST(ServerHttp, AdaptivePolicyIsKeptAcrossRequests) {
   EXPECT_EQ(rounds_metric(), total);
 }
 
+// "lookup": N drafts by n-gram lookup; at T = 0 the text is plain decoding's.
+TEST(ServerHttp, LookupRequestsGiveThePlainDecodingText) {
+  LiveServer s;
+  auto c = s.client();
+  const std::string base = R"({"prompt": "x = 1\nx = 1\nx = 1\n", "max_tokens": 24, "ignore_eos": true)";
+  auto plain = c.Post("/v1/completions", base + R"(, "speculative": false})", "application/json");
+  auto look = c.Post("/v1/completions", base + R"(, "lookup": 3, "adaptive": true})", "application/json");
+  ASSERT_TRUE(plain && look);
+  ASSERT_EQ(look->status, 200) << look->body;
+  const json jp = json::parse(plain->body), jl = json::parse(look->body);
+  EXPECT_EQ(jl["choices"][0]["text"], jp["choices"][0]["text"]);
+  EXPECT_GT(jl["dflash"]["rounds"].get<int>(), 0);
+  auto bad = c.Post("/v1/completions", base + R"(, "lookup": 9})", "application/json");
+  ASSERT_TRUE(bad);
+  EXPECT_EQ(bad->status, 400);
+  EXPECT_NE(bad->body.find("lookup"), std::string::npos) << bad->body;
+}
+
 TEST(ServerHttp, ApiKeyIsRequiredWhenSet) {
   ServerOptions o;
   o.api_key = "sekrit";
