@@ -11,6 +11,8 @@ constexpr double kPriorAccept = 0.5;  // before evidence, a coin flip per draft 
 constexpr double kPriorWeight = 2.0;
 constexpr double kTimeEma = 0.2;
 constexpr int kProbes = 1;            // measurements wanted per probed block size
+constexpr int kMinExploreGap = 32;    // rounds between neighbour probes, doubling while the choice holds
+constexpr int kMaxExploreGap = 96;
 
 // Exponential moving average x over n observations so far; the first one is taken as it is.
 void ema_add(double& x, int& n, double v) {
@@ -115,8 +117,18 @@ int AdaptiveBlockPolicy::next_block_size(int max_block) {
       best = b;
     }
   }
-  // Keep the estimates of the neighbours fresh: every 32nd round try one size next to the choice.
-  if (rounds_ % 32 == 31) best = std::clamp(best + ((rounds_ / 32) % 2 ? 1 : -1), 1, cap);
+  // Keep the estimates of the neighbours fresh: now and then try one size next to the choice (the one
+  // above when the choice is 1). While the choice stays the same the gap grows, 32 → 64 → 96 rounds: a
+  // settled policy (typically B = 1 when drafting does not pay) then spends ~1 % of its rounds on a
+  // neighbour whose round costs a cold draft and a flush of the deferred drafter context, and still
+  // notices within ~100 rounds when the text becomes draftable (a 256-round cap took ~570).
+  if (rounds_ >= next_explore_) {
+    explore_gap_ = best == explored_best_ ? std::min(2 * explore_gap_, kMaxExploreGap) : kMinExploreGap;
+    explored_best_ = best;
+    next_explore_ = rounds_ + explore_gap_;
+    explore_up_ = !explore_up_;
+    best = std::clamp(best == 1 || explore_up_ ? best + 1 : best - 1, 1, cap);
+  }
   return best;
 }
 

@@ -39,6 +39,12 @@ class AdaptiveBlockPolicy final : public BlockPolicy {
   std::vector<double> c_ema_;              // B > 1: round time / one-token round time (EMA)
   std::vector<int> c_n_;
   double measured_seconds(int b) const;    // a measured size's current estimate
+  // Neighbour probes after the initial schedule: the round of the next one, the gap to it, and the
+  // choice at the last one.
+  int next_explore_ = 64;
+  int explore_gap_ = 32;
+  int explored_best_ = 0;
+  bool explore_up_ = false;
 };
 
 }  // namespace dflash::spec
