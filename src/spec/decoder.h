@@ -1,5 +1,6 @@
 // The decode loop of DESIGN.md: draft → verify → accept → keep (rollback) → extend the drafter.
-// Plain autoregressive decoding is the same loop with a block of 1 and no drafter.
+// Plain autoregressive decoding is the same loop with a block of 1 and no drafter; n-gram lookup
+// drafting (spec/lookup.h) is the same loop with a model-free draft.
 //
 // The loop follows the DFlash authors' dflash_generate step for step (block sizes near the length
 // limit, what counts as one round's acceptance length, where stop tokens cut a round), so that its
@@ -63,7 +64,8 @@ using TokenCallback = std::function<bool(int32_t token)>;
 
 class Decoder {
  public:
-  // drafter may be null: then every round is plain decoding.
+  // drafter may be null: then every round is plain decoding, unless DecodeOptions::lookup_ngram asks
+  // for lookup drafting (which ignores the drafter).
   Decoder(TargetModel& target, Drafter* drafter);
 
   // Generates up to max_new_tokens after `prompt` (the state is reset first). Returns the

@@ -61,6 +61,9 @@ def parse_args(argv=None):
     ap.add_argument("--max-steps-this-run", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--seed", type=int, default=99)
+    ap.add_argument("--init-from", type=Path, default=None,
+                    help="start from this drafter HF checkpoint (e.g. checkpoints/drafter) with a fresh optimiser "
+                         "and schedule, instead of random weights; ignored when --out holds a state to resume")
     ap.add_argument("--bf16", action="store_true",
                     help="bf16 autocast for the drafter and LM-head matmuls (weights, optimiser and loss stay fp32); "
                          "about 2x faster on CPUs with AMX or AVX512-BF16")
@@ -266,7 +269,12 @@ def main(argv=None) -> int:
     else:
         dcfg = drafter_config(target.config, args.layers, mask_id, B, args.intermediate_size or None)
     torch.manual_seed(args.seed)
-    drafter = DFlashDraftModel(dcfg).float()
+    if state is None and args.init_from is not None:
+        drafter = DFlashDraftModel.from_pretrained(str(args.init_from), dtype=torch.float32)
+        dcfg = drafter.config
+        print(f"train_drafter: initialised from {args.init_from}")
+    else:
+        drafter = DFlashDraftModel(dcfg).float()
     drafter.train()
     layer_ids = list(drafter.target_layer_ids)
 
