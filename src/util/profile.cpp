@@ -31,8 +31,11 @@ bool env_enabled() {
 
 namespace detail {
 std::atomic<bool> g_enabled{env_enabled()};
-thread_local int64_t t_tokens = 0;
-thread_local std::string_view t_prefix;
+}  // namespace detail
+
+namespace {
+thread_local int64_t t_tokens = 0;           // the innermost Envelope's token count on this thread
+thread_local std::string_view t_prefix;      // and its label prefix ("draft/")
 
 void record(std::string_view prefix, std::string_view label, int64_t tokens, int64_t ns) {
   thread_local std::string key;
@@ -46,9 +49,32 @@ void record(std::string_view prefix, std::string_view label, int64_t tokens, int
   a.calls++;
   a.ns += ns;
 }
-}  // namespace detail
+}  // namespace
 
-int64_t Scope::now() { return now_ns(); }
+void Scope::begin(std::string_view label, int64_t tokens) {
+  prefix_ = t_prefix;
+  label_ = label;
+  tokens_ = tokens >= 0 ? tokens : t_tokens;
+  start_ = now_ns();
+}
+
+void Scope::end() {
+  record(prefix_, label_, tokens_, now_ns() - start_);
+  start_ = -1;
+}
+
+void Envelope::enter(int64_t tokens, std::string_view prefix) {
+  active_ = true;
+  saved_tokens_ = t_tokens;
+  saved_prefix_ = t_prefix;
+  if (tokens >= 0) t_tokens = tokens;
+  if (!prefix.empty()) t_prefix = prefix;
+}
+
+void Envelope::leave() {
+  t_tokens = saved_tokens_;
+  t_prefix = saved_prefix_;
+}
 
 void set_enabled(bool on) { detail::g_enabled.store(on, std::memory_order_relaxed); }
 

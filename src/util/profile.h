@@ -16,9 +16,6 @@ namespace dflash::util::profile {
 
 namespace detail {
 extern std::atomic<bool> g_enabled;
-extern thread_local int64_t t_tokens;            // the innermost Envelope's token count on this thread
-extern thread_local std::string_view t_prefix;   // and its label prefix ("draft/")
-void record(std::string_view prefix, std::string_view label, int64_t tokens, int64_t ns);
 }  // namespace detail
 
 inline bool enabled() { return detail::g_enabled.load(std::memory_order_relaxed); }
@@ -39,51 +36,47 @@ std::vector<Entry> entries();
 std::string report();
 
 // Times one op. label must outlive the scope (string literals, tensor names). Without a token
-// count it is grouped under the enclosing Envelope's.
+// count it is grouped under the enclosing Envelope's. The thread-local bookkeeping lives in
+// profile.cpp (extern thread_locals in inline code upset UBSan), so only an enabled scope calls out.
 class Scope {
  public:
   explicit Scope(std::string_view label, int64_t tokens = -1) {
-    if (enabled()) {
-      prefix_ = detail::t_prefix;
-      label_ = label;
-      tokens_ = tokens >= 0 ? tokens : detail::t_tokens;
-      start_ = now();
-    }
+    if (enabled()) begin(label, tokens);
   }
   ~Scope() { stop(); }
   // Ends the scope early (once).
   void stop() {
-    if (start_ >= 0) detail::record(prefix_, label_, tokens_, now() - start_);
-    start_ = -1;
+    if (start_ >= 0) end();
   }
   Scope(const Scope&) = delete;
   Scope& operator=(const Scope&) = delete;
 
  private:
-  static int64_t now();
+  void begin(std::string_view label, int64_t tokens);
+  void end();
   std::string_view prefix_, label_;
   int64_t tokens_ = 0;
   int64_t start_ = -1;
 };
 
 // A bracketed scope ("[forward]") that also sets the token count of the Scopes inside it and,
-// if given, a prefix for their labels; tokens < 0 keeps the enclosing count (the drafter's ops apart from the target's of the same name).
+// if given, a prefix for their labels; tokens < 0 keeps the enclosing count.
 class Envelope {
  public:
-  Envelope(std::string_view label, int64_t tokens, std::string_view prefix = {})
-      : saved_tokens_(detail::t_tokens), saved_prefix_(detail::t_prefix), scope_(label, tokens) {
-    if (tokens >= 0) detail::t_tokens = tokens;
-    if (!prefix.empty()) detail::t_prefix = prefix;
+  Envelope(std::string_view label, int64_t tokens, std::string_view prefix = {}) : scope_(label, tokens) {
+    if (enabled()) enter(tokens, prefix);
   }
   ~Envelope() {
-    detail::t_tokens = saved_tokens_;
-    detail::t_prefix = saved_prefix_;
+    if (active_) leave();
   }
   Envelope(const Envelope&) = delete;
   Envelope& operator=(const Envelope&) = delete;
 
  private:
-  int64_t saved_tokens_;
+  void enter(int64_t tokens, std::string_view prefix);
+  void leave();
+  bool active_ = false;
+  int64_t saved_tokens_ = 0;
   std::string_view saved_prefix_;
   Scope scope_;
 };
