@@ -126,6 +126,7 @@ int run_pair_bench(const BenchArgs& a) {
   configs.push_back({"dflash", true, a.block_size, nullptr, {}});
   const std::vector<int> extra = a.pair_blocks.empty() ? std::vector<int>{} : parse_list(a.pair_blocks);
   for (int b : extra) configs.push_back({std::to_string(b), true, b, nullptr, {}});
+  const size_t adaptive_at = configs.size();
   if (a.adaptive) configs.push_back({"adaptive", true, a.block_size, &adaptive_policy, {}});
   // --lookup N: n-gram lookup drafting at its default block, and with the adaptive policy.
   spec::AdaptiveBlockPolicy lookup_policy(spec::kLookupBlock);
@@ -201,7 +202,7 @@ int run_pair_bench(const BenchArgs& a) {
     }
   }
   if (a.adaptive) {
-    const DecodeTotals& t = configs[lookup_at - 1].total;
+    const DecodeTotals& t = configs[adaptive_at].total;
     out["adaptive_tok_s"] = t.tok_s();
     out["adaptive_tau"] = t.tau();
     if (!a.json) std::fprintf(stderr, "adaptive: %.2f tok/s, tau %.2f\n", t.tok_s(), t.tau());

@@ -42,8 +42,7 @@ int run(const RunArgs& a) {
   const bool can_draft = lookup || e.drafter();
   const char* label = lookup ? "lookup" : "dflash";
   std::unique_ptr<spec::AdaptiveBlockPolicy> policy;
-  if (a.adaptive && can_draft) {
-    const int cap = a.block_size > 0 ? a.block_size : lookup ? spec::kLookupBlock : e.drafter()->block_size();
+  if (const int cap = spec::max_block_size(req.decode, e.drafter()); a.adaptive && cap > 1) {
     policy = std::make_unique<spec::AdaptiveBlockPolicy>(cap);
     req.decode.policy = policy.get();
   }

@@ -34,9 +34,7 @@ kernels::DeltaShape delta_shape(int64_t hk, int64_t hv, int64_t dk, int64_t dv) 
   s.map = kernels::HeadMap::kTiled;  // GGUF order: value head j reads q/k head j mod Hk
   return s;
 }
-}  // namespace
 
-namespace {
 // "blk.7.ffn_up.weight" → "ffn_up.weight": one profile row per weight role, summed over layers.
 std::string_view role(const std::string& name) {
   std::string_view v(name);

@@ -134,12 +134,9 @@ struct Server::Impl {
     engine::GenerateRequest g = pr.gen;
     // Called with engine_mu held.
     spec::AdaptiveBlockPolicy* policy = nullptr;
-    const bool lookup = g.decode.lookup_ngram > 0;
-    if (pr.adaptive && (eng.drafter() || lookup) && g.speculative) {
-      const int cap = g.decode.block_size > 0 ? g.decode.block_size
-                      : lookup              ? spec::kLookupBlock
-                                            : eng.drafter()->block_size();
-      auto& slot = policies[{cap, lookup}];
+    const int cap = g.speculative ? spec::max_block_size(g.decode, eng.drafter()) : 1;
+    if (pr.adaptive && cap > 1) {
+      auto& slot = policies[{cap, g.decode.lookup_ngram > 0}];
       if (!slot) slot = std::make_unique<spec::AdaptiveBlockPolicy>(cap);
       policy = slot.get();
       g.decode.policy = policy;

@@ -32,6 +32,12 @@ double DecodeStats::acceptance() const {
   return n_drafted ? static_cast<double>(n_accepted) / static_cast<double>(n_drafted) : 0.0;
 }
 
+int max_block_size(const DecodeOptions& opts, const Drafter* drafter) {
+  if (opts.lookup_ngram > 0) return opts.block_size > 0 ? opts.block_size : kLookupBlock;
+  if (!drafter) return 1;
+  return std::min(opts.block_size > 0 ? opts.block_size : drafter->block_size(), drafter->block_size());
+}
+
 Decoder::Decoder(TargetModel& target, Drafter* drafter) : target_(target), drafter_(drafter) {}
 
 util::Result<std::vector<int32_t>> Decoder::generate(std::span<const int32_t> prompt,
@@ -54,12 +60,7 @@ util::Result<std::vector<int32_t>> Decoder::generate(std::span<const int32_t> pr
   if (drafter && drafter->n_vocab() != target_.n_vocab())
     return util::invalid_argument("drafter and target vocabularies differ");
 
-  int max_block = 1;
-  if (lookup) {
-    max_block = opts.block_size > 0 ? opts.block_size : kLookupBlock;
-  } else if (drafter) {
-    max_block = std::min(opts.block_size > 0 ? opts.block_size : drafter->block_size(), drafter->block_size());
-  }
+  const int max_block = max_block_size(opts, drafter);
   const bool use_features = drafter != nullptr && max_block > 1;
 
   Sampler sampler(opts.sampling, target_.n_vocab());
@@ -68,7 +69,8 @@ util::Result<std::vector<int32_t>> Decoder::generate(std::span<const int32_t> pr
   if (drafter) drafter->reset();
   pending_features_.clear();
   // Lookup drafting reads the prompt and everything emitted so far.
-  history_.assign(prompt.begin(), prompt.end());
+  history_.clear();
+  if (lookup) history_.assign(prompt.begin(), prompt.end());
 
   // Positions run to max_length - 1; generation may also end at the context limit.
   const int64_t n_prompt = static_cast<int64_t>(prompt.size());
@@ -114,7 +116,6 @@ util::Result<std::vector<int32_t>> Decoder::generate(std::span<const int32_t> pr
     if (opts.policy && max_block > 1) block = std::clamp(opts.policy->next_block_size(max_block), 1, max_block);
     int verify_size = static_cast<int>(std::min<int64_t>(block, max_length - start));
     int n_draft = verify_size - 1;
-    util::profile::Envelope prof_round("[round]", verify_size);
 
     block_.assign(1, last);
     if (n_draft > 0 && lookup) {
@@ -135,7 +136,10 @@ util::Result<std::vector<int32_t>> Decoder::generate(std::span<const int32_t> pr
         }
       }
       st.t_draft_s += td.seconds();
-    } else if (n_draft > 0) {
+    }
+    // Profiled under the block actually verified (a lookup proposal may be shorter than asked).
+    util::profile::Envelope prof_round("[round]", verify_size);
+    if (n_draft > 0 && drafter) {
       util::Timer td;
       if (!pending_features_.empty()) {
         const auto n = static_cast<int64_t>(pending_features_.size()) / target_.feature_dim();

@@ -41,6 +41,12 @@ struct DecodeOptions {
 
 constexpr int kLookupBlock = 16;  // lookup drafting's default block (proposal + 1)
 
+class Drafter;
+// The largest block a generation with these options verifies: lookup's cap (block_size, default
+// kLookupBlock), the drafter's trained block (or a smaller block_size), or 1 when nothing drafts
+// (drafter null and no lookup). Also the cap to give an adaptive policy.
+int max_block_size(const DecodeOptions& opts, const Drafter* drafter);
+
 enum class FinishReason { kLength, kStop, kContext, kCallback };
 const char* finish_reason_name(FinishReason r);
 
