@@ -244,6 +244,65 @@ BENCHMARK(BM_MatmulRowLength)
     ->ComputeStatistics("min", min_of)
     ->Unit(benchmark::kMicrosecond);
 
+// A model's access pattern: 64 distinct Q8_0 matrices of 768 x 2048 (~107 MB, like the embedded
+// target's layers) called in turn, so each call finds its weights wherever a whole model pass left
+// them; 2 threads. Args: n tokens, packed (1: the AMX pre-packed copy, kernels::PackedWeights).
+// Time is per matmul call.
+void BM_MatmulModelPass(benchmark::State& state) {
+  const int64_t n = state.range(0);
+  const bool packed = state.range(1) != 0;
+  constexpr int64_t kInM = 768, kRows = 2048, kMats = 64;
+  const size_t bytes = tensor::row_size(DType::kQ8_0, kInM) * size_t(kRows);
+  static std::vector<std::vector<uint8_t>> store;
+  if (store.empty()) {
+    std::mt19937 rng(3);
+    std::uniform_int_distribution<int> byte(-64, 64);
+    for (int64_t m = 0; m < kMats; ++m) {
+      std::vector<uint8_t> buf(bytes);
+      auto* blk = reinterpret_cast<tensor::BlockQ8_0*>(buf.data());
+      for (size_t b = 0; b < bytes / sizeof(tensor::BlockQ8_0); ++b) {
+        blk[b].d = tensor::fp32_to_fp16(1e-3f);
+        for (auto& q : blk[b].qs) q = int8_t(byte(rng));
+      }
+      store.push_back(std::move(buf));
+    }
+  }
+  kernels::PackedWeights pw;
+  std::vector<tensor::Tensor> ws(kMats);
+  for (int64_t m = 0; m < kMats; ++m) {
+    tensor::Tensor& w = ws[size_t(m)];
+    w.name = "bench";
+    w.dtype = DType::kQ8_0;
+    w.n_dims = 2;
+    w.ne = {kInM, kRows, 1, 1};
+    w.data = store[size_t(m)].data();
+    if (packed) pw.add(&w);
+  }
+  if (packed && pw.count() == 0) {
+    state.SkipWithError("no packed layout on this CPU (AMX only)");
+    return;
+  }
+  std::vector<float> x(size_t(kInM * n)), y(size_t(kRows * n));
+  std::mt19937 rng(1);
+  std::normal_distribution<float> nd;
+  for (auto& v : x) v = nd(rng);
+  util::ThreadPool& pool = pool_of(bench_threads());
+  int64_t i = 0;
+  for (auto _ : state) {
+    kernels::matmul(ws[size_t(i++ % kMats)], x.data(), n, y.data(), pool);
+    benchmark::ClobberMemory();
+  }
+  state.counters["GB/s"] = benchmark::Counter(double(bytes) / 1e9, benchmark::Counter::kIsIterationInvariantRate);
+  state.SetLabel(std::string(kernels::matmul_isa_name(kernels::matmul_isa())) + (packed ? " packed" : " in place"));
+}
+BENCHMARK(BM_MatmulModelPass)
+    ->ArgsProduct({{1, 4, 16}, {0, 1}})
+    ->ArgNames({"n", "packed"})
+    ->ComputeStatistics("min", min_of)
+    ->UseRealTime()
+    ->Unit(benchmark::kMicrosecond)
+    ->MinTime(0.5);
+
 // Dispatch cost of an empty parallel_for over all threads (Arg: threads).
 void BM_PoolDispatch(benchmark::State& state) {
   util::ThreadPool& pool = pool_of(int(state.range(0)));

@@ -134,7 +134,11 @@ struct Kernel {
   detail::ActPrepFn prep = nullptr;  // activation layout change the kernel needs, if any
   detail::ActPack pack;              // or a whole-batch packing (AMX)
   int row_tile = 1;                  // rows the kernel computes together; threads split whole tiles
+  bool reads_packed = false;         // understands Tensor::packed (PackedWeights)
 };
+
+// The dtypes whose AMX kernel has a pre-packed weight layout.
+bool amx_packs(DType t) { return t == DType::kQ8_0; }
 
 Kernel select_kernel(DType t, int64_t n_tokens) {
   const MatmulIsa isa = matmul_isa();
@@ -144,6 +148,7 @@ Kernel select_kernel(DType t, int64_t n_tokens) {
     if (k.rows) {
       k.pack = detail::act_pack_amx(t);
       k.row_tile = detail::kAmxRowTile;
+      k.reads_packed = amx_packs(t);
     }
   }
   if (!k.rows && isa >= MatmulIsa::kAvx512Vnni) {
@@ -217,6 +222,9 @@ void matmul_rows(const tensor::Tensor& w, int64_t row_begin, int64_t row_end, co
   const int64_t macs_per_row = in * n_tokens;
 
   const Kernel kernel = select_kernel(w.dtype, n_tokens);
+  if (w.packed && kernel.reads_packed && row_begin % detail::kAmxRowTile == 0)
+    a.w_packed = static_cast<const uint8_t*>(w.packed) +
+                 size_t(row_begin / detail::kAmxRowTile) * detail::prepack_q8_0_group_bytes(in);
   const DType adt = ref::act_dtype(w.dtype);
   if (adt == DType::kF32) {
     a.act = reinterpret_cast<const uint8_t*>(x);
@@ -282,6 +290,27 @@ void matmul_expert(const tensor::Tensor& w, int64_t expert, const float* x, int6
   const int64_t out = w.ne[1];
   if (expert < 0 || expert >= w.ne[2] * w.ne[3]) die(w, "expert index out of range");
   matmul_rows(w, expert * out, (expert + 1) * out, x, n_tokens, y, pool);
+}
+
+void PackedWeights::Free::operator()(uint8_t* p) const { std::free(p); }
+
+void PackedWeights::add(tensor::Tensor* w) {
+  static const bool disabled = [] {
+    const char* e = std::getenv("DFLASH_NO_PREPACK");
+    return e && *e && std::string(e) != "0";
+  }();
+  if (disabled || w->data == nullptr || w->packed != nullptr || !matmul_check(*w).is_ok()) return;
+  if (matmul_isa() != MatmulIsa::kAmx || !amx_packs(w->dtype) || !detail::rows_fn_amx(w->dtype)) return;
+  const int64_t rows = w->rows(), in = w->ne[0];
+  const int64_t groups = (rows + detail::kAmxRowTile - 1) / detail::kAmxRowTile;
+  const size_t n = size_t(groups) * detail::prepack_q8_0_group_bytes(in);
+  if (n == 0) return;
+  auto* p = static_cast<uint8_t*>(std::aligned_alloc(64, (n + 63) / 64 * 64));
+  if (!p) return;  // no memory for the copy: the in-place kernel still works
+  detail::prepack_q8_0(static_cast<const uint8_t*>(w->data), w->row_bytes(), rows, in, p);
+  bufs_.emplace_back(p);
+  bytes_ += n;
+  w->packed = p;
 }
 
 }  // namespace dflash::kernels

@@ -14,6 +14,8 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
+#include <vector>
 
 #include "tensor/tensor.h"
 #include "util/status.h"
@@ -36,5 +38,28 @@ void matmul_rows(const tensor::Tensor& w, int64_t row_begin, int64_t row_end, co
 // Expert e of a 3-D weight {in, out, n_expert}: y is [n_tokens][out].
 void matmul_expert(const tensor::Tensor& w, int64_t expert, const float* x, int64_t n_tokens,
                    float* y, util::ThreadPool& pool);
+
+// Weights re-laid out at load for this CPU's fastest kernel. Today: Q8_0 matrices on AMX, whose
+// 16-row A tiles otherwise load from 16 rows 34-byte blocks apart (16 streams, more than the
+// prefetchers follow: the verify GEMM stalled on those loads); packed, each block's tile and scales
+// are one contiguous 544-byte run. Results are bit-identical to the in-place kernel. The copy costs
+// the tensor's size in memory; the mmap'd original is then not read by matmul (its pages are not
+// faulted in) but stays the source for embedding rows and the other ISAs.
+class PackedWeights {
+ public:
+  // Packs w (a 2-D matrix matmul_check accepts) when the selected kernel has a packed layout for
+  // its dtype, and points w->packed at the copy; otherwise leaves w alone. Honours
+  // DFLASH_NO_PREPACK=1 (A/B benchmarks). The copy lives as long as this object.
+  void add(tensor::Tensor* w);
+  size_t bytes() const { return bytes_; }
+  size_t count() const { return bufs_.size(); }
+
+ private:
+  struct Free {
+    void operator()(uint8_t* p) const;
+  };
+  std::vector<std::unique_ptr<uint8_t, Free>> bufs_;
+  size_t bytes_ = 0;
+};
 
 }  // namespace dflash::kernels

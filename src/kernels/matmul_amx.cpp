@@ -48,6 +48,7 @@ using namespace dflash::tensor;
 constexpr int kGroup = kAmxRowTile;                // tokens per B tile, rows per A/C tile
 constexpr size_t kBTileBytes = 8 * 64;             // 32 quants × 16 tokens
 constexpr size_t kPackedBlock = kBTileBytes + 64;  // + 16 float scales
+static_assert(kPackedQ8Block == kGroup * kQK8_0 + kGroup * sizeof(uint16_t));
 
 size_t group_bytes(int64_t n_blocks) { return size_t(n_blocks) * kPackedBlock; }
 
@@ -278,21 +279,42 @@ inline void block_loop(const ASource& aq, const BSource& bq, int64_t nb,
 #undef DFLASH_AMX_ISSUE
 #undef DFLASH_AMX_DRAIN
 
-// One row group (m ≤ 16 rows from w) × one token group (n ≥ 2 tokens): vectors over tokens.
+// Where a 16-row group's Q8_0 weights come from: the GGUF rows in place (A tiles at the row stride,
+// the fp16 block scales gathered), or the pre-packed copy (prepack_q8_0: per block one contiguous
+// 16 × 32 A tile and the 16 scales next to it, one sequential stream the prefetchers follow).
+struct Q8Rows {
+  ASource aq;
+  const uint8_t* w = nullptr;       // in place: the rows, scales gathered through vidx
+  __m512i vidx;
+  const uint8_t* packed = nullptr;  // packed: the group's first block
+  static Q8Rows in_place(const uint8_t* w, size_t w_stride, int m) {
+    return {ASource::q8_0(w, w_stride), w, row_offsets(w_stride, m), nullptr};
+  }
+  static Q8Rows prepacked(const uint8_t* group) {
+    return {{group, kPackedQ8Block, kQK8_0}, nullptr, _mm512_setzero_si512(), group};
+  }
+  // The fp16 scales d of block b of the 16 rows, as floats (rows past m: any finite value, unused).
+  __m512 scales(int64_t b) const {
+    if (packed)
+      return _mm512_cvtph_ps(_mm256_loadu_si256(
+          reinterpret_cast<const __m256i*>(packed + size_t(b) * kPackedQ8Block + kGroup * kQK8_0)));
+    return gather_scales(w, vidx, b);
+  }
+};
+
+// One row group (m ≤ 16 rows) × one token group (n ≥ 2 tokens): vectors over tokens.
 // acc[r] lane t = row r, token t.
-void group_tokens(const uint8_t* w, size_t w_stride, int m, const uint8_t* act, int64_t nb,
-                  float* y, int64_t ldy, int n) {
+void group_tokens(const Q8Rows& wq, int m, const uint8_t* act, int64_t nb, float* y, int64_t ldy,
+                  int n) {
   const BSource bq = BSource::packed(act, nb);
   alignas(64) int32_t cbuf[2][kGroup * kGroup] = {};  // rows ≥ m / lanes ≥ n stay unused
   __m512 acc[kGroup];
   for (__m512& a : acc) a = _mm512_setzero_ps();
-  // The 16 rows' block scales are gathered (rows past m, in a partial group, repeat the last row;
-  // their lanes are never stored) and kept in memory, so each row's scale is one broadcast load.
-  const __m512i vidx = row_offsets(w_stride, m);
+  // The 16 rows' block scales are kept in memory, so each row's scale is one broadcast load.
   alignas(64) float dw[kGroup];
-  block_loop(ASource::q8_0(w, w_stride), bq, nb, cbuf, 64, [&](const int32_t* c, int64_t b)
+  block_loop(wq.aq, bq, nb, cbuf, 64, [&](const int32_t* c, int64_t b)
                                                 __attribute__((always_inline)) {
-    _mm512_store_ps(dw, gather_scales(w, vidx, b));
+    _mm512_store_ps(dw, wq.scales(b));
     const __m512 dx = _mm512_loadu_ps(bq.scales(b));
 #pragma GCC unroll 16
     for (int r = 0; r < kGroup; ++r) {
@@ -305,19 +327,17 @@ void group_tokens(const uint8_t* w, size_t w_stride, int m, const uint8_t* act, 
 
 // One row group × a few tokens (N ≤ 4): vectors over the 16 rows, one accumulator per
 // token. C is stored densely ([row][N] int32) and token t's column is gathered from it (one token:
-// already contiguous); the rows' block scales are gathered from the weights. For small N this costs
-// N vector steps per block instead of group_tokens' 16 (which wins from N ≈ 5 on).
+// already contiguous). For small N this costs N vector steps per block instead of group_tokens' 16
+// (which wins from N ≈ 5 on).
 template <int N>
-void group_cols(const uint8_t* w, size_t w_stride, int m, const BSource& bq, int64_t nb, float* y,
-                int64_t ldy) {
+void group_cols(const Q8Rows& wq, int m, const BSource& bq, int64_t nb, float* y, int64_t ldy) {
   alignas(64) int32_t cbuf[2][kGroup * kGroup] = {};
-  const __m512i vidx = row_offsets(w_stride, m);
   const Columns<N> column;
   __m512 acc[N];
   for (__m512& a : acc) a = _mm512_setzero_ps();
-  block_loop(ASource::q8_0(w, w_stride), bq, nb, cbuf, 4 * N, [&](const int32_t* c, int64_t b)
+  block_loop(wq.aq, bq, nb, cbuf, 4 * N, [&](const int32_t* c, int64_t b)
                                                    __attribute__((always_inline)) {
-    const __m512 dw = gather_scales(w, vidx, b);
+    const __m512 dw = wq.scales(b);
     const float* dx = bq.scales(b);
     for (int t = 0; t < N; ++t) {
       const __m512 s = _mm512_mul_ps(dw, _mm512_set1_ps(dx[t]));
@@ -329,15 +349,21 @@ void group_cols(const uint8_t* w, size_t w_stride, int m, const BSource& bq, int
 
 void rows_q8_0(const RowsArgs& a, int64_t r0, int64_t r1) {
   const int64_t nb = a.in / kQK8_0;
+  // Row groups start at multiples of 16 from the slice's row 0 (r0 is a multiple of the row tile).
+  auto rows = [&](const uint8_t* w, int m) {
+    if (!a.w_packed) return Q8Rows::in_place(w, a.w_stride, m);
+    const int64_t g = int64_t(size_t(w - a.w) / a.w_stride) / kGroup;
+    return Q8Rows::prepacked(a.w_packed + size_t(g) * prepack_q8_0_group_bytes(a.in));
+  };
   for_each_tile(
       a, r0, r1, kQK8_0,
       [&](auto N, const uint8_t* w, int m, const uint8_t* act, float* y) {
         const BSource bq = a.n_tokens == 1 ? BSource::natural(act)  // not packed (act_pack_amx)
                                            : BSource::packed(act, nb);
-        group_cols<N()>(w, a.w_stride, m, bq, nb, y, a.ldy);
+        group_cols<N()>(rows(w, m), m, bq, nb, y, a.ldy);
       },
       [&](const uint8_t* w, int m, const uint8_t* act, float* y, int n) {
-        group_tokens(w, a.w_stride, m, act, nb, y, a.ldy, n);
+        group_tokens(rows(w, m), m, act, nb, y, a.ldy, n);
       });
 }
 
@@ -699,6 +725,25 @@ int default_k_min_tokens(tensor::DType t) { return t == tensor::DType::kQ6_K ? 1
 }  // namespace
 
 void set_amx_k_min_tokens(int n) { g_k_min_tokens.store(n > 0 ? n : 0); }
+
+void prepack_q8_0(const uint8_t* w, size_t w_stride, int64_t rows, int64_t in, uint8_t* out) {
+  const int64_t nb = in / tensor::kQK8_0;
+  const size_t gbytes = prepack_q8_0_group_bytes(in);
+  for (int64_t g = 0; g * kAmxRowTile < rows; ++g) {
+    uint8_t* dst = out + size_t(g) * gbytes;
+    std::memset(dst, 0, gbytes);
+    const int m = int(std::min<int64_t>(kAmxRowTile, rows - g * kAmxRowTile));
+    for (int r = 0; r < m; ++r) {
+      const auto* row = reinterpret_cast<const tensor::BlockQ8_0*>(w + size_t(g * kAmxRowTile + r) * w_stride);
+      for (int64_t b = 0; b < nb; ++b) {
+        uint8_t* blk = dst + size_t(b) * kPackedQ8Block;
+        std::memcpy(blk + size_t(r) * tensor::kQK8_0, row[b].qs, tensor::kQK8_0);
+        std::memcpy(blk + size_t(kAmxRowTile) * tensor::kQK8_0 + size_t(r) * sizeof(uint16_t), &row[b].d,
+                    sizeof(uint16_t));
+      }
+    }
+  }
+}
 
 int amx_min_tokens(tensor::DType t) {
   if (t == tensor::DType::kQ8_0) return 1;

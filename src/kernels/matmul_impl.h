@@ -20,7 +20,16 @@ struct RowsArgs {
   int64_t n_tokens = 0;
   float* y = nullptr;  // y[t * ldy + r]
   int64_t ldy = 0;
+  // The slice's pre-packed copy (PackedWeights) when the kernel reads one: row group g (rows
+  // 16g .. 16g + 15 of the slice) at w_packed + g · prepack_q8_0_group_bytes(in).
+  const uint8_t* w_packed = nullptr;
 };
+
+// Pre-packed Q8_0 weights for the AMX kernel: per 16-row group and per block, the A tile
+// [16 rows][32 quants] then the 16 rows' fp16 scales; rows past the end of a partial group are zero.
+constexpr size_t kPackedQ8Block = 16 * 32 + 16 * sizeof(uint16_t);
+inline size_t prepack_q8_0_group_bytes(int64_t in) { return size_t(in / 32) * kPackedQ8Block; }
+void prepack_q8_0(const uint8_t* w, size_t w_stride, int64_t rows, int64_t in, uint8_t* out);
 
 // Computes rows [r0, r1) of the slice for every token.
 using RowsFn = void (*)(const RowsArgs& a, int64_t r0, int64_t r1);

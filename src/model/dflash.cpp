@@ -105,6 +105,7 @@ struct DFlashDrafter::Impl {
   util::ThreadPool* pool = nullptr;
   Tensor token_embd, output, fc, hidden_norm, output_norm;
   std::vector<DraftLayer> layers;
+  kernels::PackedWeights packed;  // see Qwen35 (a borrowed, already packed LM head is not copied)
   // Context K/V per layer, head-major [n_kv][cap][head_dim]; rows past n_ctx are draft scratch.
   std::vector<std::vector<float>> k, v;
   // Activations.
@@ -190,6 +191,10 @@ Result<std::unique_ptr<DFlashDrafter>> DFlashDrafter::load(std::shared_ptr<const
     DFLASH_RETURN_IF_ERROR(bind(f, {n("ffn_up.weight")}, {H, c.n_ff}, &L.ffn_up));
     DFLASH_RETURN_IF_ERROR(bind(f, {n("ffn_down.weight")}, {c.n_ff, H}, &L.ffn_down));
   }
+  I.packed.add(&I.fc);
+  I.packed.add(&I.output);
+  for (DraftLayer& L : I.layers)
+    for (Tensor* t : {&L.wq, &L.wk, &L.wv, &L.wo, &L.ffn_gate, &L.ffn_up, &L.ffn_down}) I.packed.add(t);
   d->cfg_ = c;
   d->opts_ = opts;
   I.k.resize(static_cast<size_t>(c.n_layer));

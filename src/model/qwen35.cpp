@@ -120,6 +120,7 @@ struct Qwen35::Impl {
   util::ThreadPool* pool = nullptr;
   Tensor token_embd, output_norm, output;
   std::vector<Layer> layers;
+  kernels::PackedWeights packed;  // the matrices re-laid out for this CPU's matmul kernel
 
   // State. Conv window [(K-1)][conv_dim] and delta-rule state [Hv][Dv][Dk] (value-major, as
   // kernels/deltanet.h) per recurrent layer; K and V caches [n_kv][n_ctx][head_dim] per attention layer.
@@ -262,6 +263,17 @@ Result<std::unique_ptr<Qwen35>> Qwen35::load(std::shared_ptr<const formats::Gguf
       DFLASH_RETURN_IF_ERROR(bind(f, n("ffn_down.weight"), {C.n_ff, H}, &L.ffn_down));
     }
   }
+
+  // Matrices the matmul kernel reads faster re-laid out (a no-op on CPUs without such a kernel).
+  // MoE expert stacks stay in place: they are read sparsely and can be larger than memory.
+  I.packed.add(&I.output);
+  for (Layer& L : I.layers)
+    for (Tensor* t : {&L.qkv, &L.z, &L.beta, &L.alpha, &L.ssm_out, &L.wq, &L.wk, &L.wv, &L.wo, &L.ffn_gate,
+                      &L.ffn_up, &L.ffn_down, &L.gate_inp, &L.gate_shexp, &L.up_shexp, &L.down_shexp})
+      I.packed.add(t);
+  if (I.packed.count() > 0)
+    LOG_DEBUG("%s: %zu matrices re-laid out for the matmul kernel (%.1f MiB)", f.path().c_str(), I.packed.count(),
+              I.packed.bytes() / 1048576.0);
 
   // State buffers.
   const size_t n_layer = static_cast<size_t>(C.n_layer);

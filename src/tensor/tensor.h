@@ -20,6 +20,9 @@ struct Tensor {
   int n_dims = 0;
   std::array<int64_t, kMaxDims> ne{1, 1, 1, 1};
   const void* data = nullptr;
+  // Optional copy of data in a layout a matmul kernel reads faster (kernels::PackedWeights sets it
+  // and owns it). data stays the source for everything else.
+  const void* packed = nullptr;
 
   int64_t nelements() const { return ne[0] * ne[1] * ne[2] * ne[3]; }
   int64_t rows() const { return ne[1] * ne[2] * ne[3]; }

@@ -355,6 +355,64 @@ INSTANTIATE_TEST_SUITE_P(AllDtypes, MatmulTest,
                            return std::string(tensor::dtype_name(info.param));
                          });
 
+// ---------------- Pre-packed weights ----------------
+// The packed copy (PackedWeights) must give the in-place kernel's bits for every shape, batch,
+// thread count and row slice, and must only be made where a kernel reads it.
+TEST(PackedWeights, Q8_0PackedIsBitIdenticalToInPlace) {
+  set_matmul_isa(matmul_best_isa());
+  std::mt19937 rng(77);
+  const auto data = random_weights(DType::kQ8_0, 96, 5, rng);
+  tensor::Tensor probe = make_tensor(DType::kQ8_0, 96, 5, data);
+  PackedWeights none;
+  const std::vector<uint8_t> zeros(48);
+  tensor::Tensor f32 = make_tensor(DType::kF32, 4, 3, zeros);
+  none.add(&f32);
+  EXPECT_EQ(f32.packed, nullptr) << "f32 has no packed layout";
+  if (matmul_isa() != MatmulIsa::kAmx) {
+    none.add(&probe);
+    EXPECT_EQ(probe.packed, nullptr) << "packed although no kernel here reads it";
+    GTEST_SKIP() << "no AMX on this CPU: only the in-place kernels run (checked that nothing is packed)";
+  }
+  std::vector<int64_t> outs = {1, 5, 16, 37, 300}, toks = {1, 2, 3, 4, 5, 16, 17, 33, 64};
+  if (sanitized()) toks = {1, 3, 17};
+  util::ThreadPool p1(1), p2(2), p3(3);
+  for (int64_t in : {32, 96, 288}) {
+    for (int64_t out : outs) {
+      const auto wdata = random_weights(DType::kQ8_0, in, out, rng);
+      const tensor::Tensor plain = make_tensor(DType::kQ8_0, in, out, wdata);
+      tensor::Tensor w = plain;
+      PackedWeights pw;
+      pw.add(&w);
+      ASSERT_NE(w.packed, nullptr);
+      EXPECT_EQ(pw.bytes(), size_t((out + 15) / 16) * size_t(in / 32) * (16 * 32 + 32));
+      const auto x = random_acts(in, toks.back(), rng);
+      for (int64_t n : toks) {
+        std::vector<float> want(size_t(n * out));
+        matmul(plain, x.data(), n, want.data(), p1);
+        for (auto* pool : {&p1, &p2, &p3}) {
+          std::vector<float> got(size_t(n * out + 8), -7.0f);
+          matmul(w, x.data(), n, got.data(), *pool);
+          for (int k = 0; k < 8; ++k) ASSERT_EQ(got[size_t(n * out + k)], -7.0f) << "wrote past y";
+          for (int64_t i = 0; i < n * out; ++i)
+            ASSERT_EQ(got[size_t(i)], want[size_t(i)])
+                << "in=" << in << " out=" << out << " n=" << n << " threads=" << pool->size() << " i=" << i;
+        }
+        // Slices: from a group boundary the packed copy is read, elsewhere the rows in place.
+        for (auto [r0, r1] : {std::pair<int64_t, int64_t>{16, out}, {3, out}, {0, std::min<int64_t>(out, 17)}}) {
+          if (r0 >= r1) continue;
+          std::vector<float> part(size_t(n * (r1 - r0)));
+          matmul_rows(w, r0, r1, x.data(), n, part.data(), p2);
+          for (int64_t tk = 0; tk < n; ++tk)
+            for (int64_t r = r0; r < r1; ++r)
+              ASSERT_EQ(part[size_t(tk * (r1 - r0) + (r - r0))], want[size_t(tk * out + r)])
+                  << "rows [" << r0 << ", " << r1 << ") token " << tk << " row " << r;
+        }
+      }
+    }
+  }
+  reset_variants();
+}
+
 // ---------------- AVX-512 VNNI kernels ----------------
 // Every batch size 1..64 (all tile remainders), odd shapes, both vector widths: against the integer
 // and f64 references, GEMM row t == GEMV of token t bit for bit, and the same bits on 1..3 threads.
