@@ -296,7 +296,7 @@ void BM_MatmulModelPass(benchmark::State& state) {
   state.SetLabel(std::string(kernels::matmul_isa_name(kernels::matmul_isa())) + (packed ? " packed" : " in place"));
 }
 BENCHMARK(BM_MatmulModelPass)
-    ->ArgsProduct({{1, 4, 16}, {0, 1}})
+    ->ArgsProduct({{1, 2, 4, 8, 16}, {0, 1}})
     ->ArgNames({"n", "packed"})
     ->ComputeStatistics("min", min_of)
     ->UseRealTime()

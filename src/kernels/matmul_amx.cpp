@@ -113,6 +113,11 @@ void configure(int m, int n, int k) {
   t_cfg_k = k;
 }
 
+// The C tiles' staging buffer: per thread, zeroed once (a 2 KiB memset per row group cost ~9 % of
+// the GEMM). Entries a partial tile does not store keep earlier finite integers; their lanes are
+// never stored.
+alignas(64) thread_local int32_t t_cbuf[2][kGroup * kGroup];
+
 inline float h2f(uint16_t h) { return _cvtsh_ss(h); }
 
 inline __m512i lane_ids() {
@@ -147,14 +152,43 @@ inline __m512 gather_scales(const uint8_t* w, __m512i row_offs, int64_t b) {
   return _mm512_cvtph_ps(_mm512_cvtepi32_epi16(h));  // the low 16 bits of each lane are d
 }
 
-// Results of one tile into y ([token][ldy], rows of this group from y[0]): acc[r] lane t (vectors
-// over tokens) or acc[t] lane r (vectors over rows).
-inline void store_by_rows(const __m512* acc, int m, int n, float* y, int64_t ldy) {
-  alignas(64) float o[kGroup];
-  for (int r = 0; r < m; ++r) {
-    _mm512_store_ps(o, acc[r]);
-    for (int t = 0; t < n; ++t) y[t * ldy + r] = o[t];
+// In-register 16 × 16 transpose: v[i] lane j ↔ v[j] lane i (unpack pairs, then pairs of pairs,
+// then two 128-bit lane shuffles).
+inline void transpose16(__m512* v) {
+  __m512 t[16];
+  for (int i = 0; i < 8; ++i) {
+    t[2 * i] = _mm512_unpacklo_ps(v[2 * i], v[2 * i + 1]);
+    t[2 * i + 1] = _mm512_unpackhi_ps(v[2 * i], v[2 * i + 1]);
   }
+#define pd(x) _mm512_castps_pd(x)
+  for (int i = 0; i < 4; ++i) {  // v[4i + c] lane L: rows 4i..4i+3 of column 4L + c
+    v[4 * i + 0] = _mm512_castpd_ps(_mm512_unpacklo_pd(pd(t[4 * i + 0]), pd(t[4 * i + 2])));
+    v[4 * i + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(pd(t[4 * i + 0]), pd(t[4 * i + 2])));
+    v[4 * i + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(pd(t[4 * i + 1]), pd(t[4 * i + 3])));
+    v[4 * i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(pd(t[4 * i + 1]), pd(t[4 * i + 3])));
+  }
+#undef pd
+  for (int c = 0; c < 4; ++c) {  // 4 × 4 transpose of 128-bit lanes among v[c], v[4+c], v[8+c], v[12+c]
+    t[c] = _mm512_shuffle_f32x4(v[c], v[4 + c], 0x88);
+    t[4 + c] = _mm512_shuffle_f32x4(v[c], v[4 + c], 0xdd);
+    t[8 + c] = _mm512_shuffle_f32x4(v[8 + c], v[12 + c], 0x88);
+    t[12 + c] = _mm512_shuffle_f32x4(v[8 + c], v[12 + c], 0xdd);
+  }
+  for (int c = 0; c < 4; ++c) {
+    v[c] = _mm512_shuffle_f32x4(t[c], t[8 + c], 0x88);
+    v[8 + c] = _mm512_shuffle_f32x4(t[c], t[8 + c], 0xdd);
+    v[4 + c] = _mm512_shuffle_f32x4(t[4 + c], t[12 + c], 0x88);
+    v[12 + c] = _mm512_shuffle_f32x4(t[4 + c], t[12 + c], 0xdd);
+  }
+}
+
+// Results of one tile into y ([token][ldy], rows of this group from y[0]): acc[r] lane t (vectors
+// over tokens; transposed in registers so each token's m rows are one masked store) or acc[t]
+// lane r (vectors over rows).
+inline void store_by_rows(__m512* acc, int m, int n, float* y, int64_t ldy) {
+  transpose16(acc);
+  const __mmask16 rows = __mmask16((1u << m) - 1);
+  for (int t = 0; t < n; ++t) _mm512_mask_storeu_ps(y + t * ldy, rows, acc[t]);
 }
 inline void store_by_tokens(const __m512* acc, int n, int m, float* y, int64_t ldy) {
   alignas(64) float o[kGroup];
@@ -165,7 +199,7 @@ inline void store_by_tokens(const __m512* acc, int n, int m, float* y, int64_t l
 }
 
 // Walks a call's 16-row groups × 16-token groups (tile configuration for k-byte products loaded
-// per shape) and hands each to cols<N>(w, m, act, y) for N ≤ 4 tokens or rows(w, m, act, y, n).
+// per shape) and hands each to cols<N>(w, m, act, y) for N ≤ 3 tokens or rows(w, m, act, y, n).
 template <class Cols, class Rows>
 inline void for_each_tile(const RowsArgs& a, int64_t r0, int64_t r1, int k, Cols&& cols,
                           Rows&& rows) {
@@ -181,7 +215,6 @@ inline void for_each_tile(const RowsArgs& a, int64_t r0, int64_t r1, int k, Cols
         case 1: cols(std::integral_constant<int, 1>(), w, m, act, y); break;
         case 2: cols(std::integral_constant<int, 2>(), w, m, act, y); break;
         case 3: cols(std::integral_constant<int, 3>(), w, m, act, y); break;
-        case 4: cols(std::integral_constant<int, 4>(), w, m, act, y); break;
         default: rows(w, m, act, y, n);
       }
     }
@@ -307,7 +340,7 @@ struct Q8Rows {
 void group_tokens(const Q8Rows& wq, int m, const uint8_t* act, int64_t nb, float* y, int64_t ldy,
                   int n) {
   const BSource bq = BSource::packed(act, nb);
-  alignas(64) int32_t cbuf[2][kGroup * kGroup] = {};  // rows ≥ m / lanes ≥ n stay unused
+  int32_t(*cbuf)[kGroup * kGroup] = t_cbuf;  // rows ≥ m / lanes ≥ n: stale, never stored
   __m512 acc[kGroup];
   for (__m512& a : acc) a = _mm512_setzero_ps();
   // The 16 rows' block scales are kept in memory, so each row's scale is one broadcast load.
@@ -325,13 +358,13 @@ void group_tokens(const Q8Rows& wq, int m, const uint8_t* act, int64_t nb, float
   store_by_rows(acc, m, n, y, ldy);
 }
 
-// One row group × a few tokens (N ≤ 4): vectors over the 16 rows, one accumulator per
+// One row group × a few tokens (N ≤ 3): vectors over the 16 rows, one accumulator per
 // token. C is stored densely ([row][N] int32) and token t's column is gathered from it (one token:
 // already contiguous). For small N this costs N vector steps per block instead of group_tokens' 16
-// (which wins from N ≈ 5 on).
+// (which wins from N = 4 on: BM_MatmulModelPass, 768 × 2048, n = 4: 58 µs against 67).
 template <int N>
 void group_cols(const Q8Rows& wq, int m, const BSource& bq, int64_t nb, float* y, int64_t ldy) {
-  alignas(64) int32_t cbuf[2][kGroup * kGroup] = {};
+  int32_t(*cbuf)[kGroup * kGroup] = t_cbuf;
   const Columns<N> column;
   __m512 acc[N];
   for (__m512& a : acc) a = _mm512_setzero_ps();
@@ -571,7 +604,7 @@ template <class D>
 void kgroup_tokens(const uint8_t* w, size_t w_stride, int m, const uint8_t* act, int64_t nb,
                    float* y, int64_t ldy, int n) {
   KUnpacked& u = t_unpacked;
-  alignas(64) int32_t cbuf[2][kGroup * kGroup] = {};
+  int32_t(*cbuf)[kGroup * kGroup] = t_cbuf;
   __m512 acc[kGroup];
   for (__m512& a : acc) a = _mm512_setzero_ps();
   for (int64_t b = 0; b < nb; ++b) {
@@ -604,12 +637,12 @@ void kgroup_tokens(const uint8_t* w, size_t w_stride, int m, const uint8_t* act,
   store_by_rows(acc, m, n, y, ldy);
 }
 
-// Row group × N ≤ 4 tokens: vectors over the 16 rows (as group_cols).
+// Row group × N ≤ 3 tokens: vectors over the 16 rows (as group_cols).
 template <class D, int N>
 void kgroup_cols(const uint8_t* w, size_t w_stride, int m, const uint8_t* act, int64_t nb,
                  float* y, int64_t ldy) {
   KUnpacked& u = t_unpacked;
-  alignas(64) int32_t cbuf[2][kGroup * kGroup] = {};
+  int32_t(*cbuf)[kGroup * kGroup] = t_cbuf;
   const Columns<N> column;
   const __m512i sidx = _mm512_mullo_epi32(lane_ids(), _mm512_set1_epi32(kMaxSub));  // u.sc[r][·]
   const __m512i midx = _mm512_mullo_epi32(lane_ids(), _mm512_set1_epi32(8));        // u.mn[r][·]
