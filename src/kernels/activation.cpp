@@ -32,24 +32,30 @@ void SoftplusImpl(const float* x, float* y, int64_t n) {
   });
 }
 
-void SwigluImpl(const float* g, const float* u, float* y, int64_t n) {
+// y = f(a, b) element-wise; the tail goes through the same vector math as the body, so an element's
+// result does not depend on where it sits in the array (a token's output must not depend on the
+// batch it is in).
+template <class F>
+void MapBinary(const float* a, const float* b, float* y, int64_t n, F f) {
   const DF d;
   const int64_t N = int64_t(hn::Lanes(d));
   int64_t i = 0;
-  for (; i + N <= n; i += N) {
-    const VF vg = hn::LoadU(d, g + i);
-    hn::StoreU(hn::Mul(hn::Mul(vg, SigmoidV(d, vg)), hn::LoadU(d, u + i)), d, y + i);
-  }
+  for (; i + N <= n; i += N) hn::StoreU(f(d, hn::LoadU(d, a + i), hn::LoadU(d, b + i)), d, y + i);
   if (i < n) {
-    // Tail through the same vector math as the body, so an element's result does not depend on
-    // where it sits in the array (a token's FFN output must not depend on the batch it is in).
-    HWY_ALIGN float bg[hn::MaxLanes(DF())] = {};
-    HWY_ALIGN float bu[hn::MaxLanes(DF())] = {};
-    for (int64_t j = i; j < n; ++j) bg[j - i] = g[j], bu[j - i] = u[j];
-    const VF vg = hn::Load(d, bg);
-    hn::Store(hn::Mul(hn::Mul(vg, SigmoidV(d, vg)), hn::Load(d, bu)), d, bg);
-    for (int64_t j = i; j < n; ++j) y[j] = bg[j - i];
+    HWY_ALIGN float ba[hn::MaxLanes(DF())] = {};
+    HWY_ALIGN float bb[hn::MaxLanes(DF())] = {};
+    for (int64_t j = i; j < n; ++j) ba[j - i] = a[j], bb[j - i] = b[j];
+    hn::Store(f(d, hn::Load(d, ba), hn::Load(d, bb)), d, ba);
+    for (int64_t j = i; j < n; ++j) y[j] = ba[j - i];
   }
+}
+
+void SwigluImpl(const float* g, const float* u, float* y, int64_t n) {
+  MapBinary(g, u, y, n, [](DF d, VF vg, VF vu) HWY_ATTR { return hn::Mul(hn::Mul(vg, SigmoidV(d, vg)), vu); });
+}
+
+void MulSigmoidImpl(const float* x, const float* gate, float* y, int64_t n) {
+  MapBinary(x, gate, y, n, [](DF d, VF vx, VF vg) HWY_ATTR { return hn::Mul(vx, SigmoidV(d, vg)); });
 }
 
 void SoftmaxImpl(float* x, int64_t n_rows, int64_t n) {
@@ -94,12 +100,16 @@ HWY_EXPORT(SigmoidImpl);
 HWY_EXPORT(SoftplusImpl);
 HWY_EXPORT(SwigluImpl);
 HWY_EXPORT(SoftmaxImpl);
+HWY_EXPORT(MulSigmoidImpl);
 
 void silu(const float* x, float* y, int64_t n) { HWY_DYNAMIC_DISPATCH(SiluImpl)(x, y, n); }
 void sigmoid(const float* x, float* y, int64_t n) { HWY_DYNAMIC_DISPATCH(SigmoidImpl)(x, y, n); }
 void softplus(const float* x, float* y, int64_t n) { HWY_DYNAMIC_DISPATCH(SoftplusImpl)(x, y, n); }
 void swiglu(const float* gate, const float* up, float* y, int64_t n) {
   HWY_DYNAMIC_DISPATCH(SwigluImpl)(gate, up, y, n);
+}
+void mul_sigmoid(const float* x, const float* gate, float* y, int64_t n) {
+  HWY_DYNAMIC_DISPATCH(MulSigmoidImpl)(x, gate, y, n);
 }
 void softmax(float* x, int64_t n_rows, int64_t n) { HWY_DYNAMIC_DISPATCH(SoftmaxImpl)(x, n_rows, n); }
 }  // namespace dflash::kernels

@@ -9,6 +9,7 @@ void silu(const float* x, float* y, int64_t n);      // x·sigmoid(x)
 void sigmoid(const float* x, float* y, int64_t n);   // 1/(1+e^-x), overflow-free for any x
 void softplus(const float* x, float* y, int64_t n);  // log(1+e^x); x > 20 → x (torch threshold)
 void swiglu(const float* gate, const float* up, float* y, int64_t n);  // silu(gate)·up
+void mul_sigmoid(const float* x, const float* gate, float* y, int64_t n);  // x·sigmoid(gate)
 
 // Numerically stable softmax of n_rows contiguous rows of n floats, in place. -inf entries get 0;
 // a row that is entirely -inf becomes all zeros (instead of NaN).

@@ -67,7 +67,7 @@ void add(float* x, const float* y, int64_t n) {
 
 void mul_sigmoid(float* x, const float* gate, int64_t n) {
   util::profile::Scope ps("mul_sigmoid");
-  for (int64_t i = 0; i < n; ++i) x[i] *= sigmoid1(gate[i]);
+  kernels::mul_sigmoid(x, gate, x, n);
 }
 
 void swiglu(const float* g, const float* u, int64_t n, float* out) {

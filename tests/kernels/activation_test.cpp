@@ -36,6 +36,19 @@ TEST(Activations, MatchReferenceOnOddSizesAndExtremes) {
     swiglu(x.data(), u.data(), got.data(), n);
     for (size_t i = 0; i < n; ++i) want[i] = ref::silu(x[i]) * u[i];
     EXPECT_TRUE(all_close(got, want, 1e-30, 3e-6)) << "swiglu n=" << n;
+    mul_sigmoid(u.data(), x.data(), got.data(), n);
+    for (size_t i = 0; i < n; ++i) want[i] = u[i] * ref::sigmoid(x[i]);
+    EXPECT_TRUE(all_close(got, want, 1e-30, 3e-6)) << "mul_sigmoid n=" << n;
+    // An element's result does not depend on its position (body or tail): verify == decode.
+    std::vector<float> sw(n);
+    swiglu(x.data(), u.data(), sw.data(), n);
+    for (size_t i = 0; i < n; ++i) {
+      float one = 0.0f;
+      mul_sigmoid(&u[i], &x[i], &one, 1);
+      ASSERT_EQ(one, got[i]) << "mul_sigmoid element " << i << " of " << n;
+      swiglu(&x[i], &u[i], &one, 1);
+      ASSERT_EQ(one, sw[i]) << "swiglu element " << i << " of " << n;
+    }
     for (float v : got) EXPECT_FALSE(std::isnan(v));
   }
 }
