@@ -22,6 +22,22 @@ namespace dflash::kernels::HWY_NAMESPACE {
 namespace {  // internal linkage: target functions of other kernels may use the same names
 using namespace ops_simd;  // NOLINT
 
+// row · k summed exactly as DeltaRows' fused pass sums the next token's row · k (one vector
+// accumulator over the chunks in order, then the lanes, then the tail with fma): a token's kv must be
+// the same bits whether the token starts a call (decode: every token) or follows another in it
+// (verify), or greedy speculative decoding stops being lossless. (Dot's four accumulators differ in
+// the last bits.)
+HWY_INLINE float DotAsFused(const float* HWY_RESTRICT a, const float* HWY_RESTRICT b, int64_t n) {
+  const DF d;
+  const int64_t N = int64_t(hn::Lanes(d));
+  VF acc = hn::Zero(d);
+  int64_t i = 0;
+  for (; i + N <= n; i += N) acc = hn::MulAdd(hn::LoadU(d, a + i), hn::LoadU(d, b + i), acc);
+  float r = hn::GetLane(hn::SumOfLanes(d, acc));
+  for (; i < n; ++i) r = std::fma(a[i], b[i], r);
+  return r;
+}
+
 // Rows [j0, j0+NR) of one head's value-major state over all tokens. Each row of Sᵀ evolves
 // independently of the others (kv[j], delta[j] and o[j] only involve row j), so a few rows are
 // carried through the whole token sequence while they sit in L1: the state is read and written once
@@ -42,7 +58,7 @@ HWY_INLINE void DeltaRows(const DeltaShape& sh, int64_t h, int64_t j0, float* st
   for (int r = 0; r < NR; ++r) {
     row[r] = st + (j0 + r) * dk;
     rd[r] = src ? src + (j0 + r) * dk : row[r];
-    rk[r] = Dot(rd[r], in.k + t0 * in.k_stride + a * dk, dk);
+    rk[r] = DotAsFused(rd[r], in.k + t0 * in.k_stride + a * dk, dk);
   }
   for (int64_t t = t0; t < t1; ++t) {
     const float* k = in.k + t * in.k_stride + a * dk;
@@ -81,7 +97,7 @@ HWY_INLINE void DeltaRows(const DeltaShape& sh, int64_t h, int64_t j0, float* st
         const float nw = decay * rd[r][i] + delta[r] * k[i];
         row[r][i] = nw;
         if (q) oq[r] += nw * q[i];
-        if (kn) rk[r] += nw * kn[i];
+        if (kn) rk[r] = std::fma(nw, kn[i], rk[r]);
       }
     if (out)
       for (int r = 0; r < NR; ++r) out[t * out_stride + h * dv + j0 + r] = oq[r];

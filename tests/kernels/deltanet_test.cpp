@@ -120,6 +120,36 @@ TEST(DeltaRule, SeparateInputStateEqualsInPlaceAndLeavesTheSourceAlone) {
     }
 }
 
+// Greedy speculative decoding is lossless only if feeding T tokens in one call (verify) gives the
+// bits of T one-token calls (decode): outputs and state. (Caught late: the first token of a call took
+// its k·row from a 4-accumulator dot product, later tokens from the fused pass's single accumulator,
+// so verify rows ≥ 1 differed from decode in the last bits at Dk = 128.)
+TEST(DeltaRule, OneCallEqualsTokenByTokenBitForBit) {
+  util::ThreadPool pool(2);
+  for (auto [dk, dv] : {std::pair<int64_t, int64_t>{128, 128}, {64, 32}, {96, 16}, {40, 24}, {33, 7}, {16, 16}})
+    for (int64_t T : {2, 5, 16, 17, 35}) {
+      DeltaShape s{2, 4, dk, dv, HeadMap::kTiled};
+      auto x = make_inputs(s, T, uint32_t(7 * T + dk));
+      const auto st0 = testing::randn(size_t(s.n_v_heads * dk * dv), 13, 0.1f);
+      const int64_t os = s.n_v_heads * dv;
+      std::vector<float> batch = st0, steps = st0;
+      std::vector<float> ob(size_t(T * os)), ot(ob.size());
+      delta_rule_recurrent(s, batch.data(), x.view(s, T), ob.data(), os, &pool);
+      for (int64_t t = 0; t < T; ++t) {
+        DeltaInputs one = x.view(s, 1);
+        one.q += t * x.stride;
+        one.k += t * x.stride;
+        one.v += t * x.stride;
+        one.g += t * s.n_v_heads;
+        one.beta += t * s.n_v_heads;
+        delta_rule_recurrent(s, steps.data(), one, ot.data() + t * os, os, &pool);
+      }
+      SCOPED_TRACE(::testing::Message() << "dk " << dk << " dv " << dv << " T " << T);
+      ASSERT_EQ(ob, ot) << "outputs";
+      ASSERT_EQ(batch, steps) << "state";
+    }
+}
+
 TEST(DeltaRule, TiledOnReorderedHeadsEqualsGrouped) {
   // llama.cpp's conversion moves value head h = a·r + s (qk head a, slot s) to h' = s·Hk + a;
   // the tiled map on reordered v/g/beta must then reproduce the grouped result, reordered.

@@ -128,3 +128,49 @@ TEST(Qwen35, RejectsPromptsPastTheContextAndBadTokens) {
 
 }  // namespace
 }  // namespace dflash::model
+namespace dflash::model {
+namespace {
+// The tiny test targets have heads too small to exercise every kernel's full-width paths (a
+// verify ≠ decode bug at Dk = 128 passed them): the same checks on the shipped 110 M target, with a
+// prompt long enough to span prefill chunks and a 16-token block, then keep(5) and more decoding.
+TEST(Qwen35ShippedTarget, VerifyAndRollbackEqualDecodeBitForBit) {
+  auto f = formats::GgufFile::open(std::string(DFLASH_MODELS_DIR) + "/dflash-demo-110m-Q8_0.gguf");
+  ASSERT_TRUE(f.is_ok()) << f.status().to_string();
+  auto file = std::make_shared<const formats::GgufFile>(std::move(*f));
+  Qwen35Options opts;
+  opts.n_ctx = 512;
+  auto a = Qwen35::load(file, opts);
+  auto b = Qwen35::load(file, opts);
+  ASSERT_TRUE(a.is_ok() && b.is_ok());
+  Qwen35& vm = **a;
+  Qwen35& dm = **b;
+  const int64_t V = vm.n_vocab();
+  std::vector<int32_t> prompt, block;
+  for (int i = 0; i < 170; ++i) prompt.push_back((i * 37 + 11) % int32_t(V));
+  for (int i = 0; i < 16; ++i) block.push_back((i * 53 + 7) % int32_t(V));
+  ASSERT_TRUE(vm.forward(prompt, false).is_ok());
+  ASSERT_TRUE(dm.forward(prompt, false).is_ok());
+  auto same_logits = [&](int64_t row) {
+    int64_t bad = 0;
+    for (int64_t v = 0; v < V; ++v) bad += vm.logits(row)[v] != dm.logits(0)[v];
+    return bad;
+  };
+  vm.checkpoint();
+  ASSERT_TRUE(vm.forward(block, true).is_ok());
+  for (size_t i = 0; i < block.size(); ++i) {
+    ASSERT_TRUE(dm.forward(std::span<const int32_t>(&block[i], 1), false).is_ok());
+    ASSERT_EQ(same_logits(int64_t(i)), 0) << "verify row " << i << ": logits differ from one-token decoding";
+  }
+  // Roll back to 5 of the 16 and continue: the state must be the one of decoding those 5.
+  ASSERT_TRUE(vm.keep(5).is_ok());
+  dm.reset();
+  ASSERT_TRUE(dm.forward(prompt, false).is_ok());
+  for (int i = 0; i < 5; ++i) ASSERT_TRUE(dm.forward(std::span<const int32_t>(&block[size_t(i)], 1), false).is_ok());
+  for (int32_t t : {3, 99, 1234, 7}) {
+    ASSERT_TRUE(vm.forward(std::span<const int32_t>(&t, 1), false).is_ok());
+    ASSERT_TRUE(dm.forward(std::span<const int32_t>(&t, 1), false).is_ok());
+    ASSERT_EQ(same_logits(0), 0) << "after keep(5), token " << t;
+  }
+}
+}  // namespace
+}  // namespace dflash::model
