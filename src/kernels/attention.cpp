@@ -195,7 +195,13 @@ thread_local std::vector<float> tls_split_buf;
 
 // Query rows (queries × heads of a group) per task: each K/V tile read serves them all.
 constexpr int64_t kRowsPerTask = 32;
-constexpr int64_t kMinKeysPerSplit = 512;
+// Long key ranges are processed in segments of this many keys at absolute positions (0, 512, ...),
+// each to a partial softmax state, merged in order. The segments depend only on the keys in the
+// cache, never on the number of queries or threads, so a query's result is the same bits whether it
+// comes alone (decode) or in a block (verify): greedy speculative decoding stays lossless at any
+// context length. (The split used to depend on the task count, and verify rows differed from decode
+// from ~1k tokens of context on.) The segments also give one-query decoding its parallelism.
+constexpr int64_t kKeySegment = 512;
 
 void write_normalised(const float* acc, const float* ml, int64_t hd, float* o) {
   const float l = ml[1];
@@ -245,11 +251,7 @@ void attention(const AttnArgs& a, const KvView& kv, const AttnMask& mask, util::
     return a.out + i * a.out_token_stride + h * hd;
   };
 
-  int64_t n_split = 1;
-  if (threads > 1 && base_tasks < 2 * int64_t(threads)) {
-    const int64_t want = (4 * int64_t(threads) + base_tasks - 1) / base_tasks;
-    n_split = std::max<int64_t>(1, std::min(want, kv.n_tokens / kMinKeysPerSplit));
-  }
+  const int64_t n_split = std::max<int64_t>(1, (kv.n_tokens + kKeySegment - 1) / kKeySegment);
   const int64_t R = qt * hs;
   const int64_t n_tasks = base_tasks * n_split;
 
@@ -269,17 +271,27 @@ void attention(const AttnArgs& a, const KvView& kv, const AttnMask& mask, util::
     return;
   }
 
-  // Flash-decoding: each split writes its partial state; merge afterwards.
+  // Key segments: each writes its partial state (an empty one: m = −inf); merge afterwards.
   const int64_t per_part = R * (hd + 2);
   float* parts = scratch(tls_split_buf, size_t(n_tasks * per_part));
-  pool->parallel_for(n_tasks, [&](int64_t task, int) {
+  auto run_part = [&](int64_t task, int) {
     const int64_t sp = task % n_split;
     const Task t = task_of(task / n_split);
-    const int64_t chunk = ((t.ke - t.kb + n_split - 1) / n_split + 15) / 16 * 16;
-    const int64_t b = std::min(t.ke, t.kb + sp * chunk), e = std::min(t.ke, b + chunk);
+    const int64_t b = std::max(t.kb, sp * kKeySegment), e = std::min(t.ke, (sp + 1) * kKeySegment);
     float* acc = parts + task * per_part;
+    if (b >= e) {
+      for (int64_t rho = 0; rho < R; ++rho) {
+        acc[R * hd + 2 * rho] = -std::numeric_limits<float>::infinity();
+        acc[R * hd + 2 * rho + 1] = 0.0f;
+      }
+      return;
+    }
     HWY_DYNAMIC_DISPATCH(AttnPartial)(a, kv, mask, t.g, t.hh0, t.hh1, t.i0, t.i1, b, e, acc, acc + R * hd);
-  });
+  };
+  if (pool && threads > 1)
+    pool->parallel_for(n_tasks, run_part);
+  else
+    for (int64_t t = 0; t < n_tasks; ++t) run_part(t, 0);
   const float kNegInf = -std::numeric_limits<float>::infinity();
   for (int64_t base = 0; base < base_tasks; ++base) {
     const Task t = task_of(base);

@@ -114,6 +114,40 @@ TEST(Attention, SplitKeysAcrossThreadsMatches) {
   run_case({3, 4, 1, 64, nt, MaskKind::kBool, 0, true}, &pool4, 24);
 }
 
+// Greedy speculative decoding needs a verify block's causal rows to equal one-query decoding bit for
+// bit at every context length and thread count (the key split used to depend on the task count).
+TEST(Attention, CausalBlockRowsEqualSingleQueryBitForBit) {
+  const int64_t nh = 6, nkv = 2, hd = 128, B = 16;
+  util::ThreadPool p2(2), p3(3);
+  for (int64_t n_ctx : {40, 500, 513, 1100, 2100}) {
+    const int64_t nt = n_ctx + B;  // keys of the block already appended
+    auto k = testing::randn(size_t(nkv * nt * hd), uint32_t(n_ctx), 1.0f);
+    auto v = testing::randn(size_t(nkv * nt * hd), uint32_t(n_ctx + 1), 1.0f);
+    auto q = testing::randn(size_t(B * nh * hd), uint32_t(n_ctx + 2), 1.0f);
+    for (util::ThreadPool* pool : {static_cast<util::ThreadPool*>(nullptr), &p2, &p3}) {
+      std::vector<float> block(size_t(B * nh * hd));
+      KvView kv{k.data(), v.data(), nt, nkv, hd, hd, nt * hd};
+      AttnMask mask;
+      mask.kind = MaskKind::kCausal;
+      mask.q_pos0 = n_ctx;
+      AttnArgs a{q.data(), B, nh, nh * hd, hd, block.data(), nh * hd, 1.0f / std::sqrt(float(hd))};
+      attention(a, kv, mask, pool);
+      for (int64_t i = 0; i < B; ++i) {
+        std::vector<float> one(size_t(nh * hd));
+        KvView kv1 = kv;
+        kv1.n_tokens = n_ctx + i + 1;  // decoding: the cache ends at the query
+        AttnMask m1 = mask;
+        m1.q_pos0 = n_ctx + i;
+        AttnArgs a1{q.data() + i * nh * hd, 1, nh, nh * hd, hd, one.data(), nh * hd, a.scale};
+        attention(a1, kv1, m1, pool);
+        for (int64_t x = 0; x < nh * hd; ++x)
+          ASSERT_EQ(one[size_t(x)], block[size_t(i * nh * hd + x)])
+              << "context " << n_ctx << " row " << i << " threads " << (pool ? pool->size() : 1);
+      }
+    }
+  }
+}
+
 TEST(Attention, DominantKeyAndUniformScores) {
   // One key whose score dwarfs the rest: the output is that key's value.
   const int64_t hd = 16, nt = 50;

@@ -132,21 +132,25 @@ namespace dflash::model {
 namespace {
 // The tiny test targets have heads too small to exercise every kernel's full-width paths (a
 // verify ≠ decode bug at Dk = 128 passed them): the same checks on the shipped 110 M target, with a
-// prompt long enough to span prefill chunks and a 16-token block, then keep(5) and more decoding.
-TEST(Qwen35ShippedTarget, VerifyAndRollbackEqualDecodeBitForBit) {
+// prompt long enough to span prefill chunks and a 16-token block, then keep(5) and more decoding; the
+// long prompt makes one-token attention split its keys across threads (flash-decoding).
+class Qwen35ShippedTarget : public ::testing::TestWithParam<int> {};
+TEST_P(Qwen35ShippedTarget, VerifyAndRollbackEqualDecodeBitForBit) {
+  const int n_prompt = GetParam();
   auto f = formats::GgufFile::open(std::string(DFLASH_MODELS_DIR) + "/dflash-demo-110m-Q8_0.gguf");
   ASSERT_TRUE(f.is_ok()) << f.status().to_string();
   auto file = std::make_shared<const formats::GgufFile>(std::move(*f));
   Qwen35Options opts;
-  opts.n_ctx = 512;
-  auto a = Qwen35::load(file, opts);
-  auto b = Qwen35::load(file, opts);
+  opts.n_ctx = 2048;
+  util::ThreadPool pool(2);
+  auto a = Qwen35::load(file, opts, &pool);
+  auto b = Qwen35::load(file, opts, &pool);
   ASSERT_TRUE(a.is_ok() && b.is_ok());
   Qwen35& vm = **a;
   Qwen35& dm = **b;
   const int64_t V = vm.n_vocab();
   std::vector<int32_t> prompt, block;
-  for (int i = 0; i < 170; ++i) prompt.push_back((i * 37 + 11) % int32_t(V));
+  for (int i = 0; i < n_prompt; ++i) prompt.push_back((i * 37 + 11) % int32_t(V));
   for (int i = 0; i < 16; ++i) block.push_back((i * 53 + 7) % int32_t(V));
   ASSERT_TRUE(vm.forward(prompt, false).is_ok());
   ASSERT_TRUE(dm.forward(prompt, false).is_ok());
@@ -172,5 +176,6 @@ TEST(Qwen35ShippedTarget, VerifyAndRollbackEqualDecodeBitForBit) {
     ASSERT_EQ(same_logits(0), 0) << "after keep(5), token " << t;
   }
 }
+INSTANTIATE_TEST_SUITE_P(Prompts, Qwen35ShippedTarget, ::testing::Values(170, 1500));
 }  // namespace
 }  // namespace dflash::model
