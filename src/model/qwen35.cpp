@@ -126,6 +126,14 @@ struct Qwen35::Impl {
   // kernels/deltanet.h) per recurrent layer; K and V caches [n_kv][n_ctx][head_dim] per attention layer.
   std::vector<std::vector<float>> conv, ssm;
   std::vector<std::vector<float>> kcache, vcache;
+  // Multi-sequence batching (Qwen35Options::n_seq): the current sequence's state is the four
+  // vectors above; every other sequence s keeps its own in parked[s] (set_sequence swaps them).
+  struct SeqState {
+    std::vector<std::vector<float>> conv, ssm, kcache, vcache;
+    int64_t n_past = 0;
+  };
+  std::vector<SeqState> parked;
+  int cur_seq = 0;
 
   // Verify bookkeeping.
   bool checkpointed = false;
@@ -292,8 +300,18 @@ Result<std::unique_ptr<Qwen35>> Qwen35::load(std::shared_ptr<const formats::Gguf
       I.vcache[il].assign(kv, 0.0f);
     }
   }
+  if (opts.n_seq < 1 || opts.n_seq > 256)
+    return util::invalid_argument(strfmt("n_seq must be in [1, 256], got %d", opts.n_seq));
+  I.parked.resize(static_cast<size_t>(opts.n_seq));
+  for (int sq = 1; sq < opts.n_seq; ++sq) {
+    Impl::SeqState& ps = I.parked[static_cast<size_t>(sq)];
+    ps.conv = I.conv;
+    ps.ssm = I.ssm;
+    ps.kcache = I.kcache;
+    ps.vcache = I.vcache;
+  }
   // Activation buffers for the largest chunk a forward processes at once.
-  const int64_t T = std::max(opts.n_batch, opts.max_verify);
+  const int64_t T = std::max({opts.n_batch, opts.max_verify, static_cast<int64_t>(opts.n_seq)});
   I.cap_tokens = T;
   const int64_t ff = C.moe() ? std::max(C.n_ff_exp, C.n_ff_shexp) : C.n_ff;
   auto sz = [](int64_t a, int64_t b) { return static_cast<size_t>(a * b); };
@@ -321,6 +339,16 @@ Result<std::unique_ptr<Qwen35>> Qwen35::load(std::shared_ptr<const formats::Gguf
 // ---------------------------------------------------------------------------------------------
 // Forward
 
+// Rows [row0, row0 + rows) of a forward: consecutive tokens of one sequence from position pos0, with
+// that sequence's state.
+struct Qwen35::RowGroup {
+  int64_t row0, rows, pos0;
+  std::vector<std::vector<float>>& conv;
+  std::vector<std::vector<float>>& ssm;
+  std::vector<std::vector<float>>& kcache;
+  std::vector<std::vector<float>>& vcache;
+};
+
 Status Qwen35::forward(std::span<const int32_t> tokens, bool all_logits) {
   Impl& I = *impl_;
   const Qwen35Config& C = cfg_;
@@ -336,13 +364,11 @@ Status Qwen35::forward(std::span<const int32_t> tokens, bool all_logits) {
     return util::invalid_argument(strfmt("a checkpointed forward takes one block of at most %lld tokens",
                                          (long long)opts_.max_verify));
 
-  const int64_t H = C.n_embd, V = C.n_vocab;
-  const int64_t fdim = feature_dim();
   I.n_logit_rows = all_logits ? n : 1;
-  I.logits.resize(static_cast<size_t>(I.n_logit_rows * V));
-  I.features.resize(static_cast<size_t>(n * fdim));
+  I.logits.resize(static_cast<size_t>(I.n_logit_rows * C.n_vocab));
+  I.features.resize(static_cast<size_t>(n * feature_dim()));
   if (I.capture_all) {
-    I.all_layers.resize(static_cast<size_t>(C.n_layer * n * H));
+    I.all_layers.resize(static_cast<size_t>(C.n_layer * n * C.n_embd));
     I.all_layers_tokens = n;
   }
   if (I.checkpointed) {
@@ -365,145 +391,241 @@ Status Qwen35::forward(std::span<const int32_t> tokens, bool all_logits) {
   const int64_t chunk = I.checkpointed ? n : opts_.n_batch;
   for (int64_t off = 0; off < n; off += chunk) {
     const int64_t m = std::min(chunk, n - off);
-    const bool last_chunk = off + m == n;
-    const int32_t* tok = tokens.data() + off;
-    const int64_t pos0 = n_past_ + off;
-    float* x = I.x.data();
-    float* h = I.h.data();
-    util::profile::Envelope prof("[forward]", m);
-
-    ops::embed(I.token_embd, tok, m, x);
-
-    for (int64_t il = 0; il < C.n_layer; ++il) {
-      const Layer& L = I.layers[static_cast<size_t>(il)];
-      ops::rmsnorm(x, L.attn_norm.as<float>(), m, H, C.rms_eps, h);
-      if (L.recurrent) {
-        // ---- Gated DeltaNet (qwen35.md §2.2) ----
-        const int64_t Hk = C.ssm_n_k_heads, Hv = C.ssm_n_v_heads, Dk = C.ssm_d_state, Dv = C.head_v_dim();
-        const int64_t CD = C.conv_dim(), KD = C.key_dim();
-        float* qkv = I.qkv.data();
-        float* z = I.zbuf.data();
-        float* b = I.bbuf.data();
-        float* a = I.abuf.data();
-        ops::matmul(L.qkv, h, m, qkv, *I.pool);
-        ops::matmul(L.z, h, m, z, *I.pool);
-        ops::matmul(L.beta, h, m, b, *I.pool);
-        ops::matmul(L.alpha, h, m, a, *I.pool);
-        // beta = σ(b); g = softplus(a + dt_bias) · ssm_a   (ssm_a = −exp(A_log))
-        float* g = I.gbuf.data();
-        ops::deltanet_gates(b, a, L.dt_bias.as<float>(), L.ssm_a.as<float>(), m, Hv, b, g);
-        std::vector<float>& conv_state = I.conv[static_cast<size_t>(il)];
-        if (I.checkpointed) {
-          TapeLayer& tp = I.tape[static_cast<size_t>(il)];
-          std::memcpy(tp.qkv_raw.data(), qkv, static_cast<size_t>(m * CD) * sizeof(float));
-        }
-        // Causal depthwise conv over [window ; qkv] then SiLU; the window keeps pre-conv inputs.
-        float* qc = I.qkv_conv.data();
-        ops::conv1d_silu(qkv, m, CD, L.conv1d.as<float>(), C.conv_kernel, conv_state.data(), qc);
-        // Split into q, k (Hk heads) and v (Hv heads); l2-normalise q and k, scale q by 1/sqrt(Dk).
-        ops::deltanet_qk_norm(qc, m, CD, Hk, Dk, C.rms_eps);
-        float* o = I.core.data();
-        std::vector<float>& S = I.ssm[static_cast<size_t>(il)];
-        if (I.checkpointed) {
-          TapeLayer& tp = I.tape[static_cast<size_t>(il)];
-          for (int64_t t = 0; t < m; ++t) {
-            std::memcpy(tp.k.data() + t * KD, qc + t * CD + KD, static_cast<size_t>(KD) * sizeof(float));
-            std::memcpy(tp.v.data() + t * C.ssm_d_inner, qc + t * CD + 2 * KD,
-                        static_cast<size_t>(C.ssm_d_inner) * sizeof(float));
-          }
-          std::memcpy(tp.g.data(), g, static_cast<size_t>(m * Hv) * sizeof(float));
-          std::memcpy(tp.beta.data(), b, static_cast<size_t>(m * Hv) * sizeof(float));
-          std::vector<float>* inter = opts_.keep_intermediate_states ? &I.inter_ssm[static_cast<size_t>(il)] : nullptr;
-          ops::deltanet_recurrent(qc, m, CD, Hk, Hv, Dk, Dv, g, b, I.ssm_work[static_cast<size_t>(il)].data(), o,
-                                  inter, *I.pool, S.data());
-          if (opts_.keep_intermediate_states) {
-            // conv windows after each token, for the oracle
-            std::vector<float>& ic = I.inter_conv[static_cast<size_t>(il)];
-            const int64_t W = (C.conv_kernel - 1) * CD;
-            ic.resize(static_cast<size_t>(m * W));
-            const std::vector<float>& base = I.ckpt_conv[static_cast<size_t>(il)];
-            for (int64_t t = 0; t < m; ++t)
-              ops::conv_window_after(base.data(), I.tape[static_cast<size_t>(il)].qkv_raw.data(), t + 1, CD,
-                                     C.conv_kernel, ic.data() + t * W);
-          }
-        } else if (m == 1 || opts_.delta_chunk <= 0) {
-          ops::deltanet_recurrent(qc, m, CD, Hk, Hv, Dk, Dv, g, b, S.data(), o, nullptr, *I.pool);
-        } else {
-          ops::deltanet_chunked(qc, m, CD, Hk, Hv, Dk, Dv, g, b, S.data(), o, opts_.delta_chunk, *I.pool);
-        }
-        // Gated RMSNorm per value head: norm(o)·w·silu(z); then the output projection.
-        ops::gated_rmsnorm(o, z, L.ssm_norm.as<float>(), m * Hv, Dv, C.rms_eps, o);
-        ops::matmul(L.ssm_out, o, m, h, *I.pool);
-      } else {
-        // ---- gated full attention (qwen35.md §3) ----
-        const int64_t nh = C.n_head, nkv = C.n_head_kv, hd = C.head_dim;
-        float* qg = I.qg.data();
-        ops::matmul(L.wq, h, m, qg, *I.pool);
-        float* q = I.q.data();
-        float* gate = I.attn.data();  // reuse: gate rows
-        ops::split_query_gate(qg, m, nh, hd, q, gate);
-        float* k = I.k.data();
-        float* v = I.v.data();
-        ops::matmul(L.wk, h, m, k, *I.pool);
-        ops::matmul(L.wv, h, m, v, *I.pool);
-        ops::head_rmsnorm(q, L.q_norm.as<float>(), m, nh, hd, C.rms_eps);
-        ops::head_rmsnorm(k, L.k_norm.as<float>(), m, nkv, hd, C.rms_eps);
-        ops::rope_neox(q, m, nh, hd, C.n_rot, pos0, C.rope_theta);
-        ops::rope_neox(k, m, nkv, hd, C.n_rot, pos0, C.rope_theta);
-        std::vector<float>& kc = I.kcache[static_cast<size_t>(il)];
-        std::vector<float>& vc = I.vcache[static_cast<size_t>(il)];
-        ops::kv_append(kc.data(), k, m, nkv, hd, opts_.n_ctx, pos0);
-        ops::kv_append(vc.data(), v, m, nkv, hd, opts_.n_ctx, pos0);
-        float* out = I.tmp.data();
-        ops::attention_causal(q, m, nh, hd, kc.data(), vc.data(), nkv, opts_.n_ctx, pos0, out, *I.pool);
-        ops::mul_sigmoid(out, gate, m * nh * hd);  // output gate
-        ops::matmul(L.wo, out, m, h, *I.pool);
-      }
-      ops::add(x, h, m * H);  // residual
-      // ---- FFN ----
-      ops::rmsnorm(x, L.post_norm.as<float>(), m, H, C.rms_eps, h);
-      if (C.moe()) {
-        ops::moe_ffn(L.gate_inp, L.gate_exps, L.up_exps, L.down_exps, C.n_expert_used,
-                     L.gate_shexp.data ? &L.gate_shexp : nullptr, L.up_shexp.data ? &L.up_shexp : nullptr,
-                     L.down_shexp.data ? &L.down_shexp : nullptr,
-                     L.gate_inp_shexp.data ? &L.gate_inp_shexp : nullptr, h, m, H, I.tmp.data(),
-                     I.ffn_a.data(), I.ffn_b.data(), I.router.data(), *I.pool);
-        std::memcpy(h, I.tmp.data(), static_cast<size_t>(m * H) * sizeof(float));
-      } else {
-        ops::matmul(L.ffn_gate, h, m, I.ffn_a.data(), *I.pool);
-        ops::matmul(L.ffn_up, h, m, I.ffn_b.data(), *I.pool);
-        ops::swiglu(I.ffn_a.data(), I.ffn_b.data(), m * C.n_ff, I.ffn_a.data());
-        ops::matmul(L.ffn_down, I.ffn_a.data(), m, h, *I.pool);
-      }
-      ops::add(x, h, m * H);
-      // Capture the residual stream after this layer (HF hidden_states[il + 1]).
-      // For the last layer this is the final-norm output: transformers' hidden_states[n_layer] is
-      // post-norm, and that is what drafters trained on it read (docs/dflash-reference-notes.md §2).
-      for (size_t cj = 0; cj < opts_.capture_layers.size(); ++cj) {
-        if (opts_.capture_layers[cj] != il) continue;
-        for (int64_t t = 0; t < m; ++t) {
-          float* dst = I.features.data() + (off + t) * fdim + static_cast<int64_t>(cj) * H;
-          if (il == C.n_layer - 1) {
-            ops::rmsnorm(x + t * H, I.output_norm.as<float>(), 1, H, C.rms_eps, dst);
-          } else {
-            std::memcpy(dst, x + t * H, static_cast<size_t>(H) * sizeof(float));
-          }
-        }
-      }
-      if (I.capture_all)
-        std::memcpy(I.all_layers.data() + (il * n + off) * H, x, static_cast<size_t>(m * H) * sizeof(float));
-    }
-    // Final norm and LM head for the rows whose logits are wanted.
-    if (all_logits) {
-      ops::rmsnorm(x, I.output_norm.as<float>(), m, H, C.rms_eps, h);
-      ops::matmul(I.output, h, m, I.logits.data() + off * V, *I.pool);
-    } else if (last_chunk) {
-      ops::rmsnorm(x + (m - 1) * H, I.output_norm.as<float>(), 1, H, C.rms_eps, h);
-      ops::matmul(I.output, h, 1, I.logits.data(), *I.pool);
-    }
+    const RowGroup g{0, m, n_past_ + off, I.conv, I.ssm, I.kcache, I.vcache};
+    run_layers(tokens.data() + off, m, &g, 1, off, all_logits, off + m == n);
   }
   n_past_ += n;
   return Status::ok();
+}
+
+Status Qwen35::forward_batch(std::span<const int32_t> tokens, std::span<const int> seqs) {
+  Impl& I = *impl_;
+  const int64_t n = static_cast<int64_t>(tokens.size());
+  if (n == 0 || seqs.size() != tokens.size())
+    return util::invalid_argument("forward_batch: one token per listed sequence, at least one");
+  if (n > I.cap_tokens)
+    return util::invalid_argument(strfmt("forward_batch: %lld rows exceed the %lld the model was sized for",
+                                         (long long)n, (long long)I.cap_tokens));
+  if (I.checkpointed) return util::invalid_argument("forward_batch: not while a verify checkpoint is open");
+  std::vector<bool> seen(static_cast<size_t>(opts_.n_seq), false);
+  std::vector<RowGroup> groups;
+  groups.reserve(static_cast<size_t>(n));
+  for (int64_t r = 0; r < n; ++r) {
+    const int sq = seqs[static_cast<size_t>(r)];
+    if (sq < 0 || sq >= opts_.n_seq || seen[static_cast<size_t>(sq)])
+      return util::invalid_argument(strfmt("forward_batch: sequence %d is out of range [0, %d) or listed twice", sq,
+                                           opts_.n_seq));
+    seen[static_cast<size_t>(sq)] = true;
+    const int32_t t = tokens[static_cast<size_t>(r)];
+    if (t < 0 || t >= cfg_.n_vocab)
+      return util::invalid_argument(strfmt("token id %d is outside the vocabulary [0, %lld)", t, (long long)cfg_.n_vocab));
+    Impl::SeqState* ps = sq == I.cur_seq ? nullptr : &I.parked[static_cast<size_t>(sq)];
+    const int64_t past = ps ? ps->n_past : n_past_;
+    if (past + 1 > opts_.n_ctx)
+      return util::out_of_range(strfmt("context full: sequence %d has %lld tokens, the context size is %lld "
+                                       "(raise --ctx-size)", sq, (long long)past, (long long)opts_.n_ctx));
+    groups.push_back(ps ? RowGroup{r, 1, past, ps->conv, ps->ssm, ps->kcache, ps->vcache}
+                        : RowGroup{r, 1, past, I.conv, I.ssm, I.kcache, I.vcache});
+  }
+  I.n_logit_rows = n;
+  I.logits.resize(static_cast<size_t>(n * cfg_.n_vocab));
+  I.features.resize(static_cast<size_t>(n * feature_dim()));
+  if (I.capture_all) {
+    I.all_layers.resize(static_cast<size_t>(cfg_.n_layer * n * cfg_.n_embd));
+    I.all_layers_tokens = n;
+  }
+  run_layers(tokens.data(), n, groups.data(), static_cast<int>(groups.size()), 0, /*all_logits=*/true, true);
+  for (int64_t r = 0; r < n; ++r) {
+    const int sq = seqs[static_cast<size_t>(r)];
+    if (sq == I.cur_seq)
+      ++n_past_;
+    else
+      ++I.parked[static_cast<size_t>(sq)].n_past;
+  }
+  return Status::ok();
+}
+
+Status Qwen35::set_sequence(int seq) {
+  Impl& I = *impl_;
+  if (seq < 0 || seq >= opts_.n_seq)
+    return util::invalid_argument(strfmt("sequence %d is out of range [0, %d) (Qwen35Options::n_seq)", seq, opts_.n_seq));
+  if (I.checkpointed) return util::invalid_argument("set_sequence: not while a verify checkpoint is open");
+  if (seq == I.cur_seq) return Status::ok();
+  Impl::SeqState& from = I.parked[static_cast<size_t>(I.cur_seq)];
+  Impl::SeqState& to = I.parked[static_cast<size_t>(seq)];
+  from.conv.swap(I.conv);
+  from.ssm.swap(I.ssm);
+  from.kcache.swap(I.kcache);
+  from.vcache.swap(I.vcache);
+  from.n_past = n_past_;
+  I.conv.swap(to.conv);
+  I.ssm.swap(to.ssm);
+  I.kcache.swap(to.kcache);
+  I.vcache.swap(to.vcache);
+  n_past_ = to.n_past;
+  I.cur_seq = seq;
+  return Status::ok();
+}
+
+int Qwen35::sequence() const { return impl_->cur_seq; }
+
+// The layer stack over m rows. Each row group has its own sequence state and starting position: one
+// group of m consecutive tokens for a plain forward, one group per row (a token of a different
+// sequence each) for forward_batch. Row-wise work (norms, matmuls, FFN) runs on all m rows at once;
+// the recurrent and attention parts per group.
+void Qwen35::run_layers(const int32_t* tok, int64_t m, const RowGroup* groups, int n_groups, int64_t off,
+                        bool all_logits, bool last_chunk) {
+  Impl& I = *impl_;
+  const Qwen35Config& C = cfg_;
+  const int64_t H = C.n_embd, V = C.n_vocab;
+  const int64_t fdim = feature_dim();
+  const int64_t n = I.all_layers_tokens;
+  float* x = I.x.data();
+  float* h = I.h.data();
+  util::profile::Envelope prof("[forward]", m);
+
+  ops::embed(I.token_embd, tok, m, x);
+
+  for (int64_t il = 0; il < C.n_layer; ++il) {
+    const size_t li = static_cast<size_t>(il);
+    const Layer& L = I.layers[li];
+    ops::rmsnorm(x, L.attn_norm.as<float>(), m, H, C.rms_eps, h);
+    if (L.recurrent) {
+      // ---- Gated DeltaNet (qwen35.md §2.2) ----
+      const int64_t Hk = C.ssm_n_k_heads, Hv = C.ssm_n_v_heads, Dk = C.ssm_d_state, Dv = C.head_v_dim();
+      const int64_t CD = C.conv_dim(), KD = C.key_dim(), DI = C.ssm_d_inner;
+      float* qkv = I.qkv.data();
+      float* z = I.zbuf.data();
+      float* b = I.bbuf.data();
+      float* a = I.abuf.data();
+      ops::matmul(L.qkv, h, m, qkv, *I.pool);
+      ops::matmul(L.z, h, m, z, *I.pool);
+      ops::matmul(L.beta, h, m, b, *I.pool);
+      ops::matmul(L.alpha, h, m, a, *I.pool);
+      // beta = σ(b); g = softplus(a + dt_bias) · ssm_a   (ssm_a = −exp(A_log))
+      float* g = I.gbuf.data();
+      ops::deltanet_gates(b, a, L.dt_bias.as<float>(), L.ssm_a.as<float>(), m, Hv, b, g);
+      if (I.checkpointed) {
+        TapeLayer& tp = I.tape[li];
+        std::memcpy(tp.qkv_raw.data(), qkv, static_cast<size_t>(m * CD) * sizeof(float));
+      }
+      // Causal depthwise conv over [window ; qkv] then SiLU; the window keeps pre-conv inputs.
+      float* qc = I.qkv_conv.data();
+      for (int gi = 0; gi < n_groups; ++gi) {
+        const RowGroup& G = groups[gi];
+        ops::conv1d_silu(qkv + G.row0 * CD, G.rows, CD, L.conv1d.as<float>(), C.conv_kernel, G.conv[li].data(),
+                         qc + G.row0 * CD);
+      }
+      // Split into q, k (Hk heads) and v (Hv heads); l2-normalise q and k, scale q by 1/sqrt(Dk).
+      ops::deltanet_qk_norm(qc, m, CD, Hk, Dk, C.rms_eps);
+      float* o = I.core.data();
+      if (I.checkpointed) {  // one group: the verify block
+        std::vector<float>& S = groups[0].ssm[li];
+        TapeLayer& tp = I.tape[li];
+        for (int64_t t = 0; t < m; ++t) {
+          std::memcpy(tp.k.data() + t * KD, qc + t * CD + KD, static_cast<size_t>(KD) * sizeof(float));
+          std::memcpy(tp.v.data() + t * DI, qc + t * CD + 2 * KD, static_cast<size_t>(DI) * sizeof(float));
+        }
+        std::memcpy(tp.g.data(), g, static_cast<size_t>(m * Hv) * sizeof(float));
+        std::memcpy(tp.beta.data(), b, static_cast<size_t>(m * Hv) * sizeof(float));
+        std::vector<float>* inter = opts_.keep_intermediate_states ? &I.inter_ssm[li] : nullptr;
+        ops::deltanet_recurrent(qc, m, CD, Hk, Hv, Dk, Dv, g, b, I.ssm_work[li].data(), o, inter, *I.pool, S.data());
+        if (opts_.keep_intermediate_states) {
+          // conv windows after each token, for the oracle
+          std::vector<float>& ic = I.inter_conv[li];
+          const int64_t W = (C.conv_kernel - 1) * CD;
+          ic.resize(static_cast<size_t>(m * W));
+          const std::vector<float>& base = I.ckpt_conv[li];
+          for (int64_t t = 0; t < m; ++t)
+            ops::conv_window_after(base.data(), tp.qkv_raw.data(), t + 1, CD, C.conv_kernel, ic.data() + t * W);
+        }
+      } else {
+        for (int gi = 0; gi < n_groups; ++gi) {
+          const RowGroup& G = groups[gi];
+          const int64_t r0 = G.row0;
+          if (G.rows == 1 || opts_.delta_chunk <= 0)
+            ops::deltanet_recurrent(qc + r0 * CD, G.rows, CD, Hk, Hv, Dk, Dv, g + r0 * Hv, b + r0 * Hv,
+                                    G.ssm[li].data(), o + r0 * DI, nullptr, *I.pool);
+          else
+            ops::deltanet_chunked(qc + r0 * CD, G.rows, CD, Hk, Hv, Dk, Dv, g + r0 * Hv, b + r0 * Hv,
+                                  G.ssm[li].data(), o + r0 * DI, opts_.delta_chunk, *I.pool);
+        }
+      }
+      // Gated RMSNorm per value head: norm(o)·w·silu(z); then the output projection.
+      ops::gated_rmsnorm(o, z, L.ssm_norm.as<float>(), m * Hv, Dv, C.rms_eps, o);
+      ops::matmul(L.ssm_out, o, m, h, *I.pool);
+    } else {
+      // ---- gated full attention (qwen35.md §3) ----
+      const int64_t nh = C.n_head, nkv = C.n_head_kv, hd = C.head_dim;
+      float* qg = I.qg.data();
+      ops::matmul(L.wq, h, m, qg, *I.pool);
+      float* q = I.q.data();
+      float* gate = I.attn.data();  // reuse: gate rows
+      ops::split_query_gate(qg, m, nh, hd, q, gate);
+      float* k = I.k.data();
+      float* v = I.v.data();
+      ops::matmul(L.wk, h, m, k, *I.pool);
+      ops::matmul(L.wv, h, m, v, *I.pool);
+      ops::head_rmsnorm(q, L.q_norm.as<float>(), m, nh, hd, C.rms_eps);
+      ops::head_rmsnorm(k, L.k_norm.as<float>(), m, nkv, hd, C.rms_eps);
+      float* out = I.tmp.data();
+      for (int gi = 0; gi < n_groups; ++gi) {
+        const RowGroup& G = groups[gi];
+        float* qr = q + G.row0 * nh * hd;
+        float* kr = k + G.row0 * nkv * hd;
+        ops::rope_neox(qr, G.rows, nh, hd, C.n_rot, G.pos0, C.rope_theta);
+        ops::rope_neox(kr, G.rows, nkv, hd, C.n_rot, G.pos0, C.rope_theta);
+        float* kc = G.kcache[li].data();
+        float* vc = G.vcache[li].data();
+        ops::kv_append(kc, kr, G.rows, nkv, hd, opts_.n_ctx, G.pos0);
+        ops::kv_append(vc, v + G.row0 * nkv * hd, G.rows, nkv, hd, opts_.n_ctx, G.pos0);
+        ops::attention_causal(qr, G.rows, nh, hd, kc, vc, nkv, opts_.n_ctx, G.pos0, out + G.row0 * nh * hd, *I.pool);
+      }
+      ops::mul_sigmoid(out, gate, m * nh * hd);  // output gate
+      ops::matmul(L.wo, out, m, h, *I.pool);
+    }
+    ops::add(x, h, m * H);  // residual
+    // ---- FFN ----
+    ops::rmsnorm(x, L.post_norm.as<float>(), m, H, C.rms_eps, h);
+    if (C.moe()) {
+      ops::moe_ffn(L.gate_inp, L.gate_exps, L.up_exps, L.down_exps, C.n_expert_used,
+                   L.gate_shexp.data ? &L.gate_shexp : nullptr, L.up_shexp.data ? &L.up_shexp : nullptr,
+                   L.down_shexp.data ? &L.down_shexp : nullptr,
+                   L.gate_inp_shexp.data ? &L.gate_inp_shexp : nullptr, h, m, H, I.tmp.data(),
+                   I.ffn_a.data(), I.ffn_b.data(), I.router.data(), *I.pool);
+      std::memcpy(h, I.tmp.data(), static_cast<size_t>(m * H) * sizeof(float));
+    } else {
+      ops::matmul(L.ffn_gate, h, m, I.ffn_a.data(), *I.pool);
+      ops::matmul(L.ffn_up, h, m, I.ffn_b.data(), *I.pool);
+      ops::swiglu(I.ffn_a.data(), I.ffn_b.data(), m * C.n_ff, I.ffn_a.data());
+      ops::matmul(L.ffn_down, I.ffn_a.data(), m, h, *I.pool);
+    }
+    ops::add(x, h, m * H);
+    // Capture the residual stream after this layer (HF hidden_states[il + 1]).
+    // For the last layer this is the final-norm output: transformers' hidden_states[n_layer] is
+    // post-norm, and that is what drafters trained on it read (docs/dflash-reference-notes.md §2).
+    for (size_t cj = 0; cj < opts_.capture_layers.size(); ++cj) {
+      if (opts_.capture_layers[cj] != il) continue;
+      for (int64_t t = 0; t < m; ++t) {
+        float* dst = I.features.data() + (off + t) * fdim + static_cast<int64_t>(cj) * H;
+        if (il == C.n_layer - 1) {
+          ops::rmsnorm(x + t * H, I.output_norm.as<float>(), 1, H, C.rms_eps, dst);
+        } else {
+          std::memcpy(dst, x + t * H, static_cast<size_t>(H) * sizeof(float));
+        }
+      }
+    }
+    if (I.capture_all)
+      std::memcpy(I.all_layers.data() + (il * n + off) * H, x, static_cast<size_t>(m * H) * sizeof(float));
+  }
+  // Final norm and LM head for the rows whose logits are wanted.
+  if (all_logits) {
+    ops::rmsnorm(x, I.output_norm.as<float>(), m, H, C.rms_eps, h);
+    ops::matmul(I.output, h, m, I.logits.data() + off * V, *I.pool);
+  } else if (last_chunk) {
+    ops::rmsnorm(x + (m - 1) * H, I.output_norm.as<float>(), 1, H, C.rms_eps, h);
+    ops::matmul(I.output, h, 1, I.logits.data(), *I.pool);
+  }
 }
 
 const float* Qwen35::logits(int64_t i) const {

@@ -58,6 +58,9 @@ struct Qwen35Options {
   int delta_chunk = 0;
   std::vector<int> capture_layers;  // layer ids whose output is captured as features
   bool keep_intermediate_states = false;  // rollback oracle: store every per-token state
+  // Independent sequences the model holds state for (each with its own KV cache and recurrent
+  // state): forward_batch advances several by one token in one pass, sharing every weight read.
+  int n_seq = 1;
 };
 
 class Qwen35 final : public spec::TargetModel {
@@ -90,6 +93,14 @@ class Qwen35 final : public spec::TargetModel {
   const tensor::Tensor& output_head() const;
   const tensor::Tensor& output_norm() const;
 
+  // Multi-sequence batching (Qwen35Options::n_seq > 1). forward/reset/checkpoint/keep act on the
+  // current sequence (0 at load); set_sequence switches (O(1), not while a verify is open).
+  // forward_batch feeds one token to each listed (distinct) sequence in one pass: logits(r) and
+  // features(r) belong to row r. Each row's result is bitwise the one-token forward of its sequence.
+  util::Status set_sequence(int seq);
+  int sequence() const;
+  util::Status forward_batch(std::span<const int32_t> tokens, std::span<const int> seqs);
+
   // Test access to the recurrent state of layer il: conv window [(K-1)][conv_dim] and
   // delta-rule state [Hv][Dv][Dk] (value-major; value heads in GGUF/tiled order).
   std::span<const float> conv_state(int il) const;
@@ -102,6 +113,9 @@ class Qwen35 final : public spec::TargetModel {
 
  private:
   Qwen35() = default;
+  struct RowGroup;
+  void run_layers(const int32_t* tok, int64_t m, const RowGroup* groups, int n_groups, int64_t off, bool all_logits,
+                  bool last_chunk);
   Qwen35Config cfg_;
   Qwen35Options opts_;
   int64_t n_past_ = 0;
