@@ -16,6 +16,7 @@ struct GenDataArgs {
   std::string prompts, out, features;
   int64_t gen_len = 256, max_seqs = 0;
   double max_minutes = 0;
+  int parallel = 8;
   bool no_stop = false;
 };
 
@@ -38,6 +39,8 @@ int run_gen_data(const GenDataArgs& a) {
       eo.capture_layers.push_back(static_cast<int>(v));
     }
   }
+  if (a.parallel < 1 || a.parallel > 64) return fail("--parallel must be in [1, 64]");
+  eo.n_seq = a.parallel;
   auto eng = engine::Engine::load(eo);
   if (!eng.is_ok()) return fail(eng.status().to_string());
   engine::Engine& e = **eng;
@@ -48,6 +51,7 @@ int run_gen_data(const GenDataArgs& a) {
   o.features = !eo.capture_layers.empty();
   o.max_seqs = a.max_seqs;
   o.max_minutes = a.max_minutes;
+  o.parallel = a.parallel;
   if (!a.no_stop) o.stop_tokens = e.eos_tokens();
   auto r = engine::generate_training_data(e.target(), o);
   if (!r.is_ok()) return fail(r.status().to_string());
@@ -72,6 +76,9 @@ DFLASH_COMMAND(Command{
       sub->add_option("--max-seqs", a->max_seqs, "Only the first N prompts (0: all)");
       sub->add_option("--max-minutes", a->max_minutes, "Stop cleanly after this long; rerun to continue");
       sub->add_flag("--no-stop", a->no_stop, "Do not stop responses at end-of-text tokens");
+      sub->add_option("--parallel", a->parallel,
+                      "Sequences decoded together (one batched forward per step; the output does not depend on it)")
+          ->capture_default_str();
       return [a] { return run_gen_data(*a); };
     }});
 

@@ -26,6 +26,7 @@ Result<std::unique_ptr<Engine>> Engine::load(const EngineOptions& opts) {
   mo.n_ctx = opts.n_ctx;
   mo.n_batch = opts.n_batch;
   mo.capture_layers = opts.capture_layers;
+  mo.n_seq = opts.n_seq;
   if (!opts.draft_path.empty()) {
     DFLASH_ASSIGN_OR_RETURN(formats::GgufFile df, formats::GgufFile::open(opts.draft_path, load_mode));
     e->draft_file_ = std::make_shared<const formats::GgufFile>(std::move(df));

@@ -29,6 +29,7 @@ struct EngineOptions {
   int64_t n_batch = 128;
   int threads = 0;  // 0: DFLASH_THREADS or all cores
   std::vector<int> capture_layers;  // target layers to capture when there is no drafter (gen-data)
+  int n_seq = 1;  // independent target sequences for batched decoding (gen-data --parallel)
   bool no_mmap = false;  // copy weights into huge-page memory instead of mapping the files
 };
 

@@ -189,53 +189,110 @@ Result<GenDataStats> generate_training_data(model::Qwen35& target, const GenData
   std::unique_ptr<util::Progress> bar;
   if (o.progress) bar = std::make_unique<util::Progress>("gen-data", static_cast<uint64_t>(want), "seq");
   if (bar) bar->update(done.size());
-  std::vector<int32_t> seq;
-  std::vector<uint16_t> feat16;
+  if (o.parallel < 1 || o.parallel > target.options().n_seq)
+    return util::invalid_argument(strfmt("parallel %d needs a target loaded with n_seq >= it (has %d)", o.parallel,
+                                         target.options().n_seq));
   std::vector<uint16_t> tok16;
   auto is_stop = [&](int32_t t) {
     return std::find(o.stop_tokens.begin(), o.stop_tokens.end(), t) != o.stop_tokens.end();
   };
-  auto put_features = [&](int64_t rows) {
-    const float* f = target.features(0);
-    const size_t off = feat16.size();
-    feat16.resize(off + static_cast<size_t>(rows * fdim));
-    for (int64_t k = 0; k < rows * fdim; ++k) feat16[off + static_cast<size_t>(k)] = tensor::fp32_to_fp16(f[k]);
+  // One sequence of a wave: its tokens, features so far, and whether it still generates.
+  struct Slot {
+    const Triple* prompt = nullptr;
+    std::vector<int32_t> seq;
+    std::vector<uint16_t> feat16;
+    int64_t generated = 0;
+    bool active = false;
   };
+  std::vector<Slot> slots(static_cast<size_t>(o.parallel));
+  auto put_features = [&](Slot& sl, int64_t first_row, int64_t rows) {
+    const float* f = target.features(first_row);
+    const size_t off = sl.feat16.size();
+    sl.feat16.resize(off + static_cast<size_t>(rows * fdim));
+    for (int64_t k = 0; k < rows * fdim; ++k) sl.feat16[off + static_cast<size_t>(k)] = tensor::fp32_to_fp16(f[k]);
+  };
+  // Greedy next token from logits row `row`; decides whether the slot stops after it. The last token
+  // still needs its own features (one more forward) even though nothing follows it.
+  auto take = [&](Slot& sl, int64_t row) {
+    const int32_t next = static_cast<int32_t>(kernels::argmax(target.logits(row), target.n_vocab()));
+    sl.seq.push_back(next);
+    ++sl.generated;
+    ++st.gen_tokens;
+    const bool last = is_stop(next) || sl.generated == o.gen_len;
+    return last;
+  };
+  std::vector<int32_t> step_tokens;
+  std::vector<int> step_seqs;
+  std::vector<Slot*> step_slots;
 
-  for (int64_t i = static_cast<int64_t>(done.size()); i < want; ++i) {
+  for (int64_t first = static_cast<int64_t>(done.size()); first < want;) {
     if (o.max_minutes > 0 && timer.seconds() > o.max_minutes * 60.0) break;
-    const Triple& p = prompts[static_cast<size_t>(i)];
-    seq.clear();
-    feat16.clear();
-    for (int64_t k = 0; k < p.prompt_len; ++k) seq.push_back(ptoken(p.offset + k));
-    target.reset();
-    DFLASH_RETURN_IF_ERROR(target.forward(seq, false).with_context(strfmt("prompt %lld", (long long)i)));
-    if (o.features) put_features(p.prompt_len);
-    for (int64_t g = 0; g < o.gen_len; ++g) {
-      const int32_t next = static_cast<int32_t>(kernels::argmax(target.logits(0), target.n_vocab()));
-      seq.push_back(next);
-      ++st.gen_tokens;
-      // The last token still needs its own features (one more forward) even though nothing follows it.
-      const bool last = is_stop(next) || g + 1 == o.gen_len;
-      if (last && !o.features) break;
-      DFLASH_RETURN_IF_ERROR(target.forward(std::span<const int32_t>(&seq.back(), 1), false));
-      if (o.features) put_features(1);
-      if (last) break;
+    const int64_t wave = std::min<int64_t>(o.parallel, want - first);
+    // Prefill each sequence of the wave in its own state; its first token comes from the prompt.
+    std::vector<bool> pending_forward(static_cast<size_t>(wave), false);
+    for (int64_t w = 0; w < wave; ++w) {
+      Slot& sl = slots[static_cast<size_t>(w)];
+      sl.prompt = &prompts[static_cast<size_t>(first + w)];
+      sl.seq.clear();
+      sl.feat16.clear();
+      sl.generated = 0;
+      for (int64_t k = 0; k < sl.prompt->prompt_len; ++k) sl.seq.push_back(ptoken(sl.prompt->offset + k));
+      DFLASH_RETURN_IF_ERROR(target.set_sequence(static_cast<int>(w)));
+      target.reset();
+      DFLASH_RETURN_IF_ERROR(target.forward(sl.seq, false).with_context(strfmt("prompt %lld", (long long)(first + w))));
+      if (o.features) put_features(sl, 0, sl.prompt->prompt_len);
+      const bool last = take(sl, 0);
+      sl.active = !last;
+      pending_forward[static_cast<size_t>(w)] = !last || o.features;  // the new token still needs a forward
     }
-    tok16.assign(seq.begin(), seq.end());
-    DFLASH_RETURN_IF_ERROR(ftok.write(tok16.data(), tok16.size() * 2));
+    DFLASH_RETURN_IF_ERROR(target.set_sequence(0));
+    // Decode steps: every slot whose newest token needs a forward takes part.
+    for (;;) {
+      step_tokens.clear();
+      step_seqs.clear();
+      step_slots.clear();
+      for (int64_t w = 0; w < wave; ++w) {
+        if (!pending_forward[static_cast<size_t>(w)]) continue;
+        Slot& sl = slots[static_cast<size_t>(w)];
+        step_tokens.push_back(sl.seq.back());
+        step_seqs.push_back(static_cast<int>(w));
+        step_slots.push_back(&sl);
+      }
+      if (step_tokens.empty()) break;
+      DFLASH_RETURN_IF_ERROR(target.forward_batch(step_tokens, step_seqs));
+      for (size_t r = 0; r < step_slots.size(); ++r) {
+        Slot& sl = *step_slots[r];
+        const size_t w = static_cast<size_t>(step_seqs[r]);
+        if (o.features) put_features(sl, static_cast<int64_t>(r), 1);
+        if (!sl.active) {  // that forward only gave the final token its features
+          pending_forward[w] = false;
+          continue;
+        }
+        const bool last = take(sl, static_cast<int64_t>(r));
+        sl.active = !last;
+        pending_forward[w] = !last || o.features;
+      }
+    }
+    // The wave's sequences, in prompt order.
+    for (int64_t w = 0; w < wave; ++w) {
+      Slot& sl = slots[static_cast<size_t>(w)];
+      tok16.assign(sl.seq.begin(), sl.seq.end());
+      DFLASH_RETURN_IF_ERROR(ftok.write(tok16.data(), tok16.size() * 2));
+      if (o.features) DFLASH_RETURN_IF_ERROR(ffeat.write(sl.feat16.data(), sl.feat16.size() * 2));
+    }
     DFLASH_RETURN_IF_ERROR(ftok.sync());
-    if (o.features) {
-      DFLASH_RETURN_IF_ERROR(ffeat.write(feat16.data(), feat16.size() * 2));
-      DFLASH_RETURN_IF_ERROR(ffeat.sync());
+    if (o.features) DFLASH_RETURN_IF_ERROR(ffeat.sync());
+    for (int64_t w = 0; w < wave; ++w) {
+      const Slot& sl = slots[static_cast<size_t>(w)];
+      const Triple rec{end, static_cast<int64_t>(sl.seq.size()), sl.prompt->prompt_len};
+      DFLASH_RETURN_IF_ERROR(fidx.write(&rec, sizeof rec));
+      end += rec.length;
+      done.push_back(rec);
     }
-    const Triple rec{end, static_cast<int64_t>(seq.size()), p.prompt_len};
-    DFLASH_RETURN_IF_ERROR(fidx.write(&rec, sizeof rec));
     DFLASH_RETURN_IF_ERROR(fidx.sync());
-    end += rec.length;
-    done.push_back(rec);
     if (o.features) DFLASH_RETURN_IF_ERROR(write_text_atomic(ocount, std::to_string(done.size())));
-    ++st.seqs_this_run;
+    st.seqs_this_run += wave;
+    first += wave;
     if (bar)
       bar->update(done.size(), strfmt("%.1f tok/s", st.gen_tokens / std::max(1e-9, timer.seconds())));
   }

@@ -31,6 +31,9 @@ struct GenDataOptions {
   bool features = false;             // write features.bin (the target must capture layers)
   int64_t max_seqs = 0;              // 0: every prompt
   double max_minutes = 0;            // 0: no limit; otherwise stop cleanly after this long
+  // Sequences decoded together (≤ the target's n_seq): each step is one forward_batch over them, so
+  // the weights are read once per step for all of them. Output is identical for any value.
+  int parallel = 1;
   bool progress = true;
 };
 
@@ -43,8 +46,9 @@ struct GenDataStats {
 };
 
 // Greedy continuation of every prompt with `target` (which must have been loaded with
-// capture_layers = the drafter's target_layer_ids when features are wanted, and with n_ctx ≥ the
-// longest prompt + gen_len + 1). Features are captured during generation: the engine's prefill is
+// capture_layers = the drafter's target_layer_ids when features are wanted, with n_ctx ≥ the
+// longest prompt + gen_len + 1, and with n_seq ≥ parallel). Prompts go in waves of `parallel`
+// sequences, written in prompt order when the wave ends. Features are captured during generation: the engine's prefill is
 // bitwise equal to token-by-token decoding, so they equal one forward over the whole sequence.
 util::Result<GenDataStats> generate_training_data(model::Qwen35& target, const GenDataOptions& opts);
 

@@ -55,10 +55,11 @@ class GenDataTest : public ::testing::Test {
   }
   void TearDown() override { fs::remove_all(dir_); }
 
-  static std::unique_ptr<Engine> load(std::vector<int> capture, int64_t n_ctx = 256) {
+  static std::unique_ptr<Engine> load(std::vector<int> capture, int64_t n_ctx = 256, int n_seq = 1) {
     EngineOptions o;
     o.target_path = data("gguf/qwen35-dense-a.gguf");
     o.n_ctx = n_ctx;
+    o.n_seq = n_seq;
     o.capture_layers = std::move(capture);
     auto e = Engine::load(o);
     EXPECT_TRUE(e.is_ok()) << e.status().to_string();
@@ -173,6 +174,44 @@ TEST_F(GenDataTest, InterruptedRunResumesToTheSameBytes) {
   EXPECT_TRUE(r2->complete);
   for (const char* f : {"tokens.bin", "index.bin", "features.bin", "features.count"})
     EXPECT_EQ(slurp(dir_ / "part" / f), slurp(dir_ / "full" / f)) << f;
+}
+
+// Batched generation (waves of `parallel` sequences, one forward_batch per step) writes the same bytes
+// as one sequence at a time, also when sequences of a wave stop early at a stop token.
+TEST_F(GenDataTest, ParallelWavesWriteTheSameBytes) {
+  auto e = load({0, 3}, 256, 3);
+  ASSERT_TRUE(e);
+  GenerateRequest probe;  // a stop token prompt 1 reaches after 5 tokens
+  probe.prompt = prompts_[1];
+  probe.decode.max_new_tokens = 5;
+  probe.speculative = false;
+  probe.stop_at_eos = false;
+  auto pr = e->generate(probe);
+  ASSERT_TRUE(pr.is_ok());
+  ASSERT_EQ(pr->tokens.size(), 5u);
+  for (const char* out : {"p1", "p2", "p3"}) {
+    const int parallel = out[1] - '0';
+    GenDataOptions o = options(out, 14);
+    o.features = true;
+    o.parallel = parallel;
+    o.stop_tokens = {pr->tokens[4]};
+    auto r = generate_training_data(e->target(), o);
+    ASSERT_TRUE(r.is_ok()) << r.status().to_string();
+    EXPECT_EQ(r->seqs_total, 4);
+  }
+  auto idxb = slurp(dir_ / "p1/index.bin");
+  ASSERT_EQ(idxb.size(), 4 * sizeof(Triple));
+  std::vector<Triple> idx(4);
+  std::memcpy(idx.data(), idxb.data(), idxb.size());
+  EXPECT_LE(idx[1].length, idx[1].prompt_len + 5) << "prompt 1 should stop early inside its wave";
+  for (const char* par : {"p2", "p3"})
+    for (const char* f : {"tokens.bin", "index.bin", "features.bin", "features.count"})
+      EXPECT_EQ(slurp(dir_ / par / f), slurp(dir_ / "p1" / f)) << par << "/" << f;
+  GenDataOptions too_many = options("bad", 4);
+  too_many.parallel = 4;
+  const auto r = generate_training_data(e->target(), too_many);
+  ASSERT_FALSE(r.is_ok());
+  EXPECT_NE(r.status().to_string().find("n_seq"), std::string::npos) << r.status().to_string();
 }
 
 TEST_F(GenDataTest, BadInputsAreClearErrors) {
