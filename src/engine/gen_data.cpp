@@ -188,7 +188,7 @@ Result<GenDataStats> generate_training_data(model::Qwen35& target, const GenData
   util::Timer timer;
   std::unique_ptr<util::Progress> bar;
   if (o.progress) bar = std::make_unique<util::Progress>("gen-data", static_cast<uint64_t>(want), "seq");
-  if (bar) bar->update(done.size());
+  if (bar) bar->resume_at(done.size());
   if (o.parallel < 1 || o.parallel > target.options().n_seq)
     return util::invalid_argument(strfmt("parallel %d needs a target loaded with n_seq >= it (has %d)", o.parallel,
                                          target.options().n_seq));

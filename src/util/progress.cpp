@@ -49,7 +49,7 @@ void Progress::cancel() {
 void Progress::draw(bool final_line, const std::string& detail) {
   double t = timer_.seconds();
   double frac = total_ ? double(done_) / double(total_) : 0.0;
-  double rate = t > 0 ? done_ / t : 0.0;
+  double rate = t > 0 ? double(done_ - std::min(start_, done_)) / t : 0.0;
   std::string rate_s = unit_ == "B" ? human_bytes(rate) + "/s" : strfmt("%.1f %s/s", rate, unit_.c_str());
   std::string eta = (!final_line && rate > 0 && total_)
                         ? strfmt(" eta %.0fs", double(total_ - done_) / rate)

@@ -18,6 +18,9 @@ class Progress {
   ~Progress();  // finish() if not done
   void update(uint64_t done, const std::string& detail = "");
   void add(uint64_t n, const std::string& detail = "") { update(done_ + n, detail); }
+  // A resumed job: `done` units were finished by an earlier run. Shown as progress, but the rate
+  // and ETA count only what this run does.
+  void resume_at(uint64_t done) { done_ = start_ = done; }
   void finish(const std::string& detail = "");
   // Ends the display without claiming completion (the work failed); a TTY line is terminated.
   void cancel();
@@ -27,7 +30,7 @@ class Progress {
  private:
   void draw(bool final_line, const std::string& detail);
   std::string label_, unit_;
-  uint64_t total_, done_ = 0;
+  uint64_t total_, done_ = 0, start_ = 0;
   FILE* out_;
   bool tty_;
   bool finished_ = false;

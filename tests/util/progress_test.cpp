@@ -40,5 +40,22 @@ TEST(Progress, CancelEndsTheLineWithoutClaimingCompletion) {
   std::fclose(g);
 }
 
+
+// A resumed job: the 900 units of an earlier run count as progress, not as this run's speed (no
+// work yet in this run: rate 0, where counting the resumed units gave millions per second).
+TEST(Progress, ResumedWorkDoesNotInflateTheRate) {
+  FILE* f = std::tmpfile();
+  ASSERT_NE(f, nullptr);
+  {
+    Progress p("gen-data", 1000, "seq", f, /*interval_s=*/0.0);
+    p.resume_at(900);
+    p.update(900);
+    p.cancel();
+  }
+  const std::string s = contents(f);
+  EXPECT_NE(s.find("900/1000 (90.0%) 0.0 seq/s"), std::string::npos) << s;
+  std::fclose(f);
+}
+
 }  // namespace
 }  // namespace dflash::util
