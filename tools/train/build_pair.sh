@@ -49,7 +49,7 @@ for split in train heldout; do
   [ -f "$out/prompts/index.bin" ] || "$P" gen_data.py --prompts-only --tokenizer-dir "$W/pair-grown" \
       --tokens "$W/tokens" --split "$split" --out "$out/prompts" --num-seqs "$n" --gen-len "$GEN"
   say "gen-data $split ($n prompts, features at layers $layers)"
-  "$D" gen-data -m "$target" --prompts "$out/prompts" -o "$out" -n "$GEN" --features "$layers" -t "$THREADS"
+  "$D" gen-data -m "$target" --prompts "$out/prompts" -o "$out" -n "$GEN" --features "$layers" -t "$THREADS" --parallel 16
 done
 say "train the drafter ($LAYERS layers, $EPOCHS epochs, at most $DRAFT_MINUTES min this run)"
 "$P" train_drafter.py --target "$target" --data "$W/pair-gen-train" --heldout-data "$W/pair-gen-heldout" \
