@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The speed table of models/README.md: plain decoding vs DFlash on the shipped pair, in one process per row
 # (`dflash bench` pair mode, T = 0, held-out prompts of bench/prompts/): the drafter's block (16), fixed
-# blocks 2/4/8 and the adaptive policy, n-gram lookup drafting (no drafter; block 16 and adaptive), with τ
+# blocks 2/4/8 and the adaptive policy, n-gram lookup drafting (no drafter; block 16 and adaptive), DFlash +
+# lookup (full 3-gram matches draft by lookup, the other rounds by the drafter; block B and adaptive), with τ
 # for each, and whether every output equals plain decoding.
 #
 #   scripts/bench-pair.sh [N_PREDICT]        (needs jq: apt-get install jq)
@@ -39,9 +40,10 @@ row "code, Q8_0" "$target" "$draft" "$root/bench/prompts/code.txt"
 row "prose, Q8_0" "$target" "$draft" "$root/bench/prompts/prose.txt"
 row "code, chat template, Q8_0" "$target" "$draft" "$root/bench/prompts/code.txt" --chat --no-think
 row "code, Q4_K_M" "$tmp/t-q4km.gguf" "$tmp/d-q4km.gguf" "$root/bench/prompts/code.txt"
-echo "| prompts ($( [ "$limit" -gt 0 ] && echo "first $limit, " )$n new tokens each, $threads threads, best of $reps) | AR tok/s | DFlash at the drafter's block B: tok/s (speed-up, τ) | B=8 | B=4 | B=2 | adaptive | lookup B=16 | lookup adaptive | identical |"
-echo "|---|---|---|---|---|---|---|---|---|---|"
+echo "| prompts ($( [ "$limit" -gt 0 ] && echo "first $limit, " )$n new tokens each, $threads threads, best of $reps) | AR tok/s | DFlash at the drafter's block B: tok/s (speed-up, τ) | B=8 | B=4 | B=2 | adaptive | lookup B=16 | lookup adaptive | DFlash+lookup B | DFlash+lookup adaptive | identical |"
+echo "|---|---|---|---|---|---|---|---|---|---|---|---|"
 jq -r '"| \(.row) | \(.ar_tok_s*10|round/10) | B=\(.block_size): \(.dflash_tok_s*10|round/10) (\(.speedup*100|round/100)×, τ \(.tau*100|round/100)) | " +
   ([("8","4","2") as $b | "\(.fixed_block_tok_s[$b]*10|round/10) (τ \(.fixed_block_tau[$b]*100|round/100))"] | join(" | ")) +
   " | \(.adaptive_tok_s*10|round/10) (τ \(.adaptive_tau*100|round/100))" +
-  " | \(.lookup_tok_s*10|round/10) (τ \(.lookup_tau*100|round/100)) | \(.lookup_adaptive_tok_s*10|round/10) (τ \(.lookup_adaptive_tau*100|round/100)) | \(.identical) |"' "$out"
+  " | \(.lookup_tok_s*10|round/10) (τ \(.lookup_tau*100|round/100)) | \(.lookup_adaptive_tok_s*10|round/10) (τ \(.lookup_adaptive_tau*100|round/100))" +
+  " | \(.hybrid_tok_s*10|round/10) (τ \(.hybrid_tau*100|round/100)) | \(.hybrid_adaptive_tok_s*10|round/10) (τ \(.hybrid_adaptive_tau*100|round/100)) | \(.identical) |"' "$out"

@@ -118,6 +118,7 @@ int run_pair_bench(const BenchArgs& a) {
     spec::BlockPolicy* policy = nullptr;
     DecodeTotals total;
     int lookup = 0;  // n-gram lookup drafting instead of the drafter
+    bool hybrid = false;  // with lookup: DFlash + lookup (DecodeOptions::lookup_hybrid)
   };
   const int main_block = a.block_size > 0 ? a.block_size : e.drafter()->block_size();
   spec::AdaptiveBlockPolicy adaptive_policy(main_block);
@@ -134,6 +135,13 @@ int run_pair_bench(const BenchArgs& a) {
   if (a.lookup > 0) {
     configs.push_back({"lookup", true, spec::kLookupBlock, nullptr, {}, a.lookup});
     if (a.adaptive) configs.push_back({"lookup adaptive", true, spec::kLookupBlock, &lookup_policy, {}, a.lookup});
+  }
+  // --lookup N with the drafter: DFlash + lookup at the drafter's block (and adaptive).
+  spec::AdaptiveBlockPolicy hybrid_policy(main_block);
+  const size_t hybrid_at = configs.size();
+  if (a.lookup > 0) {
+    configs.push_back({"dflash+lookup", true, a.block_size, nullptr, {}, a.lookup, true});
+    if (a.adaptive) configs.push_back({"dflash+lookup adaptive", true, a.block_size, &hybrid_policy, {}, a.lookup, true});
   }
   const int reps = std::max(1, a.pair_reps);
 
@@ -153,6 +161,7 @@ int run_pair_bench(const BenchArgs& a) {
         req.decode.block_size = configs[c].block;
         req.decode.policy = configs[c].policy;
         req.decode.lookup_ngram = configs[c].lookup;
+        req.decode.lookup_hybrid = configs[c].hybrid;
         req.speculative = configs[c].speculative;
         auto r = e.generate(req);
         if (!r.is_ok()) return fail(r.status());
@@ -199,6 +208,19 @@ int run_pair_bench(const BenchArgs& a) {
       out["lookup_adaptive_tok_s"] = ta.tok_s();
       out["lookup_adaptive_tau"] = ta.tau();
       if (!a.json) std::fprintf(stderr, "lookup adaptive: %.2f tok/s, tau %.2f\n", ta.tok_s(), ta.tau());
+    }
+  }
+  if (a.lookup > 0) {
+    const DecodeTotals& t = configs[hybrid_at].total;
+    out["hybrid_tok_s"] = t.tok_s();
+    out["hybrid_tau"] = t.tau();
+    if (!a.json) std::fprintf(stderr, "dflash+lookup (n-gram %d, block %d): %.2f tok/s, tau %.2f\n", a.lookup, main_block,
+                              t.tok_s(), t.tau());
+    if (a.adaptive) {
+      const DecodeTotals& ta = configs[hybrid_at + 1].total;
+      out["hybrid_adaptive_tok_s"] = ta.tok_s();
+      out["hybrid_adaptive_tau"] = ta.tau();
+      if (!a.json) std::fprintf(stderr, "dflash+lookup adaptive: %.2f tok/s, tau %.2f\n", ta.tok_s(), ta.tau());
     }
   }
   if (a.adaptive) {
@@ -378,7 +400,7 @@ DFLASH_COMMAND(Command{"bench", "Measure decode/prefill speed, the DRAM bound an
                                          "Pair mode: also time these fixed block sizes (e.g. 2,4,8,16)");
                          sub->add_flag("--adaptive", a->adaptive, "Pair mode: also time the adaptive block-size policy");
                          sub->add_option("--lookup", a->lookup,
-                                         "Pair mode: also time n-gram lookup drafting (n-grams of up to N tokens), "
+                                         "Pair mode: also time n-gram lookup drafting (n-grams of up to N tokens) alone and as DFlash + lookup, "
                                          "with --adaptive also under the adaptive policy")
                              ->check(CLI::Range(1, 8));
                          sub->add_flag("--chat", a->chat, "Pair mode: wrap each prompt in the model's chat template");

@@ -40,7 +40,9 @@ int run(const RunArgs& a) {
   // Drafting: the DFlash drafter, or n-gram lookup (--lookup), which needs no drafter model.
   const bool lookup = a.lookup > 0;
   const bool can_draft = lookup || e.drafter();
-  const char* label = lookup ? "lookup" : "dflash";
+  const bool hybrid = lookup && a.lookup_hybrid && e.drafter();
+  if (a.lookup_hybrid && !hybrid) return fail("--lookup-hybrid needs --lookup N and a drafter (-md)");
+  const char* label = hybrid ? "dflash+lookup" : lookup ? "lookup" : "dflash";
   std::unique_ptr<spec::AdaptiveBlockPolicy> policy;
   if (const int cap = spec::max_block_size(req.decode, e.drafter()); a.adaptive && cap > 1) {
     policy = std::make_unique<spec::AdaptiveBlockPolicy>(cap);
@@ -78,7 +80,7 @@ int run(const RunArgs& a) {
   print_stats(label, *df, stderr);
   const bool identical = ar->tokens == df->tokens;
   std::fprintf(stderr, "\nAR %.2f tok/s, %s %.2f tok/s: speed-up %.2fx, tau %.2f, outputs %s\n",
-               ar->stats.decode_tok_s(), lookup ? "lookup" : "DFlash", df->stats.decode_tok_s(),
+               ar->stats.decode_tok_s(), hybrid ? "DFlash+lookup" : lookup ? "lookup" : "DFlash", df->stats.decode_tok_s(),
                ar->stats.decode_tok_s() > 0 ? df->stats.decode_tok_s() / ar->stats.decode_tok_s() : 0.0,
                df->stats.tau(),
                identical ? "identical" : (a.temperature > 0 ? "differ (sampling)" : "DIFFER"));

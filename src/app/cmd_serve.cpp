@@ -45,6 +45,7 @@ int serve(const ServeArgs& a) {
   so.defaults.block_size = a.run.block_size;
   so.defaults.adaptive = a.run.adaptive;
   so.defaults.lookup = a.run.lookup;
+  so.defaults.lookup_hybrid = a.run.lookup_hybrid;
   so.defaults.speculative = !a.ar;
   server::Server srv(**eng, so);
   if (auto st = srv.bind(); !st.is_ok()) {
@@ -92,6 +93,8 @@ DFLASH_COMMAND(Command{
                       "Default to n-gram lookup drafting with n-grams of up to N tokens (no -md needed; requests "
                       "may set \"lookup\": 0..8)")
           ->check(CLI::Range(1, 8));
+      sub->add_flag("--lookup-hybrid", a->run.lookup_hybrid,
+                    "Default to DFlash + lookup with --lookup and -md (requests may set \"lookup_hybrid\")");
       sub->add_flag("--ar", a->ar, "Default to plain decoding (requests may still ask for \"speculative\": true)");
       sub->add_option("--temp", a->run.temperature, "Default temperature (0 = greedy)")->capture_default_str();
       sub->add_option("--top-k", a->run.top_k, "Default top-k (0 = off)");

@@ -24,6 +24,7 @@ engine::GenerateRequest RunArgs::request(std::vector<int32_t> prompt_ids) const 
   r.decode.max_new_tokens = n_predict;
   r.decode.block_size = block_size;
   r.decode.lookup_ngram = lookup;
+  r.decode.lookup_hybrid = lookup_hybrid;
   r.decode.sampling.temperature = temperature;
   r.decode.sampling.top_k = top_k;
   r.decode.sampling.top_p = top_p;
@@ -57,6 +58,9 @@ void add_run_options(CLI::App* sub, RunArgs& a) {
                   "Draft by n-gram lookup in the prompt and output instead of with the DFlash drafter (prompt-lookup "
                   "decoding; n-grams of up to N tokens, 3 is a good start; no -md needed; block size default 16)")
       ->check(CLI::Range(1, 8));
+  sub->add_flag("--lookup-hybrid", a.lookup_hybrid,
+                "With --lookup and -md: DFlash + lookup (rounds with a full N-gram match verify the lookup "
+                "proposal, the others the drafter's)");
   sub->add_option("--temp", a.temperature, "Temperature (0 = greedy)")->capture_default_str();
   sub->add_option("--top-k", a.top_k, "Top-k (0 = off)");
   sub->add_option("--top-p", a.top_p, "Top-p (1 = off)");

@@ -25,6 +25,7 @@ struct RunArgs {
   bool no_mmap = false;
   bool profile = false;
   int lookup = 0;  // > 0: n-gram lookup drafting (no drafter model)
+  bool lookup_hybrid = false;  // with --lookup and a drafter: DFlash + lookup
 
   engine::EngineOptions engine_options() const;
   engine::GenerateRequest request(std::vector<int32_t> prompt) const;

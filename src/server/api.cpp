@@ -251,6 +251,8 @@ bool parse_request(Endpoint ep, const json& body, const engine::Engine& eng, con
   int64_t lookup = d.lookup;
   if (!get_int(body, "lookup", 0, 8, &lookup, err)) return false;
   r.gen.decode.lookup_ngram = static_cast<int>(lookup);
+  r.gen.decode.lookup_hybrid = d.lookup_hybrid;
+  if (!get_bool(body, "lookup_hybrid", &r.gen.decode.lookup_hybrid, err)) return false;
   if (!parse_stop(body, &r.gen.stop_strings, err)) return false;
   bool ignore_eos = false;
   if (!get_bool(body, "ignore_eos", &ignore_eos, err)) return false;

@@ -24,6 +24,7 @@ struct RequestDefaults {
   bool speculative = true;
   bool adaptive = false;
   int lookup = 0;                 // > 0: n-gram lookup drafting (spec/lookup.h) instead of the drafter
+  bool lookup_hybrid = false;     // with lookup and a drafter: DFlash + lookup (DecodeOptions::lookup_hybrid)
 };
 
 struct ParsedRequest {

@@ -29,7 +29,8 @@ struct Server::Impl {
   // Adaptive block policies, one per block-size cap and drafting method, kept across requests (under engine_mu): the
   // verify costs are the machine's and the acceptance profile follows the text, so a new request
   // starts from what the previous ones measured instead of paying the probe rounds again.
-  std::map<std::pair<int, bool>, std::unique_ptr<spec::AdaptiveBlockPolicy>> policies;  // (cap, lookup)
+  // (cap, drafting mode: 0 drafter, 1 lookup, 2 DFlash + lookup): each mode has its own costs.
+  std::map<std::pair<int, int>, std::unique_ptr<spec::AdaptiveBlockPolicy>> policies;
 
   Impl(engine::Engine& e, ServerOptions o) : eng(e), opts(std::move(o)) {}
 
@@ -136,7 +137,8 @@ struct Server::Impl {
     spec::AdaptiveBlockPolicy* policy = nullptr;
     const int cap = g.speculative ? spec::max_block_size(g.decode, eng.drafter()) : 1;
     if (pr.adaptive && cap > 1) {
-      auto& slot = policies[{cap, g.decode.lookup_ngram > 0}];
+      const int mode = g.decode.lookup_ngram > 0 ? (g.decode.lookup_hybrid && eng.drafter() ? 2 : 1) : 0;
+      auto& slot = policies[{cap, mode}];
       if (!slot) slot = std::make_unique<spec::AdaptiveBlockPolicy>(cap);
       policy = slot.get();
       g.decode.policy = policy;

@@ -33,7 +33,9 @@ double DecodeStats::acceptance() const {
 }
 
 int max_block_size(const DecodeOptions& opts, const Drafter* drafter) {
-  if (opts.lookup_ngram > 0) return opts.block_size > 0 ? opts.block_size : kLookupBlock;
+  // DFlash + lookup: the drafter drafts some rounds, so its block is the cap.
+  if (opts.lookup_ngram > 0 && !(opts.lookup_hybrid && drafter))
+    return opts.block_size > 0 ? opts.block_size : kLookupBlock;
   if (!drafter) return 1;
   return std::min(opts.block_size > 0 ? opts.block_size : drafter->block_size(), drafter->block_size());
 }
@@ -56,7 +58,8 @@ util::Result<std::vector<int32_t>> Decoder::generate(std::span<const int32_t> pr
         "prompt has %zu tokens but the context holds %lld: shorten the prompt or raise --ctx-size",
         prompt.size(), static_cast<long long>(n_ctx)));
   const bool lookup = opts.lookup_ngram > 0;
-  Drafter* const drafter = lookup ? nullptr : drafter_;
+  const bool hybrid = lookup && opts.lookup_hybrid && drafter_ != nullptr;
+  Drafter* const drafter = lookup && !hybrid ? nullptr : drafter_;
   if (drafter && drafter->n_vocab() != target_.n_vocab())
     return util::invalid_argument("drafter and target vocabularies differ");
 
@@ -118,11 +121,20 @@ util::Result<std::vector<int32_t>> Decoder::generate(std::span<const int32_t> pr
     int n_draft = verify_size - 1;
 
     block_.assign(1, last);
+    bool drafted_by_lookup = false;
+    std::vector<int32_t> proposal;
+    util::Timer td_lookup;
     if (n_draft > 0 && lookup) {
+      int matched = 0;
+      proposal = lookup_draft(history_, opts.lookup_ngram, n_draft, &matched);
+      // Hybrid: only a full-length n-gram match is trusted over the drafter.
+      if (hybrid && matched < opts.lookup_ngram) proposal.clear();
+      drafted_by_lookup = !hybrid || !proposal.empty();
+    }
+    if (drafted_by_lookup) {
       // A deterministic proposal, possibly shorter than asked (or empty: a plain round). For
       // sampling, its draft distribution is one-hot, which the residual rule handles losslessly.
-      util::Timer td;
-      const std::vector<int32_t> proposal = lookup_draft(history_, opts.lookup_ngram, n_draft);
+      st.n_lookup_rounds += proposal.empty() ? 0 : 1;
       n_draft = static_cast<int>(proposal.size());
       verify_size = n_draft + 1;
       block_.insert(block_.end(), proposal.begin(), proposal.end());
@@ -135,11 +147,11 @@ util::Result<std::vector<int32_t>> Decoder::generate(std::span<const int32_t> pr
           q.dense.clear();
         }
       }
-      st.t_draft_s += td.seconds();
+      st.t_draft_s += td_lookup.seconds();
     }
     // Profiled under the block actually verified (a lookup proposal may be shorter than asked).
     util::profile::Envelope prof_round("[round]", verify_size);
-    if (n_draft > 0 && drafter) {
+    if (n_draft > 0 && drafter && !drafted_by_lookup) {
       util::Timer td;
       if (!pending_features_.empty()) {
         const auto n = static_cast<int64_t>(pending_features_.size()) / target_.feature_dim();

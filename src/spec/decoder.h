@@ -36,6 +36,10 @@ struct DecodeOptions {
   // > 0: draft by n-gram lookup in the prompt and output (spec/lookup.h, n-grams of up to this many
   // tokens) instead of with the drafter; block_size (default kLookupBlock) caps each proposal.
   int lookup_ngram = 0;
+  // With a drafter and lookup_ngram > 0 (DFlash + lookup): a round whose lookup matches a full
+  // lookup_ngram-gram verifies the lookup proposal, any other round the drafter's. The drafter
+  // keeps reading every committed token's features either way.
+  bool lookup_hybrid = false;
   AcceptRule accept_rule = AcceptRule::kResidual;  // tests only
 };
 
@@ -43,7 +47,8 @@ constexpr int kLookupBlock = 16;  // lookup drafting's default block (proposal +
 
 class Drafter;
 // The largest block a generation with these options verifies: lookup's cap (block_size, default
-// kLookupBlock), the drafter's trained block (or a smaller block_size), or 1 when nothing drafts
+// kLookupBlock), the drafter's trained block (or a smaller block_size; also for DFlash + lookup),
+// or 1 when nothing drafts
 // (drafter null and no lookup). Also the cap to give an adaptive policy.
 int max_block_size(const DecodeOptions& opts, const Drafter* drafter);
 
@@ -57,6 +62,7 @@ struct DecodeStats {
   int64_t n_drafted = 0;      // draft tokens proposed
   int64_t n_accepted = 0;     // draft tokens accepted
   std::vector<int> accept_lengths;  // tokens committed per round (the paper's acceptance length)
+  int64_t n_lookup_rounds = 0;      // rounds that verified an n-gram lookup proposal
   double t_prefill_s = 0, t_draft_s = 0, t_verify_s = 0, t_rollback_s = 0, t_decode_s = 0;
   FinishReason finish = FinishReason::kLength;
 

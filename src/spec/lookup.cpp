@@ -4,8 +4,9 @@
 
 namespace dflash::spec {
 
-std::vector<int32_t> lookup_draft(std::span<const int32_t> history, int max_ngram, int n) {
+std::vector<int32_t> lookup_draft(std::span<const int32_t> history, int max_ngram, int n, int* matched) {
   const int64_t len = static_cast<int64_t>(history.size());
+  if (matched) *matched = 0;
   if (n <= 0 || len < 2) return {};
   for (int64_t g = std::min<int64_t>(max_ngram, len - 1); g >= 1; --g) {
     const int32_t* key = history.data() + len - g;
@@ -14,6 +15,7 @@ std::vector<int32_t> lookup_draft(std::span<const int32_t> history, int max_ngra
       if (history[static_cast<size_t>(u - 1)] != key[g - 1]) continue;
       if (!std::equal(key, key + g, history.data() + u - g)) continue;
       const int64_t end = std::min<int64_t>(len, u + n);
+      if (matched) *matched = static_cast<int>(g);
       return std::vector<int32_t>(history.begin() + u, history.begin() + end);
     }
   }

@@ -12,7 +12,8 @@
 namespace dflash::spec {
 
 // Up to n tokens following the latest earlier match of the last g tokens of `history`, trying
-// g = max_ngram, ..., 1 (the first g with a match wins). Empty when nothing matches.
-std::vector<int32_t> lookup_draft(std::span<const int32_t> history, int max_ngram, int n);
+// g = max_ngram, ..., 1 (the first g with a match wins). Empty when nothing matches. *matched (if
+// given) receives the g that matched (0: none): a longer match is a stronger prediction.
+std::vector<int32_t> lookup_draft(std::span<const int32_t> history, int max_ngram, int n, int* matched = nullptr);
 
 }  // namespace dflash::spec

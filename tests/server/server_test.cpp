@@ -353,6 +353,17 @@ TEST(ServerHttp, LookupRequestsGiveThePlainDecodingText) {
   ASSERT_TRUE(bad);
   EXPECT_EQ(bad->status, 400);
   EXPECT_NE(bad->body.find("lookup"), std::string::npos) << bad->body;
+  // DFlash + lookup: the same text, with and without the adaptive policy.
+  for (const char* extra : {R"(, "lookup": 3, "lookup_hybrid": true})", R"(, "lookup": 2, "lookup_hybrid": true, "adaptive": true})"}) {
+    auto hy = c.Post("/v1/completions", base + extra, "application/json");
+    ASSERT_TRUE(hy);
+    ASSERT_EQ(hy->status, 200) << hy->body;
+    EXPECT_EQ(json::parse(hy->body)["choices"][0]["text"], jp["choices"][0]["text"]) << extra;
+  }
+  auto bad_type = c.Post("/v1/completions", base + R"(, "lookup": 3, "lookup_hybrid": "yes"})", "application/json");
+  ASSERT_TRUE(bad_type);
+  EXPECT_EQ(bad_type->status, 400);
+  EXPECT_NE(bad_type->body.find("lookup_hybrid"), std::string::npos) << bad_type->body;
 }
 
 TEST(ServerHttp, ApiKeyIsRequiredWhenSet) {

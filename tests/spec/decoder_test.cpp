@@ -244,7 +244,7 @@ void exact_sequences(const std::vector<int32_t>& prefix, int n, double prob, con
   }
 }
 
-ChiSquare sampled_vs_exact(const SamplingParams& sp, AcceptRule rule, int runs, int lookup = 0) {
+ChiSquare sampled_vs_exact(const SamplingParams& sp, AcceptRule rule, int runs, int lookup = 0, bool hybrid = false) {
   constexpr int64_t kVocab = 5;
   constexpr int kTokens = 4;
   const std::vector<int32_t> prompt{1, 4, 2};
@@ -261,6 +261,7 @@ ChiSquare sampled_vs_exact(const SamplingParams& sp, AcceptRule rule, int runs, 
     DecodeOptions opts;
     opts.max_new_tokens = kTokens;
     opts.lookup_ngram = lookup;
+    opts.lookup_hybrid = hybrid;
     if (lookup) opts.block_size = 4;
     opts.sampling = sp;
     opts.sampling.seed = static_cast<uint64_t>(r) + 1;
@@ -293,6 +294,39 @@ ChiSquare sampled_vs_exact(const SamplingParams& sp, AcceptRule rule, int runs, 
   return cs;
 }
 
+// DFlash + lookup: same tokens as plain decoding; rounds with a full n-gram match verify the lookup
+// proposal, the others the drafter's, and the drafter reads every committed token's features either
+// way (its context stays the target's history).
+TEST(Decoder, GreedyHybridIsTokenIdenticalAndUsesBothDrafts) {
+  constexpr int64_t kVocab = 6;
+  std::mt19937 rng(13);
+  int64_t lookup_rounds = 0, drafter_rounds = 0;
+  for (int trial = 0; trial < 8; ++trial) {
+    auto prompt = random_prompt(rng, kVocab, 2 + static_cast<int>(rng() % 12));
+    MockTarget target(kVocab, 4096);
+    DecodeOptions opts;
+    opts.max_new_tokens = 60;
+    const std::vector<int32_t> ref = plain_greedy(target, prompt, opts.max_new_tokens);
+    for (int b : {2, 5, 16}) {
+      MockDrafter drafter(16, kVocab, 6.0f, 0.25, 9 + trial);
+      Decoder dec(target, &drafter);
+      opts.block_size = b;
+      opts.lookup_ngram = 3;
+      opts.lookup_hybrid = true;
+      DecodeStats st;
+      auto got = dec.generate(prompt, opts, nullptr, &st);
+      ASSERT_TRUE(got.is_ok()) << got.status().to_string();
+      ASSERT_EQ(*got, ref) << "trial " << trial << " block " << b;
+      EXPECT_EQ(drafter.context(), target.history()) << "drafter context out of sync";
+      for (int a : st.accept_lengths) EXPECT_LE(a, b);
+      lookup_rounds += st.n_lookup_rounds;
+      drafter_rounds += st.n_rounds - st.n_lookup_rounds;
+    }
+  }
+  EXPECT_GT(lookup_rounds, 0) << "no round used the lookup";
+  EXPECT_GT(drafter_rounds, 0) << "no round used the drafter";
+}
+
 TEST(Decoder, SampledDflashMatchesTheTargetDistribution) {
   // Enough runs that the biased rule is rejected by a wide margin (also under sanitizers: ~4 s).
   const int runs = 20000;
@@ -302,6 +336,18 @@ TEST(Decoder, SampledDflashMatchesTheTargetDistribution) {
         << "T=" << sp.temperature << " df=" << good.df;
     // The same test must reject a biased rule, or it proves nothing.
     ChiSquare bad = sampled_vs_exact(sp, AcceptRule::kResampleTarget, runs);
+    EXPECT_GT(bad.stat, chi2_critical(bad.df, 4.75))
+        << "the chi-square test cannot tell a biased acceptance rule apart (T=" << sp.temperature << ")";
+  }
+}
+
+// DFlash + lookup: rounds alternate between the drafter's q and one-hot lookup drafts; still exact.
+TEST(Decoder, SampledHybridMatchesTheTargetDistribution) {
+  const int runs = 20000;
+  for (SamplingParams sp : {SamplingParams{1.0f, 0, 1.0f, 0.0f, 0}, SamplingParams{0.8f, 3, 0.9f, 0.0f, 0}}) {
+    ChiSquare good = sampled_vs_exact(sp, AcceptRule::kResidual, runs, /*lookup=*/1, /*hybrid=*/true);
+    EXPECT_LT(good.stat, chi2_critical(good.df, 4.75)) << "T=" << sp.temperature << " df=" << good.df;
+    ChiSquare bad = sampled_vs_exact(sp, AcceptRule::kResampleTarget, runs, /*lookup=*/1, /*hybrid=*/true);
     EXPECT_GT(bad.stat, chi2_critical(bad.df, 4.75))
         << "the chi-square test cannot tell a biased acceptance rule apart (T=" << sp.temperature << ")";
   }

@@ -25,5 +25,15 @@ TEST(LookupDraft, FallsBackToShorterNgramsAndMayFindNothing) {
   EXPECT_EQ(lookup_draft(V{1, 1}, 3, 4), (V{1}));
 }
 
+TEST(LookupDraft, ReportsTheLengthOfTheMatchedNgram) {
+  int g = -1;
+  EXPECT_EQ(lookup_draft(V{4, 6, 4, 7, 6}, 3, 2, &g), (V{4, 7}));
+  EXPECT_EQ(g, 1);
+  EXPECT_EQ(lookup_draft(V{1, 2, 3, 9, 1, 2, 3}, 3, 2, &g), (V{9, 1}));
+  EXPECT_EQ(g, 3);
+  EXPECT_TRUE(lookup_draft(V{1, 2, 3, 4}, 3, 4, &g).empty());
+  EXPECT_EQ(g, 0);
+}
+
 }  // namespace
 }  // namespace dflash::spec
