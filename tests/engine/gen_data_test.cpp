@@ -66,6 +66,19 @@ class GenDataTest : public ::testing::Test {
     return e.is_ok() ? std::move(*e) : nullptr;
   }
 
+  // The k-th (1-based) greedy token after prompt i: a stop token the model will actually produce.
+  int32_t greedy_token(Engine& e, size_t i, int k) const {
+    GenerateRequest probe;
+    probe.prompt = prompts_[i];
+    probe.decode.max_new_tokens = k;
+    probe.speculative = false;
+    probe.stop_at_eos = false;
+    auto pr = e.generate(probe);
+    EXPECT_TRUE(pr.is_ok());
+    EXPECT_EQ(pr.is_ok() ? pr->tokens.size() : 0u, static_cast<size_t>(k));
+    return pr.is_ok() && pr->tokens.size() == static_cast<size_t>(k) ? pr->tokens.back() : -1;
+  }
+
   GenDataOptions options(const std::string& out, int64_t gen_len) const {
     GenDataOptions o;
     o.prompts_dir = (dir_ / "prompts").string();
@@ -86,15 +99,7 @@ TEST_F(GenDataTest, SequencesAreTheGreedyContinuationAndFeaturesEqualAFullPrefil
   GenDataOptions o = options("out", gen);
   o.features = true;
   // A stop token the model will actually produce on some prompt: take prompt 1's 7th greedy token.
-  GenerateRequest probe;
-  probe.prompt = prompts_[1];
-  probe.decode.max_new_tokens = 7;
-  probe.speculative = false;
-  probe.stop_at_eos = false;
-  auto pr = e->generate(probe);
-  ASSERT_TRUE(pr.is_ok());
-  ASSERT_EQ(pr->tokens.size(), 7u);
-  o.stop_tokens = {pr->tokens[6]};
+  o.stop_tokens = {greedy_token(*e, 1, 7)};
   auto r = generate_training_data(e->target(), o);
   ASSERT_TRUE(r.is_ok()) << r.status().to_string();
   EXPECT_TRUE(r->complete);
@@ -181,20 +186,13 @@ TEST_F(GenDataTest, InterruptedRunResumesToTheSameBytes) {
 TEST_F(GenDataTest, ParallelWavesWriteTheSameBytes) {
   auto e = load({0, 3}, 256, 3);
   ASSERT_TRUE(e);
-  GenerateRequest probe;  // a stop token prompt 1 reaches after 5 tokens
-  probe.prompt = prompts_[1];
-  probe.decode.max_new_tokens = 5;
-  probe.speculative = false;
-  probe.stop_at_eos = false;
-  auto pr = e->generate(probe);
-  ASSERT_TRUE(pr.is_ok());
-  ASSERT_EQ(pr->tokens.size(), 5u);
+  const int32_t stop = greedy_token(*e, 1, 5);  // a stop token prompt 1 reaches after 5 tokens
   for (const char* out : {"p1", "p2", "p3"}) {
     const int parallel = out[1] - '0';
     GenDataOptions o = options(out, 14);
     o.features = true;
     o.parallel = parallel;
-    o.stop_tokens = {pr->tokens[4]};
+    o.stop_tokens = {stop};
     auto r = generate_training_data(e->target(), o);
     ASSERT_TRUE(r.is_ok()) << r.status().to_string();
     EXPECT_EQ(r->seqs_total, 4);
