@@ -66,36 +66,46 @@ TEST(Decoder, GreedyDflashIsTokenIdenticalToArForEveryBlockSize) {
 
 // Lookup drafting: same tokens as plain decoding for every block size, with or without a drafter
 // present (it is ignored), and on a target that repeats itself the lookup does get accepted.
-TEST(Decoder, GreedyLookupIsTokenIdenticalToArAndAcceptsOnRepeats) {
+// DFlash + lookup (hybrid): same tokens; rounds with a full n-gram match verify the lookup proposal,
+// the others the drafter's, and the drafter reads every committed token's features either way.
+TEST(Decoder, GreedyLookupAndHybridAreTokenIdenticalToAr) {
   constexpr int64_t kVocab = 6;  // a small vocabulary: the mock target's output soon repeats n-grams
   std::mt19937 rng(11);
-  int64_t accepted = 0;
+  int64_t accepted = 0, hybrid_lookup_rounds = 0, hybrid_drafter_rounds = 0;
   for (int trial = 0; trial < 8; ++trial) {
     auto prompt = random_prompt(rng, kVocab, 2 + static_cast<int>(rng() % 12));
     MockTarget target(kVocab, 4096);
     DecodeOptions opts;
     opts.max_new_tokens = 60;
     const std::vector<int32_t> ref = plain_greedy(target, prompt, opts.max_new_tokens);
-    MockDrafter drafter(16, kVocab, 6.0f, 0.25, 5);
     for (int b : {2, 3, 5, 8, 16}) {
-      for (Drafter* d : {static_cast<Drafter*>(nullptr), static_cast<Drafter*>(&drafter)}) {
-        Decoder dec(target, d);
+      for (int mode = 0; mode < 3; ++mode) {  // lookup alone; with a drafter present; hybrid
+        MockDrafter drafter(16, kVocab, 6.0f, 0.25, 5 + trial);
+        Decoder dec(target, mode == 0 ? nullptr : &drafter);
         opts.block_size = b;
         opts.lookup_ngram = 3;
+        opts.lookup_hybrid = mode == 2;
         DecodeStats st;
         auto got = dec.generate(prompt, opts, nullptr, &st);
         ASSERT_TRUE(got.is_ok()) << got.status().to_string();
-        ASSERT_EQ(*got, ref) << "trial " << trial << " block " << b;
+        ASSERT_EQ(*got, ref) << "trial " << trial << " block " << b << " mode " << mode;
         EXPECT_EQ(target.n_past(), static_cast<int64_t>(prompt.size() + got->size() - 1));
         for (int a : st.accept_lengths) EXPECT_LE(a, b);
-        accepted += st.n_accepted;
-        if (d) {
+        if (mode == 1) {
           EXPECT_EQ(drafter.context().size(), 0u) << "the drafter must not be used with lookup";
+          accepted += st.n_accepted;
+        }
+        if (mode == 2) {
+          EXPECT_EQ(drafter.context(), target.history()) << "hybrid: drafter context out of sync";
+          hybrid_lookup_rounds += st.n_lookup_rounds;
+          hybrid_drafter_rounds += st.n_rounds - st.n_lookup_rounds;
         }
       }
     }
   }
   EXPECT_GT(accepted, 0) << "lookup drafts were never accepted";
+  EXPECT_GT(hybrid_lookup_rounds, 0) << "hybrid: no round used the lookup";
+  EXPECT_GT(hybrid_drafter_rounds, 0) << "hybrid: no round used the drafter";
 }
 
 TEST(Decoder, PerfectDrafterCommitsWholeBlocks) {
@@ -292,39 +302,6 @@ ChiSquare sampled_vs_exact(const SamplingParams& sp, AcceptRule rule, int runs, 
   }
   cs.df = cells - 1;
   return cs;
-}
-
-// DFlash + lookup: same tokens as plain decoding; rounds with a full n-gram match verify the lookup
-// proposal, the others the drafter's, and the drafter reads every committed token's features either
-// way (its context stays the target's history).
-TEST(Decoder, GreedyHybridIsTokenIdenticalAndUsesBothDrafts) {
-  constexpr int64_t kVocab = 6;
-  std::mt19937 rng(13);
-  int64_t lookup_rounds = 0, drafter_rounds = 0;
-  for (int trial = 0; trial < 8; ++trial) {
-    auto prompt = random_prompt(rng, kVocab, 2 + static_cast<int>(rng() % 12));
-    MockTarget target(kVocab, 4096);
-    DecodeOptions opts;
-    opts.max_new_tokens = 60;
-    const std::vector<int32_t> ref = plain_greedy(target, prompt, opts.max_new_tokens);
-    for (int b : {2, 5, 16}) {
-      MockDrafter drafter(16, kVocab, 6.0f, 0.25, 9 + trial);
-      Decoder dec(target, &drafter);
-      opts.block_size = b;
-      opts.lookup_ngram = 3;
-      opts.lookup_hybrid = true;
-      DecodeStats st;
-      auto got = dec.generate(prompt, opts, nullptr, &st);
-      ASSERT_TRUE(got.is_ok()) << got.status().to_string();
-      ASSERT_EQ(*got, ref) << "trial " << trial << " block " << b;
-      EXPECT_EQ(drafter.context(), target.history()) << "drafter context out of sync";
-      for (int a : st.accept_lengths) EXPECT_LE(a, b);
-      lookup_rounds += st.n_lookup_rounds;
-      drafter_rounds += st.n_rounds - st.n_lookup_rounds;
-    }
-  }
-  EXPECT_GT(lookup_rounds, 0) << "no round used the lookup";
-  EXPECT_GT(drafter_rounds, 0) << "no round used the drafter";
 }
 
 TEST(Decoder, SampledDflashMatchesTheTargetDistribution) {
