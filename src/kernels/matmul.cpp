@@ -11,6 +11,8 @@
 #include <memory>
 #include <string>
 
+#include <sys/mman.h>
+
 #include "formats/quant.h"
 #include "kernels/matmul_impl.h"
 #include "kernels/matmul_isa.h"
@@ -292,7 +294,27 @@ void matmul_expert(const tensor::Tensor& w, int64_t expert, const float* x, int6
   matmul_rows(w, expert * out, (expert + 1) * out, x, n_tokens, y, pool);
 }
 
-void PackedWeights::Free::operator()(uint8_t* p) const { std::free(p); }
+PackedWeights::~PackedWeights() {
+  for (const Arena& a : arenas_) munmap(a.base, a.size);
+}
+
+uint8_t* PackedWeights::allocate(size_t n) {
+  n = (n + 63) / 64 * 64;
+  if (arenas_.empty() || arenas_.back().used + n > arenas_.back().size) {
+    constexpr size_t kHuge = size_t(2) << 20, kArena = size_t(64) << 20;
+    const size_t size = std::max(kArena, (n + kHuge - 1) / kHuge * kHuge);
+    void* p = mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) return nullptr;
+#ifdef MADV_HUGEPAGE
+    madvise(p, size, MADV_HUGEPAGE);  // best effort
+#endif
+    arenas_.push_back({static_cast<uint8_t*>(p), size, 0});
+  }
+  Arena& a = arenas_.back();
+  uint8_t* p = a.base + a.used;
+  a.used += n;
+  return p;
+}
 
 void PackedWeights::add(tensor::Tensor* w) {
   static const bool disabled = [] {
@@ -305,11 +327,11 @@ void PackedWeights::add(tensor::Tensor* w) {
   const int64_t groups = (rows + detail::kAmxRowTile - 1) / detail::kAmxRowTile;
   const size_t n = size_t(groups) * detail::prepack_q8_0_group_bytes(in);
   if (n == 0) return;
-  auto* p = static_cast<uint8_t*>(std::aligned_alloc(64, (n + 63) / 64 * 64));
+  uint8_t* p = allocate(n);
   if (!p) return;  // no memory for the copy: the in-place kernel still works
   detail::prepack_q8_0(static_cast<const uint8_t*>(w->data), w->row_bytes(), rows, in, p);
-  bufs_.emplace_back(p);
   bytes_ += n;
+  ++count_;
   w->packed = p;
 }
 

@@ -52,14 +52,24 @@ class PackedWeights {
   // DFLASH_NO_PREPACK=1 (A/B benchmarks). The copy lives as long as this object.
   void add(tensor::Tensor* w);
   size_t bytes() const { return bytes_; }
-  size_t count() const { return bufs_.size(); }
+  size_t count() const { return count_; }
 
  private:
-  struct Free {
-    void operator()(uint8_t* p) const;
+  // The copies live in a few large anonymous mappings with transparent huge pages requested: one
+  // weight stream then crosses no 4 KiB page boundary, where the hardware prefetchers stop.
+  struct Arena {
+    uint8_t* base = nullptr;
+    size_t size = 0, used = 0;
   };
-  std::vector<std::unique_ptr<uint8_t, Free>> bufs_;
-  size_t bytes_ = 0;
+  uint8_t* allocate(size_t n);
+  std::vector<Arena> arenas_;
+  size_t bytes_ = 0, count_ = 0;
+
+ public:
+  PackedWeights() = default;
+  PackedWeights(const PackedWeights&) = delete;
+  PackedWeights& operator=(const PackedWeights&) = delete;
+  ~PackedWeights();
 };
 
 }  // namespace dflash::kernels
