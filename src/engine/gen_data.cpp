@@ -117,6 +117,9 @@ Result<GenDataStats> generate_training_data(model::Qwen35& target, const GenData
   if (o.features && fdim == 0)
     return util::invalid_argument("features requested but the target captures no layers (give the layer ids)");
   if (o.gen_len < 1) return util::invalid_argument(strfmt("gen_len must be >= 1, got %lld", (long long)o.gen_len));
+  if (o.parallel < 1 || o.parallel > target.options().n_seq)
+    return util::invalid_argument(strfmt("parallel %d needs a target loaded with n_seq >= it (has %d)", o.parallel,
+                                         target.options().n_seq));
   if (target.n_vocab() > 65536)
     return util::unsupported(strfmt("vocabulary of %lld tokens does not fit the uint16 tokens.bin format",
                                     (long long)target.n_vocab()));
@@ -189,20 +192,19 @@ Result<GenDataStats> generate_training_data(model::Qwen35& target, const GenData
   std::unique_ptr<util::Progress> bar;
   if (o.progress) bar = std::make_unique<util::Progress>("gen-data", static_cast<uint64_t>(want), "seq");
   if (bar) bar->resume_at(done.size());
-  if (o.parallel < 1 || o.parallel > target.options().n_seq)
-    return util::invalid_argument(strfmt("parallel %d needs a target loaded with n_seq >= it (has %d)", o.parallel,
-                                         target.options().n_seq));
   std::vector<uint16_t> tok16;
   auto is_stop = [&](int32_t t) {
     return std::find(o.stop_tokens.begin(), o.stop_tokens.end(), t) != o.stop_tokens.end();
   };
-  // One sequence of a wave: its tokens, features so far, and whether it still generates.
+  // One sequence of a wave: its tokens, features so far, whether it still generates, and whether its
+  // newest token still needs a forward (to predict the next one, or only for its own features).
   struct Slot {
     const Triple* prompt = nullptr;
     std::vector<int32_t> seq;
     std::vector<uint16_t> feat16;
     int64_t generated = 0;
     bool active = false;
+    bool pending = false;
   };
   std::vector<Slot> slots(static_cast<size_t>(o.parallel));
   auto put_features = [&](Slot& sl, int64_t first_row, int64_t rows) {
@@ -218,18 +220,16 @@ Result<GenDataStats> generate_training_data(model::Qwen35& target, const GenData
     sl.seq.push_back(next);
     ++sl.generated;
     ++st.gen_tokens;
-    const bool last = is_stop(next) || sl.generated == o.gen_len;
-    return last;
+    sl.active = !is_stop(next) && sl.generated < o.gen_len;
+    sl.pending = sl.active || o.features;
   };
   std::vector<int32_t> step_tokens;
   std::vector<int> step_seqs;
-  std::vector<Slot*> step_slots;
 
   for (int64_t first = static_cast<int64_t>(done.size()); first < want;) {
     if (o.max_minutes > 0 && timer.seconds() > o.max_minutes * 60.0) break;
     const int64_t wave = std::min<int64_t>(o.parallel, want - first);
     // Prefill each sequence of the wave in its own state; its first token comes from the prompt.
-    std::vector<bool> pending_forward(static_cast<size_t>(wave), false);
     for (int64_t w = 0; w < wave; ++w) {
       Slot& sl = slots[static_cast<size_t>(w)];
       sl.prompt = &prompts[static_cast<size_t>(first + w)];
@@ -241,36 +241,28 @@ Result<GenDataStats> generate_training_data(model::Qwen35& target, const GenData
       target.reset();
       DFLASH_RETURN_IF_ERROR(target.forward(sl.seq, false).with_context(strfmt("prompt %lld", (long long)(first + w))));
       if (o.features) put_features(sl, 0, sl.prompt->prompt_len);
-      const bool last = take(sl, 0);
-      sl.active = !last;
-      pending_forward[static_cast<size_t>(w)] = !last || o.features;  // the new token still needs a forward
+      take(sl, 0);
     }
     DFLASH_RETURN_IF_ERROR(target.set_sequence(0));
     // Decode steps: every slot whose newest token needs a forward takes part.
     for (;;) {
       step_tokens.clear();
       step_seqs.clear();
-      step_slots.clear();
       for (int64_t w = 0; w < wave; ++w) {
-        if (!pending_forward[static_cast<size_t>(w)]) continue;
-        Slot& sl = slots[static_cast<size_t>(w)];
+        const Slot& sl = slots[static_cast<size_t>(w)];
+        if (!sl.pending) continue;
         step_tokens.push_back(sl.seq.back());
         step_seqs.push_back(static_cast<int>(w));
-        step_slots.push_back(&sl);
       }
       if (step_tokens.empty()) break;
       DFLASH_RETURN_IF_ERROR(target.forward_batch(step_tokens, step_seqs));
-      for (size_t r = 0; r < step_slots.size(); ++r) {
-        Slot& sl = *step_slots[r];
-        const size_t w = static_cast<size_t>(step_seqs[r]);
+      for (size_t r = 0; r < step_seqs.size(); ++r) {
+        Slot& sl = slots[static_cast<size_t>(step_seqs[r])];
         if (o.features) put_features(sl, static_cast<int64_t>(r), 1);
-        if (!sl.active) {  // that forward only gave the final token its features
-          pending_forward[w] = false;
-          continue;
-        }
-        const bool last = take(sl, static_cast<int64_t>(r));
-        sl.active = !last;
-        pending_forward[w] = !last || o.features;
+        if (sl.active)
+          take(sl, static_cast<int64_t>(r));
+        else
+          sl.pending = false;  // that forward only gave the final token its features
       }
     }
     // The wave's sequences, in prompt order.

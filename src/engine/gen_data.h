@@ -48,8 +48,9 @@ struct GenDataStats {
 // Greedy continuation of every prompt with `target` (which must have been loaded with
 // capture_layers = the drafter's target_layer_ids when features are wanted, with n_ctx ≥ the
 // longest prompt + gen_len + 1, and with n_seq ≥ parallel). Prompts go in waves of `parallel`
-// sequences, written in prompt order when the wave ends. Features are captured during generation: the engine's prefill is
-// bitwise equal to token-by-token decoding, so they equal one forward over the whole sequence.
+// sequences, written in prompt order when the wave ends. Features are captured during generation:
+// the engine's prefill is bitwise equal to token-by-token decoding, so they equal one forward over
+// the whole sequence.
 util::Result<GenDataStats> generate_training_data(model::Qwen35& target, const GenDataOptions& opts);
 
 }  // namespace dflash::engine

@@ -14,7 +14,6 @@
 #pragma once
 
 #include <cstdint>
-#include <memory>
 #include <vector>
 
 #include "tensor/tensor.h"
@@ -47,6 +46,11 @@ void matmul_expert(const tensor::Tensor& w, int64_t expert, const float* x, int6
 // faulted in) but stays the source for embedding rows and the other ISAs.
 class PackedWeights {
  public:
+  PackedWeights() = default;
+  PackedWeights(const PackedWeights&) = delete;
+  PackedWeights& operator=(const PackedWeights&) = delete;
+  ~PackedWeights();
+
   // Packs w (a 2-D matrix matmul_check accepts) when the selected kernel has a packed layout for
   // its dtype, and points w->packed at the copy; otherwise leaves w alone. Honours
   // DFLASH_NO_PREPACK=1 (A/B benchmarks). The copy lives as long as this object.
@@ -64,12 +68,6 @@ class PackedWeights {
   uint8_t* allocate(size_t n);
   std::vector<Arena> arenas_;
   size_t bytes_ = 0, count_ = 0;
-
- public:
-  PackedWeights() = default;
-  PackedWeights(const PackedWeights&) = delete;
-  PackedWeights& operator=(const PackedWeights&) = delete;
-  ~PackedWeights();
 };
 
 }  // namespace dflash::kernels

@@ -291,8 +291,8 @@ struct ASource {
 };
 
 template <class Scale>
-inline void block_loop(const ASource& aq, const BSource& bq, int64_t nb,
-                       int32_t (*cbuf)[kGroup * kGroup], long c_stride, Scale&& scale) {
+inline void block_loop(const ASource& aq, const BSource& bq, int64_t nb, long c_stride, Scale&& scale) {
+  int32_t(*cbuf)[kGroup * kGroup] = t_cbuf;  // rows ≥ m / lanes ≥ n of a partial tile: stale, never stored
   const int64_t pairs = nb / 2;
   if (pairs > 0) {
     DFLASH_AMX_ISSUE(0, 1, 0);
@@ -328,20 +328,19 @@ inline void block_loop(const ASource& aq, const BSource& bq, int64_t nb,
 // 16 × 32 A tile and the 16 scales next to it, one sequential stream the prefetchers follow).
 struct Q8Rows {
   ASource aq;
-  const uint8_t* w = nullptr;       // in place: the rows, scales gathered through vidx
+  const uint8_t* w = nullptr;  // in place: the rows, scales gathered through vidx; null: pre-packed
   __m512i vidx;
-  const uint8_t* packed = nullptr;  // packed: the group's first block
   static Q8Rows in_place(const uint8_t* w, size_t w_stride, int m) {
-    return {ASource::q8_0(w, w_stride), w, row_offsets(w_stride, m), nullptr};
+    return {ASource::q8_0(w, w_stride), w, row_offsets(w_stride, m)};
   }
   static Q8Rows prepacked(const uint8_t* group, int64_t nb) {
-    return {{group, kPackedQ8Block, kQK8_0, nb}, nullptr, _mm512_setzero_si512(), group};
+    return {{group, kPackedQ8Block, kQK8_0, nb}, nullptr, _mm512_setzero_si512()};
   }
   // The fp16 scales d of block b of the 16 rows, as floats (rows past m: any finite value, unused).
   __m512 scales(int64_t b) const {
-    if (packed)
+    if (!w)
       return _mm512_cvtph_ps(_mm256_loadu_si256(
-          reinterpret_cast<const __m256i*>(packed + size_t(b) * kPackedQ8Block + kGroup * kQK8_0)));
+          reinterpret_cast<const __m256i*>(aq.base + size_t(b) * kPackedQ8Block + kGroup * kQK8_0)));
     return gather_scales(w, vidx, b);
   }
 };
@@ -351,12 +350,11 @@ struct Q8Rows {
 void group_tokens(const Q8Rows& wq, int m, const uint8_t* act, int64_t nb, float* y, int64_t ldy,
                   int n) {
   const BSource bq = BSource::packed(act, nb);
-  int32_t(*cbuf)[kGroup * kGroup] = t_cbuf;  // rows ≥ m / lanes ≥ n: stale, never stored
   __m512 acc[kGroup];
   for (__m512& a : acc) a = _mm512_setzero_ps();
   // The 16 rows' block scales are kept in memory, so each row's scale is one broadcast load.
   alignas(64) float dw[kGroup];
-  block_loop(wq.aq, bq, nb, cbuf, 64, [&](const int32_t* c, int64_t b)
+  block_loop(wq.aq, bq, nb, 64, [&](const int32_t* c, int64_t b)
                                                 __attribute__((always_inline)) {
     _mm512_store_ps(dw, wq.scales(b));
     const __m512 dx = _mm512_loadu_ps(bq.scales(b));
@@ -375,11 +373,10 @@ void group_tokens(const Q8Rows& wq, int m, const uint8_t* act, int64_t nb, float
 // (which wins from N = 4 on: BM_MatmulModelPass, 768 × 2048, n = 4: 58 µs against 67).
 template <int N>
 void group_cols(const Q8Rows& wq, int m, const BSource& bq, int64_t nb, float* y, int64_t ldy) {
-  int32_t(*cbuf)[kGroup * kGroup] = t_cbuf;
   const Columns<N> column;
   __m512 acc[N];
   for (__m512& a : acc) a = _mm512_setzero_ps();
-  block_loop(wq.aq, bq, nb, cbuf, 4 * N, [&](const int32_t* c, int64_t b)
+  block_loop(wq.aq, bq, nb, 4 * N, [&](const int32_t* c, int64_t b)
                                                    __attribute__((always_inline)) {
     const __m512 dw = wq.scales(b);
     const float* dx = bq.scales(b);
@@ -615,7 +612,6 @@ template <class D>
 void kgroup_tokens(const uint8_t* w, size_t w_stride, int m, const uint8_t* act, int64_t nb,
                    float* y, int64_t ldy, int n) {
   KUnpacked& u = t_unpacked;
-  int32_t(*cbuf)[kGroup * kGroup] = t_cbuf;
   __m512 acc[kGroup];
   for (__m512& a : acc) a = _mm512_setzero_ps();
   for (int64_t b = 0; b < nb; ++b) {
@@ -623,7 +619,7 @@ void kgroup_tokens(const uint8_t* w, size_t w_stride, int m, const uint8_t* act,
     const uint8_t* pb = act + size_t(b) * kKPackedBlock;
     __m512i isum[kGroup];
     for (__m512i& v : isum) v = _mm512_setzero_si512();
-    block_loop(k_asource<D>(u), k_bsource<D>(pb), 256 / D::kLen, cbuf, 64, [&](const int32_t* c, int64_t i)
+    block_loop(k_asource<D>(u), k_bsource<D>(pb), 256 / D::kLen, 64, [&](const int32_t* c, int64_t i)
                                                               __attribute__((always_inline)) {
 #pragma GCC unroll 16
       for (int r = 0; r < kGroup; ++r)
@@ -653,7 +649,6 @@ template <class D, int N>
 void kgroup_cols(const uint8_t* w, size_t w_stride, int m, const uint8_t* act, int64_t nb,
                  float* y, int64_t ldy) {
   KUnpacked& u = t_unpacked;
-  int32_t(*cbuf)[kGroup * kGroup] = t_cbuf;
   const Columns<N> column;
   const __m512i sidx = _mm512_mullo_epi32(lane_ids(), _mm512_set1_epi32(kMaxSub));  // u.sc[r][·]
   const __m512i midx = _mm512_mullo_epi32(lane_ids(), _mm512_set1_epi32(8));        // u.mn[r][·]
@@ -664,7 +659,7 @@ void kgroup_cols(const uint8_t* w, size_t w_stride, int m, const uint8_t* act, i
     const uint8_t* pb = act + size_t(b) * kKPackedBlock;
     __m512i isum[N];
     for (__m512i& v : isum) v = _mm512_setzero_si512();
-    block_loop(k_asource<D>(u), k_bsource<D>(pb), 256 / D::kLen, cbuf, 4 * N, [&](const int32_t* c, int64_t i)
+    block_loop(k_asource<D>(u), k_bsource<D>(pb), 256 / D::kLen, 4 * N, [&](const int32_t* c, int64_t i)
                                                                  __attribute__((always_inline)) {
       const __m512i sc = _mm512_i32gather_epi32(sidx, &u.sc[0][i], 4);
       for (int t = 0; t < N; ++t)

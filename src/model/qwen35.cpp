@@ -115,6 +115,16 @@ struct TapeLayer {
 
 }  // namespace
 
+// Rows [row0, row0 + rows) of a forward: consecutive tokens of one sequence from position pos0, with
+// that sequence's state.
+struct Qwen35::RowGroup {
+  int64_t row0, rows, pos0;
+  std::vector<std::vector<float>>& conv;
+  std::vector<std::vector<float>>& ssm;
+  std::vector<std::vector<float>>& kcache;
+  std::vector<std::vector<float>>& vcache;
+};
+
 struct Qwen35::Impl {
   std::shared_ptr<const formats::GgufFile> file;
   util::ThreadPool* pool = nullptr;
@@ -134,6 +144,12 @@ struct Qwen35::Impl {
   };
   std::vector<SeqState> parked;
   int cur_seq = 0;
+  // Rows [row0, row0 + rows) of a forward belong to sequence seq, from position pos0.
+  RowGroup group(int64_t row0, int64_t rows, int64_t pos0, int seq) {
+    if (seq == cur_seq) return {row0, rows, pos0, conv, ssm, kcache, vcache};
+    SeqState& p = parked[static_cast<size_t>(seq)];
+    return {row0, rows, pos0, p.conv, p.ssm, p.kcache, p.vcache};
+  }
 
   // Verify bookkeeping.
   bool checkpointed = false;
@@ -184,6 +200,8 @@ Result<std::unique_ptr<Qwen35>> Qwen35::load(std::shared_ptr<const formats::Gguf
 
   if (opts.n_ctx <= 0) return util::invalid_argument("context size must be positive");
   if (opts.n_batch <= 0 || opts.max_verify <= 0) return util::invalid_argument("batch sizes must be positive");
+  if (opts.n_seq < 1 || opts.n_seq > 256)
+    return util::invalid_argument(strfmt("n_seq must be in [1, 256], got %d", opts.n_seq));
   for (int l : opts.capture_layers)
     if (l < 0 || l >= c.n_layer)
       return util::invalid_argument(strfmt("capture layer %d is outside the target's %lld layers", l,
@@ -300,8 +318,6 @@ Result<std::unique_ptr<Qwen35>> Qwen35::load(std::shared_ptr<const formats::Gguf
       I.vcache[il].assign(kv, 0.0f);
     }
   }
-  if (opts.n_seq < 1 || opts.n_seq > 256)
-    return util::invalid_argument(strfmt("n_seq must be in [1, 256], got %d", opts.n_seq));
   I.parked.resize(static_cast<size_t>(opts.n_seq));
   for (int sq = 1; sq < opts.n_seq; ++sq) {
     Impl::SeqState& ps = I.parked[static_cast<size_t>(sq)];
@@ -339,16 +355,6 @@ Result<std::unique_ptr<Qwen35>> Qwen35::load(std::shared_ptr<const formats::Gguf
 // ---------------------------------------------------------------------------------------------
 // Forward
 
-// Rows [row0, row0 + rows) of a forward: consecutive tokens of one sequence from position pos0, with
-// that sequence's state.
-struct Qwen35::RowGroup {
-  int64_t row0, rows, pos0;
-  std::vector<std::vector<float>>& conv;
-  std::vector<std::vector<float>>& ssm;
-  std::vector<std::vector<float>>& kcache;
-  std::vector<std::vector<float>>& vcache;
-};
-
 Status Qwen35::forward(std::span<const int32_t> tokens, bool all_logits) {
   Impl& I = *impl_;
   const Qwen35Config& C = cfg_;
@@ -357,20 +363,12 @@ Status Qwen35::forward(std::span<const int32_t> tokens, bool all_logits) {
   if (n_past_ + n > opts_.n_ctx)
     return util::out_of_range(strfmt("context full: %lld tokens in the state + %lld new exceed the context size %lld "
                                      "(raise --ctx-size)", (long long)n_past_, (long long)n, (long long)opts_.n_ctx));
-  for (int32_t t : tokens)
-    if (t < 0 || t >= C.n_vocab)
-      return util::invalid_argument(strfmt("token id %d is outside the vocabulary [0, %lld)", t, (long long)C.n_vocab));
+  DFLASH_RETURN_IF_ERROR(check_tokens(tokens));
   if (I.checkpointed && (I.verify_len > 0 || n > opts_.max_verify))
     return util::invalid_argument(strfmt("a checkpointed forward takes one block of at most %lld tokens",
                                          (long long)opts_.max_verify));
 
-  I.n_logit_rows = all_logits ? n : 1;
-  I.logits.resize(static_cast<size_t>(I.n_logit_rows * C.n_vocab));
-  I.features.resize(static_cast<size_t>(n * feature_dim()));
-  if (I.capture_all) {
-    I.all_layers.resize(static_cast<size_t>(C.n_layer * n * C.n_embd));
-    I.all_layers_tokens = n;
-  }
+  size_outputs(n, all_logits ? n : 1);
   if (I.checkpointed) {
     I.verify_len = n;
     for (size_t il = 0; il < I.layers.size(); ++il) {
@@ -391,7 +389,7 @@ Status Qwen35::forward(std::span<const int32_t> tokens, bool all_logits) {
   const int64_t chunk = I.checkpointed ? n : opts_.n_batch;
   for (int64_t off = 0; off < n; off += chunk) {
     const int64_t m = std::min(chunk, n - off);
-    const RowGroup g{0, m, n_past_ + off, I.conv, I.ssm, I.kcache, I.vcache};
+    const RowGroup g = I.group(0, m, n_past_ + off, I.cur_seq);
     run_layers(tokens.data() + off, m, &g, 1, off, all_logits, off + m == n);
   }
   n_past_ += n;
@@ -407,6 +405,7 @@ Status Qwen35::forward_batch(std::span<const int32_t> tokens, std::span<const in
     return util::invalid_argument(strfmt("forward_batch: %lld rows exceed the %lld the model was sized for",
                                          (long long)n, (long long)I.cap_tokens));
   if (I.checkpointed) return util::invalid_argument("forward_batch: not while a verify checkpoint is open");
+  DFLASH_RETURN_IF_ERROR(check_tokens(tokens));
   std::vector<bool> seen(static_cast<size_t>(opts_.n_seq), false);
   std::vector<RowGroup> groups;
   groups.reserve(static_cast<size_t>(n));
@@ -416,24 +415,13 @@ Status Qwen35::forward_batch(std::span<const int32_t> tokens, std::span<const in
       return util::invalid_argument(strfmt("forward_batch: sequence %d is out of range [0, %d) or listed twice", sq,
                                            opts_.n_seq));
     seen[static_cast<size_t>(sq)] = true;
-    const int32_t t = tokens[static_cast<size_t>(r)];
-    if (t < 0 || t >= cfg_.n_vocab)
-      return util::invalid_argument(strfmt("token id %d is outside the vocabulary [0, %lld)", t, (long long)cfg_.n_vocab));
-    Impl::SeqState* ps = sq == I.cur_seq ? nullptr : &I.parked[static_cast<size_t>(sq)];
-    const int64_t past = ps ? ps->n_past : n_past_;
+    const int64_t past = sq == I.cur_seq ? n_past_ : I.parked[static_cast<size_t>(sq)].n_past;
     if (past + 1 > opts_.n_ctx)
       return util::out_of_range(strfmt("context full: sequence %d has %lld tokens, the context size is %lld "
                                        "(raise --ctx-size)", sq, (long long)past, (long long)opts_.n_ctx));
-    groups.push_back(ps ? RowGroup{r, 1, past, ps->conv, ps->ssm, ps->kcache, ps->vcache}
-                        : RowGroup{r, 1, past, I.conv, I.ssm, I.kcache, I.vcache});
+    groups.push_back(I.group(r, 1, past, sq));
   }
-  I.n_logit_rows = n;
-  I.logits.resize(static_cast<size_t>(n * cfg_.n_vocab));
-  I.features.resize(static_cast<size_t>(n * feature_dim()));
-  if (I.capture_all) {
-    I.all_layers.resize(static_cast<size_t>(cfg_.n_layer * n * cfg_.n_embd));
-    I.all_layers_tokens = n;
-  }
+  size_outputs(n, n);
   run_layers(tokens.data(), n, groups.data(), static_cast<int>(groups.size()), 0, /*all_logits=*/true, true);
   for (int64_t r = 0; r < n; ++r) {
     const int sq = seqs[static_cast<size_t>(r)];
@@ -451,23 +439,40 @@ Status Qwen35::set_sequence(int seq) {
     return util::invalid_argument(strfmt("sequence %d is out of range [0, %d) (Qwen35Options::n_seq)", seq, opts_.n_seq));
   if (I.checkpointed) return util::invalid_argument("set_sequence: not while a verify checkpoint is open");
   if (seq == I.cur_seq) return Status::ok();
-  Impl::SeqState& from = I.parked[static_cast<size_t>(I.cur_seq)];
-  Impl::SeqState& to = I.parked[static_cast<size_t>(seq)];
-  from.conv.swap(I.conv);
-  from.ssm.swap(I.ssm);
-  from.kcache.swap(I.kcache);
-  from.vcache.swap(I.vcache);
-  from.n_past = n_past_;
-  I.conv.swap(to.conv);
-  I.ssm.swap(to.ssm);
-  I.kcache.swap(to.kcache);
-  I.vcache.swap(to.vcache);
-  n_past_ = to.n_past;
+  // Park the current sequence's state, then take the requested one's (vector swaps, no copies).
+  auto exchange = [&](Impl::SeqState& s) {
+    I.conv.swap(s.conv);
+    I.ssm.swap(s.ssm);
+    I.kcache.swap(s.kcache);
+    I.vcache.swap(s.vcache);
+    std::swap(n_past_, s.n_past);
+  };
+  exchange(I.parked[static_cast<size_t>(I.cur_seq)]);
+  exchange(I.parked[static_cast<size_t>(seq)]);
   I.cur_seq = seq;
   return Status::ok();
 }
 
 int Qwen35::sequence() const { return impl_->cur_seq; }
+
+Status Qwen35::check_tokens(std::span<const int32_t> tokens) const {
+  for (int32_t t : tokens)
+    if (t < 0 || t >= cfg_.n_vocab)
+      return util::invalid_argument(strfmt("token id %d is outside the vocabulary [0, %lld)", t, (long long)cfg_.n_vocab));
+  return Status::ok();
+}
+
+// Output buffers of a forward over n rows with logits for logit_rows of them.
+void Qwen35::size_outputs(int64_t n, int64_t logit_rows) {
+  Impl& I = *impl_;
+  I.n_logit_rows = logit_rows;
+  I.logits.resize(static_cast<size_t>(logit_rows * cfg_.n_vocab));
+  I.features.resize(static_cast<size_t>(n * feature_dim()));
+  if (I.capture_all) {
+    I.all_layers.resize(static_cast<size_t>(cfg_.n_layer * n * cfg_.n_embd));
+    I.all_layers_tokens = n;
+  }
+}
 
 // The layer stack over m rows. Each row group has its own sequence state and starting position: one
 // group of m consecutive tokens for a plain forward, one group per row (a token of a different

@@ -114,6 +114,8 @@ class Qwen35 final : public spec::TargetModel {
  private:
   Qwen35() = default;
   struct RowGroup;
+  util::Status check_tokens(std::span<const int32_t> tokens) const;
+  void size_outputs(int64_t n, int64_t logit_rows);
   void run_layers(const int32_t* tok, int64_t m, const RowGroup* groups, int n_groups, int64_t off, bool all_logits,
                   bool last_chunk);
   Qwen35Config cfg_;

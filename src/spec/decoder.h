@@ -48,8 +48,7 @@ constexpr int kLookupBlock = 16;  // lookup drafting's default block (proposal +
 class Drafter;
 // The largest block a generation with these options verifies: lookup's cap (block_size, default
 // kLookupBlock), the drafter's trained block (or a smaller block_size; also for DFlash + lookup),
-// or 1 when nothing drafts
-// (drafter null and no lookup). Also the cap to give an adaptive policy.
+// or 1 when nothing drafts (drafter null and no lookup). Also the cap to give an adaptive policy.
 int max_block_size(const DecodeOptions& opts, const Drafter* drafter);
 
 enum class FinishReason { kLength, kStop, kContext, kCallback };
