@@ -231,7 +231,7 @@ inline void for_each_tile(const RowsArgs& a, int64_t r0, int64_t r1, int k, Cols
 #define DFLASH_AMX_PRODUCT(C, A, B, blk)                                              \
   do {                                                                               \
     aq.prefetch(blk);                                                                \
-    _tile_loadd(A, aq.base + size_t(blk) * aq.block_stride, aq.row_stride);          \
+    _tile_loadd(A, aq.at(blk), aq.row_stride);                                       \
     _tile_loadd(B, bq.base + size_t(blk) * bq.block_stride, bq.row_stride);          \
     _tile_zero(C);                                                                   \
     _tile_dpbssd(C, A, B);                                                           \
@@ -284,6 +284,15 @@ struct ASource {
     if (blk + kAhead >= stream_blocks) return;
     const uint8_t* p = base + size_t(blk + kAhead) * block_stride;
     for (size_t off = 0; off < block_stride; off += 64) __builtin_prefetch(p + off, 0, 3);
+  }
+  // K-quants: block blk is sub-block blk mod 2^sb_shift of super-block blk >> sb_shift, which sits
+  // in unpack buffer (blk >> sb_shift) & 1, buf_stride bytes after buffer 0 (0: one linear stream).
+  int sb_shift = 0;
+  size_t buf_stride = 0;
+  inline const uint8_t* at(int64_t blk) const {
+    if (sb_shift == 0) return base + size_t(blk) * block_stride;
+    return base + size_t(blk & ((int64_t(1) << sb_shift) - 1)) * block_stride +
+           size_t((blk >> sb_shift) & 1) * buf_stride;
   }
   static ASource q8_0(const uint8_t* w, size_t w_stride) {
     return {w + offsetof(BlockQ8_0, qs), sizeof(BlockQ8_0), long(w_stride)};
@@ -461,56 +470,89 @@ void pack_q8_0(const uint8_t* act, size_t act_stride, int64_t n_tokens, int64_t 
 // in super-block order: the canonical sequence of the VNNI K-quant kernels (matmul_vnni.cpp), so
 // small batches run there (AMX pays from a few tokens on, amx_min_tokens) with the same bits.
 constexpr int kMaxSub = 16;
-// Packed activations per super-block: the B rows of all 256 quants ([k/4][token][4], 4 KiB; the
-// tile of sub-block i starts at row i·len/4), then 16 token scales dx, then 8 × 16 int32 Σx_j.
-constexpr size_t kKPackDx = 64 * 64;
-constexpr size_t kKPackSums = kKPackDx + 64;
-constexpr size_t kKPackedBlock = kKPackSums + 8 * 64;
+// Packed activations of a token group: first the B rows of every super-block ([k/4][token][4], 4 KiB
+// each, back to back, so the sub-block tiles of the whole row are one linear stream), then per
+// super-block 16 token scales dx and the 32-element sums Σx_j as int16 pairs (Σx_2p, Σx_2p+1) in
+// 4 × 16 dwords: |Σx_j| ≤ 32·127 fits, and the min term Σ_j m_j·Σx_j is then 4 vpmaddwd instead of
+// 8 32-bit multiplies (same integer, same bits).
+constexpr size_t kKPackRows = 64 * 64;
+constexpr size_t kKPackSums = 64;                  // after dx, within a super-block's extras
+constexpr size_t kKPackExtra = kKPackSums + 4 * 64;
 
-size_t kgroup_bytes(int64_t nb) { return size_t(nb) * kKPackedBlock; }
+size_t kgroup_bytes(int64_t nb) { return size_t(nb) * (kKPackRows + kKPackExtra); }
+inline const uint8_t* kpack_extra(const uint8_t* act, int64_t nb, int64_t b) {
+  return act + size_t(nb) * kKPackRows + size_t(b) * kKPackExtra;
+}
 
 void pack_q8_k(const uint8_t* act, size_t act_stride, int64_t n_tokens, int64_t nb, uint8_t* out) {
   for_each_token_group(act, act_stride, n_tokens, kgroup_bytes(nb), out,
                        [&](uint8_t* dst, const uint8_t* src, const TokenGather& gather) {
     for (int64_t b = 0; b < nb; ++b) {
       const uint8_t* blk = src + size_t(b) * sizeof(BlockQ8_K);
-      uint8_t* p = dst + size_t(b) * kKPackedBlock;
+      uint8_t* p = dst + size_t(b) * kKPackRows;
       for (int k4 = 0; k4 < 64; ++k4)
         _mm512_storeu_si512(p + k4 * 64, gather(blk + offsetof(BlockQ8_K, qs) + 4 * k4));
-      _mm512_storeu_si512(p + kKPackDx, gather(blk + offsetof(BlockQ8_K, d)));
-      for (int j = 0; j < 8; ++j) {
-        // bsums[2j] and bsums[2j+1] are adjacent int16: one dword per token, sign-extended halves.
+      uint8_t* extra = const_cast<uint8_t*>(kpack_extra(dst, nb, b));
+      _mm512_storeu_si512(extra, gather(blk + offsetof(BlockQ8_K, d)));
+      // bsums[2j] and bsums[2j+1] are adjacent int16: one dword per token, sign-extended halves.
+      auto sum32 = [&](int j) __attribute__((always_inline)) {
         const __m512i v = gather(blk + offsetof(BlockQ8_K, bsums) + 4 * j);
-        const __m512i lo = _mm512_srai_epi32(_mm512_slli_epi32(v, 16), 16);
-        _mm512_storeu_si512(p + kKPackSums + j * 64, _mm512_add_epi32(lo, _mm512_srai_epi32(v, 16)));
+        return _mm512_add_epi32(_mm512_srai_epi32(_mm512_slli_epi32(v, 16), 16), _mm512_srai_epi32(v, 16));
+      };
+      for (int pr = 0; pr < 4; ++pr) {
+        const __m512i lo = _mm512_and_si512(sum32(2 * pr), _mm512_set1_epi32(0xFFFF));
+        _mm512_storeu_si512(extra + kKPackSums + pr * 64, _mm512_or_si512(lo, _mm512_slli_epi32(sum32(2 * pr + 1), 16)));
       }
     }
   });
 }
 
-// One row group's unpacked super-block (thread-local scratch, rows < m valid).
+// One row group's unpacked super-block (thread-local scratch, rows < m valid). Scales and mins are
+// stored [sub-block][row], so the epilogue over tokens broadcasts one and the one over rows loads a
+// vector. Two of them, for super-blocks s and s + 1 (see kgroup_tokens).
 struct alignas(64) KUnpacked {
   int8_t q[kGroup][256];
-  int32_t sc[kGroup][kMaxSub];
-  int32_t mn[kGroup][8];
+  int32_t sc[kMaxSub][kGroup];
+  int32_t mn2[4][kGroup];  // the mins as int16 pairs (m_2p, m_2p+1), matching the packed Σx pairs
   float d[kGroup];
   float dmin[kGroup];
 };
-thread_local KUnpacked t_unpacked;
+thread_local KUnpacked t_unpacked[2];
 
 inline __m256i load256(const void* p) { return _mm256_loadu_si256(static_cast<const __m256i*>(p)); }
 inline void store256(void* p, __m256i v) { _mm256_storeu_si256(static_cast<__m256i*>(p), v); }
 
+// Q4_K / Q5_K: d, dmin and the 12 bytes of 6-bit scales and mins of super-block b, for the 16 rows at
+// once (lane = row; unpack_k_scales' bit arithmetic on 16 rows per instruction instead of one: the
+// scalar version, 16 times per super-block, was about a third of the GEMM's instructions).
 template <class B>
-inline void unpack_q45_scales(const B& b, int r, KUnpacked& u) {
-  u.d[r] = h2f(b.d);
-  u.dmin[r] = h2f(b.dmin);
-  uint8_t sc[8], mn[8];
-  unpack_k_scales(b.scales, sc, mn);
-  for (int j = 0; j < 8; ++j) {
-    u.sc[r][j] = sc[j];
-    u.mn[r][j] = mn[j];
+inline void unpack_q45_scales_rows(const uint8_t* w, __m512i row_offs, int64_t b, KUnpacked& u) {
+  const uint8_t* base = w + size_t(b) * sizeof(B);
+  const __m512i dd = _mm512_i32gather_epi32(row_offs, base + offsetof(B, d), 1);  // d | dmin << 16
+  _mm512_store_ps(u.d, _mm512_cvtph_ps(_mm512_cvtepi32_epi16(dd)));
+  _mm512_store_ps(u.dmin, _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(dd, 16))));
+  const __m512i k0 = _mm512_i32gather_epi32(row_offs, base + offsetof(B, scales), 1);
+  const __m512i k1 = _mm512_i32gather_epi32(row_offs, base + offsetof(B, scales) + 4, 1);
+  const __m512i k2 = _mm512_i32gather_epi32(row_offs, base + offsetof(B, scales) + 8, 1);
+  const __m512i m3f = _mm512_set1_epi32(0x3f3f3f3f), m0f = _mm512_set1_epi32(0x0f0f0f0f),
+                m30 = _mm512_set1_epi32(0x30303030), ff = _mm512_set1_epi32(0xff);
+  const __m512i sc_lo = _mm512_and_si512(k0, m3f), mn_lo = _mm512_and_si512(k1, m3f);
+  const __m512i sc_hi = _mm512_or_si512(_mm512_and_si512(k2, m0f), _mm512_and_si512(_mm512_srli_epi32(k0, 2), m30));
+  const __m512i mn_hi = _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi32(k2, 4), m0f),
+                                        _mm512_and_si512(_mm512_srli_epi32(k1, 2), m30));
+  for (int j = 0; j < 4; ++j) {
+    _mm512_store_si512(u.sc[j], _mm512_and_si512(_mm512_srli_epi32(sc_lo, 8 * j), ff));
+    _mm512_store_si512(u.sc[4 + j], _mm512_and_si512(_mm512_srli_epi32(sc_hi, 8 * j), ff));
   }
+  // Bytes (m0, m1, m2, m3) → int16 pairs (m0, m1) and (m2, m3).
+  const __m512i lo16 = _mm512_set1_epi32(0x000000ff), hi16 = _mm512_set1_epi32(0x00ff0000);
+  auto pairs = [&](__m512i v, int pr) __attribute__((always_inline)) {
+    _mm512_store_si512(u.mn2[pr], _mm512_or_si512(_mm512_and_si512(v, lo16), _mm512_and_si512(_mm512_slli_epi32(v, 8), hi16)));
+    _mm512_store_si512(u.mn2[pr + 1], _mm512_or_si512(_mm512_and_si512(_mm512_srli_epi32(v, 16), lo16),
+                                                      _mm512_and_si512(_mm512_srli_epi32(v, 8), hi16)));
+  };
+  pairs(mn_lo, 0);
+  pairs(mn_hi, 2);
 }
 
 // Element order (ggml): chunk p of 32 qs bytes holds elements 64p + l (low nibble) and 64p + 32 + l
@@ -519,9 +561,12 @@ struct AmxQ4K {
   using Block = BlockQ4_K;
   static constexpr bool kMins = true;
   static constexpr int kLen = 32;  // sub-block length = tile K
+  static constexpr int kSubShift = 3;  // 8 sub-blocks per super-block
+  static void scales(const uint8_t* w, __m512i row_offs, int64_t b, KUnpacked& u) {
+    unpack_q45_scales_rows<Block>(w, row_offs, b, u);
+  }
   static void unpack(const uint8_t* p, int r, KUnpacked& u) {
     const Block& b = *reinterpret_cast<const Block*>(p);
-    unpack_q45_scales(b, r, u);
     const __m256i m4 = _mm256_set1_epi8(0x0F);
     for (int c = 0; c < 4; ++c) {
       const __m256i q = load256(b.qs + 32 * c);
@@ -535,9 +580,12 @@ struct AmxQ5K {
   using Block = BlockQ5_K;
   static constexpr bool kMins = true;
   static constexpr int kLen = 32;
+  static constexpr int kSubShift = 3;
+  static void scales(const uint8_t* w, __m512i row_offs, int64_t b, KUnpacked& u) {
+    unpack_q45_scales_rows<Block>(w, row_offs, b, u);
+  }
   static void unpack(const uint8_t* p, int r, KUnpacked& u) {
     const Block& b = *reinterpret_cast<const Block*>(p);
-    unpack_q45_scales(b, r, u);
     const __m256i m4 = _mm256_set1_epi8(0x0F), one = _mm256_set1_epi8(1);
     const __m256i qh = load256(b.qh);
     for (int c = 0; c < 4; ++c) {
@@ -560,11 +608,13 @@ struct AmxQ6K {
   using Block = BlockQ6_K;
   static constexpr bool kMins = false;
   static constexpr int kLen = 16;
+  static constexpr int kSubShift = 4;  // 16 sub-blocks
+  static void scales(const uint8_t*, __m512i, int64_t, KUnpacked&) {}  // per row, in unpack
   static void unpack(const uint8_t* p, int r, KUnpacked& u) {
     const Block& b = *reinterpret_cast<const Block*>(p);
     u.d[r] = h2f(b.d);
     u.dmin[r] = 0.0f;
-    for (int i = 0; i < 16; ++i) u.sc[r][i] = b.scales[i];
+    for (int i = 0; i < 16; ++i) u.sc[i][r] = b.scales[i];
     const __m256i m4 = _mm256_set1_epi8(0x0F), m30 = _mm256_set1_epi8(0x30),
                   k32 = _mm256_set1_epi8(32);
     for (int h = 0; h < 2; ++h) {
@@ -582,22 +632,27 @@ struct AmxQ6K {
   }
 };
 
+// A tiles: sub-block i of super-block s in t_unpacked[s & 1]; B tiles: the linear packed stream.
 template <class D>
-inline ASource k_asource(const KUnpacked& u) {
-  return {reinterpret_cast<const uint8_t*>(&u.q[0][0]), D::kLen, 256};
+inline ASource k_asource() {
+  ASource a{reinterpret_cast<const uint8_t*>(&t_unpacked[0].q[0][0]), D::kLen, 256};
+  a.sb_shift = D::kSubShift;
+  a.buf_stride = sizeof(KUnpacked);
+  return a;
 }
 template <class D>
-inline BSource k_bsource(const uint8_t* pb) {
-  return {pb, size_t(D::kLen) / 4 * 64, 64, nullptr, 0};
+inline BSource k_bsource(const uint8_t* act) {
+  return {act, size_t(D::kLen) / 4 * 64, 64, nullptr, 0};
 }
 
 // The 16 rows are 16 separate weight streams, more than the hardware prefetchers follow when the
 // weights come from DRAM: each row's super-block kAhead blocks on is prefetched by hand.
 template <class D>
-inline void unpack_rows(const uint8_t* w, size_t w_stride, int m, int64_t b, int64_t nb,
+inline void unpack_rows(const uint8_t* w, size_t w_stride, __m512i row_offs, int m, int64_t b, int64_t nb,
                         KUnpacked& u) {
   constexpr int64_t kAhead = 2;
   constexpr size_t kBytes = sizeof(typename D::Block);
+  D::scales(w, row_offs, b, u);
   for (int r = 0; r < m; ++r) {
     const uint8_t* row = w + size_t(r) * w_stride;
     if (b + kAhead < nb)
@@ -607,40 +662,51 @@ inline void unpack_rows(const uint8_t* w, size_t w_stride, int m, int64_t b, int
   }
 }
 
-// Row group × token group (n ≥ 5): vectors over tokens.
+// The row group's sub-blocks of all super-blocks go through one block_loop, so the TMUL pipeline
+// does not drain at every super-block (that bubble was the GEMM's hottest spot). Super-block s + 1 is
+// unpacked when s's first product is scaled: its tiles load several pairs later, after the stores
+// have reached the cache (a tile load does not take bytes from pending stores).
+
+// Row group × token group (n ≥ 4): vectors over tokens.
 template <class D>
 void kgroup_tokens(const uint8_t* w, size_t w_stride, int m, const uint8_t* act, int64_t nb,
                    float* y, int64_t ldy, int n) {
-  KUnpacked& u = t_unpacked;
+  constexpr int kSubs = 1 << D::kSubShift;
+  const __m512i row_offs = row_offsets(w_stride, m);
   __m512 acc[kGroup];
   for (__m512& a : acc) a = _mm512_setzero_ps();
-  for (int64_t b = 0; b < nb; ++b) {
-    unpack_rows<D>(w, w_stride, m, b, nb, u);
-    const uint8_t* pb = act + size_t(b) * kKPackedBlock;
-    __m512i isum[kGroup];
-    for (__m512i& v : isum) v = _mm512_setzero_si512();
-    block_loop(k_asource<D>(u), k_bsource<D>(pb), 256 / D::kLen, 64, [&](const int32_t* c, int64_t i)
-                                                              __attribute__((always_inline)) {
+  __m512i isum[kGroup];
+  for (__m512i& v : isum) v = _mm512_setzero_si512();
+  if (nb > 0) unpack_rows<D>(w, w_stride, row_offs, m, 0, nb, t_unpacked[0]);
+  block_loop(k_asource<D>(), k_bsource<D>(act), nb * kSubs, 64, [&](const int32_t* c, int64_t blk)
+                                                            __attribute__((always_inline)) {
+    const int64_t s = blk >> D::kSubShift;
+    const int i = int(blk & (kSubs - 1));
+    const KUnpacked& u = t_unpacked[s & 1];
+    if (i == 0 && s + 1 < nb) unpack_rows<D>(w, w_stride, row_offs, m, s + 1, nb, t_unpacked[(s + 1) & 1]);
 #pragma GCC unroll 16
-      for (int r = 0; r < kGroup; ++r)
-        isum[r] = _mm512_add_epi32(isum[r], _mm512_mullo_epi32(_mm512_load_si512(c + r * kGroup),
-                                                               _mm512_set1_epi32(u.sc[r][i])));
-    });
-    const __m512 dx = _mm512_loadu_ps(reinterpret_cast<const float*>(pb + kKPackDx));
+    for (int r = 0; r < kGroup; ++r)
+      isum[r] = _mm512_add_epi32(isum[r], _mm512_mullo_epi32(_mm512_load_si512(c + r * kGroup),
+                                                             _mm512_set1_epi32(u.sc[i][r])));
+    if (i != kSubs - 1) return;
+    const uint8_t* extra = kpack_extra(act, nb, s);
+    const __m512 dx = _mm512_loadu_ps(reinterpret_cast<const float*>(extra));
+    [[maybe_unused]] __m512i sums[4];
+    if constexpr (D::kMins)
+      for (int pr = 0; pr < 4; ++pr) sums[pr] = _mm512_loadu_si512(extra + kKPackSums + pr * 64);
     for (int r = 0; r < kGroup; ++r) {
       acc[r] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[r]), _mm512_mul_ps(_mm512_set1_ps(u.d[r]), dx),
                                acc[r]);
+      isum[r] = _mm512_setzero_si512();
       if constexpr (D::kMins) {
-        __m512i imin = _mm512_setzero_si512();
-        for (int j = 0; j < 8; ++j)
-          imin = _mm512_add_epi32(
-              imin, _mm512_mullo_epi32(_mm512_set1_epi32(u.mn[r][j]),
-                                       _mm512_loadu_si512(pb + kKPackSums + j * 64)));
+        __m512i imin = _mm512_madd_epi16(_mm512_set1_epi32(u.mn2[0][r]), sums[0]);
+        for (int pr = 1; pr < 4; ++pr)
+          imin = _mm512_add_epi32(imin, _mm512_madd_epi16(_mm512_set1_epi32(u.mn2[pr][r]), sums[pr]));
         acc[r] = _mm512_fnmadd_ps(_mm512_cvtepi32_ps(imin),
                                   _mm512_mul_ps(_mm512_set1_ps(u.dmin[r]), dx), acc[r]);
       }
     }
-  }
+  });
   store_by_rows(acc, m, n, y, ldy);
 }
 
@@ -648,43 +714,43 @@ void kgroup_tokens(const uint8_t* w, size_t w_stride, int m, const uint8_t* act,
 template <class D, int N>
 void kgroup_cols(const uint8_t* w, size_t w_stride, int m, const uint8_t* act, int64_t nb,
                  float* y, int64_t ldy) {
-  KUnpacked& u = t_unpacked;
+  constexpr int kSubs = 1 << D::kSubShift;
   const Columns<N> column;
-  const __m512i sidx = _mm512_mullo_epi32(lane_ids(), _mm512_set1_epi32(kMaxSub));  // u.sc[r][·]
-  const __m512i midx = _mm512_mullo_epi32(lane_ids(), _mm512_set1_epi32(8));        // u.mn[r][·]
+  const __m512i row_offs = row_offsets(w_stride, m);
   __m512 acc[N];
   for (__m512& a : acc) a = _mm512_setzero_ps();
-  for (int64_t b = 0; b < nb; ++b) {
-    unpack_rows<D>(w, w_stride, m, b, nb, u);
-    const uint8_t* pb = act + size_t(b) * kKPackedBlock;
-    __m512i isum[N];
-    for (__m512i& v : isum) v = _mm512_setzero_si512();
-    block_loop(k_asource<D>(u), k_bsource<D>(pb), 256 / D::kLen, 4 * N, [&](const int32_t* c, int64_t i)
-                                                                 __attribute__((always_inline)) {
-      const __m512i sc = _mm512_i32gather_epi32(sidx, &u.sc[0][i], 4);
-      for (int t = 0; t < N; ++t)
-        isum[t] = _mm512_add_epi32(isum[t], _mm512_mullo_epi32(column(c, t), sc));
-    });
-    const float* dx = reinterpret_cast<const float*>(pb + kKPackDx);
-    const int32_t* sums = reinterpret_cast<const int32_t*>(pb + kKPackSums);
+  __m512i isum[N];
+  for (__m512i& v : isum) v = _mm512_setzero_si512();
+  if (nb > 0) unpack_rows<D>(w, w_stride, row_offs, m, 0, nb, t_unpacked[0]);
+  block_loop(k_asource<D>(), k_bsource<D>(act), nb * kSubs, 4 * N, [&](const int32_t* c, int64_t blk)
+                                                               __attribute__((always_inline)) {
+    const int64_t s = blk >> D::kSubShift;
+    const int i = int(blk & (kSubs - 1));
+    const KUnpacked& u = t_unpacked[s & 1];
+    if (i == 0 && s + 1 < nb) unpack_rows<D>(w, w_stride, row_offs, m, s + 1, nb, t_unpacked[(s + 1) & 1]);
+    const __m512i sc = _mm512_load_si512(u.sc[i]);
+    for (int t = 0; t < N; ++t) isum[t] = _mm512_add_epi32(isum[t], _mm512_mullo_epi32(column(c, t), sc));
+    if (i != kSubs - 1) return;
+    const uint8_t* extra = kpack_extra(act, nb, s);
+    const float* dx = reinterpret_cast<const float*>(extra);
+    const int32_t* sums = reinterpret_cast<const int32_t*>(extra + kKPackSums);
     const __m512 dv = _mm512_load_ps(u.d), dminv = _mm512_load_ps(u.dmin);
-    // The 16 rows' mins, gathered once per super-block for all N tokens.
-    [[maybe_unused]] __m512i mins[8];
+    [[maybe_unused]] __m512i mins[4];
     if constexpr (D::kMins)
-      for (int j = 0; j < 8; ++j) mins[j] = _mm512_i32gather_epi32(midx, &u.mn[0][j], 4);
+      for (int pr = 0; pr < 4; ++pr) mins[pr] = _mm512_load_si512(u.mn2[pr]);
     for (int t = 0; t < N; ++t) {
       acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[t]), _mm512_mul_ps(dv, _mm512_set1_ps(dx[t])),
                                acc[t]);
+      isum[t] = _mm512_setzero_si512();
       if constexpr (D::kMins) {
-        __m512i imin = _mm512_setzero_si512();
-        for (int j = 0; j < 8; ++j)
-          imin = _mm512_add_epi32(imin,
-                                  _mm512_mullo_epi32(mins[j], _mm512_set1_epi32(sums[j * kGroup + t])));
+        __m512i imin = _mm512_madd_epi16(mins[0], _mm512_set1_epi32(sums[t]));
+        for (int pr = 1; pr < 4; ++pr)
+          imin = _mm512_add_epi32(imin, _mm512_madd_epi16(mins[pr], _mm512_set1_epi32(sums[pr * kGroup + t])));
         acc[t] = _mm512_fnmadd_ps(_mm512_cvtepi32_ps(imin), _mm512_mul_ps(dminv, _mm512_set1_ps(dx[t])),
                                   acc[t]);
       }
     }
-  }
+  });
   store_by_tokens(acc, N, m, y, ldy);
 }
 
