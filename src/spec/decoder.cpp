@@ -182,10 +182,15 @@ util::Result<std::vector<int32_t>> Decoder::generate(std::span<const int32_t> pr
     if (sampler.params().greedy()) {
       acc = accept_greedy(drafted, [&](int64_t i) { return target_.logits(i); }, n_vocab);
     } else {
+      // Target distributions on demand, in order: rows after the first rejection are never turned into
+      // distributions (softmax, top-k/top-p over the whole vocabulary per row).
       p_.resize(static_cast<size_t>(verify_size));
-      for (int i = 0; i < verify_size; ++i)
-        sampler.distribution(target_.logits(i), &p_[static_cast<size_t>(i)]);
-      acc = accept_sampled(drafted, [&](int64_t i) -> const Distribution& { return p_[static_cast<size_t>(i)]; },
+      int64_t p_ready = 0;
+      auto p_row = [&](int64_t i) -> const Distribution& {
+        for (; p_ready <= i; ++p_ready) sampler.distribution(target_.logits(p_ready), &p_[static_cast<size_t>(p_ready)]);
+        return p_[static_cast<size_t>(i)];
+      };
+      acc = accept_sampled(drafted, p_row,
                            std::span<const Distribution>(q_.data(), static_cast<size_t>(n_draft)), sampler,
                            opts.accept_rule);
     }
