@@ -562,6 +562,7 @@ struct AmxQ4K {
   static constexpr bool kMins = true;
   static constexpr int kLen = 32;  // sub-block length = tile K
   static constexpr int kSubShift = 3;  // 8 sub-blocks per super-block
+  static constexpr bool kAcross = true;
   static void scales(const uint8_t* w, __m512i row_offs, int64_t b, KUnpacked& u) {
     unpack_q45_scales_rows<Block>(w, row_offs, b, u);
   }
@@ -581,6 +582,7 @@ struct AmxQ5K {
   static constexpr bool kMins = true;
   static constexpr int kLen = 32;
   static constexpr int kSubShift = 3;
+  static constexpr bool kAcross = true;
   static void scales(const uint8_t* w, __m512i row_offs, int64_t b, KUnpacked& u) {
     unpack_q45_scales_rows<Block>(w, row_offs, b, u);
   }
@@ -609,12 +611,22 @@ struct AmxQ6K {
   static constexpr bool kMins = false;
   static constexpr int kLen = 16;
   static constexpr int kSubShift = 4;  // 16 sub-blocks
-  static void scales(const uint8_t*, __m512i, int64_t, KUnpacked&) {}  // per row, in unpack
+  static constexpr bool kAcross = false;
+  // The 16 rows' int8 scales (4 gathers of 4) and d, as unpack_q45_scales_rows does for Q4_K/Q5_K.
+  static void scales(const uint8_t* w, __m512i row_offs, int64_t b, KUnpacked& u) {
+    const uint8_t* base = w + size_t(b) * sizeof(Block);
+    for (int k = 0; k < 4; ++k) {
+      const __m512i v = _mm512_i32gather_epi32(row_offs, base + offsetof(Block, scales) + 4 * k, 1);
+      for (int j = 0; j < 4; ++j)
+        _mm512_store_si512(u.sc[4 * k + j], _mm512_srai_epi32(_mm512_slli_epi32(v, 24 - 8 * j), 24));
+    }
+    // d is the block's last 2 bytes: read the dword ending there (scales[14..15], d), not past it.
+    const __m512i dd = _mm512_i32gather_epi32(row_offs, base + offsetof(Block, d) - 2, 1);
+    _mm512_store_ps(u.d, _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(dd, 16))));
+    _mm512_store_ps(u.dmin, _mm512_setzero_ps());
+  }
   static void unpack(const uint8_t* p, int r, KUnpacked& u) {
     const Block& b = *reinterpret_cast<const Block*>(p);
-    u.d[r] = h2f(b.d);
-    u.dmin[r] = 0.0f;
-    for (int i = 0; i < 16; ++i) u.sc[i][r] = b.scales[i];
     const __m256i m4 = _mm256_set1_epi8(0x0F), m30 = _mm256_set1_epi8(0x30),
                   k32 = _mm256_set1_epi8(32);
     for (int h = 0; h < 2; ++h) {
@@ -634,8 +646,8 @@ struct AmxQ6K {
 
 // A tiles: sub-block i of super-block s in t_unpacked[s & 1]; B tiles: the linear packed stream.
 template <class D>
-inline ASource k_asource() {
-  ASource a{reinterpret_cast<const uint8_t*>(&t_unpacked[0].q[0][0]), D::kLen, 256};
+inline ASource k_asource(int parity = 0) {
+  ASource a{reinterpret_cast<const uint8_t*>(&t_unpacked[parity].q[0][0]), D::kLen, 256};
   a.sb_shift = D::kSubShift;
   a.buf_stride = sizeof(KUnpacked);
   return a;
@@ -678,8 +690,7 @@ void kgroup_tokens(const uint8_t* w, size_t w_stride, int m, const uint8_t* act,
   __m512i isum[kGroup];
   for (__m512i& v : isum) v = _mm512_setzero_si512();
   if (nb > 0) unpack_rows<D>(w, w_stride, row_offs, m, 0, nb, t_unpacked[0]);
-  block_loop(k_asource<D>(), k_bsource<D>(act), nb * kSubs, 64, [&](const int32_t* c, int64_t blk)
-                                                            __attribute__((always_inline)) {
+  auto scale = [&](const int32_t* c, int64_t blk) __attribute__((always_inline)) {
     const int64_t s = blk >> D::kSubShift;
     const int i = int(blk & (kSubs - 1));
     const KUnpacked& u = t_unpacked[s & 1];
@@ -706,7 +717,14 @@ void kgroup_tokens(const uint8_t* w, size_t w_stride, int m, const uint8_t* act,
                                   _mm512_mul_ps(_mm512_set1_ps(u.dmin[r]), dx), acc[r]);
       }
     }
-  });
+  };
+  if constexpr (D::kAcross) {
+    block_loop(k_asource<D>(), k_bsource<D>(act), nb * kSubs, 64, scale);
+  } else {
+    for (int64_t s = 0; s < nb; ++s)
+      block_loop(k_asource<D>(int(s & 1)), k_bsource<D>(act + size_t(s) * kKPackRows), kSubs, 64,
+                 [&](const int32_t* c, int64_t i) __attribute__((always_inline)) { scale(c, s * kSubs + i); });
+  }
   store_by_rows(acc, m, n, y, ldy);
 }
 
