@@ -4,6 +4,8 @@
 #   scripts/compare-llama.sh MODEL.gguf [LLAMA_BIN_DIR]
 #
 # LLAMA_BIN_DIR holds llama-bench (a CPU build of llama.cpp; default $LLAMA_BIN or /work/llama-fork/build/bin).
+# On an AMX CPU build llama.cpp with clang: a GCC 12 build's AMX kernel dies with SIGILL on batches > 1
+# (tools/reference/README.md).
 # Env: THREADS (default 2), BLOCKS (default 1,2,4,8,16), REPS (default 5), NGEN (decode tokens, default 32).
 #
 # c(B) = time of one forward of B tokens / time of one decoded token. llama.cpp: avg time of its
