@@ -480,9 +480,8 @@ constexpr size_t kKPackSums = 64;                  // after dx, within a super-b
 constexpr size_t kKPackExtra = kKPackSums + 4 * 64;
 
 size_t kgroup_bytes(int64_t nb) { return size_t(nb) * (kKPackRows + kKPackExtra); }
-inline const uint8_t* kpack_extra(const uint8_t* act, int64_t nb, int64_t b) {
-  return act + size_t(nb) * kKPackRows + size_t(b) * kKPackExtra;
-}
+// Where super-block b's dx and sums start, from the token group's packed start.
+inline size_t kpack_extra(int64_t nb, int64_t b) { return size_t(nb) * kKPackRows + size_t(b) * kKPackExtra; }
 
 void pack_q8_k(const uint8_t* act, size_t act_stride, int64_t n_tokens, int64_t nb, uint8_t* out) {
   for_each_token_group(act, act_stride, n_tokens, kgroup_bytes(nb), out,
@@ -492,7 +491,7 @@ void pack_q8_k(const uint8_t* act, size_t act_stride, int64_t n_tokens, int64_t 
       uint8_t* p = dst + size_t(b) * kKPackRows;
       for (int k4 = 0; k4 < 64; ++k4)
         _mm512_storeu_si512(p + k4 * 64, gather(blk + offsetof(BlockQ8_K, qs) + 4 * k4));
-      uint8_t* extra = const_cast<uint8_t*>(kpack_extra(dst, nb, b));
+      uint8_t* extra = dst + kpack_extra(nb, b);
       _mm512_storeu_si512(extra, gather(blk + offsetof(BlockQ8_K, d)));
       // bsums[2j] and bsums[2j+1] are adjacent int16: one dword per token, sign-extended halves.
       auto sum32 = [&](int j) __attribute__((always_inline)) {
@@ -674,10 +673,11 @@ inline void unpack_rows(const uint8_t* w, size_t w_stride, __m512i row_offs, int
   }
 }
 
-// The row group's sub-blocks of all super-blocks go through one block_loop, so the TMUL pipeline
-// does not drain at every super-block (that bubble was the GEMM's hottest spot). Super-block s + 1 is
-// unpacked when s's first product is scaled: its tiles load several pairs later, after the stores
-// have reached the cache (a tile load does not take bytes from pending stores).
+// Q4_K/Q5_K (D::kAcross): the row group's sub-blocks of all super-blocks go through one block_loop, so
+// the TMUL pipeline does not drain at every super-block (that bubble was the GEMM's hottest spot); Q6_K
+// keeps a block_loop per super-block in kgroup_tokens (measured faster with its 16 sub-blocks).
+// Super-block s + 1 is unpacked when s's first product is scaled: its tiles load several pairs later,
+// after the stores have reached the cache (a tile load does not take bytes from pending stores).
 
 // Row group × token group (n ≥ 4): vectors over tokens.
 template <class D>
@@ -700,7 +700,7 @@ void kgroup_tokens(const uint8_t* w, size_t w_stride, int m, const uint8_t* act,
       isum[r] = _mm512_add_epi32(isum[r], _mm512_mullo_epi32(_mm512_load_si512(c + r * kGroup),
                                                              _mm512_set1_epi32(u.sc[i][r])));
     if (i != kSubs - 1) return;
-    const uint8_t* extra = kpack_extra(act, nb, s);
+    const uint8_t* extra = act + kpack_extra(nb, s);
     const __m512 dx = _mm512_loadu_ps(reinterpret_cast<const float*>(extra));
     [[maybe_unused]] __m512i sums[4];
     if constexpr (D::kMins)
@@ -749,7 +749,7 @@ void kgroup_cols(const uint8_t* w, size_t w_stride, int m, const uint8_t* act, i
     const __m512i sc = _mm512_load_si512(u.sc[i]);
     for (int t = 0; t < N; ++t) isum[t] = _mm512_add_epi32(isum[t], _mm512_mullo_epi32(column(c, t), sc));
     if (i != kSubs - 1) return;
-    const uint8_t* extra = kpack_extra(act, nb, s);
+    const uint8_t* extra = act + kpack_extra(nb, s);
     const float* dx = reinterpret_cast<const float*>(extra);
     const int32_t* sums = reinterpret_cast<const int32_t*>(extra + kKPackSums);
     const __m512 dv = _mm512_load_ps(u.d), dminv = _mm512_load_ps(u.dmin);
