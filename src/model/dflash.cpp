@@ -307,7 +307,7 @@ Status DFlashDrafter::draft(int32_t last_token, int n_draft) {
     ops::rmsnorm(h, L.post_norm.as<float>(), T, H, c.rms_eps, x);
     ops::matmul(L.ffn_gate, x, T, I.ffa.data(), *I.pool);
     ops::matmul(L.ffn_up, x, T, I.ffb.data(), *I.pool);
-    ops::swiglu(I.ffa.data(), I.ffb.data(), T * c.n_ff, I.ffa.data());
+    ops::swiglu(I.ffa.data(), I.ffb.data(), T * c.n_ff, I.ffa.data(), I.pool);
     ops::matmul(L.ffn_down, I.ffa.data(), T, I.tmp.data(), *I.pool);
     ops::add(h, I.tmp.data(), T * H);
   }

@@ -65,14 +65,29 @@ void add(float* x, const float* y, int64_t n) {
   for (int64_t i = 0; i < n; ++i) x[i] += y[i];
 }
 
-void mul_sigmoid(float* x, const float* gate, int64_t n) {
+namespace {
+// Element-wise work of a verify block or a prefill chunk (tens of thousands of elements, each an exp
+// and a divide) is split over the pool; a decode step's few thousand are not worth a dispatch. Each
+// element's result is the same in any chunk (the kernels' tails use the body's vector math).
+constexpr int64_t kParallelElems = 8192;
+template <class F>
+void split_elems(util::ThreadPool* pool, int64_t n, int64_t unit, F&& f) {
+  if (!pool || pool->size() < 2 || n * unit < kParallelElems) {
+    f(int64_t(0), n);
+    return;
+  }
+  pool->parallel_range(n, std::max<int64_t>(1, kParallelElems / 2 / unit), [&](int64_t b, int64_t e, int) { f(b, e); });
+}
+}  // namespace
+
+void mul_sigmoid(float* x, const float* gate, int64_t n, util::ThreadPool* pool) {
   util::profile::Scope ps("mul_sigmoid");
-  kernels::mul_sigmoid(x, gate, x, n);
+  split_elems(pool, n, 1, [&](int64_t b, int64_t e) { kernels::mul_sigmoid(x + b, gate + b, x + b, e - b); });
 }
 
-void swiglu(const float* g, const float* u, int64_t n, float* out) {
+void swiglu(const float* g, const float* u, int64_t n, float* out, util::ThreadPool* pool) {
   util::profile::Scope ps("swiglu");
-  kernels::swiglu(g, u, out, n);
+  split_elems(pool, n, 1, [&](int64_t b, int64_t e) { kernels::swiglu(g + b, u + b, out + b, e - b); });
 }
 
 void deltanet_gates(const float* b, const float* a, const float* dt_bias, const float* ssm_a, int64_t m,
@@ -162,9 +177,12 @@ void deltanet_replay(const float* k, const float* v, const float* g, const float
   kernels::delta_rule_recurrent(delta_shape(hk, hv, dk, dv), S, in, nullptr, 0, &pool);
 }
 
-void gated_rmsnorm(const float* o, const float* z, const float* w, int64_t rows, int64_t d, float eps, float* out) {
+void gated_rmsnorm(const float* o, const float* z, const float* w, int64_t rows, int64_t d, float eps, float* out,
+                   util::ThreadPool* pool) {
   util::profile::Scope ps("gated_rmsnorm");
-  kernels::rmsnorm_gated(o, z, w, out, rows, d, eps);
+  split_elems(pool, rows, d, [&](int64_t b, int64_t e) {
+    kernels::rmsnorm_gated(o + b * d, z + b * d, w, out + b * d, e - b, d, eps);
+  });
 }
 
 void split_query_gate(const float* qg, int64_t m, int64_t nh, int64_t hd, float* q, float* gate) {

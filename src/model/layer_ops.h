@@ -18,9 +18,10 @@ void embed(const tensor::Tensor& table, const int32_t* tokens, int64_t m, float*
 // out = x̂ · w over rows of n (w already holds the +1 of zero-centred norms). In place allowed.
 void rmsnorm(const float* x, const float* w, int64_t rows, int64_t n, float eps, float* out);
 void add(float* x, const float* y, int64_t n);
-void mul_sigmoid(float* x, const float* gate, int64_t n);
+// With a pool, large arrays are split over its threads (same results).
+void mul_sigmoid(float* x, const float* gate, int64_t n, util::ThreadPool* pool = nullptr);
 // out = silu(g) · u
-void swiglu(const float* g, const float* u, int64_t n, float* out);
+void swiglu(const float* g, const float* u, int64_t n, float* out, util::ThreadPool* pool = nullptr);
 
 // ---- Gated DeltaNet ----
 // beta = σ(b); g = softplus(a + dt_bias) · ssm_a, per token and value head. beta may alias b.
@@ -47,7 +48,8 @@ void deltanet_chunked(const float* qkv, int64_t m, int64_t row, int64_t hk, int6
 void deltanet_replay(const float* k, const float* v, const float* g, const float* beta, int64_t n, int64_t hk,
                      int64_t hv, int64_t dk, int64_t dv, float* S, util::ThreadPool& pool);
 // out = rmsnorm(o)·w·silu(z) per row of d (rows = tokens × heads). In place allowed.
-void gated_rmsnorm(const float* o, const float* z, const float* w, int64_t rows, int64_t d, float eps, float* out);
+void gated_rmsnorm(const float* o, const float* z, const float* w, int64_t rows, int64_t d, float eps, float* out,
+                   util::ThreadPool* pool = nullptr);
 
 // ---- attention ----
 // attn_q rows hold per head [query (hd) | gate (hd)]; split into q [m][nh][hd] and gate.

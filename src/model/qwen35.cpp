@@ -557,7 +557,7 @@ void Qwen35::run_layers(const int32_t* tok, int64_t m, const RowGroup* groups, i
         }
       }
       // Gated RMSNorm per value head: norm(o)·w·silu(z); then the output projection.
-      ops::gated_rmsnorm(o, z, L.ssm_norm.as<float>(), m * Hv, Dv, C.rms_eps, o);
+      ops::gated_rmsnorm(o, z, L.ssm_norm.as<float>(), m * Hv, Dv, C.rms_eps, o, I.pool);
       ops::matmul(L.ssm_out, o, m, h, *I.pool);
     } else {
       // ---- gated full attention (qwen35.md §3) ----
@@ -586,7 +586,7 @@ void Qwen35::run_layers(const int32_t* tok, int64_t m, const RowGroup* groups, i
         ops::kv_append(vc, v + G.row0 * nkv * hd, G.rows, nkv, hd, opts_.n_ctx, G.pos0);
         ops::attention_causal(qr, G.rows, nh, hd, kc, vc, nkv, opts_.n_ctx, G.pos0, out + G.row0 * nh * hd, *I.pool);
       }
-      ops::mul_sigmoid(out, gate, m * nh * hd);  // output gate
+      ops::mul_sigmoid(out, gate, m * nh * hd, I.pool);  // output gate
       ops::matmul(L.wo, out, m, h, *I.pool);
     }
     ops::add(x, h, m * H);  // residual
@@ -602,7 +602,7 @@ void Qwen35::run_layers(const int32_t* tok, int64_t m, const RowGroup* groups, i
     } else {
       ops::matmul(L.ffn_gate, h, m, I.ffn_a.data(), *I.pool);
       ops::matmul(L.ffn_up, h, m, I.ffn_b.data(), *I.pool);
-      ops::swiglu(I.ffn_a.data(), I.ffn_b.data(), m * C.n_ff, I.ffn_a.data());
+      ops::swiglu(I.ffn_a.data(), I.ffn_b.data(), m * C.n_ff, I.ffn_a.data(), I.pool);
       ops::matmul(L.ffn_down, I.ffn_a.data(), m, h, *I.pool);
     }
     ops::add(x, h, m * H);
