@@ -227,7 +227,20 @@ int run_pair_bench(const BenchArgs& a) {
     const DecodeTotals& t = configs[adaptive_at].total;
     out["adaptive_tok_s"] = t.tok_s();
     out["adaptive_tau"] = t.tau();
-    if (!a.json) std::fprintf(stderr, "adaptive: %.2f tok/s, tau %.2f\n", t.tok_s(), t.tau());
+    // The drafter configurations with a fixed block (plain decoding is B = 1): the fastest of them, and
+    // the adaptive policy against it and against the drafter's own block.
+    size_t best = 0;
+    for (size_t c = 0; c < adaptive_at; ++c)
+      if (configs[c].total.tok_s() > configs[best].total.tok_s()) best = c;
+    const double best_tok_s = configs[best].total.tok_s();
+    out["best_fixed_block"] = best == 0 ? 1 : best == 1 ? main_block : extra[best - 2];
+    out["best_fixed_tok_s"] = best_tok_s;
+    out["adaptive_vs_best_fixed"] = best_tok_s > 0 ? t.tok_s() / best_tok_s : 0.0;
+    out["adaptive_vs_main_block"] = configs[1].total.tok_s() > 0 ? t.tok_s() / configs[1].total.tok_s() : 0.0;
+    if (!a.json)
+      std::fprintf(stderr, "adaptive: %.2f tok/s, tau %.2f (%.2fx the best fixed block, B = %d; %.2fx B = %d)\n", t.tok_s(),
+                   t.tau(), out["adaptive_vs_best_fixed"].get<double>(), out["best_fixed_block"].get<int>(),
+                   out["adaptive_vs_main_block"].get<double>(), main_block);
   }
   out["pair_reps"] = reps;
   // Where the DFlash decode time of the main configuration went.

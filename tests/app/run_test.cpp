@@ -135,6 +135,20 @@ TEST(BenchCommand, PairBlocksAndAdaptiveReportSpeedAndTauPerConfiguration) {
   }
   EXPECT_GT(j["adaptive_tok_s"].get<double>(), 0.0);
   EXPECT_GE(j["adaptive_tau"].get<double>(), 1.0);
+  // The best fixed block is one of those timed (plain decoding = 1, the drafter's own block, --pair-blocks),
+  // and the ratios are the adaptive rate over theirs.
+  const int best = j["best_fixed_block"].get<int>(), own = j["block_size"].get<int>();
+  EXPECT_TRUE(best == 1 || best == own || best == 2 || best == 4) << best;
+  const double best_tok_s = best == 1     ? j["ar_tok_s"].get<double>()
+                            : best == own ? j["dflash_tok_s"].get<double>()
+                                          : j["fixed_block_tok_s"][std::to_string(best)].get<double>();
+  EXPECT_DOUBLE_EQ(j["best_fixed_tok_s"].get<double>(), best_tok_s);
+  for (double v : {j["ar_tok_s"].get<double>(), j["dflash_tok_s"].get<double>(),
+                   j["fixed_block_tok_s"]["2"].get<double>(), j["fixed_block_tok_s"]["4"].get<double>()})
+    EXPECT_LE(v, best_tok_s);
+  EXPECT_NEAR(j["adaptive_vs_best_fixed"].get<double>(), j["adaptive_tok_s"].get<double>() / best_tok_s, 1e-9);
+  EXPECT_NEAR(j["adaptive_vs_main_block"].get<double>(),
+              j["adaptive_tok_s"].get<double>() / j["dflash_tok_s"].get<double>(), 1e-9);
   EXPECT_EQ(j["pair_reps"].get<int>(), 2);
   for (const char* k : {"lookup", "lookup_adaptive"}) {
     EXPECT_GT(j[std::string(k) + "_tok_s"].get<double>(), 0.0) << k;
