@@ -118,8 +118,6 @@ void configure(int m, int n, int k) {
 // never stored.
 alignas(64) thread_local int32_t t_cbuf[2][kGroup * kGroup];
 
-inline float h2f(uint16_t h) { return _cvtsh_ss(h); }
-
 inline __m512i lane_ids() {
   return _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
 }
@@ -673,6 +671,18 @@ inline void unpack_rows(const uint8_t* w, size_t w_stride, __m512i row_offs, int
   }
 }
 
+// The unpacked super-block holding the row's sub-block blk (its index within it in *i). At the first
+// sub-block of super-block s it unpacks s + 1 into the other buffer (why so early: below).
+template <class D>
+__attribute__((always_inline)) inline const KUnpacked& sub_block(const uint8_t* w, size_t w_stride,
+                                                                 __m512i row_offs, int m, int64_t nb,
+                                                                 int64_t blk, int* i) {
+  const int64_t s = blk >> D::kSubShift;
+  *i = int(blk & ((int64_t(1) << D::kSubShift) - 1));
+  if (*i == 0 && s + 1 < nb) unpack_rows<D>(w, w_stride, row_offs, m, s + 1, nb, t_unpacked[(s + 1) & 1]);
+  return t_unpacked[s & 1];
+}
+
 // Q4_K/Q5_K (D::kAcross): the row group's sub-blocks of all super-blocks go through one block_loop, so
 // the TMUL pipeline does not drain at every super-block (that bubble was the GEMM's hottest spot); Q6_K
 // keeps a block_loop per super-block in kgroup_tokens (measured faster with its 16 sub-blocks).
@@ -692,9 +702,8 @@ void kgroup_tokens(const uint8_t* w, size_t w_stride, int m, const uint8_t* act,
   if (nb > 0) unpack_rows<D>(w, w_stride, row_offs, m, 0, nb, t_unpacked[0]);
   auto scale = [&](const int32_t* c, int64_t blk) __attribute__((always_inline)) {
     const int64_t s = blk >> D::kSubShift;
-    const int i = int(blk & (kSubs - 1));
-    const KUnpacked& u = t_unpacked[s & 1];
-    if (i == 0 && s + 1 < nb) unpack_rows<D>(w, w_stride, row_offs, m, s + 1, nb, t_unpacked[(s + 1) & 1]);
+    int i;
+    const KUnpacked& u = sub_block<D>(w, w_stride, row_offs, m, nb, blk, &i);
 #pragma GCC unroll 16
     for (int r = 0; r < kGroup; ++r)
       isum[r] = _mm512_add_epi32(isum[r], _mm512_mullo_epi32(_mm512_load_si512(c + r * kGroup),
@@ -743,9 +752,8 @@ void kgroup_cols(const uint8_t* w, size_t w_stride, int m, const uint8_t* act, i
   block_loop(k_asource<D>(), k_bsource<D>(act), nb * kSubs, 4 * N, [&](const int32_t* c, int64_t blk)
                                                                __attribute__((always_inline)) {
     const int64_t s = blk >> D::kSubShift;
-    const int i = int(blk & (kSubs - 1));
-    const KUnpacked& u = t_unpacked[s & 1];
-    if (i == 0 && s + 1 < nb) unpack_rows<D>(w, w_stride, row_offs, m, s + 1, nb, t_unpacked[(s + 1) & 1]);
+    int i;
+    const KUnpacked& u = sub_block<D>(w, w_stride, row_offs, m, nb, blk, &i);
     const __m512i sc = _mm512_load_si512(u.sc[i]);
     for (int t = 0; t < N; ++t) isum[t] = _mm512_add_epi32(isum[t], _mm512_mullo_epi32(column(c, t), sc));
     if (i != kSubs - 1) return;

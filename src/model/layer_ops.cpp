@@ -218,7 +218,8 @@ void rope_neox(float* x, int64_t m, int64_t nheads, int64_t hd, int64_t n_rot, i
   if (!t) {
     t = &cache[victim];
     victim ^= 1;
-    std::vector<int64_t> pos(static_cast<size_t>(m));
+    thread_local std::vector<int64_t> pos;  // a new range comes every forward: no allocation then
+    pos.resize(static_cast<size_t>(m));
     for (int64_t i = 0; i < m; ++i) pos[static_cast<size_t>(i)] = pos0 + i;
     t->cs.resize(static_cast<size_t>(m * n_rot));
     kernels::rope_table(pos.data(), m, n_rot, theta, t->cs.data());
