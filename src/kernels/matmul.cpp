@@ -136,21 +136,54 @@ struct Kernel {
   detail::ActPrepFn prep = nullptr;  // activation layout change the kernel needs, if any
   detail::ActPack pack;              // or a whole-batch packing (AMX)
   int row_tile = 1;                  // rows the kernel computes together; threads split whole tiles
-  bool reads_packed = false;         // understands Tensor::packed (PackedWeights)
+  int packed_layout = 0;             // the Tensor::packed layout it reads (PackedWeights), 0 = none
 };
+
+// Tensor::packed_layout values.
+constexpr int kLayoutAmxQ8 = 1;     // prepack_q8_0
+constexpr int kLayoutRows16Q8 = 2;  // prepack_q8_0_rows16
+
+size_t packed_group_bytes(int layout, int64_t in) {
+  return layout == kLayoutAmxQ8 ? detail::prepack_q8_0_group_bytes(in) : detail::prepack_rows16_group_bytes(in);
+}
 
 // The dtypes whose AMX kernel has a pre-packed weight layout.
 bool amx_packs(DType t) { return t == DType::kQ8_0; }
 
+// Q8_0 kernel switches, for A/B benchmarks and tests: setter value ≥ 0 wins, else the environment,
+// else the default.
+bool switch_on(const std::atomic<int>& forced, const char* env, bool dflt) {
+  const int v = forced.load(std::memory_order_relaxed);
+  if (v >= 0) return v == 1;
+  const char* e = std::getenv(env);
+  if (!e || !*e) return dflt;
+  return std::string(e) != "0";
+}
+// On AVX-512 VNNI the 16-row kernel (default) or the per-row one (DFLASH_Q8_ROWS16=0).
+std::atomic<int> g_rows16{-1};
+bool use_rows16() { return switch_on(g_rows16, "DFLASH_Q8_ROWS16", true); }
+// On AMX machines Q8_0 runs the 16-row VNNI kernel unless DFLASH_AMX_Q8=1: same bits, and measured
+// faster for decode and as fast for a 16-token verify (docs/DESIGN.md, "the 16-row kernel").
+std::atomic<int> g_amx_q8{-1};
+bool use_amx_q8() { return switch_on(g_amx_q8, "DFLASH_AMX_Q8", false); }
+
 Kernel select_kernel(DType t, int64_t n_tokens) {
   const MatmulIsa isa = matmul_isa();
   Kernel k;
-  if (isa == MatmulIsa::kAmx && n_tokens >= detail::amx_min_tokens(t)) {
+  if (isa == MatmulIsa::kAmx && n_tokens >= detail::amx_min_tokens(t) && (t != DType::kQ8_0 || use_amx_q8())) {
     k.rows = detail::rows_fn_amx(t);
     if (k.rows) {
       k.pack = detail::act_pack_amx(t);
       k.row_tile = detail::kAmxRowTile;
-      k.reads_packed = amx_packs(t);
+      k.packed_layout = amx_packs(t) ? kLayoutAmxQ8 : 0;
+    }
+  }
+  if (!k.rows && isa >= MatmulIsa::kAvx512Vnni && use_rows16()) {
+    k.rows = detail::rows_fn_rows16(t);
+    if (k.rows) {
+      k.pack = detail::act_pack_rows16(t);
+      k.row_tile = detail::kRows16;
+      k.packed_layout = kLayoutRows16Q8;
     }
   }
   if (!k.rows && isa >= MatmulIsa::kAvx512Vnni) {
@@ -224,9 +257,11 @@ void matmul_rows(const tensor::Tensor& w, int64_t row_begin, int64_t row_end, co
   const int64_t macs_per_row = in * n_tokens;
 
   const Kernel kernel = select_kernel(w.dtype, n_tokens);
-  if (w.packed && kernel.reads_packed && row_begin % detail::kAmxRowTile == 0)
+  static_assert(detail::kAmxRowTile == detail::kRows16);
+  if (w.packed && kernel.packed_layout != 0 && w.packed_layout == kernel.packed_layout &&
+      row_begin % detail::kAmxRowTile == 0)
     a.w_packed = static_cast<const uint8_t*>(w.packed) +
-                 size_t(row_begin / detail::kAmxRowTile) * detail::prepack_q8_0_group_bytes(in);
+                 size_t(row_begin / detail::kAmxRowTile) * packed_group_bytes(kernel.packed_layout, in);
   const DType adt = ref::act_dtype(w.dtype);
   if (adt == DType::kF32) {
     a.act = reinterpret_cast<const uint8_t*>(x);
@@ -294,6 +329,11 @@ void matmul_expert(const tensor::Tensor& w, int64_t expert, const float* x, int6
   matmul_rows(w, expert * out, (expert + 1) * out, x, n_tokens, y, pool);
 }
 
+namespace detail {
+void set_q8_rows16(int mode) { g_rows16.store(mode < 0 ? -1 : (mode ? 1 : 0)); }
+void set_amx_q8(int mode) { g_amx_q8.store(mode < 0 ? -1 : (mode ? 1 : 0)); }
+}  // namespace detail
+
 PackedWeights::~PackedWeights() {
   for (const Arena& a : arenas_) munmap(a.base, a.size);
 }
@@ -322,17 +362,24 @@ void PackedWeights::add(tensor::Tensor* w) {
     return e && *e && std::string(e) != "0";
   }();
   if (disabled || w->data == nullptr || w->packed != nullptr || !matmul_check(*w).is_ok()) return;
-  if (matmul_isa() != MatmulIsa::kAmx || !amx_packs(w->dtype) || !detail::rows_fn_amx(w->dtype)) return;
+  // The layout the kernel of a verify-sized batch reads (the same kernel takes every batch size).
+  const int layout = select_kernel(w->dtype, detail::kAmxRowTile).packed_layout;
+  if (layout == 0) return;
   const int64_t rows = w->rows(), in = w->ne[0];
   const int64_t groups = (rows + detail::kAmxRowTile - 1) / detail::kAmxRowTile;
-  const size_t n = size_t(groups) * detail::prepack_q8_0_group_bytes(in);
+  const size_t n = size_t(groups) * packed_group_bytes(layout, in);
   if (n == 0) return;
   uint8_t* p = allocate(n);
   if (!p) return;  // no memory for the copy: the in-place kernel still works
-  detail::prepack_q8_0(static_cast<const uint8_t*>(w->data), w->row_bytes(), rows, in, p);
+  const auto* src = static_cast<const uint8_t*>(w->data);
+  if (layout == kLayoutAmxQ8)
+    detail::prepack_q8_0(src, w->row_bytes(), rows, in, p);
+  else
+    detail::prepack_q8_0_rows16(src, w->row_bytes(), rows, in, p);
   bytes_ += n;
   ++count_;
   w->packed = p;
+  w->packed_layout = layout;
 }
 
 }  // namespace dflash::kernels

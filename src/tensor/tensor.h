@@ -23,6 +23,7 @@ struct Tensor {
   // Optional copy of data in a layout a matmul kernel reads faster (kernels::PackedWeights sets it
   // and owns it). data stays the source for everything else.
   const void* packed = nullptr;
+  int packed_layout = 0;  // which layout packed holds (kernels::PackedWeights), 0 = none
 
   int64_t nelements() const { return ne[0] * ne[1] * ne[2] * ne[3]; }
   int64_t rows() const { return ne[1] * ne[2] * ne[3]; }

@@ -158,17 +158,22 @@ void expect_close(const Ref& r, const std::vector<float>& y, int64_t n_tokens, i
   }
 }
 
-// One forced kernel configuration: ISA plus the AVX2 K-quant variant (pair_madd) or the VNNI width.
+// One forced kernel configuration: ISA plus the AVX2 K-quant variant (pair_madd), the VNNI width and
+// the Q8_0 kernel choices.
 struct Variant {
   MatmulIsa isa;
   int pair = -1;  // AVX2 only
   int width = 0;     // VNNI only
   int amx_min = 0;   // AMX: fewest tokens that take the tiles for K-quants (0 = default)
+  int rows16 = -1;   // Q8_0 on VNNI: 0 = the per-row kernel (default: the 16-row one)
+  int amx_q8 = -1;   // Q8_0 on AMX: 1 = the tiles (default: the 16-row VNNI kernel)
   void apply() const {
     set_matmul_isa(isa);
     detail::set_avx2_pair_madd(pair);
     detail::set_vnni_width(width);
     detail::set_amx_k_min_tokens(amx_min);
+    detail::set_q8_rows16(rows16);
+    detail::set_amx_q8(amx_q8);
   }
   std::string name() const {
     std::string n = matmul_isa_name(isa);
@@ -176,9 +181,25 @@ struct Variant {
     if (isa == MatmulIsa::kAvx512Vnni) n += "/" + std::to_string(width);
     if (isa == MatmulIsa::kAmx)
       n += "/vnni" + std::to_string(width) + "/min" + std::to_string(amx_min);
+    if (rows16 == 0) n += "/q8_per_row";
+    if (amx_q8 == 1) n += "/q8_tiles";
     return n;
   }
 };
+
+// The AVX-512 kernels the CPU has: VNNI at both widths (Q8_0 also with its per-row kernel); AMX when
+// present, with its default split (K-quant batches below a few tokens go to VNNI, with the same bits;
+// Q8_0 on the 16-row VNNI kernel) and with the tiles forced for every batch and for Q8_0.
+std::vector<Variant> avx512_variants() {
+  std::vector<Variant> v = {{MatmulIsa::kAvx512Vnni, -1, 256},
+                            {MatmulIsa::kAvx512Vnni, -1, 512},
+                            {MatmulIsa::kAvx512Vnni, -1, 256, 0, 0}};
+  if (matmul_best_isa() >= MatmulIsa::kAmx) {
+    v.push_back({MatmulIsa::kAmx, -1, 256});
+    v.push_back({MatmulIsa::kAmx, -1, 256, 1, -1, 1});
+  }
+  return v;
+}
 
 // Scalar and every SIMD path the CPU has: on a VNNI machine the AVX2 kernels are still run
 // (forced), so both stay covered.
@@ -188,31 +209,15 @@ std::vector<Variant> all_variants() {
     v.push_back({MatmulIsa::kAvx2, 0});
     v.push_back({MatmulIsa::kAvx2, 1});
   }
-  if (matmul_best_isa() >= MatmulIsa::kAvx512Vnni) {
-    v.push_back({MatmulIsa::kAvx512Vnni, -1, 256});
-    v.push_back({MatmulIsa::kAvx512Vnni, -1, 512});
-  }
-  if (matmul_best_isa() >= MatmulIsa::kAmx) {
-    v.push_back({MatmulIsa::kAmx, -1, 256});
-    v.push_back({MatmulIsa::kAmx, -1, 256, 1});  // tiles for every batch, one token included
-  }
-  return v;
-}
-
-// The AVX-512 kernels the CPU has: VNNI at both widths; AMX when present, with its default split
-// (K-quant batches below a few tokens go to VNNI, with the same bits) and with the tiles forced for
-// every batch.
-std::vector<Variant> avx512_variants() {
-  std::vector<Variant> v = {{MatmulIsa::kAvx512Vnni, -1, 256}, {MatmulIsa::kAvx512Vnni, -1, 512}};
-  if (matmul_best_isa() >= MatmulIsa::kAmx) {
-    v.push_back({MatmulIsa::kAmx, -1, 256});
-    v.push_back({MatmulIsa::kAmx, -1, 256, 1});
-  }
+  if (matmul_best_isa() >= MatmulIsa::kAvx512Vnni)
+    for (const Variant& a : avx512_variants()) v.push_back(a);
   return v;
 }
 
 void reset_variants() {
   set_matmul_isa(matmul_best_isa());
+  detail::set_q8_rows16(-1);
+  detail::set_amx_q8(-1);
   detail::set_avx2_pair_madd(-1);
   detail::set_vnni_width(0);
   detail::set_amx_k_min_tokens(0);
@@ -357,57 +362,115 @@ INSTANTIATE_TEST_SUITE_P(AllDtypes, MatmulTest,
 
 // ---------------- Pre-packed weights ----------------
 // The packed copy (PackedWeights) must give the in-place kernel's bits for every shape, batch,
-// thread count and row slice, and must only be made where a kernel reads it.
+// thread count and row slice, and must only be made where a kernel reads it. Layouts: AMX tiles,
+// and the 16-row VNNI kernel's (also checked with AMX forced down to VNNI, and with the per-row VNNI
+// kernel, which reads no copy).
 TEST(PackedWeights, Q8_0PackedIsBitIdenticalToInPlace) {
-  set_matmul_isa(matmul_best_isa());
   std::mt19937 rng(77);
   const auto data = random_weights(DType::kQ8_0, 96, 5, rng);
   tensor::Tensor probe = make_tensor(DType::kQ8_0, 96, 5, data);
-  PackedWeights none;
   const std::vector<uint8_t> zeros(48);
   tensor::Tensor f32 = make_tensor(DType::kF32, 4, 3, zeros);
-  none.add(&f32);
-  EXPECT_EQ(f32.packed, nullptr) << "f32 has no packed layout";
-  if (matmul_isa() != MatmulIsa::kAmx) {
+  {
+    PackedWeights none;
+    none.add(&f32);
+    EXPECT_EQ(f32.packed, nullptr) << "f32 has no packed layout";
+  }
+  if (matmul_best_isa() < MatmulIsa::kAvx512Vnni) {
+    PackedWeights none;
     none.add(&probe);
     EXPECT_EQ(probe.packed, nullptr) << "packed although no kernel here reads it";
-    GTEST_SKIP() << "no AMX on this CPU: only the in-place kernels run (checked that nothing is packed)";
+    GTEST_SKIP() << "no AVX-512 VNNI on this CPU: only the in-place kernels run (checked that nothing is packed)";
   }
+  {
+    set_matmul_isa(MatmulIsa::kAvx512Vnni);
+    detail::set_q8_rows16(0);
+    PackedWeights none;
+    tensor::Tensor w = probe;
+    none.add(&w);
+    EXPECT_EQ(w.packed, nullptr) << "the per-row VNNI kernel reads no copy";
+    detail::set_q8_rows16(-1);
+  }
+  std::vector<MatmulIsa> isas = {MatmulIsa::kAvx512Vnni};
+  if (matmul_best_isa() >= MatmulIsa::kAmx) isas.push_back(MatmulIsa::kAmx);
   std::vector<int64_t> outs = {1, 5, 16, 37, 300}, toks = {1, 2, 3, 4, 5, 16, 17, 33, 64};
   if (sanitized()) toks = {1, 3, 17};
   util::ThreadPool p1(1), p2(2), p3(3);
-  for (int64_t in : {32, 96, 288}) {
-    for (int64_t out : outs) {
-      const auto wdata = random_weights(DType::kQ8_0, in, out, rng);
-      const tensor::Tensor plain = make_tensor(DType::kQ8_0, in, out, wdata);
-      tensor::Tensor w = plain;
-      PackedWeights pw;
-      pw.add(&w);
-      ASSERT_NE(w.packed, nullptr);
-      EXPECT_EQ(pw.bytes(), size_t((out + 15) / 16) * size_t(in / 32) * (16 * 32 + 32));
-      const auto x = random_acts(in, toks.back(), rng);
-      for (int64_t n : toks) {
-        std::vector<float> want(size_t(n * out));
-        matmul(plain, x.data(), n, want.data(), p1);
-        for (auto* pool : {&p1, &p2, &p3}) {
-          std::vector<float> got(size_t(n * out + 8), -7.0f);
-          matmul(w, x.data(), n, got.data(), *pool);
-          for (int k = 0; k < 8; ++k) ASSERT_EQ(got[size_t(n * out + k)], -7.0f) << "wrote past y";
-          for (int64_t i = 0; i < n * out; ++i)
-            ASSERT_EQ(got[size_t(i)], want[size_t(i)])
-                << "in=" << in << " out=" << out << " n=" << n << " threads=" << pool->size() << " i=" << i;
+  for (MatmulIsa isa : isas) {
+    set_matmul_isa(isa);
+    detail::set_amx_q8(isa == MatmulIsa::kAmx ? 1 : -1);  // AMX: the tiles' layout
+    SCOPED_TRACE(matmul_isa_name(isa));
+    for (int64_t in : {32, 96, 288}) {
+      for (int64_t out : outs) {
+        const auto wdata = random_weights(DType::kQ8_0, in, out, rng);
+        const tensor::Tensor plain = make_tensor(DType::kQ8_0, in, out, wdata);
+        tensor::Tensor w = plain;
+        PackedWeights pw;
+        pw.add(&w);
+        ASSERT_NE(w.packed, nullptr);
+        if (isa == MatmulIsa::kAmx)
+          EXPECT_EQ(pw.bytes(), size_t((out + 15) / 16) * size_t(in / 32) * (16 * 32 + 32));
+        else
+          EXPECT_EQ(pw.bytes(), size_t((out + 15) / 16) * (size_t(in / 32) * 16 * 32 + (size_t(in / 32) * 32 + 63) / 64 * 64));
+        const auto x = random_acts(in, toks.back(), rng);
+        for (int64_t n : toks) {
+          std::vector<float> want(size_t(n * out));
+          matmul(plain, x.data(), n, want.data(), p1);
+          for (auto* pool : {&p1, &p2, &p3}) {
+            std::vector<float> got(size_t(n * out + 8), -7.0f);
+            matmul(w, x.data(), n, got.data(), *pool);
+            for (int k = 0; k < 8; ++k) ASSERT_EQ(got[size_t(n * out + k)], -7.0f) << "wrote past y";
+            for (int64_t i = 0; i < n * out; ++i)
+              ASSERT_EQ(got[size_t(i)], want[size_t(i)])
+                  << "in=" << in << " out=" << out << " n=" << n << " threads=" << pool->size() << " i=" << i;
+          }
+          // Slices: from a group boundary the packed copy is read, elsewhere the rows in place.
+          for (auto [r0, r1] : {std::pair<int64_t, int64_t>{16, out}, {3, out}, {0, std::min<int64_t>(out, 17)}}) {
+            if (r0 >= r1) continue;
+            std::vector<float> part(size_t(n * (r1 - r0)));
+            matmul_rows(w, r0, r1, x.data(), n, part.data(), p2);
+            for (int64_t tk = 0; tk < n; ++tk)
+              for (int64_t r = r0; r < r1; ++r)
+                ASSERT_EQ(part[size_t(tk * (r1 - r0) + (r - r0))], want[size_t(tk * out + r)])
+                    << "rows [" << r0 << ", " << r1 << ") token " << tk << " row " << r;
+          }
         }
-        // Slices: from a group boundary the packed copy is read, elsewhere the rows in place.
-        for (auto [r0, r1] : {std::pair<int64_t, int64_t>{16, out}, {3, out}, {0, std::min<int64_t>(out, 17)}}) {
-          if (r0 >= r1) continue;
-          std::vector<float> part(size_t(n * (r1 - r0)));
-          matmul_rows(w, r0, r1, x.data(), n, part.data(), p2);
-          for (int64_t tk = 0; tk < n; ++tk)
-            for (int64_t r = r0; r < r1; ++r)
-              ASSERT_EQ(part[size_t(tk * (r1 - r0) + (r - r0))], want[size_t(tk * out + r)])
-                  << "rows [" << r0 << ", " << r1 << ") token " << tk << " row " << r;
+        if (isa == MatmulIsa::kAmx) {
+          // A copy packed for AMX is not read by the VNNI kernel (another layout): still right.
+          set_matmul_isa(MatmulIsa::kAvx512Vnni);
+          std::vector<float> want(size_t(3 * out)), got(size_t(3 * out));
+          matmul(plain, x.data(), 3, want.data(), p2);
+          matmul(w, x.data(), 3, got.data(), p2);
+          EXPECT_EQ(want, got) << "in=" << in << " out=" << out;
+          set_matmul_isa(isa);
         }
       }
+    }
+  }
+  reset_variants();
+}
+
+// The 16-row VNNI kernel and the AMX kernel run the same per-(row, token) sequence for Q8_0: their
+// results are equal bit for bit (so either may serve any batch).
+TEST(Matmul, Q8_0Rows16AndAmxAgreeBitwise) {
+  if (matmul_best_isa() < MatmulIsa::kAmx) GTEST_SKIP() << "no AMX on this CPU";
+  std::mt19937 rng(31);
+  util::ThreadPool pool(2);
+  for (int64_t in : {32, 320, 1024}) {
+    const int64_t out = 53;
+    const auto data = random_weights(DType::kQ8_0, in, out, rng);
+    const auto w = make_tensor(DType::kQ8_0, in, out, data);
+    const auto x = random_acts(in, 19, rng);
+    for (int64_t n : {1, 2, 4, 16, 19}) {
+      std::vector<float> amx(size_t(n * out)), vnni(size_t(n * out));
+      set_matmul_isa(MatmulIsa::kAmx);
+      detail::set_amx_q8(1);
+      matmul(w, x.data(), n, amx.data(), pool);
+      detail::set_amx_q8(-1);
+      set_matmul_isa(MatmulIsa::kAvx512Vnni);
+      matmul(w, x.data(), n, vnni.data(), pool);
+      for (int64_t i = 0; i < n * out; ++i)
+        ASSERT_EQ(amx[size_t(i)], vnni[size_t(i)]) << "in=" << in << " n=" << n << " token " << i / out << " row " << i % out;
     }
   }
   reset_variants();
