@@ -16,6 +16,8 @@
 #include <map>
 #include <memory>
 #include <random>
+#include <string>
+#include <utility>
 #include <vector>
 
 #include "kernels/matmul.h"
@@ -128,11 +130,28 @@ const Weights& weights(DType dt) {
   return *w;
 }
 
+// The matrix as a model load leaves it: with the copy kernels::PackedWeights makes for the kernel the
+// current ISA selects (none when it reads the rows in place, or with DFLASH_NO_PREPACK=1).
+const tensor::Tensor& as_loaded(DType dt) {
+  static std::map<std::string, std::pair<std::unique_ptr<kernels::PackedWeights>, tensor::Tensor>> copies;
+  const std::string key = std::string(tensor::dtype_name(dt)) + "/" + kernels::matmul_isa_name(kernels::matmul_isa()) +
+                          "/" + std::to_string(kernels::detail::vnni_width());
+  auto& c = copies[key];
+  if (!c.first) {
+    c.first = std::make_unique<kernels::PackedWeights>();
+    c.second = weights(dt).t;
+    c.first->add(&c.second);
+  }
+  return c.second;
+}
+
 // Args: dtype index, n_tokens.
 void BM_Matmul(benchmark::State& state) {
   const DType dt = kTypes[state.range(0)];
   const int64_t n = state.range(1);
-  const Weights& w = weights(dt);
+  struct {
+    tensor::Tensor t;
+  } w{as_loaded(dt)};
   const int64_t out = w.t.ne[1];
   std::vector<float> x(size_t(kIn * n)), y(size_t(out * n));
   std::mt19937 rng(1);
@@ -155,7 +174,7 @@ void BM_Matmul(benchmark::State& state) {
     isa += "/" + std::to_string(kernels::detail::vnni_width());
   state.SetLabel(std::string(tensor::dtype_name(dt)) + " " + std::to_string(kIn) + "x" +
                  std::to_string(out) + " n=" + std::to_string(n) + " " + isa +
-                 " t=" + std::to_string(pool.size()));
+                 " t=" + std::to_string(pool.size()) + (w.t.packed ? " packed" : ""));
 }
 BENCHMARK(BM_Matmul)
     ->ArgsProduct({{0, 1, 2, 3, 4, 5, 6}, {1, 2, 4, 8, 16, 32, 64}})

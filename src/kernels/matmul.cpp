@@ -140,11 +140,18 @@ struct Kernel {
 };
 
 // Tensor::packed_layout values.
-constexpr int kLayoutAmxQ8 = 1;     // prepack_q8_0
-constexpr int kLayoutRows16Q8 = 2;  // prepack_q8_0_rows16
+constexpr int kLayoutAmxQ8 = 1;      // prepack_q8_0
+constexpr int kLayoutRows16Q8 = 2;   // prepack_rows16, Q8_0
+constexpr int kLayoutRows16Q4K = 3;  // prepack_rows16, Q4_K
+constexpr int kLayoutRows16Q6K = 4;  // prepack_rows16, Q6_K
 
 size_t packed_group_bytes(int layout, int64_t in) {
-  return layout == kLayoutAmxQ8 ? detail::prepack_q8_0_group_bytes(in) : detail::prepack_rows16_group_bytes(in);
+  switch (layout) {
+    case kLayoutAmxQ8: return detail::prepack_q8_0_group_bytes(in);
+    case kLayoutRows16Q8: return detail::prepack_rows16_group_bytes(DType::kQ8_0, in);
+    case kLayoutRows16Q4K: return detail::prepack_rows16_group_bytes(DType::kQ4_K, in);
+    default: return detail::prepack_rows16_group_bytes(DType::kQ6_K, in);
+  }
 }
 
 // The dtypes whose AMX kernel has a pre-packed weight layout.
@@ -159,9 +166,9 @@ bool switch_on(const std::atomic<int>& forced, const char* env, bool dflt) {
   if (!e || !*e) return dflt;
   return std::string(e) != "0";
 }
-// On AVX-512 VNNI the 16-row kernel (default) or the per-row one (DFLASH_Q8_ROWS16=0).
+// On AVX-512 VNNI the 16-row kernels (default) or the per-row ones (DFLASH_ROWS16=0).
 std::atomic<int> g_rows16{-1};
-bool use_rows16() { return switch_on(g_rows16, "DFLASH_Q8_ROWS16", true); }
+bool use_rows16() { return switch_on(g_rows16, "DFLASH_ROWS16", true); }
 // On AMX machines Q8_0 runs the 16-row VNNI kernel unless DFLASH_AMX_Q8=1: same bits, and measured
 // faster for decode and as fast for a 16-token verify (docs/DESIGN.md, "the 16-row kernel").
 std::atomic<int> g_amx_q8{-1};
@@ -183,7 +190,7 @@ Kernel select_kernel(DType t, int64_t n_tokens) {
     if (k.rows) {
       k.pack = detail::act_pack_rows16(t);
       k.row_tile = detail::kRows16;
-      k.packed_layout = kLayoutRows16Q8;
+      k.packed_layout = t == DType::kQ8_0 ? kLayoutRows16Q8 : t == DType::kQ4_K ? kLayoutRows16Q4K : kLayoutRows16Q6K;
     }
   }
   if (!k.rows && isa >= MatmulIsa::kAvx512Vnni) {
@@ -330,7 +337,7 @@ void matmul_expert(const tensor::Tensor& w, int64_t expert, const float* x, int6
 }
 
 namespace detail {
-void set_q8_rows16(int mode) { g_rows16.store(mode < 0 ? -1 : (mode ? 1 : 0)); }
+void set_rows16(int mode) { g_rows16.store(mode < 0 ? -1 : (mode ? 1 : 0)); }
 void set_amx_q8(int mode) { g_amx_q8.store(mode < 0 ? -1 : (mode ? 1 : 0)); }
 }  // namespace detail
 
@@ -362,8 +369,9 @@ void PackedWeights::add(tensor::Tensor* w) {
     return e && *e && std::string(e) != "0";
   }();
   if (disabled || w->data == nullptr || w->packed != nullptr || !matmul_check(*w).is_ok()) return;
-  // The layout the kernel of a verify-sized batch reads (the same kernel takes every batch size).
-  const int layout = select_kernel(w->dtype, detail::kAmxRowTile).packed_layout;
+  // The layout decoding's kernel reads (on AMX machines K-quant verify batches take the tiles, which
+  // read the rows in place).
+  const int layout = select_kernel(w->dtype, 1).packed_layout;
   if (layout == 0) return;
   const int64_t rows = w->rows(), in = w->ne[0];
   const int64_t groups = (rows + detail::kAmxRowTile - 1) / detail::kAmxRowTile;
@@ -375,7 +383,7 @@ void PackedWeights::add(tensor::Tensor* w) {
   if (layout == kLayoutAmxQ8)
     detail::prepack_q8_0(src, w->row_bytes(), rows, in, p);
   else
-    detail::prepack_q8_0_rows16(src, w->row_bytes(), rows, in, p);
+    detail::prepack_rows16(w->dtype, src, w->row_bytes(), rows, in, p);
   bytes_ += n;
   ++count_;
   w->packed = p;

@@ -31,13 +31,14 @@ constexpr size_t kPackedQ8Block = 16 * 32 + 16 * sizeof(uint16_t);
 inline size_t prepack_q8_0_group_bytes(int64_t in) { return size_t(in / 32) * kPackedQ8Block; }
 void prepack_q8_0(const uint8_t* w, size_t w_stride, int64_t rows, int64_t in, uint8_t* out);
 
-// Q8_0 with vectors over 16 weight rows (matmul_rows16.cpp, AVX-512 VNNI): per 16-row group, the
-// blocks' tiles [k/4][row][4] of w + 128 (512 bytes each, back to back), then the rows' fp16
-// scales [block][row], padded to 64 bytes. Rows past the end of a partial group: anything finite.
+// Q8_0 and Q4_K with vectors over 16 weight rows (matmul_rows16.cpp, AVX-512 VNNI): per 16-row
+// group, Q8_0: the blocks' tiles [k/4][row][4] of w + 128 (512 bytes each, back to back), then the
+// rows' fp16 scales [block][row], padded to 64 bytes; Q4_K: per super-block the rows' nibbles, scales,
+// mins, d and dmin (layout in matmul_rows16.cpp). Rows past the end of a partial group: anything finite.
 constexpr int kRows16 = 16;
 constexpr size_t kRows16TileBytes = 32 * kRows16;
-size_t prepack_rows16_group_bytes(int64_t in);
-void prepack_q8_0_rows16(const uint8_t* w, size_t w_stride, int64_t rows, int64_t in, uint8_t* out);
+size_t prepack_rows16_group_bytes(tensor::DType t, int64_t in);
+void prepack_rows16(tensor::DType t, const uint8_t* w, size_t w_stride, int64_t rows, int64_t in, uint8_t* out);
 
 // Computes rows [r0, r1) of the slice for every token.
 using RowsFn = void (*)(const RowsArgs& a, int64_t r0, int64_t r1);
@@ -82,12 +83,12 @@ int amx_min_tokens(tensor::DType t);
 void set_amx_k_min_tokens(int n);
 ActPack act_pack_amx(tensor::DType t);
 
-// The 16-row Q8_0 kernel (AVX-512 VNNI); nullptr / empty for other dtypes. Gives the AMX Q8_0
-// kernel's bits.
+// The 16-row kernels (AVX-512 VNNI), Q8_0 and Q4_K; nullptr / empty for other dtypes. Same bits as
+// the AMX kernels (Q8_0) and as every K-quant kernel (Q4_K, the canonical sequence).
 RowsFn rows_fn_rows16(tensor::DType t);
 ActPack act_pack_rows16(tensor::DType t);
-// Q8_0 on VNNI: 1 = the 16-row kernel, 0 = the per-row one, -1 = default (DFLASH_Q8_ROWS16 or 1).
-void set_q8_rows16(int mode);
+// On VNNI: 1 = the 16-row kernels, 0 = the per-row ones, -1 = default (DFLASH_ROWS16 or 1).
+void set_rows16(int mode);
 // Q8_0 on AMX machines: 1 = the AMX tiles, 0 = the 16-row VNNI kernel, -1 = default (DFLASH_AMX_Q8 or 0).
 void set_amx_q8(int mode);
 

@@ -26,7 +26,27 @@
 
 namespace dflash::kernels::detail {
 
-size_t prepack_rows16_group_bytes(int64_t in) {
+// Q4_K per super-block of a 16-row group: the 128 qs bytes of every row as [32-byte chunk p][k/4][row][4]
+// (low nibbles: sub-block 2p, high: 2p + 1, element 4k4 + i of each), the 6-bit scales as bytes
+// [sub-block][row], the mins as int16 pairs (m_2p, m_2p+1) [pair][row], then d and dmin [row] fp16.
+constexpr size_t kQ4kNibbles = 128 * kRows16;
+constexpr size_t kQ4kScales = kQ4kNibbles;
+constexpr size_t kQ4kMins = kQ4kScales + 8 * kRows16;
+constexpr size_t kQ4kD = kQ4kMins + 4 * kRows16 * sizeof(int32_t);
+constexpr size_t kQ4kDmin = kQ4kD + kRows16 * sizeof(uint16_t);
+constexpr size_t kQ4kBlock = kQ4kDmin + kRows16 * sizeof(uint16_t);
+static_assert(kQ4kBlock % 64 == 0);
+
+// Q6_K per super-block of a 16-row group: the 6-bit q (0..63) as bytes [k/4][row][4], the int8 scales
+// [sub-block][row], the offset pairs (−32·sc_2p, −32·sc_2p+1) as int16 pairs [pair][row], d [row] fp16.
+constexpr size_t kQ6kScales = 256 * kRows16;
+constexpr size_t kQ6kOffs = kQ6kScales + 16 * kRows16;
+constexpr size_t kQ6kD = kQ6kOffs + 8 * kRows16 * sizeof(int32_t);
+constexpr size_t kQ6kBlock = (kQ6kD + kRows16 * sizeof(uint16_t) + 63) / 64 * 64;
+
+size_t prepack_rows16_group_bytes(tensor::DType t, int64_t in) {
+  if (t == tensor::DType::kQ4_K) return size_t(in / tensor::kQK_K) * kQ4kBlock;
+  if (t == tensor::DType::kQ6_K) return size_t(in / tensor::kQK_K) * kQ6kBlock;
   const size_t nb = size_t(in / tensor::kQK8_0);
   // Tiles first (64-byte aligned vectors), then the fp16 scales, padded to a cache line.
   return nb * kRows16TileBytes + (nb * kRows16 * sizeof(uint16_t) + 63) / 64 * 64;
@@ -180,7 +200,7 @@ uint8_t* group_scratch(size_t n) {
 
 void rows_q8_0(const RowsArgs& a, int64_t r0, int64_t r1) {
   const int64_t nb = a.in / kBlk;
-  const size_t gbytes = prepack_rows16_group_bytes(a.in);
+  const size_t gbytes = prepack_rows16_group_bytes(DType::kQ8_0, a.in);
   for (int64_t rg = r0; rg < r1; rg += kRows16) {
     const int m = int(std::min<int64_t>(kRows16, r1 - rg));
     const uint8_t* grp;
@@ -201,6 +221,272 @@ void rows_q8_0(const RowsArgs& a, int64_t r0, int64_t r1) {
   }
 }
 
+// ---------------- Q4_K × Q8_K ----------------
+// The canonical K-quant sequence of matmul_vnni.cpp / matmul_amx.cpp, per (row, token) and
+// super-block: isum = Σ_j sc_j·C_j and imin = Σ_j m_j·Σx_j exactly, then
+// acc = fma(float(isum), d·dx, acc); acc = fma(−float(imin), dmin·dx, acc). Here C_j of 16 rows is
+// one register (8 vpdpbusd of the rows' nibbles against the token's broadcast activations), scaled
+// by the rows' sc_j with vpdpwssd.
+
+// Packed Q8_K activations of a group of up to 16 tokens: per super-block the tokens' qs
+// [token][256]; then dx [super-block][token]; then the sub-block sums as int16 pairs
+// (Σx_2p, Σx_2p+1) [super-block][pair][token].
+// Q6_K: the sums are the 16-element bsums as pairs (Σx_2p, Σx_2p+1), 8 per super-block.
+template <int kPairs>
+size_t kact_bytes(int64_t nb) { return size_t(nb) * kTokens * (kQK_K + sizeof(float) + kPairs * sizeof(int32_t)); }
+inline size_t kact_d_offset(int64_t nb) { return size_t(nb) * kTokens * kQK_K; }
+inline size_t kact_sums_offset(int64_t nb) { return size_t(nb) * kTokens * (kQK_K + sizeof(float)); }
+
+template <int kPairs>
+void pack_kact(const uint8_t* act, size_t act_stride, int64_t n_tokens, int64_t nb, uint8_t* out) {
+  for (int64_t g = 0; g * kTokens < n_tokens; ++g) {
+    uint8_t* dst = out + size_t(g) * kact_bytes<kPairs>(nb);
+    float* d = reinterpret_cast<float*>(dst + kact_d_offset(nb));
+    uint32_t* sums = reinterpret_cast<uint32_t*>(dst + kact_sums_offset(nb));
+    const int n = int(std::min<int64_t>(kTokens, n_tokens - g * kTokens));
+    for (int t = 0; t < n; ++t) {
+      const BlockQ8_K* src = reinterpret_cast<const BlockQ8_K*>(act + size_t(g * kTokens + t) * act_stride);
+      for (int64_t b = 0; b < nb; ++b) {
+        std::memcpy(dst + size_t(b * kTokens + t) * kQK_K, src[b].qs, kQK_K);
+        d[b * kTokens + t] = src[b].d;
+        for (int p = 0; p < kPairs; ++p) {
+          const int u = 8 / kPairs;  // bsums per sum: 2 (Q4_K's 32-element sub-blocks) or 1 (Q6_K)
+          int s0 = 0, s1 = 0;
+          for (int i = 0; i < u; ++i) {
+            s0 += src[b].bsums[2 * u * p + i];
+            s1 += src[b].bsums[2 * u * p + u + i];
+          }
+          sums[(b * kPairs + p) * kTokens + t] = uint32_t(uint16_t(int16_t(s0))) | uint32_t(uint16_t(int16_t(s1))) << 16;
+        }
+      }
+    }
+  }
+}
+
+// Super-block b of m ≤ 16 rows into the packed layout (rows past m repeat row m − 1).
+void pack_q4k_block(const uint8_t* w, size_t w_stride, int m, int64_t b, uint8_t* out) {
+  alignas(64) int32_t offs[kRows16];
+  for (int r = 0; r < kRows16; ++r) offs[r] = int32_t(size_t(std::min(r, m - 1)) * w_stride);
+  const __m512i row_offs = _mm512_load_si512(offs);
+  const uint8_t* blk = w + size_t(b) * sizeof(BlockQ4_K);
+  for (int c = 0; c < 32; ++c)  // dword c of qs: chunk c / 8, k4 = c % 8
+    _mm512_store_si512(out + 64 * c, _mm512_i32gather_epi32(row_offs, blk + offsetof(BlockQ4_K, qs) + 4 * c, 1));
+  uint8_t* sc = out + kQ4kScales;
+  int32_t* mn2 = reinterpret_cast<int32_t*>(out + kQ4kMins);
+  uint16_t* d = reinterpret_cast<uint16_t*>(out + kQ4kD);
+  uint16_t* dmin = reinterpret_cast<uint16_t*>(out + kQ4kDmin);
+  for (int r = 0; r < kRows16; ++r) {
+    const BlockQ4_K& x = *reinterpret_cast<const BlockQ4_K*>(blk + size_t(offs[r]));
+    uint8_t s8[8], m8[8];
+    unpack_k_scales(x.scales, s8, m8);
+    for (int j = 0; j < 8; ++j) sc[j * kRows16 + r] = s8[j];
+    for (int p = 0; p < 4; ++p) mn2[p * kRows16 + r] = int32_t(m8[2 * p]) | int32_t(m8[2 * p + 1]) << 16;
+    d[r] = x.d;
+    dmin[r] = x.dmin;
+  }
+}
+
+void pack_q4k_group(const uint8_t* w, size_t w_stride, int m, int64_t nb, uint8_t* out) {
+  for (int64_t b = 0; b < nb; ++b) pack_q4k_block(w, w_stride, m, b, out + size_t(b) * kQ4kBlock);
+}
+
+// NT ≤ 8 tokens (t0 .. t0 + NT − 1 of the packed group) × one 16-row group. Per sub-block j the 8
+// weight vectors (the nibbles of chunk j / 2) are decoded once for the NT tokens.
+template <int NT>
+inline void ktile(const uint8_t* grp, int64_t nb, const uint8_t* act, int t0, int m, float* y, int64_t ldy) {
+  const float* xd = reinterpret_cast<const float*>(act + kact_d_offset(nb));
+  const int32_t* xs = reinterpret_cast<const int32_t*>(act + kact_sums_offset(nb));
+  const __m512i m4 = _mm512_set1_epi8(0x0F);
+  __m512 acc[NT];
+#pragma GCC unroll 8
+  for (int t = 0; t < NT; ++t) acc[t] = _mm512_setzero_ps();
+  for (int64_t b = 0; b < nb; ++b) {
+    const uint8_t* blk = grp + size_t(b) * kQ4kBlock;
+    constexpr int64_t kAhead = 2;
+#pragma GCC unroll 8
+    for (size_t l = 0; l < kQ4kBlock; l += 64) __builtin_prefetch(blk + kAhead * kQ4kBlock + l, 0, 3);
+    const uint8_t* xb = act + size_t(b) * kTokens * kQK_K + size_t(t0) * kQK_K;
+    __m512i isum[NT];
+#pragma GCC unroll 8
+    for (int t = 0; t < NT; ++t) isum[t] = _mm512_setzero_si512();
+    for (int j = 0; j < 8; ++j) {
+      const uint8_t* nib = blk + 512 * (j / 2);
+      __m512i wv[8];
+#pragma GCC unroll 8
+      for (int k = 0; k < 8; ++k) {
+        const __m512i v = _mm512_load_si512(nib + 64 * k);
+        wv[k] = _mm512_and_si512(j % 2 ? _mm512_srli_epi16(v, 4) : v, m4);
+      }
+      const __m512i sc = _mm512_cvtepu8_epi32(_mm_load_si128(reinterpret_cast<const __m128i*>(blk + kQ4kScales + 16 * j)));
+#pragma GCC unroll 8
+      for (int t = 0; t < NT; ++t) {
+        const uint8_t* x = xb + t * kQK_K + 32 * j;
+        __m512i c0 = _mm512_setzero_si512(), c1 = _mm512_setzero_si512();
+#pragma GCC unroll 4
+        for (int k = 0; k < 4; ++k) {
+          int32_t x0, x1;
+          std::memcpy(&x0, x + 8 * k, 4);
+          std::memcpy(&x1, x + 8 * k + 4, 4);
+          c0 = _mm512_dpbusd_epi32(c0, wv[2 * k], _mm512_set1_epi32(x0));
+          c1 = _mm512_dpbusd_epi32(c1, wv[2 * k + 1], _mm512_set1_epi32(x1));
+        }
+        // Each chain sums 16 products, |·| ≤ 16·15·128 < 2^15: read as int16 pairs [c, sign], times the
+        // scale lanes [sc, 0], vpdpwssd adds c·sc exactly (cheaper than vpmulld on the sum).
+        isum[t] = _mm512_dpwssd_epi32(_mm512_dpwssd_epi32(isum[t], c0, sc), c1, sc);
+      }
+    }
+    const __m512 d = _mm512_cvtph_ps(_mm256_load_si256(reinterpret_cast<const __m256i*>(blk + kQ4kD)));
+    const __m512 dmin = _mm512_cvtph_ps(_mm256_load_si256(reinterpret_cast<const __m256i*>(blk + kQ4kDmin)));
+    const int32_t* mn2 = reinterpret_cast<const int32_t*>(blk + kQ4kMins);
+#pragma GCC unroll 8
+    for (int t = 0; t < NT; ++t) {
+      const int tt = t0 + t;
+      __m512i imin = _mm512_setzero_si512();
+#pragma GCC unroll 4
+      for (int p = 0; p < 4; ++p)
+        imin = _mm512_dpwssd_epi32(imin, _mm512_load_si512(mn2 + p * kRows16),
+                                   _mm512_set1_epi32(xs[(b * 4 + p) * kTokens + tt]));
+      const __m512 dx = _mm512_set1_ps(xd[b * kTokens + tt]);
+      acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[t]), _mm512_mul_ps(d, dx), acc[t]);
+      acc[t] = _mm512_fnmadd_ps(_mm512_cvtepi32_ps(imin), _mm512_mul_ps(dmin, dx), acc[t]);
+    }
+  }
+  const __mmask16 rows = __mmask16((1u << m) - 1);
+#pragma GCC unroll 8
+  for (int t = 0; t < NT; ++t) _mm512_mask_storeu_ps(y + t * ldy, rows, acc[t]);
+}
+
+// Tokens per Q4_K pass: 8 isum + 8 acc + 8 weight vectors + temporaries in the 32 registers.
+constexpr int kKTokens = 8;
+
+template <int... I>
+inline void ktile_n(int nt, const uint8_t* grp, int64_t nb, const uint8_t* act, int t0, int m, float* y,
+                    int64_t ldy, std::integer_sequence<int, I...>) {
+  ((nt == I + 1 ? ktile<I + 1>(grp, nb, act, t0, m, y, ldy) : void()), ...);
+}
+
+// ---------------- Q6_K × Q8_K ----------------
+// Same canonical sequence (no min term). C_j = Σ q·x over a 16-element sub-block with q unsigned
+// (|C_j| < 2^17, so vpmulld scales it), and the −32 offset enters as Σ_j (−32·sc_j)·Σx_j: 8 vpdpwssd
+// of the packed offset pairs against the activations' bsums pairs.
+void pack_q6k_block(const uint8_t* w, size_t w_stride, int m, int64_t b, uint8_t* out) {
+  alignas(64) int32_t offs[kRows16];
+  for (int r = 0; r < kRows16; ++r) offs[r] = int32_t(size_t(std::min(r, m - 1)) * w_stride);
+  int8_t* sc = reinterpret_cast<int8_t*>(out + kQ6kScales);
+  int32_t* off2 = reinterpret_cast<int32_t*>(out + kQ6kOffs);
+  uint16_t* d = reinterpret_cast<uint16_t*>(out + kQ6kD);
+  for (int r = 0; r < kRows16; ++r) {
+    const BlockQ6_K& x = *reinterpret_cast<const BlockQ6_K*>(w + size_t(offs[r]) + size_t(b) * sizeof(BlockQ6_K));
+    // Element e of half h: l = e mod 32, quarter s = (e mod 128) / 32 (ggml's order).
+    for (int e = 0; e < kQK_K; ++e) {
+      const int h = e / 128, s4 = (e % 128) / 32, l = e % 32;
+      const uint8_t lo = x.ql[64 * h + 32 * (s4 & 1) + l];
+      const int q = ((s4 < 2 ? lo : lo >> 4) & 0x0F) | (((x.qh[32 * h + l] >> (2 * s4)) & 3) << 4);
+      out[(e / 4) * 64 + r * 4 + e % 4] = uint8_t(q);
+    }
+    for (int j = 0; j < 16; ++j) sc[j * kRows16 + r] = x.scales[j];
+    for (int p = 0; p < 8; ++p)
+      off2[p * kRows16 + r] = int32_t(uint16_t(int16_t(-32 * x.scales[2 * p]))) |
+                              int32_t(uint32_t(uint16_t(int16_t(-32 * x.scales[2 * p + 1]))) << 16);
+    d[r] = x.d;
+  }
+}
+
+void pack_q6k_group(const uint8_t* w, size_t w_stride, int m, int64_t nb, uint8_t* out) {
+  for (int64_t b = 0; b < nb; ++b) pack_q6k_block(w, w_stride, m, b, out + size_t(b) * kQ6kBlock);
+}
+
+template <int NT>
+inline void q6tile(const uint8_t* grp, int64_t nb, const uint8_t* act, int t0, int m, float* y, int64_t ldy) {
+  const float* xd = reinterpret_cast<const float*>(act + kact_d_offset(nb));
+  const int32_t* xs = reinterpret_cast<const int32_t*>(act + kact_sums_offset(nb));
+  __m512 acc[NT];
+#pragma GCC unroll 8
+  for (int t = 0; t < NT; ++t) acc[t] = _mm512_setzero_ps();
+  for (int64_t b = 0; b < nb; ++b) {
+    const uint8_t* blk = grp + size_t(b) * kQ6kBlock;
+    constexpr int64_t kAhead = 1;
+#pragma GCC unroll 8
+    for (size_t l = 0; l < kQ6kBlock; l += 64) __builtin_prefetch(blk + kAhead * kQ6kBlock + l, 0, 3);
+    const uint8_t* xb = act + size_t(b) * kTokens * kQK_K + size_t(t0) * kQK_K;
+    __m512i isum[NT];
+    const int32_t* off2 = reinterpret_cast<const int32_t*>(blk + kQ6kOffs);
+#pragma GCC unroll 8
+    for (int t = 0; t < NT; ++t) {
+      isum[t] = _mm512_setzero_si512();
+#pragma GCC unroll 8
+      for (int p = 0; p < 8; ++p)
+        isum[t] = _mm512_dpwssd_epi32(isum[t], _mm512_load_si512(off2 + p * kRows16),
+                                      _mm512_set1_epi32(xs[(b * 8 + p) * kTokens + t0 + t]));
+    }
+    for (int j = 0; j < 16; ++j) {
+      __m512i wv[4];
+#pragma GCC unroll 4
+      for (int k = 0; k < 4; ++k) wv[k] = _mm512_load_si512(blk + 64 * (4 * j + k));
+      const __m512i sc = _mm512_cvtepi8_epi32(_mm_load_si128(reinterpret_cast<const __m128i*>(blk + kQ6kScales + 16 * j)));
+#pragma GCC unroll 8
+      for (int t = 0; t < NT; ++t) {
+        const uint8_t* x = xb + t * kQK_K + 16 * j;
+        __m512i c0 = _mm512_setzero_si512(), c1 = _mm512_setzero_si512();
+#pragma GCC unroll 2
+        for (int k = 0; k < 2; ++k) {
+          int32_t x0, x1;
+          std::memcpy(&x0, x + 8 * k, 4);
+          std::memcpy(&x1, x + 8 * k + 4, 4);
+          c0 = _mm512_dpbusd_epi32(c0, wv[2 * k], _mm512_set1_epi32(x0));
+          c1 = _mm512_dpbusd_epi32(c1, wv[2 * k + 1], _mm512_set1_epi32(x1));
+        }
+        isum[t] = _mm512_add_epi32(isum[t], _mm512_mullo_epi32(_mm512_add_epi32(c0, c1), sc));
+      }
+    }
+    const __m512 d = _mm512_cvtph_ps(_mm256_load_si256(reinterpret_cast<const __m256i*>(blk + kQ6kD)));
+#pragma GCC unroll 8
+    for (int t = 0; t < NT; ++t)
+      acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[t]), _mm512_mul_ps(d, _mm512_set1_ps(xd[b * kTokens + t0 + t])),
+                               acc[t]);
+  }
+  const __mmask16 rows = __mmask16((1u << m) - 1);
+#pragma GCC unroll 8
+  for (int t = 0; t < NT; ++t) _mm512_mask_storeu_ps(y + t * ldy, rows, acc[t]);
+}
+
+template <int... I>
+inline void q6tile_n(int nt, const uint8_t* grp, int64_t nb, const uint8_t* act, int t0, int m, float* y,
+                     int64_t ldy, std::integer_sequence<int, I...>) {
+  ((nt == I + 1 ? q6tile<I + 1>(grp, nb, act, t0, m, y, ldy) : void()), ...);
+}
+
+// The K-quant row driver: per 16-row group (packed copy or re-laid out on the fly), token passes of
+// kKTokens.
+template <DType kT>
+void rows_k(const RowsArgs& a, int64_t r0, int64_t r1) {
+  const int64_t nb = a.in / kQK_K;
+  const size_t gbytes = prepack_rows16_group_bytes(kT, a.in);
+  for (int64_t rg = r0; rg < r1; rg += kRows16) {
+    const int m = int(std::min<int64_t>(kRows16, r1 - rg));
+    const uint8_t* grp;
+    if (a.w_packed) {
+      grp = a.w_packed + size_t(rg / kRows16) * gbytes;
+    } else {
+      uint8_t* buf = group_scratch(gbytes);
+      if constexpr (kT == DType::kQ4_K)
+        pack_q4k_group(a.w + size_t(rg) * a.w_stride, a.w_stride, m, nb, buf);
+      else
+        pack_q6k_group(a.w + size_t(rg) * a.w_stride, a.w_stride, m, nb, buf);
+      grp = buf;
+    }
+    for (int64_t t0 = 0; t0 < a.n_tokens; t0 += kKTokens) {
+      const int nt = int(std::min<int64_t>(kKTokens, a.n_tokens - t0));
+      const uint8_t* act = a.act + size_t(t0 / kTokens) * a.act_stride;
+      float* y = a.y + t0 * a.ldy + rg;
+      if constexpr (kT == DType::kQ4_K)
+        ktile_n(nt, grp, nb, act, int(t0 % kTokens), m, y, a.ldy, std::make_integer_sequence<int, kKTokens>());
+      else
+        q6tile_n(nt, grp, nb, act, int(t0 % kTokens), m, y, a.ldy, std::make_integer_sequence<int, kKTokens>());
+    }
+  }
+}
+
 #if defined(__clang__)
 #pragma clang attribute pop
 #else
@@ -209,26 +495,45 @@ void rows_q8_0(const RowsArgs& a, int64_t r0, int64_t r1) {
 
 }  // namespace
 
-RowsFn rows_fn_rows16(DType t) { return t == DType::kQ8_0 ? &rows_q8_0 : nullptr; }
+RowsFn rows_fn_rows16(DType t) {
+  switch (t) {
+    case DType::kQ8_0: return &rows_q8_0;
+    case DType::kQ4_K: return &rows_k<DType::kQ4_K>;
+    case DType::kQ6_K: return &rows_k<DType::kQ6_K>;
+    default: return nullptr;
+  }
+}
 
 ActPack act_pack_rows16(DType t) {
   ActPack p;
-  if (t != DType::kQ8_0) return p;
   p.group = kTokens;
   p.min_tokens = 1;
-  p.group_bytes = &act_bytes;
-  p.pack = &pack_act;
+  if (t == DType::kQ8_0) {
+    p.group_bytes = &act_bytes;
+    p.pack = &pack_act;
+  } else if (t == DType::kQ4_K) {
+    p.group_bytes = &kact_bytes<4>;
+    p.pack = &pack_kact<4>;
+  } else if (t == DType::kQ6_K) {
+    p.group_bytes = &kact_bytes<8>;
+    p.pack = &pack_kact<8>;
+  }
   return p;
 }
 
-void prepack_q8_0_rows16(const uint8_t* w, size_t w_stride, int64_t rows, int64_t in, uint8_t* out) {
-  const int64_t nb = in / kBlk;
-  const size_t gbytes = prepack_rows16_group_bytes(in);
+void prepack_rows16(DType t, const uint8_t* w, size_t w_stride, int64_t rows, int64_t in, uint8_t* out) {
+  const size_t gbytes = prepack_rows16_group_bytes(t, in);
   for (int64_t g = 0; g * kRows16 < rows; ++g) {
     uint8_t* dst = out + size_t(g) * gbytes;
     std::memset(dst, 0, gbytes);
     const int m = int(std::min<int64_t>(kRows16, rows - g * kRows16));
-    pack_group(w + size_t(g * kRows16) * w_stride, w_stride, m, nb, dst);
+    const uint8_t* src = w + size_t(g * kRows16) * w_stride;
+    if (t == DType::kQ4_K)
+      pack_q4k_group(src, w_stride, m, in / kQK_K, dst);
+    else if (t == DType::kQ6_K)
+      pack_q6k_group(src, w_stride, m, in / kQK_K, dst);
+    else
+      pack_group(src, w_stride, m, in / kBlk, dst);
   }
 }
 
@@ -239,7 +544,7 @@ void prepack_q8_0_rows16(const uint8_t* w, size_t w_stride, int64_t rows, int64_
 namespace dflash::kernels::detail {
 RowsFn rows_fn_rows16(tensor::DType) { return nullptr; }
 ActPack act_pack_rows16(tensor::DType) { return {}; }
-void prepack_q8_0_rows16(const uint8_t*, size_t, int64_t, int64_t, uint8_t*) {}
+void prepack_rows16(tensor::DType, const uint8_t*, size_t, int64_t, int64_t, uint8_t*) {}
 }  // namespace dflash::kernels::detail
 
 #endif

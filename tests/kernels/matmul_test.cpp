@@ -165,14 +165,14 @@ struct Variant {
   int pair = -1;  // AVX2 only
   int width = 0;     // VNNI only
   int amx_min = 0;   // AMX: fewest tokens that take the tiles for K-quants (0 = default)
-  int rows16 = -1;   // Q8_0 on VNNI: 0 = the per-row kernel (default: the 16-row one)
+  int rows16 = -1;   // VNNI: 0 = the per-row kernels (default: the 16-row ones, Q8_0 and Q4_K)
   int amx_q8 = -1;   // Q8_0 on AMX: 1 = the tiles (default: the 16-row VNNI kernel)
   void apply() const {
     set_matmul_isa(isa);
     detail::set_avx2_pair_madd(pair);
     detail::set_vnni_width(width);
     detail::set_amx_k_min_tokens(amx_min);
-    detail::set_q8_rows16(rows16);
+    detail::set_rows16(rows16);
     detail::set_amx_q8(amx_q8);
   }
   std::string name() const {
@@ -181,7 +181,7 @@ struct Variant {
     if (isa == MatmulIsa::kAvx512Vnni) n += "/" + std::to_string(width);
     if (isa == MatmulIsa::kAmx)
       n += "/vnni" + std::to_string(width) + "/min" + std::to_string(amx_min);
-    if (rows16 == 0) n += "/q8_per_row";
+    if (rows16 == 0) n += "/per_row";
     if (amx_q8 == 1) n += "/q8_tiles";
     return n;
   }
@@ -216,7 +216,7 @@ std::vector<Variant> all_variants() {
 
 void reset_variants() {
   set_matmul_isa(matmul_best_isa());
-  detail::set_q8_rows16(-1);
+  detail::set_rows16(-1);
   detail::set_amx_q8(-1);
   detail::set_avx2_pair_madd(-1);
   detail::set_vnni_width(0);
@@ -362,10 +362,10 @@ INSTANTIATE_TEST_SUITE_P(AllDtypes, MatmulTest,
 
 // ---------------- Pre-packed weights ----------------
 // The packed copy (PackedWeights) must give the in-place kernel's bits for every shape, batch,
-// thread count and row slice, and must only be made where a kernel reads it. Layouts: AMX tiles,
-// and the 16-row VNNI kernel's (also checked with AMX forced down to VNNI, and with the per-row VNNI
-// kernel, which reads no copy).
-TEST(PackedWeights, Q8_0PackedIsBitIdenticalToInPlace) {
+// thread count and row slice, and must only be made where a kernel reads it. Layouts: AMX Q8_0 tiles,
+// and the 16-row VNNI kernels' for Q8_0, Q4_K and Q6_K (also checked with AMX forced down to VNNI,
+// and with the per-row VNNI kernels, which read no copy).
+TEST(PackedWeights, PackedIsBitIdenticalToInPlace) {
   std::mt19937 rng(77);
   const auto data = random_weights(DType::kQ8_0, 96, 5, rng);
   tensor::Tensor probe = make_tensor(DType::kQ8_0, 96, 5, data);
@@ -384,31 +384,36 @@ TEST(PackedWeights, Q8_0PackedIsBitIdenticalToInPlace) {
   }
   {
     set_matmul_isa(MatmulIsa::kAvx512Vnni);
-    detail::set_q8_rows16(0);
+    detail::set_rows16(0);
     PackedWeights none;
     tensor::Tensor w = probe;
     none.add(&w);
     EXPECT_EQ(w.packed, nullptr) << "the per-row VNNI kernel reads no copy";
-    detail::set_q8_rows16(-1);
+    detail::set_rows16(-1);
   }
   std::vector<MatmulIsa> isas = {MatmulIsa::kAvx512Vnni};
   if (matmul_best_isa() >= MatmulIsa::kAmx) isas.push_back(MatmulIsa::kAmx);
   std::vector<int64_t> outs = {1, 5, 16, 37, 300}, toks = {1, 2, 3, 4, 5, 16, 17, 33, 64};
   if (sanitized()) toks = {1, 3, 17};
   util::ThreadPool p1(1), p2(2), p3(3);
+  for (DType t : {DType::kQ8_0, DType::kQ4_K, DType::kQ6_K})
   for (MatmulIsa isa : isas) {
     set_matmul_isa(isa);
     detail::set_amx_q8(isa == MatmulIsa::kAmx ? 1 : -1);  // AMX: the tiles' layout
-    SCOPED_TRACE(matmul_isa_name(isa));
-    for (int64_t in : {32, 96, 288}) {
+    SCOPED_TRACE(::testing::Message() << tensor::dtype_name(t) << " " << matmul_isa_name(isa));
+    const std::vector<int64_t> ins =
+        t == DType::kQ8_0 ? std::vector<int64_t>{32, 96, 288} : std::vector<int64_t>{256, 768};
+    for (int64_t in : ins) {
       for (int64_t out : outs) {
-        const auto wdata = random_weights(DType::kQ8_0, in, out, rng);
-        const tensor::Tensor plain = make_tensor(DType::kQ8_0, in, out, wdata);
+        const auto wdata = random_weights(t, in, out, rng);
+        const tensor::Tensor plain = make_tensor(t, in, out, wdata);
         tensor::Tensor w = plain;
         PackedWeights pw;
         pw.add(&w);
         ASSERT_NE(w.packed, nullptr);
-        if (isa == MatmulIsa::kAmx)
+        if (t != DType::kQ8_0)  // the 16-row kernels' layout (AMX machines too: it serves decoding)
+          EXPECT_EQ(pw.bytes(), size_t((out + 15) / 16) * detail::prepack_rows16_group_bytes(t, in));
+        else if (isa == MatmulIsa::kAmx)
           EXPECT_EQ(pw.bytes(), size_t((out + 15) / 16) * size_t(in / 32) * (16 * 32 + 32));
         else
           EXPECT_EQ(pw.bytes(), size_t((out + 15) / 16) * (size_t(in / 32) * 16 * 32 + (size_t(in / 32) * 32 + 63) / 64 * 64));
@@ -435,7 +440,7 @@ TEST(PackedWeights, Q8_0PackedIsBitIdenticalToInPlace) {
                     << "rows [" << r0 << ", " << r1 << ") token " << tk << " row " << r;
           }
         }
-        if (isa == MatmulIsa::kAmx) {
+        if (isa == MatmulIsa::kAmx && t == DType::kQ8_0) {
           // A copy packed for AMX is not read by the VNNI kernel (another layout): still right.
           set_matmul_isa(MatmulIsa::kAvx512Vnni);
           std::vector<float> want(size_t(3 * out)), got(size_t(3 * out));
