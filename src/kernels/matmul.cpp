@@ -169,15 +169,29 @@ bool switch_on(const std::atomic<int>& forced, const char* env, bool dflt) {
 // On AVX-512 VNNI the 16-row kernels (default) or the per-row ones (DFLASH_ROWS16=0).
 std::atomic<int> g_rows16{-1};
 bool use_rows16() { return switch_on(g_rows16, "DFLASH_ROWS16", true); }
-// On AMX machines Q8_0 runs the 16-row VNNI kernel unless DFLASH_AMX_Q8=1: same bits, and measured
-// faster for decode and as fast for a 16-token verify (docs/DESIGN.md, "the 16-row kernel").
+// On AMX machines Q8_0 batches below kAmxQ8MinTokens run the 16-row VNNI kernel (same bits; measured
+// faster for decoding and as fast for a 16-token verify, docs/DESIGN.md "the 16-row kernels"), prefill
+// chunks the tiles; DFLASH_AMX_Q8=1 gives the tiles every batch.
 std::atomic<int> g_amx_q8{-1};
 bool use_amx_q8() { return switch_on(g_amx_q8, "DFLASH_AMX_Q8", false); }
+constexpr int64_t kAmxQ8MinTokens = 32;
+
+// Whether the AMX kernel takes this batch (isa == kAmx).
+bool amx_takes(DType t, int64_t n_tokens) {
+  if (t == DType::kQ8_0) return use_amx_q8() || n_tokens >= kAmxQ8MinTokens;
+  return n_tokens >= detail::amx_min_tokens(t, use_rows16());
+}
+
+// Whether the 16-row kernel takes this batch (isa ≥ VNNI). Q6_K decoding stays on the per-row kernel:
+// its packed copy is 1.22 × the Q6_K bytes (q as whole bytes), which a one-token pass does not repay.
+bool rows16_takes(DType t, int64_t n_tokens) {
+  return use_rows16() && !(t == DType::kQ6_K && n_tokens == 1);
+}
 
 Kernel select_kernel(DType t, int64_t n_tokens) {
   const MatmulIsa isa = matmul_isa();
   Kernel k;
-  if (isa == MatmulIsa::kAmx && n_tokens >= detail::amx_min_tokens(t) && (t != DType::kQ8_0 || use_amx_q8())) {
+  if (isa == MatmulIsa::kAmx && amx_takes(t, n_tokens)) {
     k.rows = detail::rows_fn_amx(t);
     if (k.rows) {
       k.pack = detail::act_pack_amx(t);
@@ -185,7 +199,7 @@ Kernel select_kernel(DType t, int64_t n_tokens) {
       k.packed_layout = amx_packs(t) ? kLayoutAmxQ8 : 0;
     }
   }
-  if (!k.rows && isa >= MatmulIsa::kAvx512Vnni && use_rows16()) {
+  if (!k.rows && isa >= MatmulIsa::kAvx512Vnni && rows16_takes(t, n_tokens)) {
     k.rows = detail::rows_fn_rows16(t);
     if (k.rows) {
       k.pack = detail::act_pack_rows16(t);
@@ -369,9 +383,11 @@ void PackedWeights::add(tensor::Tensor* w) {
     return e && *e && std::string(e) != "0";
   }();
   if (disabled || w->data == nullptr || w->packed != nullptr || !matmul_check(*w).is_ok()) return;
-  // The layout decoding's kernel reads (on AMX machines K-quant verify batches take the tiles, which
-  // read the rows in place).
-  const int layout = select_kernel(w->dtype, 1).packed_layout;
+  // The layout of the kernel that decoding or a verify block runs (one per dtype and machine; other
+  // batch sizes may take a kernel that reads the rows in place, e.g. AMX tiles for prefill chunks).
+  int layout = 0;
+  for (int64_t n : {1, 2, 16})
+    if (layout == 0) layout = select_kernel(w->dtype, n).packed_layout;
   if (layout == 0) return;
   const int64_t rows = w->rows(), in = w->ne[0];
   const int64_t groups = (rows + detail::kAmxRowTile - 1) / detail::kAmxRowTile;

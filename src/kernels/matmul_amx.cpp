@@ -850,9 +850,13 @@ ActPack act_pack_amx(tensor::DType) { return {}; }
 namespace dflash::kernels::detail {
 namespace {
 std::atomic<int> g_k_min_tokens{0};  // 0: default
-// Measured (bench/matmul_results.md, in = 1024, L3-resident): the tiles beat VNNI for Q4_K from
-// ~8 tokens, for Q6_K (16 products per super-block) from ~12.
-int default_k_min_tokens(tensor::DType t) { return t == tensor::DType::kQ6_K ? 12 : 8; }
+// Measured (bench/matmul_results.md): against the per-row VNNI kernels the tiles win for Q4_K from ~8
+// tokens, for Q6_K (16 products per super-block) from ~12; against the 16-row VNNI kernels they lose
+// at 8 and tie at 16 (session 9), so with those the tiles start at 16 (prefill chunks).
+int default_k_min_tokens(tensor::DType t, bool rows16) {
+  if (rows16) return 16;
+  return t == tensor::DType::kQ6_K ? 12 : 8;
+}
 }  // namespace
 
 void set_amx_k_min_tokens(int n) { g_k_min_tokens.store(n > 0 ? n : 0); }
@@ -876,7 +880,7 @@ void prepack_q8_0(const uint8_t* w, size_t w_stride, int64_t rows, int64_t in, u
   }
 }
 
-int amx_min_tokens(tensor::DType t) {
+int amx_min_tokens(tensor::DType t, bool rows16) {
   if (t == tensor::DType::kQ8_0) return 1;
   const int forced = g_k_min_tokens.load(std::memory_order_relaxed);
   if (forced > 0) return forced;
@@ -884,6 +888,6 @@ int amx_min_tokens(tensor::DType t) {
     const char* e = std::getenv("DFLASH_AMX_MIN_TOKENS");  // A/B benchmarks
     return e ? std::max(0, std::atoi(e)) : 0;
   }();
-  return from_env > 0 ? from_env : default_k_min_tokens(t);
+  return from_env > 0 ? from_env : default_k_min_tokens(t, rows16);
 }
 }  // namespace dflash::kernels::detail

@@ -76,10 +76,10 @@ struct ActPack {
 bool amx_available();
 RowsFn rows_fn_amx(tensor::DType t);
 constexpr int kAmxRowTile = 16;  // weight rows per A/C tile (also tokens per B tile)
-// Batches below this many tokens go to the VNNI kernel instead (K-quants: the tiles only pay with
-// a few tokens; both kernels give the same bits). 0 in the setter = default (or
-// DFLASH_AMX_MIN_TOKENS); tests and benchmarks force it.
-int amx_min_tokens(tensor::DType t);
+// K-quant batches below this many tokens go to a VNNI kernel instead (same bits): the tiles pay from
+// a few tokens against the per-row kernels, from 16 against the 16-row ones (rows16: those are on).
+// 0 in the setter = default (or DFLASH_AMX_MIN_TOKENS); tests and benchmarks force it.
+int amx_min_tokens(tensor::DType t, bool rows16);
 void set_amx_k_min_tokens(int n);
 ActPack act_pack_amx(tensor::DType t);
 
