@@ -144,12 +144,14 @@ constexpr int kLayoutAmxQ8 = 1;      // prepack_q8_0
 constexpr int kLayoutRows16Q8 = 2;   // prepack_rows16, Q8_0
 constexpr int kLayoutRows16Q4K = 3;  // prepack_rows16, Q4_K
 constexpr int kLayoutRows16Q6K = 4;  // prepack_rows16, Q6_K
+constexpr int kLayoutRows16Q5K = 5;  // prepack_rows16, Q5_K
 
 size_t packed_group_bytes(int layout, int64_t in) {
   switch (layout) {
     case kLayoutAmxQ8: return detail::prepack_q8_0_group_bytes(in);
     case kLayoutRows16Q8: return detail::prepack_rows16_group_bytes(DType::kQ8_0, in);
     case kLayoutRows16Q4K: return detail::prepack_rows16_group_bytes(DType::kQ4_K, in);
+    case kLayoutRows16Q5K: return detail::prepack_rows16_group_bytes(DType::kQ5_K, in);
     default: return detail::prepack_rows16_group_bytes(DType::kQ6_K, in);
   }
 }
@@ -204,7 +206,10 @@ Kernel select_kernel(DType t, int64_t n_tokens) {
     if (k.rows) {
       k.pack = detail::act_pack_rows16(t);
       k.row_tile = detail::kRows16;
-      k.packed_layout = t == DType::kQ8_0 ? kLayoutRows16Q8 : t == DType::kQ4_K ? kLayoutRows16Q4K : kLayoutRows16Q6K;
+      k.packed_layout = t == DType::kQ8_0   ? kLayoutRows16Q8
+                        : t == DType::kQ4_K ? kLayoutRows16Q4K
+                        : t == DType::kQ5_K ? kLayoutRows16Q5K
+                                            : kLayoutRows16Q6K;
     }
   }
   if (!k.rows && isa >= MatmulIsa::kAvx512Vnni) {

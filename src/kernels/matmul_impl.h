@@ -31,10 +31,10 @@ constexpr size_t kPackedQ8Block = 16 * 32 + 16 * sizeof(uint16_t);
 inline size_t prepack_q8_0_group_bytes(int64_t in) { return size_t(in / 32) * kPackedQ8Block; }
 void prepack_q8_0(const uint8_t* w, size_t w_stride, int64_t rows, int64_t in, uint8_t* out);
 
-// Q8_0 and Q4_K with vectors over 16 weight rows (matmul_rows16.cpp, AVX-512 VNNI): per 16-row
+// Q8_0 and K-quants with vectors over 16 weight rows (matmul_rows16.cpp, AVX-512 VNNI): per 16-row
 // group, Q8_0: the blocks' tiles [k/4][row][4] of w + 128 (512 bytes each, back to back), then the
-// rows' fp16 scales [block][row], padded to 64 bytes; Q4_K: per super-block the rows' nibbles, scales,
-// mins, d and dmin (layout in matmul_rows16.cpp). Rows past the end of a partial group: anything finite.
+// rows' fp16 scales [block][row], padded to 64 bytes; Q4_K/Q5_K/Q6_K: per super-block the rows' quants
+// in the same [k/4][row][4] order, then scales (layouts in matmul_rows16.cpp). Rows past the end of a partial group: anything finite.
 constexpr int kRows16 = 16;
 constexpr size_t kRows16TileBytes = 32 * kRows16;
 size_t prepack_rows16_group_bytes(tensor::DType t, int64_t in);
@@ -83,7 +83,7 @@ int amx_min_tokens(tensor::DType t, bool rows16);
 void set_amx_k_min_tokens(int n);
 ActPack act_pack_amx(tensor::DType t);
 
-// The 16-row kernels (AVX-512 VNNI), Q8_0 and Q4_K; nullptr / empty for other dtypes. Same bits as
+// The 16-row kernels (AVX-512 VNNI): Q8_0, Q4_K, Q5_K, Q6_K; nullptr / empty for other dtypes. Same bits as
 // the AMX kernels (Q8_0) and as every K-quant kernel (Q4_K, the canonical sequence).
 RowsFn rows_fn_rows16(tensor::DType t);
 ActPack act_pack_rows16(tensor::DType t);

@@ -19,6 +19,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <memory>
+#include <type_traits>
 #include <utility>
 
 #include "kernels/matmul_impl.h"
@@ -26,16 +27,21 @@
 
 namespace dflash::kernels::detail {
 
-// Q4_K per super-block of a 16-row group: the 128 qs bytes of every row as [32-byte chunk p][k/4][row][4]
-// (low nibbles: sub-block 2p, high: 2p + 1, element 4k4 + i of each), the 6-bit scales as bytes
-// [sub-block][row], the mins as int16 pairs (m_2p, m_2p+1) [pair][row], then d and dmin [row] fp16.
-constexpr size_t kQ4kNibbles = 128 * kRows16;
-constexpr size_t kQ4kScales = kQ4kNibbles;
-constexpr size_t kQ4kMins = kQ4kScales + 8 * kRows16;
-constexpr size_t kQ4kD = kQ4kMins + 4 * kRows16 * sizeof(int32_t);
-constexpr size_t kQ4kDmin = kQ4kD + kRows16 * sizeof(uint16_t);
-constexpr size_t kQ4kBlock = kQ4kDmin + kRows16 * sizeof(uint16_t);
-static_assert(kQ4kBlock % 64 == 0);
+// Q4_K / Q5_K per super-block of a 16-row group: the 128 qs bytes of every row as [32-byte chunk p][k/4][row][4]
+// (low nibbles: sub-block 2p, high: 2p + 1, element 4k4 + i of each); Q5_K then the fifth bits as one 64-bit
+// mask per weight vector [sub-block][k/4] (bit 4r + i); then the 6-bit scales as bytes [sub-block][row], the
+// mins as int16 pairs (m_2p, m_2p+1) [pair][row], d and dmin [row] fp16.
+template <bool kQ5>
+struct Q45Layout {
+  static constexpr size_t kNibbles = 128 * kRows16;
+  static constexpr size_t kMasks = kNibbles;
+  static constexpr size_t kScales = kMasks + (kQ5 ? 64 * sizeof(uint64_t) : 0);
+  static constexpr size_t kMins = kScales + 8 * kRows16;
+  static constexpr size_t kD = kMins + 4 * kRows16 * sizeof(int32_t);
+  static constexpr size_t kDmin = kD + kRows16 * sizeof(uint16_t);
+  static constexpr size_t kBlock = kDmin + kRows16 * sizeof(uint16_t);
+  static_assert(kBlock % 64 == 0);
+};
 
 // Q6_K per super-block of a 16-row group: the 6-bit q (0..63) as bytes [k/4][row][4], the int8 scales
 // [sub-block][row], the offset pairs (−32·sc_2p, −32·sc_2p+1) as int16 pairs [pair][row], d [row] fp16.
@@ -45,7 +51,8 @@ constexpr size_t kQ6kD = kQ6kOffs + 8 * kRows16 * sizeof(int32_t);
 constexpr size_t kQ6kBlock = (kQ6kD + kRows16 * sizeof(uint16_t) + 63) / 64 * 64;
 
 size_t prepack_rows16_group_bytes(tensor::DType t, int64_t in) {
-  if (t == tensor::DType::kQ4_K) return size_t(in / tensor::kQK_K) * kQ4kBlock;
+  if (t == tensor::DType::kQ4_K) return size_t(in / tensor::kQK_K) * Q45Layout<false>::kBlock;
+  if (t == tensor::DType::kQ5_K) return size_t(in / tensor::kQK_K) * Q45Layout<true>::kBlock;
   if (t == tensor::DType::kQ6_K) return size_t(in / tensor::kQK_K) * kQ6kBlock;
   const size_t nb = size_t(in / tensor::kQK8_0);
   // Tiles first (64-byte aligned vectors), then the fp16 scales, padded to a cache line.
@@ -264,47 +271,60 @@ void pack_kact(const uint8_t* act, size_t act_stride, int64_t n_tokens, int64_t 
 }
 
 // Super-block b of m ≤ 16 rows into the packed layout (rows past m repeat row m − 1).
-void pack_q4k_block(const uint8_t* w, size_t w_stride, int m, int64_t b, uint8_t* out) {
+template <bool kQ5>
+void pack_q45_block(const uint8_t* w, size_t w_stride, int m, int64_t b, uint8_t* out) {
+  using B = std::conditional_t<kQ5, BlockQ5_K, BlockQ4_K>;
+  using L = Q45Layout<kQ5>;
   alignas(64) int32_t offs[kRows16];
   for (int r = 0; r < kRows16; ++r) offs[r] = int32_t(size_t(std::min(r, m - 1)) * w_stride);
   const __m512i row_offs = _mm512_load_si512(offs);
-  const uint8_t* blk = w + size_t(b) * sizeof(BlockQ4_K);
+  const uint8_t* blk = w + size_t(b) * sizeof(B);
   for (int c = 0; c < 32; ++c)  // dword c of qs: chunk c / 8, k4 = c % 8
-    _mm512_store_si512(out + 64 * c, _mm512_i32gather_epi32(row_offs, blk + offsetof(BlockQ4_K, qs) + 4 * c, 1));
-  uint8_t* sc = out + kQ4kScales;
-  int32_t* mn2 = reinterpret_cast<int32_t*>(out + kQ4kMins);
-  uint16_t* d = reinterpret_cast<uint16_t*>(out + kQ4kD);
-  uint16_t* dmin = reinterpret_cast<uint16_t*>(out + kQ4kDmin);
+    _mm512_store_si512(out + 64 * c, _mm512_i32gather_epi32(row_offs, blk + offsetof(B, qs) + 4 * c, 1));
+  uint8_t* sc = out + L::kScales;
+  int32_t* mn2 = reinterpret_cast<int32_t*>(out + L::kMins);
+  uint16_t* d = reinterpret_cast<uint16_t*>(out + L::kD);
+  uint16_t* dmin = reinterpret_cast<uint16_t*>(out + L::kDmin);
+  uint64_t masks[64] = {};
   for (int r = 0; r < kRows16; ++r) {
-    const BlockQ4_K& x = *reinterpret_cast<const BlockQ4_K*>(blk + size_t(offs[r]));
+    const B& x = *reinterpret_cast<const B*>(blk + size_t(offs[r]));
     uint8_t s8[8], m8[8];
     unpack_k_scales(x.scales, s8, m8);
     for (int j = 0; j < 8; ++j) sc[j * kRows16 + r] = s8[j];
     for (int p = 0; p < 4; ++p) mn2[p * kRows16 + r] = int32_t(m8[2 * p]) | int32_t(m8[2 * p + 1]) << 16;
     d[r] = x.d;
     dmin[r] = x.dmin;
+    if constexpr (kQ5)  // element 32j + l (l = 4k4 + i) has its fifth bit at bit j of qh[l]
+      for (int j = 0; j < 8; ++j)
+        for (int l = 0; l < 32; ++l)
+          masks[j * 8 + l / 4] |= uint64_t((x.qh[l] >> j) & 1) << (4 * r + l % 4);
   }
+  if constexpr (kQ5) std::memcpy(out + L::kMasks, masks, sizeof(masks));
 }
 
-void pack_q4k_group(const uint8_t* w, size_t w_stride, int m, int64_t nb, uint8_t* out) {
-  for (int64_t b = 0; b < nb; ++b) pack_q4k_block(w, w_stride, m, b, out + size_t(b) * kQ4kBlock);
+template <bool kQ5>
+void pack_q45_group(const uint8_t* w, size_t w_stride, int m, int64_t nb, uint8_t* out) {
+  for (int64_t b = 0; b < nb; ++b) pack_q45_block<kQ5>(w, w_stride, m, b, out + size_t(b) * Q45Layout<kQ5>::kBlock);
 }
 
 // NT ≤ 8 tokens (t0 .. t0 + NT − 1 of the packed group) × one 16-row group. Per sub-block j the 8
-// weight vectors (the nibbles of chunk j / 2) are decoded once for the NT tokens.
-template <int NT>
+// weight vectors (the nibbles of chunk j / 2, Q5_K: plus 16 where the fifth-bit mask is set) are decoded
+// once for the NT tokens.
+template <bool kQ5, int NT>
 inline void ktile(const uint8_t* grp, int64_t nb, const uint8_t* act, int t0, int m, float* y, int64_t ldy) {
+  using L = Q45Layout<kQ5>;
   const float* xd = reinterpret_cast<const float*>(act + kact_d_offset(nb));
   const int32_t* xs = reinterpret_cast<const int32_t*>(act + kact_sums_offset(nb));
   const __m512i m4 = _mm512_set1_epi8(0x0F);
+  [[maybe_unused]] const __m512i c16 = _mm512_set1_epi8(16);
   __m512 acc[NT];
 #pragma GCC unroll 8
   for (int t = 0; t < NT; ++t) acc[t] = _mm512_setzero_ps();
   for (int64_t b = 0; b < nb; ++b) {
-    const uint8_t* blk = grp + size_t(b) * kQ4kBlock;
+    const uint8_t* blk = grp + size_t(b) * L::kBlock;
     constexpr int64_t kAhead = 2;
 #pragma GCC unroll 8
-    for (size_t l = 0; l < kQ4kBlock; l += 64) __builtin_prefetch(blk + kAhead * kQ4kBlock + l, 0, 3);
+    for (size_t l = 0; l < L::kBlock; l += 64) __builtin_prefetch(blk + kAhead * L::kBlock + l, 0, 3);
     const uint8_t* xb = act + size_t(b) * kTokens * kQK_K + size_t(t0) * kQK_K;
     __m512i isum[NT];
 #pragma GCC unroll 8
@@ -316,8 +336,13 @@ inline void ktile(const uint8_t* grp, int64_t nb, const uint8_t* act, int t0, in
       for (int k = 0; k < 8; ++k) {
         const __m512i v = _mm512_load_si512(nib + 64 * k);
         wv[k] = _mm512_and_si512(j % 2 ? _mm512_srli_epi16(v, 4) : v, m4);
+        if constexpr (kQ5) {
+          uint64_t bits;
+          std::memcpy(&bits, blk + L::kMasks + 8 * (8 * j + k), 8);
+          wv[k] = _mm512_mask_add_epi8(wv[k], _cvtu64_mask64(bits), wv[k], c16);
+        }
       }
-      const __m512i sc = _mm512_cvtepu8_epi32(_mm_load_si128(reinterpret_cast<const __m128i*>(blk + kQ4kScales + 16 * j)));
+      const __m512i sc = _mm512_cvtepu8_epi32(_mm_load_si128(reinterpret_cast<const __m128i*>(blk + L::kScales + 16 * j)));
 #pragma GCC unroll 8
       for (int t = 0; t < NT; ++t) {
         const uint8_t* x = xb + t * kQK_K + 32 * j;
@@ -330,14 +355,19 @@ inline void ktile(const uint8_t* grp, int64_t nb, const uint8_t* act, int t0, in
           c0 = _mm512_dpbusd_epi32(c0, wv[2 * k], _mm512_set1_epi32(x0));
           c1 = _mm512_dpbusd_epi32(c1, wv[2 * k + 1], _mm512_set1_epi32(x1));
         }
-        // Each chain sums 16 products, |·| ≤ 16·15·128 < 2^15: read as int16 pairs [c, sign], times the
-        // scale lanes [sc, 0], vpdpwssd adds c·sc exactly (cheaper than vpmulld on the sum).
-        isum[t] = _mm512_dpwssd_epi32(_mm512_dpwssd_epi32(isum[t], c0, sc), c1, sc);
+        if constexpr (kQ5) {
+          // 5-bit q: a chain of 16 products can reach 16·31·128 ≥ 2^15, so the sum is scaled by vpmulld.
+          isum[t] = _mm512_add_epi32(isum[t], _mm512_mullo_epi32(_mm512_add_epi32(c0, c1), sc));
+        } else {
+          // Each chain sums 16 products, |·| ≤ 16·15·128 < 2^15: read as int16 pairs [c, sign], times the
+          // scale lanes [sc, 0], vpdpwssd adds c·sc exactly (cheaper than vpmulld on the sum).
+          isum[t] = _mm512_dpwssd_epi32(_mm512_dpwssd_epi32(isum[t], c0, sc), c1, sc);
+        }
       }
     }
-    const __m512 d = _mm512_cvtph_ps(_mm256_load_si256(reinterpret_cast<const __m256i*>(blk + kQ4kD)));
-    const __m512 dmin = _mm512_cvtph_ps(_mm256_load_si256(reinterpret_cast<const __m256i*>(blk + kQ4kDmin)));
-    const int32_t* mn2 = reinterpret_cast<const int32_t*>(blk + kQ4kMins);
+    const __m512 d = _mm512_cvtph_ps(_mm256_load_si256(reinterpret_cast<const __m256i*>(blk + L::kD)));
+    const __m512 dmin = _mm512_cvtph_ps(_mm256_load_si256(reinterpret_cast<const __m256i*>(blk + L::kDmin)));
+    const int32_t* mn2 = reinterpret_cast<const int32_t*>(blk + L::kMins);
 #pragma GCC unroll 8
     for (int t = 0; t < NT; ++t) {
       const int tt = t0 + t;
@@ -356,13 +386,13 @@ inline void ktile(const uint8_t* grp, int64_t nb, const uint8_t* act, int t0, in
   for (int t = 0; t < NT; ++t) _mm512_mask_storeu_ps(y + t * ldy, rows, acc[t]);
 }
 
-// Tokens per Q4_K pass: 8 isum + 8 acc + 8 weight vectors + temporaries in the 32 registers.
+// Tokens per Q4_K/Q5_K/Q6_K pass: 8 isum + 8 acc + 8 weight vectors + temporaries in the 32 registers.
 constexpr int kKTokens = 8;
 
-template <int... I>
+template <bool kQ5, int... I>
 inline void ktile_n(int nt, const uint8_t* grp, int64_t nb, const uint8_t* act, int t0, int m, float* y,
                     int64_t ldy, std::integer_sequence<int, I...>) {
-  ((nt == I + 1 ? ktile<I + 1>(grp, nb, act, t0, m, y, ldy) : void()), ...);
+  ((nt == I + 1 ? ktile<kQ5, I + 1>(grp, nb, act, t0, m, y, ldy) : void()), ...);
 }
 
 // ---------------- Q6_K × Q8_K ----------------
@@ -469,8 +499,8 @@ void rows_k(const RowsArgs& a, int64_t r0, int64_t r1) {
       grp = a.w_packed + size_t(rg / kRows16) * gbytes;
     } else {
       uint8_t* buf = group_scratch(gbytes);
-      if constexpr (kT == DType::kQ4_K)
-        pack_q4k_group(a.w + size_t(rg) * a.w_stride, a.w_stride, m, nb, buf);
+      if constexpr (kT == DType::kQ4_K || kT == DType::kQ5_K)
+        pack_q45_group<kT == DType::kQ5_K>(a.w + size_t(rg) * a.w_stride, a.w_stride, m, nb, buf);
       else
         pack_q6k_group(a.w + size_t(rg) * a.w_stride, a.w_stride, m, nb, buf);
       grp = buf;
@@ -479,8 +509,9 @@ void rows_k(const RowsArgs& a, int64_t r0, int64_t r1) {
       const int nt = int(std::min<int64_t>(kKTokens, a.n_tokens - t0));
       const uint8_t* act = a.act + size_t(t0 / kTokens) * a.act_stride;
       float* y = a.y + t0 * a.ldy + rg;
-      if constexpr (kT == DType::kQ4_K)
-        ktile_n(nt, grp, nb, act, int(t0 % kTokens), m, y, a.ldy, std::make_integer_sequence<int, kKTokens>());
+      if constexpr (kT == DType::kQ4_K || kT == DType::kQ5_K)
+        ktile_n<kT == DType::kQ5_K>(nt, grp, nb, act, int(t0 % kTokens), m, y, a.ldy,
+                                    std::make_integer_sequence<int, kKTokens>());
       else
         q6tile_n(nt, grp, nb, act, int(t0 % kTokens), m, y, a.ldy, std::make_integer_sequence<int, kKTokens>());
     }
@@ -499,6 +530,7 @@ RowsFn rows_fn_rows16(DType t) {
   switch (t) {
     case DType::kQ8_0: return &rows_q8_0;
     case DType::kQ4_K: return &rows_k<DType::kQ4_K>;
+    case DType::kQ5_K: return &rows_k<DType::kQ5_K>;
     case DType::kQ6_K: return &rows_k<DType::kQ6_K>;
     default: return nullptr;
   }
@@ -511,7 +543,7 @@ ActPack act_pack_rows16(DType t) {
   if (t == DType::kQ8_0) {
     p.group_bytes = &act_bytes;
     p.pack = &pack_act;
-  } else if (t == DType::kQ4_K) {
+  } else if (t == DType::kQ4_K || t == DType::kQ5_K) {
     p.group_bytes = &kact_bytes<4>;
     p.pack = &pack_kact<4>;
   } else if (t == DType::kQ6_K) {
@@ -529,7 +561,9 @@ void prepack_rows16(DType t, const uint8_t* w, size_t w_stride, int64_t rows, in
     const int m = int(std::min<int64_t>(kRows16, rows - g * kRows16));
     const uint8_t* src = w + size_t(g * kRows16) * w_stride;
     if (t == DType::kQ4_K)
-      pack_q4k_group(src, w_stride, m, in / kQK_K, dst);
+      pack_q45_group<false>(src, w_stride, m, in / kQK_K, dst);
+    else if (t == DType::kQ5_K)
+      pack_q45_group<true>(src, w_stride, m, in / kQK_K, dst);
     else if (t == DType::kQ6_K)
       pack_q6k_group(src, w_stride, m, in / kQK_K, dst);
     else

@@ -363,7 +363,7 @@ INSTANTIATE_TEST_SUITE_P(AllDtypes, MatmulTest,
 // ---------------- Pre-packed weights ----------------
 // The packed copy (PackedWeights) must give the in-place kernel's bits for every shape, batch,
 // thread count and row slice, and must only be made where a kernel reads it. Layouts: AMX Q8_0 tiles,
-// and the 16-row VNNI kernels' for Q8_0, Q4_K and Q6_K (also checked with AMX forced down to VNNI,
+// and the 16-row VNNI kernels' for Q8_0, Q4_K, Q5_K and Q6_K (also checked with AMX forced down to VNNI,
 // and with the per-row VNNI kernels, which read no copy).
 TEST(PackedWeights, PackedIsBitIdenticalToInPlace) {
   std::mt19937 rng(77);
@@ -396,7 +396,7 @@ TEST(PackedWeights, PackedIsBitIdenticalToInPlace) {
   std::vector<int64_t> outs = {1, 5, 16, 37, 300}, toks = {1, 2, 3, 4, 5, 16, 17, 33, 64};
   if (sanitized()) toks = {1, 3, 17};
   util::ThreadPool p1(1), p2(2), p3(3);
-  for (DType t : {DType::kQ8_0, DType::kQ4_K, DType::kQ6_K})
+  for (DType t : {DType::kQ8_0, DType::kQ4_K, DType::kQ5_K, DType::kQ6_K})
   for (MatmulIsa isa : isas) {
     set_matmul_isa(isa);
     detail::set_amx_q8(isa == MatmulIsa::kAmx ? 1 : -1);  // AMX: the tiles' layout
