@@ -83,6 +83,25 @@ using namespace dflash::tensor;
 
 constexpr int kBlk = kQK8_0;
 
+// One token's 4-byte activation groups x[4k ..] against the weight vectors wv[k], k < 2·kPairs, summed
+// by vpdpbusd into two chains (even and odd k: one chain's latency, not the issue rate, would bound
+// it); *c0 starts at init.
+template <int kPairs>
+__attribute__((always_inline)) inline void dot_chains(const __m512i* wv, const uint8_t* x, __m512i init, __m512i* c0,
+                                                      __m512i* c1) {
+  __m512i a = init, b = _mm512_setzero_si512();
+#pragma GCC unroll 4
+  for (int k = 0; k < kPairs; ++k) {
+    int32_t x0, x1;
+    std::memcpy(&x0, x + 8 * k, 4);
+    std::memcpy(&x1, x + 8 * k + 4, 4);
+    a = _mm512_dpbusd_epi32(a, wv[2 * k], _mm512_set1_epi32(x0));
+    b = _mm512_dpbusd_epi32(b, wv[2 * k + 1], _mm512_set1_epi32(x1));
+  }
+  *c0 = a;
+  *c1 = b;
+}
+
 // Packed activations of a group of up to 16 tokens: per block the tokens' qs [token][32], then
 // the tokens' d [block][token] and −128·Σqs [block][token]. A block's broadcasts are then fixed
 // offsets from one pointer.
@@ -165,16 +184,8 @@ inline void tile(const uint8_t* grp, int64_t nb, const uint8_t* act, int m, floa
     const uint8_t* xb = act + size_t(b) * kTokens * kBlk;
 #pragma GCC unroll 16
     for (int t = 0; t < NT; ++t) {
-      // Two chains of 4 (vpdpbusd latency, not throughput, would bound one chain of 8).
-      __m512i c0 = _mm512_set1_epi32(xc[b * kTokens + t]), c1 = _mm512_setzero_si512();
-#pragma GCC unroll 4
-      for (int k = 0; k < 4; ++k) {
-        int32_t x0, x1;
-        std::memcpy(&x0, xb + t * kBlk + 8 * k, 4);
-        std::memcpy(&x1, xb + t * kBlk + 8 * k + 4, 4);
-        c0 = _mm512_dpbusd_epi32(c0, wv[2 * k], _mm512_set1_epi32(x0));
-        c1 = _mm512_dpbusd_epi32(c1, wv[2 * k + 1], _mm512_set1_epi32(x1));
-      }
+      __m512i c0, c1;
+      dot_chains<4>(wv, xb + t * kBlk, _mm512_set1_epi32(xc[b * kTokens + t]), &c0, &c1);
       const __m512i c = _mm512_add_epi32(c0, c1);
       acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(c), _mm512_mul_ps(dw, _mm512_set1_ps(xd[b * kTokens + t])), acc[t]);
     }
@@ -346,15 +357,8 @@ inline void ktile(const uint8_t* grp, int64_t nb, const uint8_t* act, int t0, in
 #pragma GCC unroll 8
       for (int t = 0; t < NT; ++t) {
         const uint8_t* x = xb + t * kQK_K + 32 * j;
-        __m512i c0 = _mm512_setzero_si512(), c1 = _mm512_setzero_si512();
-#pragma GCC unroll 4
-        for (int k = 0; k < 4; ++k) {
-          int32_t x0, x1;
-          std::memcpy(&x0, x + 8 * k, 4);
-          std::memcpy(&x1, x + 8 * k + 4, 4);
-          c0 = _mm512_dpbusd_epi32(c0, wv[2 * k], _mm512_set1_epi32(x0));
-          c1 = _mm512_dpbusd_epi32(c1, wv[2 * k + 1], _mm512_set1_epi32(x1));
-        }
+        __m512i c0, c1;
+        dot_chains<4>(wv, x, _mm512_setzero_si512(), &c0, &c1);
         if constexpr (kQ5) {
           // 5-bit q: a chain of 16 products can reach 16·31·128 ≥ 2^15, so the sum is scaled by vpmulld.
           isum[t] = _mm512_add_epi32(isum[t], _mm512_mullo_epi32(_mm512_add_epi32(c0, c1), sc));
@@ -457,15 +461,8 @@ inline void q6tile(const uint8_t* grp, int64_t nb, const uint8_t* act, int t0, i
 #pragma GCC unroll 8
       for (int t = 0; t < NT; ++t) {
         const uint8_t* x = xb + t * kQK_K + 16 * j;
-        __m512i c0 = _mm512_setzero_si512(), c1 = _mm512_setzero_si512();
-#pragma GCC unroll 2
-        for (int k = 0; k < 2; ++k) {
-          int32_t x0, x1;
-          std::memcpy(&x0, x + 8 * k, 4);
-          std::memcpy(&x1, x + 8 * k + 4, 4);
-          c0 = _mm512_dpbusd_epi32(c0, wv[2 * k], _mm512_set1_epi32(x0));
-          c1 = _mm512_dpbusd_epi32(c1, wv[2 * k + 1], _mm512_set1_epi32(x1));
-        }
+        __m512i c0, c1;
+        dot_chains<2>(wv, x, _mm512_setzero_si512(), &c0, &c1);
         isum[t] = _mm512_add_epi32(isum[t], _mm512_mullo_epi32(_mm512_add_epi32(c0, c1), sc));
       }
     }
