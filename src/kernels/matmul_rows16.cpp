@@ -216,29 +216,6 @@ uint8_t* group_scratch(size_t n) {
   return t_group.get();
 }
 
-void rows_q8_0(const RowsArgs& a, int64_t r0, int64_t r1) {
-  const int64_t nb = a.in / kBlk;
-  const size_t gbytes = prepack_rows16_group_bytes(DType::kQ8_0, a.in);
-  for (int64_t rg = r0; rg < r1; rg += kRows16) {
-    const int m = int(std::min<int64_t>(kRows16, r1 - rg));
-    const uint8_t* grp;
-    if (a.w_packed) {
-      grp = a.w_packed + size_t(rg / kRows16) * gbytes;
-    } else {
-      uint8_t* buf = group_scratch(gbytes);
-      pack_group(a.w + size_t(rg) * a.w_stride, a.w_stride, m, nb, buf);
-      grp = buf;
-    }
-    for (int64_t t0 = 0; t0 < a.n_tokens; t0 += kTokens) {
-      const int nt = int(std::min<int64_t>(kTokens, a.n_tokens - t0));
-      // Token group t0 / 16 (16 accumulators + 8 weight vectors + temporaries fit the 32 zmm
-      // registers, so a verify of 16 tokens reads each weight once).
-      tile_n(nt, grp, nb, a.act + size_t(t0 / kTokens) * a.act_stride, m, a.y + t0 * a.ldy + rg, a.ldy,
-             std::make_integer_sequence<int, kTokens>());
-    }
-  }
-}
-
 // ---------------- Q4_K × Q8_K ----------------
 // The canonical K-quant sequence of matmul_vnni.cpp / matmul_amx.cpp, per (row, token) and
 // super-block: isum = Σ_j sc_j·C_j and imin = Σ_j m_j·Σx_j exactly, then
@@ -483,11 +460,25 @@ inline void q6tile_n(int nt, const uint8_t* grp, int64_t nb, const uint8_t* act,
   ((nt == I + 1 ? q6tile<I + 1>(grp, nb, act, t0, m, y, ldy) : void()), ...);
 }
 
-// The K-quant row driver: per 16-row group (packed copy or re-laid out on the fly), token passes of
-// kKTokens.
+// A 16-row group of kT into the packed layout (prepack, or on the fly for a matrix without the copy).
 template <DType kT>
-void rows_k(const RowsArgs& a, int64_t r0, int64_t r1) {
-  const int64_t nb = a.in / kQK_K;
+void pack_rows(const uint8_t* w, size_t w_stride, int m, int64_t in, uint8_t* out) {
+  if constexpr (kT == DType::kQ8_0)
+    pack_group(w, w_stride, m, in / kBlk, out);
+  else if constexpr (kT == DType::kQ6_K)
+    pack_q6k_group(w, w_stride, m, in / kQK_K, out);
+  else
+    pack_q45_group<kT == DType::kQ5_K>(w, w_stride, m, in / kQK_K, out);
+}
+
+// The row driver: per 16-row group (packed copy, or re-laid out on the fly), token passes of 16 (Q8_0:
+// 16 accumulators + 8 weight vectors + temporaries fit the 32 zmm registers, so a verify of 16 tokens
+// reads each weight once) or kKTokens (K-quants, which keep an integer sum per token too).
+template <DType kT>
+void rows16(const RowsArgs& a, int64_t r0, int64_t r1) {
+  constexpr bool kQ8 = kT == DType::kQ8_0;
+  constexpr int kPass = kQ8 ? kTokens : kKTokens;
+  const int64_t nb = a.in / (kQ8 ? kBlk : kQK_K);
   const size_t gbytes = prepack_rows16_group_bytes(kT, a.in);
   for (int64_t rg = r0; rg < r1; rg += kRows16) {
     const int m = int(std::min<int64_t>(kRows16, r1 - rg));
@@ -496,21 +487,20 @@ void rows_k(const RowsArgs& a, int64_t r0, int64_t r1) {
       grp = a.w_packed + size_t(rg / kRows16) * gbytes;
     } else {
       uint8_t* buf = group_scratch(gbytes);
-      if constexpr (kT == DType::kQ4_K || kT == DType::kQ5_K)
-        pack_q45_group<kT == DType::kQ5_K>(a.w + size_t(rg) * a.w_stride, a.w_stride, m, nb, buf);
-      else
-        pack_q6k_group(a.w + size_t(rg) * a.w_stride, a.w_stride, m, nb, buf);
+      pack_rows<kT>(a.w + size_t(rg) * a.w_stride, a.w_stride, m, a.in, buf);
       grp = buf;
     }
-    for (int64_t t0 = 0; t0 < a.n_tokens; t0 += kKTokens) {
-      const int nt = int(std::min<int64_t>(kKTokens, a.n_tokens - t0));
-      const uint8_t* act = a.act + size_t(t0 / kTokens) * a.act_stride;
+    for (int64_t t0 = 0; t0 < a.n_tokens; t0 += kPass) {
+      const int nt = int(std::min<int64_t>(kPass, a.n_tokens - t0));
+      const uint8_t* act = a.act + size_t(t0 / kTokens) * a.act_stride;  // token group t0 / 16
       float* y = a.y + t0 * a.ldy + rg;
-      if constexpr (kT == DType::kQ4_K || kT == DType::kQ5_K)
-        ktile_n<kT == DType::kQ5_K>(nt, grp, nb, act, int(t0 % kTokens), m, y, a.ldy,
-                                    std::make_integer_sequence<int, kKTokens>());
+      const auto seq = std::make_integer_sequence<int, kPass>();
+      if constexpr (kQ8)
+        tile_n(nt, grp, nb, act, m, y, a.ldy, seq);
+      else if constexpr (kT == DType::kQ6_K)
+        q6tile_n(nt, grp, nb, act, int(t0 % kTokens), m, y, a.ldy, seq);
       else
-        q6tile_n(nt, grp, nb, act, int(t0 % kTokens), m, y, a.ldy, std::make_integer_sequence<int, kKTokens>());
+        ktile_n<kT == DType::kQ5_K>(nt, grp, nb, act, int(t0 % kTokens), m, y, a.ldy, seq);
     }
   }
 }
@@ -525,10 +515,10 @@ void rows_k(const RowsArgs& a, int64_t r0, int64_t r1) {
 
 RowsFn rows_fn_rows16(DType t) {
   switch (t) {
-    case DType::kQ8_0: return &rows_q8_0;
-    case DType::kQ4_K: return &rows_k<DType::kQ4_K>;
-    case DType::kQ5_K: return &rows_k<DType::kQ5_K>;
-    case DType::kQ6_K: return &rows_k<DType::kQ6_K>;
+    case DType::kQ8_0: return &rows16<DType::kQ8_0>;
+    case DType::kQ4_K: return &rows16<DType::kQ4_K>;
+    case DType::kQ5_K: return &rows16<DType::kQ5_K>;
+    case DType::kQ6_K: return &rows16<DType::kQ6_K>;
     default: return nullptr;
   }
 }
@@ -557,14 +547,12 @@ void prepack_rows16(DType t, const uint8_t* w, size_t w_stride, int64_t rows, in
     std::memset(dst, 0, gbytes);
     const int m = int(std::min<int64_t>(kRows16, rows - g * kRows16));
     const uint8_t* src = w + size_t(g * kRows16) * w_stride;
-    if (t == DType::kQ4_K)
-      pack_q45_group<false>(src, w_stride, m, in / kQK_K, dst);
-    else if (t == DType::kQ5_K)
-      pack_q45_group<true>(src, w_stride, m, in / kQK_K, dst);
-    else if (t == DType::kQ6_K)
-      pack_q6k_group(src, w_stride, m, in / kQK_K, dst);
-    else
-      pack_group(src, w_stride, m, in / kBlk, dst);
+    switch (t) {
+      case DType::kQ4_K: pack_rows<DType::kQ4_K>(src, w_stride, m, in, dst); break;
+      case DType::kQ5_K: pack_rows<DType::kQ5_K>(src, w_stride, m, in, dst); break;
+      case DType::kQ6_K: pack_rows<DType::kQ6_K>(src, w_stride, m, in, dst); break;
+      default: pack_rows<DType::kQ8_0>(src, w_stride, m, in, dst);
+    }
   }
 }
 
