@@ -212,6 +212,14 @@ Kernel select_kernel(DType t, int64_t n_tokens) {
                                             : kLayoutRows16Q6K;
     }
   }
+  if (!k.rows && isa == MatmulIsa::kAvx2 && rows16_takes(t, n_tokens)) {
+    k.rows = detail::rows_fn_rows16_avx2(t);
+    if (k.rows) {
+      k.pack = detail::act_pack_rows16(t);
+      k.row_tile = detail::kRows16;
+      k.packed_layout = kLayoutRows16Q8;
+    }
+  }
   if (!k.rows && isa >= MatmulIsa::kAvx512Vnni) {
     k.rows = detail::rows_fn_avx512vnni(t);
     if (k.rows) k.prep = detail::act_prep_avx512vnni(t);

@@ -73,34 +73,16 @@ namespace {
 
 using namespace dflash::tensor;
 
-#if defined(__clang__)
-#pragma clang attribute push(__attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,f16c"))), \
-                             apply_to = function)
-#else
-#pragma GCC push_options
-#pragma GCC target("avx512f,avx512bw,avx512vl,avx512vnni,f16c")
-#endif
-
 constexpr int kBlk = kQK8_0;
 
-// One token's 4-byte activation groups x[4k ..] against the weight vectors wv[k], k < 2·kPairs, summed
-// by vpdpbusd into two chains (even and odd k: one chain's latency, not the issue rate, would bound
-// it); *c0 starts at init.
-template <int kPairs>
-__attribute__((always_inline)) inline void dot_chains(const __m512i* wv, const uint8_t* x, __m512i init, __m512i* c0,
-                                                      __m512i* c1) {
-  __m512i a = init, b = _mm512_setzero_si512();
-#pragma GCC unroll 4
-  for (int k = 0; k < kPairs; ++k) {
-    int32_t x0, x1;
-    std::memcpy(&x0, x + 8 * k, 4);
-    std::memcpy(&x1, x + 8 * k + 4, 4);
-    a = _mm512_dpbusd_epi32(a, wv[2 * k], _mm512_set1_epi32(x0));
-    b = _mm512_dpbusd_epi32(b, wv[2 * k + 1], _mm512_set1_epi32(x1));
-  }
-  *c0 = a;
-  *c1 = b;
-}
+#if defined(__clang__)
+#pragma clang attribute push(__attribute__((target("avx2,fma,f16c"))), apply_to = function)
+#else
+#pragma GCC push_options
+#pragma GCC target("avx2,fma,f16c")
+#endif
+
+// ---------------- shared by the AVX2 and AVX-512 kernels (AVX2 instructions only) ----------------
 
 // Packed activations of a group of up to 16 tokens: per block the tokens' qs [token][32], then
 // the tokens' d [block][token] and −128·Σqs [block][token]. A block's broadcasts are then fixed
@@ -132,6 +114,148 @@ void pack_act(const uint8_t* act, size_t act_stride, int64_t n_tokens, int64_t n
       }
     }
   }
+}
+
+// Q8_0 rows into the packed layout without gathers (load-time prepack on every CPU, and the AVX2
+// kernel's on-the-fly path): tile row k4 holds the 4-byte groups k4 of the 16 rows, flipped to unsigned.
+void pack_group_portable(const uint8_t* w, size_t w_stride, int m, int64_t nb, uint8_t* out) {
+  uint16_t* scales = reinterpret_cast<uint16_t*>(out + size_t(nb) * kRows16TileBytes);
+  for (int r = 0; r < kRows16; ++r) {
+    const auto* row = reinterpret_cast<const BlockQ8_0*>(w + size_t(std::min(r, m - 1)) * w_stride);
+    for (int64_t b = 0; b < nb; ++b) {
+      uint8_t* tile = out + size_t(b) * kRows16TileBytes;
+      for (int k = 0; k < kBlk; ++k) tile[(k / 4) * 64 + r * 4 + k % 4] = uint8_t(row[b].qs[k]) ^ 0x80;
+      scales[b * kRows16 + r] = row[b].d;
+    }
+  }
+}
+
+// ---------------- Q8_0 with AVX2 (no VNNI) ----------------
+// The same layout and per-(row, token) sequence as the VNNI kernel (so the same bits): the exact block
+// sum C from vpmaddubsw on |w| and sign(x, w) (pairs ≤ 2·128·127 < 2^15), vpmaddwd with ones, then
+// acc = fma(float(C), dw·dx, acc). A vector holds 8 rows; NT ≤ 4 tokens per pass keep 4 int and 4
+// float accumulators plus the weights in the 16 ymm registers.
+constexpr int kAvx2Tokens = 4;
+
+template <int NT>
+inline void tile_avx2(const uint8_t* grp, int64_t nb, const uint8_t* act, int t0, int h, int m, float* y, int64_t ldy) {
+  const uint16_t* wscales = reinterpret_cast<const uint16_t*>(grp + size_t(nb) * kRows16TileBytes);
+  const float* xd = reinterpret_cast<const float*>(act + act_d_offset(nb));
+  const __m256i ones = _mm256_set1_epi16(1), k80 = _mm256_set1_epi8(int8_t(0x80));
+  __m256 acc[NT];
+  for (int t = 0; t < NT; ++t) acc[t] = _mm256_setzero_ps();
+  for (int64_t b = 0; b < nb; ++b) {
+    const uint8_t* tb = grp + size_t(b) * kRows16TileBytes + 32 * h;
+    const uint8_t* xb = act + size_t(b * kTokens + t0) * kBlk;
+    __m256i c[NT];
+    for (int t = 0; t < NT; ++t) c[t] = _mm256_setzero_si256();
+#pragma GCC unroll 8
+    for (int k = 0; k < 8; ++k) {
+      const __m256i w = _mm256_xor_si256(_mm256_load_si256(reinterpret_cast<const __m256i*>(tb + 64 * k)), k80);
+      const __m256i aw = _mm256_abs_epi8(w);  // |−128| = 128 read as unsigned: still exact
+      for (int t = 0; t < NT; ++t) {
+        int32_t x4;
+        std::memcpy(&x4, xb + t * kBlk + 4 * k, 4);
+        const __m256i p = _mm256_maddubs_epi16(aw, _mm256_sign_epi8(_mm256_set1_epi32(x4), w));
+        c[t] = _mm256_add_epi32(c[t], _mm256_madd_epi16(p, ones));
+      }
+    }
+    const __m256 dw =
+        _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(wscales + b * kRows16 + 8 * h)));
+    for (int t = 0; t < NT; ++t)
+      acc[t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(c[t]), _mm256_mul_ps(dw, _mm256_set1_ps(xd[b * kTokens + t0 + t])),
+                               acc[t]);
+  }
+  const int rows = std::clamp(m - 8 * h, 0, 8);
+  alignas(32) int32_t lane_mask[8];
+  for (int r = 0; r < 8; ++r) lane_mask[r] = r < rows ? -1 : 0;
+  const __m256i mask = _mm256_load_si256(reinterpret_cast<const __m256i*>(lane_mask));
+  for (int t = 0; t < NT; ++t) _mm256_maskstore_ps(y + t * ldy + 8 * h, mask, acc[t]);
+}
+
+// A scratch row group per thread (matrices without a packed copy).
+struct FreeDeleter {
+  void operator()(uint8_t* p) const { std::free(p); }
+};
+thread_local std::unique_ptr<uint8_t, FreeDeleter> t_group;
+thread_local size_t t_group_cap = 0;
+
+uint8_t* group_scratch(size_t n) {
+  if (n > t_group_cap) {
+    t_group.reset(static_cast<uint8_t*>(std::aligned_alloc(64, (n + 63) / 64 * 64)));
+    t_group_cap = n;
+  }
+  return t_group.get();
+}
+
+void rows16_avx2_q8_0(const RowsArgs& a, int64_t r0, int64_t r1) {
+  const int64_t nb = a.in / kBlk;
+  const size_t gbytes = prepack_rows16_group_bytes(DType::kQ8_0, a.in);
+  for (int64_t rg = r0; rg < r1; rg += kRows16) {
+    const int m = int(std::min<int64_t>(kRows16, r1 - rg));
+    const uint8_t* grp;
+    if (a.w_packed) {
+      grp = a.w_packed + size_t(rg / kRows16) * gbytes;
+    } else {
+      uint8_t* buf = group_scratch(gbytes);
+      pack_group_portable(a.w + size_t(rg) * a.w_stride, a.w_stride, m, nb, buf);
+      grp = buf;
+    }
+    for (int h = 0; h < 2 && 8 * h < m; ++h)
+      for (int64_t t0 = 0; t0 < a.n_tokens; t0 += kAvx2Tokens) {
+        const int nt = int(std::min<int64_t>(kAvx2Tokens, a.n_tokens - t0));
+        const uint8_t* act = a.act + size_t(t0 / kTokens) * a.act_stride;
+        float* y = a.y + t0 * a.ldy + rg;
+        const int tg = int(t0 % kTokens);
+        switch (nt) {
+          case 1: tile_avx2<1>(grp, nb, act, tg, h, m, y, a.ldy); break;
+          case 2: tile_avx2<2>(grp, nb, act, tg, h, m, y, a.ldy); break;
+          case 3: tile_avx2<3>(grp, nb, act, tg, h, m, y, a.ldy); break;
+          default: tile_avx2<4>(grp, nb, act, tg, h, m, y, a.ldy);
+        }
+      }
+  }
+}
+
+#if defined(__clang__)
+#pragma clang attribute pop
+#else
+#pragma GCC pop_options
+#endif
+
+}  // namespace
+}  // namespace dflash::kernels::detail
+
+namespace dflash::kernels::detail {
+namespace {
+
+using namespace dflash::tensor;
+
+#if defined(__clang__)
+#pragma clang attribute push(__attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,f16c"))), \
+                             apply_to = function)
+#else
+#pragma GCC push_options
+#pragma GCC target("avx512f,avx512bw,avx512vl,avx512vnni,f16c")
+#endif
+
+// One token's 4-byte activation groups x[4k ..] against the weight vectors wv[k], k < 2·kPairs, summed
+// by vpdpbusd into two chains (even and odd k: one chain's latency, not the issue rate, would bound
+// it); *c0 starts at init.
+template <int kPairs>
+__attribute__((always_inline)) inline void dot_chains(const __m512i* wv, const uint8_t* x, __m512i init, __m512i* c0,
+                                                      __m512i* c1) {
+  __m512i a = init, b = _mm512_setzero_si512();
+#pragma GCC unroll 4
+  for (int k = 0; k < kPairs; ++k) {
+    int32_t x0, x1;
+    std::memcpy(&x0, x + 8 * k, 4);
+    std::memcpy(&x1, x + 8 * k + 4, 4);
+    a = _mm512_dpbusd_epi32(a, wv[2 * k], _mm512_set1_epi32(x0));
+    b = _mm512_dpbusd_epi32(b, wv[2 * k + 1], _mm512_set1_epi32(x1));
+  }
+  *c0 = a;
+  *c1 = b;
 }
 
 // One block of m ≤ 16 rows (rows at row_offs from w, block b) into the packed layout: tile row k4
@@ -201,20 +325,6 @@ inline void tile_n(int nt, const uint8_t* grp, int64_t nb, const uint8_t* act, i
   ((nt == I + 1 ? tile<I + 1>(grp, nb, act, m, y, ldy) : void()), ...);
 }
 
-// A row group re-laid out on the fly (matrices without a packed copy), per thread.
-struct FreeDeleter {
-  void operator()(uint8_t* p) const { std::free(p); }
-};
-thread_local std::unique_ptr<uint8_t, FreeDeleter> t_group;
-thread_local size_t t_group_cap = 0;
-
-uint8_t* group_scratch(size_t n) {
-  if (n > t_group_cap) {
-    t_group.reset(static_cast<uint8_t*>(std::aligned_alloc(64, (n + 63) / 64 * 64)));
-    t_group_cap = n;
-  }
-  return t_group.get();
-}
 
 // ---------------- Q4_K × Q8_K ----------------
 // The canonical K-quant sequence of matmul_vnni.cpp / matmul_amx.cpp, per (row, token) and
@@ -523,6 +633,8 @@ RowsFn rows_fn_rows16(DType t) {
   }
 }
 
+RowsFn rows_fn_rows16_avx2(DType t) { return t == DType::kQ8_0 ? &rows16_avx2_q8_0 : nullptr; }
+
 ActPack act_pack_rows16(DType t) {
   ActPack p;
   p.group = kTokens;
@@ -551,7 +663,7 @@ void prepack_rows16(DType t, const uint8_t* w, size_t w_stride, int64_t rows, in
       case DType::kQ4_K: pack_rows<DType::kQ4_K>(src, w_stride, m, in, dst); break;
       case DType::kQ5_K: pack_rows<DType::kQ5_K>(src, w_stride, m, in, dst); break;
       case DType::kQ6_K: pack_rows<DType::kQ6_K>(src, w_stride, m, in, dst); break;
-      default: pack_rows<DType::kQ8_0>(src, w_stride, m, in, dst);
+      default: pack_group_portable(src, w_stride, m, in / kBlk, dst);  // also on AVX2-only CPUs
     }
   }
 }
@@ -562,6 +674,7 @@ void prepack_rows16(DType t, const uint8_t* w, size_t w_stride, int64_t rows, in
 
 namespace dflash::kernels::detail {
 RowsFn rows_fn_rows16(tensor::DType) { return nullptr; }
+RowsFn rows_fn_rows16_avx2(tensor::DType) { return nullptr; }
 ActPack act_pack_rows16(tensor::DType) { return {}; }
 void prepack_rows16(tensor::DType, const uint8_t*, size_t, int64_t, int64_t, uint8_t*) {}
 }  // namespace dflash::kernels::detail

@@ -177,7 +177,7 @@ struct Variant {
   }
   std::string name() const {
     std::string n = matmul_isa_name(isa);
-    if (isa == MatmulIsa::kAvx2) n += pair ? "/pair_madd" : "/plain";
+    if (isa == MatmulIsa::kAvx2) n += pair == 1 ? "/pair_madd" : "/plain";
     if (isa == MatmulIsa::kAvx512Vnni) n += "/" + std::to_string(width);
     if (isa == MatmulIsa::kAmx)
       n += "/vnni" + std::to_string(width) + "/min" + std::to_string(amx_min);
@@ -208,6 +208,7 @@ std::vector<Variant> all_variants() {
   if (matmul_best_isa() >= MatmulIsa::kAvx2) {
     v.push_back({MatmulIsa::kAvx2, 0});
     v.push_back({MatmulIsa::kAvx2, 1});
+    v.push_back({MatmulIsa::kAvx2, 0, 0, 0, 0});  // Q8_0's per-row AVX2 kernel
   }
   if (matmul_best_isa() >= MatmulIsa::kAvx512Vnni)
     for (const Variant& a : avx512_variants()) v.push_back(a);
@@ -363,8 +364,8 @@ INSTANTIATE_TEST_SUITE_P(AllDtypes, MatmulTest,
 // ---------------- Pre-packed weights ----------------
 // The packed copy (PackedWeights) must give the in-place kernel's bits for every shape, batch,
 // thread count and row slice, and must only be made where a kernel reads it. Layouts: AMX Q8_0 tiles,
-// and the 16-row VNNI kernels' for Q8_0, Q4_K, Q5_K and Q6_K (also checked with AMX forced down to VNNI,
-// and with the per-row VNNI kernels, which read no copy).
+// and the 16-row kernels' for Q8_0 (AVX2 and VNNI), Q4_K, Q5_K and Q6_K (VNNI) (also checked with AMX
+// forced down to VNNI, and with the per-row kernels, which read no copy).
 TEST(PackedWeights, PackedIsBitIdenticalToInPlace) {
   std::mt19937 rng(77);
   const auto data = random_weights(DType::kQ8_0, 96, 5, rng);
@@ -376,23 +377,26 @@ TEST(PackedWeights, PackedIsBitIdenticalToInPlace) {
     none.add(&f32);
     EXPECT_EQ(f32.packed, nullptr) << "f32 has no packed layout";
   }
-  if (matmul_best_isa() < MatmulIsa::kAvx512Vnni) {
+  if (matmul_best_isa() < MatmulIsa::kAvx2) {
     PackedWeights none;
     none.add(&probe);
     EXPECT_EQ(probe.packed, nullptr) << "packed although no kernel here reads it";
-    GTEST_SKIP() << "no AVX-512 VNNI on this CPU: only the in-place kernels run (checked that nothing is packed)";
+    GTEST_SKIP() << "no AVX2 on this CPU: only the in-place kernels run (checked that nothing is packed)";
   }
-  {
-    set_matmul_isa(MatmulIsa::kAvx512Vnni);
+  std::vector<MatmulIsa> isas = {MatmulIsa::kAvx2};
+  if (matmul_best_isa() >= MatmulIsa::kAvx512Vnni) isas.push_back(MatmulIsa::kAvx512Vnni);
+  if (matmul_best_isa() >= MatmulIsa::kAmx) isas.push_back(MatmulIsa::kAmx);
+  for (MatmulIsa isa : isas) {
+    set_matmul_isa(isa);
     detail::set_rows16(0);
     PackedWeights none;
     tensor::Tensor w = probe;
     none.add(&w);
-    EXPECT_EQ(w.packed, nullptr) << "the per-row VNNI kernel reads no copy";
+    if (isa != MatmulIsa::kAmx) {
+      EXPECT_EQ(w.packed, nullptr) << matmul_isa_name(isa) << ": the per-row kernels read no copy";
+    }
     detail::set_rows16(-1);
   }
-  std::vector<MatmulIsa> isas = {MatmulIsa::kAvx512Vnni};
-  if (matmul_best_isa() >= MatmulIsa::kAmx) isas.push_back(MatmulIsa::kAmx);
   std::vector<int64_t> outs = {1, 5, 16, 37, 300}, toks = {1, 2, 3, 4, 5, 16, 17, 33, 64};
   if (sanitized()) toks = {1, 3, 17};
   util::ThreadPool p1(1), p2(2), p3(3);
@@ -401,6 +405,7 @@ TEST(PackedWeights, PackedIsBitIdenticalToInPlace) {
     set_matmul_isa(isa);
     detail::set_amx_q8(isa == MatmulIsa::kAmx ? 1 : -1);  // AMX: the tiles' layout
     SCOPED_TRACE(::testing::Message() << tensor::dtype_name(t) << " " << matmul_isa_name(isa));
+    if (isa == MatmulIsa::kAvx2 && t != DType::kQ8_0) continue;  // AVX2: only Q8_0 has a 16-row kernel
     const std::vector<int64_t> ins =
         t == DType::kQ8_0 ? std::vector<int64_t>{32, 96, 288} : std::vector<int64_t>{256, 768};
     for (int64_t in : ins) {
@@ -455,10 +460,10 @@ TEST(PackedWeights, PackedIsBitIdenticalToInPlace) {
   reset_variants();
 }
 
-// The 16-row VNNI kernel and the AMX kernel run the same per-(row, token) sequence for Q8_0: their
-// results are equal bit for bit (so either may serve any batch).
-TEST(Matmul, Q8_0Rows16AndAmxAgreeBitwise) {
-  if (matmul_best_isa() < MatmulIsa::kAmx) GTEST_SKIP() << "no AMX on this CPU";
+// The 16-row kernels (AVX2 and VNNI) and the AMX kernel run the same per-(row, token) sequence for
+// Q8_0: their results are equal bit for bit (so any of them may serve any batch).
+TEST(Matmul, Q8_0SixteenRowKernelsAndAmxAgreeBitwise) {
+  if (matmul_best_isa() < MatmulIsa::kAvx512Vnni) GTEST_SKIP() << "needs two of AVX2, AVX-512 VNNI, AMX";
   std::mt19937 rng(31);
   util::ThreadPool pool(2);
   for (int64_t in : {32, 320, 1024}) {
@@ -466,16 +471,22 @@ TEST(Matmul, Q8_0Rows16AndAmxAgreeBitwise) {
     const auto data = random_weights(DType::kQ8_0, in, out, rng);
     const auto w = make_tensor(DType::kQ8_0, in, out, data);
     const auto x = random_acts(in, 19, rng);
-    for (int64_t n : {1, 2, 4, 16, 19}) {
-      std::vector<float> amx(size_t(n * out)), vnni(size_t(n * out));
-      set_matmul_isa(MatmulIsa::kAmx);
-      detail::set_amx_q8(1);
-      matmul(w, x.data(), n, amx.data(), pool);
-      detail::set_amx_q8(-1);
-      set_matmul_isa(MatmulIsa::kAvx512Vnni);
-      matmul(w, x.data(), n, vnni.data(), pool);
-      for (int64_t i = 0; i < n * out; ++i)
-        ASSERT_EQ(amx[size_t(i)], vnni[size_t(i)]) << "in=" << in << " n=" << n << " token " << i / out << " row " << i % out;
+    for (int64_t n : {1, 2, 4, 5, 16, 19}) {
+      auto run = [&](MatmulIsa isa, int amx_q8) {
+        set_matmul_isa(isa);
+        detail::set_amx_q8(amx_q8);
+        std::vector<float> y(size_t(n * out));
+        matmul(w, x.data(), n, y.data(), pool);
+        detail::set_amx_q8(-1);
+        return y;
+      };
+      const std::vector<float> vnni = run(MatmulIsa::kAvx512Vnni, -1);
+      std::vector<std::pair<const char*, std::vector<float>>> others = {{"avx2", run(MatmulIsa::kAvx2, -1)}};
+      if (matmul_best_isa() >= MatmulIsa::kAmx) others.push_back({"amx tiles", run(MatmulIsa::kAmx, 1)});
+      for (const auto& [name, y] : others)
+        for (int64_t i = 0; i < n * out; ++i)
+          ASSERT_EQ(y[size_t(i)], vnni[size_t(i)])
+              << name << " vs vnni, in=" << in << " n=" << n << " token " << i / out << " row " << i % out;
     }
   }
   reset_variants();
