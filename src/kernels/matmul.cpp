@@ -178,22 +178,34 @@ std::atomic<int> g_amx_q8{-1};
 bool use_amx_q8() { return switch_on(g_amx_q8, "DFLASH_AMX_Q8", false); }
 constexpr int64_t kAmxQ8MinTokens = 32;
 
-// Whether the AMX kernel takes this batch (isa == kAmx).
-bool amx_takes(DType t, int64_t n_tokens) {
-  if (t == DType::kQ8_0) return use_amx_q8() || n_tokens >= kAmxQ8MinTokens;
+bool is_rows16_layout(int layout) { return layout >= kLayoutRows16Q8 && layout <= kLayoutRows16Q5K; }
+
+// copy16: the matrix has the 16-row layout's packed copy (or, asked by PackedWeights, would get it). The
+// choice may depend on it but not on which rows of the matrix a call covers: a row slice that cannot
+// read the copy re-lays its rows out on the fly and gives the same bits.
+
+// Whether the AMX kernel takes this batch (isa == kAmx). Q8_0 without the 16-row copy (MoE expert
+// stacks, DFLASH_NO_PREPACK) keeps the tiles for every batch: the per-row VNNI kernel's bits differ.
+bool amx_takes(DType t, int64_t n_tokens, bool copy16) {
+  if (t == DType::kQ8_0) return use_amx_q8() || !copy16 || n_tokens >= kAmxQ8MinTokens;
   return n_tokens >= detail::amx_min_tokens(t, use_rows16());
 }
 
-// Whether the 16-row kernel takes this batch (isa ≥ VNNI). Q6_K decoding stays on the per-row kernel:
-// its packed copy is 1.22 × the Q6_K bytes (q as whole bytes), which a one-token pass does not repay.
-bool rows16_takes(DType t, int64_t n_tokens) {
-  return use_rows16() && !(t == DType::kQ6_K && n_tokens == 1);
+// Whether a 16-row kernel takes this batch (isa ≥ AVX2). With the copy: everything it covers except Q6_K
+// decoding, which stays on the per-row kernel (its copy is 1.22 × the Q6_K bytes, which a one-token pass
+// does not repay). Without it (MoE expert stacks are not packed) re-laying rows out per call only pays
+// for a few tokens, and only K-quants may switch kernels with the batch size (same bits); Q8_0 stays on
+// the per-row kernel for every batch.
+bool rows16_takes(DType t, int64_t n_tokens, bool copy16) {
+  if (!use_rows16()) return false;
+  if (copy16) return !(t == DType::kQ6_K && n_tokens == 1);
+  return t != DType::kQ8_0 && n_tokens >= 4;
 }
 
-Kernel select_kernel(DType t, int64_t n_tokens) {
+Kernel select_kernel(DType t, int64_t n_tokens, bool copy16) {
   const MatmulIsa isa = matmul_isa();
   Kernel k;
-  if (isa == MatmulIsa::kAmx && amx_takes(t, n_tokens)) {
+  if (isa == MatmulIsa::kAmx && amx_takes(t, n_tokens, copy16)) {
     k.rows = detail::rows_fn_amx(t);
     if (k.rows) {
       k.pack = detail::act_pack_amx(t);
@@ -201,7 +213,7 @@ Kernel select_kernel(DType t, int64_t n_tokens) {
       k.packed_layout = amx_packs(t) ? kLayoutAmxQ8 : 0;
     }
   }
-  if (!k.rows && isa >= MatmulIsa::kAvx512Vnni && rows16_takes(t, n_tokens)) {
+  if (!k.rows && isa >= MatmulIsa::kAvx512Vnni && rows16_takes(t, n_tokens, copy16)) {
     k.rows = detail::rows_fn_rows16(t);
     if (k.rows) {
       k.pack = detail::act_pack_rows16(t);
@@ -212,7 +224,7 @@ Kernel select_kernel(DType t, int64_t n_tokens) {
                                             : kLayoutRows16Q6K;
     }
   }
-  if (!k.rows && isa == MatmulIsa::kAvx2 && rows16_takes(t, n_tokens)) {
+  if (!k.rows && isa == MatmulIsa::kAvx2 && rows16_takes(t, n_tokens, copy16)) {
     k.rows = detail::rows_fn_rows16_avx2(t);
     if (k.rows) {
       k.pack = detail::act_pack_rows16(t);
@@ -290,7 +302,7 @@ void matmul_rows(const tensor::Tensor& w, int64_t row_begin, int64_t row_end, co
   const int64_t total_macs = in * n_tokens * n_rows;
   const int64_t macs_per_row = in * n_tokens;
 
-  const Kernel kernel = select_kernel(w.dtype, n_tokens);
+  const Kernel kernel = select_kernel(w.dtype, n_tokens, w.packed != nullptr && is_rows16_layout(w.packed_layout));
   static_assert(detail::kAmxRowTile == detail::kRows16);
   if (w.packed && kernel.packed_layout != 0 && w.packed_layout == kernel.packed_layout &&
       row_begin % detail::kAmxRowTile == 0)
@@ -400,7 +412,7 @@ void PackedWeights::add(tensor::Tensor* w) {
   // batch sizes may take a kernel that reads the rows in place, e.g. AMX tiles for prefill chunks).
   int layout = 0;
   for (int64_t n : {1, 2, 16})
-    if (layout == 0) layout = select_kernel(w->dtype, n).packed_layout;
+    if (layout == 0) layout = select_kernel(w->dtype, n, /*copy16=*/true).packed_layout;
   if (layout == 0) return;
   const int64_t rows = w->rows(), in = w->ne[0];
   const int64_t groups = (rows + detail::kAmxRowTile - 1) / detail::kAmxRowTile;

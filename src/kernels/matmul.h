@@ -38,12 +38,12 @@ void matmul_rows(const tensor::Tensor& w, int64_t row_begin, int64_t row_end, co
 void matmul_expert(const tensor::Tensor& w, int64_t expert, const float* x, int64_t n_tokens,
                    float* y, util::ThreadPool& pool);
 
-// Weights re-laid out at load for this CPU's fastest kernel. Today: Q8_0 matrices on AMX, whose
-// 16-row A tiles otherwise load from 16 rows 34-byte blocks apart (16 streams, more than the
-// prefetchers follow: the verify GEMM stalled on those loads); packed, each block's tile and scales
-// are one contiguous 544-byte run. Results are bit-identical to the in-place kernel. The copy costs
-// the tensor's size in memory; the mmap'd original is then not read by matmul (its pages are not
-// faulted in) but stays the source for embedding rows and the other ISAs.
+// Weights re-laid out at load for this CPU's fastest kernel: the 16-row layout of Q8_0 (AVX2, VNNI, AMX
+// machines) and of Q4_K/Q5_K/Q6_K (VNNI, AMX), or with DFLASH_AMX_Q8=1 the AMX Q8_0 tiles (each block's
+// 16 × 32 tile and scales one contiguous 544-byte run). Results are bit-identical to the in-place kernel.
+// The copy costs about the tensor's size in memory; the mmap'd original stays the source for embedding
+// rows, for kernels that read rows in place (AMX tiles for prefill chunks and K-quant verifies, per-row
+// Q6_K decoding) and for the other ISAs.
 class PackedWeights {
  public:
   PackedWeights() = default;

@@ -1,18 +1,20 @@
-// Q8_0 weights × Q8_0 activations with vectors over 16 weight rows (AVX-512 VNNI).
+// Quantised weights × 8-bit activations with vectors over 16 weight rows: Q8_0, Q4_K, Q5_K and Q6_K on
+// AVX-512 VNNI, Q8_0 also on AVX2.
 //
-// Why: the per-row kernels (matmul_vnni.cpp) take a vector along one weight row, so every 32-weight
-// block needs a float convert + scale + FMA per token next to its one multiply-add: at 16 tokens the
-// float steps, not the products, bound the GEMM (GEMM(16) ≈ 10–14 × GEMV). Here a vector holds 4
-// consecutive weights of each of 16 rows ([k/4][row][4], the AMX B-tile layout), the token's 4
+// Why: the per-row kernels (matmul_vnni.cpp, matmul_x86.cpp) take a vector along one weight row, so
+// every 32-weight block needs a float convert + scale + FMA per token next to its one multiply-add: at
+// 16 tokens the float steps, not the products, bound the GEMM (GEMM(16) ≈ 10–14 × GEMV). Here a vector
+// holds 4 consecutive weights of each of 16 rows ([k/4][row][4], the AMX B-tile layout), the token's 4
 // activations are broadcast, and 8 vpdpbusd give the 16 rows' exact block sums in one register: one
-// float step per 16 rows instead of per row. The weights are re-laid out once at load
-// (prepack_q8_0_rows16, PackedWeights); a matrix without the copy is re-laid out per row group on
-// the fly into the same layout, so the bits do not depend on which.
+// float step per 16 rows instead of per row. The weights are re-laid out once at load (prepack_rows16,
+// PackedWeights); a matrix without the copy is re-laid out per row group on the fly into the same
+// layout, so the bits do not depend on which.
 //
-// Arithmetic per (row, token), exactly the AMX kernels' canonical sequence (matmul_amx.cpp):
-// per block, C = Σ w·x exact in int32, then acc = fma(float(C), d_w·d_x, acc) in block order. The
-// weights are stored as w + 128 (unsigned, vpdpbusd's first operand) and the activations stay
-// signed, so C = Σ (w + 128)·x − 128·Σx with the correction per (token, block) from the packing.
+// Arithmetic per (row, token), exactly the AMX kernels' canonical sequence (matmul_amx.cpp). Q8_0:
+// per block, C = Σ w·x exact in int32, then acc = fma(float(C), d_w·d_x, acc) in block order; the
+// weights are stored as w + 128 (unsigned, vpdpbusd's first operand) and the activations stay signed,
+// so C = Σ (w + 128)·x − 128·Σx with the correction per (token, block) from the packing. K-quants: see
+// their section below.
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>

@@ -362,11 +362,12 @@ INSTANTIATE_TEST_SUITE_P(AllDtypes, MatmulTest,
                          });
 
 // ---------------- Pre-packed weights ----------------
-// The packed copy (PackedWeights) must give the in-place kernel's bits for every shape, batch,
-// thread count and row slice, and must only be made where a kernel reads it. Layouts: AMX Q8_0 tiles,
+// The packed copy (PackedWeights) must give the same bits for every batch, thread count and row slice
+// (slices off a 16-row boundary re-lay their rows out on the fly), match the integer reference, and
+// must only be made where a kernel reads it. Layouts: AMX Q8_0 tiles,
 // and the 16-row kernels' for Q8_0 (AVX2 and VNNI), Q4_K, Q5_K and Q6_K (VNNI) (also checked with AMX
 // forced down to VNNI, and with the per-row kernels, which read no copy).
-TEST(PackedWeights, PackedIsBitIdenticalToInPlace) {
+TEST(PackedWeights, PackedCopyGivesTheSameBitsForEveryBatchAndSlice) {
   std::mt19937 rng(77);
   const auto data = random_weights(DType::kQ8_0, 96, 5, rng);
   tensor::Tensor probe = make_tensor(DType::kQ8_0, 96, 5, data);
@@ -423,9 +424,13 @@ TEST(PackedWeights, PackedIsBitIdenticalToInPlace) {
         else
           EXPECT_EQ(pw.bytes(), size_t((out + 15) / 16) * (size_t(in / 32) * 16 * 32 + (size_t(in / 32) * 32 + 63) / 64 * 64));
         const auto x = random_acts(in, toks.back(), rng);
+        // The bits every batch, thread count and row slice must give: each token alone (a decode).
+        std::vector<float> gemv(size_t(toks.back() * out));
+        for (int64_t tk = 0; tk < toks.back(); ++tk) matmul(w, x.data() + tk * in, 1, gemv.data() + tk * out, p1);
+        expect_close(make_ref(plain, x, toks.back()), gemv, toks.back(), out, /*exact_mirror=*/true);
+        if (HasFailure()) return;
         for (int64_t n : toks) {
-          std::vector<float> want(size_t(n * out));
-          matmul(plain, x.data(), n, want.data(), p1);
+          const std::vector<float> want(gemv.begin(), gemv.begin() + n * out);
           for (auto* pool : {&p1, &p2, &p3}) {
             std::vector<float> got(size_t(n * out + 8), -7.0f);
             matmul(w, x.data(), n, got.data(), *pool);
@@ -475,8 +480,12 @@ TEST(Matmul, Q8_0SixteenRowKernelsAndAmxAgreeBitwise) {
       auto run = [&](MatmulIsa isa, int amx_q8) {
         set_matmul_isa(isa);
         detail::set_amx_q8(amx_q8);
+        tensor::Tensor packed = w;  // as a model load leaves it: the 16-row kernels need their copy
+        PackedWeights pw;
+        pw.add(&packed);
+        EXPECT_NE(packed.packed, nullptr);
         std::vector<float> y(size_t(n * out));
-        matmul(w, x.data(), n, y.data(), pool);
+        matmul(packed, x.data(), n, y.data(), pool);
         detail::set_amx_q8(-1);
         return y;
       };
