@@ -852,9 +852,10 @@ namespace {
 std::atomic<int> g_k_min_tokens{0};  // 0: default
 // Measured (bench/matmul_results.md): against the per-row VNNI kernels the tiles win for Q4_K from ~8
 // tokens, for Q6_K (16 products per super-block) from ~12; against the 16-row VNNI kernels they lose
-// at 8 and tie at 16 (session 9), so with those the tiles start at 16 (prefill chunks).
+// at 8 and at 16 tie (4096-wide, 0.8B shape) or lose (768-wide, the shipped target: verify(16) 8.3–8.9
+// against 9.7–10.7 ms), so with those the tiles start at 32, as for Q8_0 (prefill chunks).
 int default_k_min_tokens(tensor::DType t, bool rows16) {
-  if (rows16) return 16;
+  if (rows16) return 32;
   return t == tensor::DType::kQ6_K ? 12 : 8;
 }
 }  // namespace

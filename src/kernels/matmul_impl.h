@@ -77,7 +77,7 @@ bool amx_available();
 RowsFn rows_fn_amx(tensor::DType t);
 constexpr int kAmxRowTile = 16;  // weight rows per A/C tile (also tokens per B tile)
 // K-quant batches below this many tokens go to a VNNI kernel instead (same bits): the tiles pay from
-// a few tokens against the per-row kernels, from 16 against the 16-row ones (rows16: those are on).
+// a few tokens against the per-row kernels, from 32 against the 16-row ones (rows16: those are on).
 // 0 in the setter = default (or DFLASH_AMX_MIN_TOKENS); tests and benchmarks force it.
 int amx_min_tokens(tensor::DType t, bool rows16);
 void set_amx_k_min_tokens(int n);
