@@ -159,8 +159,8 @@ size_t packed_group_bytes(int layout, int64_t in) {
 // The dtypes whose AMX kernel has a pre-packed weight layout.
 bool amx_packs(DType t) { return t == DType::kQ8_0; }
 
-// Q8_0 kernel switches, for A/B benchmarks and tests: setter value ≥ 0 wins, else the environment,
-// else the default.
+// Kernel switches for A/B benchmarks and tests: setter value ≥ 0 wins, else the environment, else the
+// default.
 bool switch_on(const std::atomic<int>& forced, const char* env, bool dflt) {
   const int v = forced.load(std::memory_order_relaxed);
   if (v >= 0) return v == 1;
@@ -168,7 +168,7 @@ bool switch_on(const std::atomic<int>& forced, const char* env, bool dflt) {
   if (!e || !*e) return dflt;
   return std::string(e) != "0";
 }
-// On AVX-512 VNNI the 16-row kernels (default) or the per-row ones (DFLASH_ROWS16=0).
+// On AVX2 / AVX-512 VNNI the 16-row kernels (default) or the per-row ones (DFLASH_ROWS16=0).
 std::atomic<int> g_rows16{-1};
 bool use_rows16() { return switch_on(g_rows16, "DFLASH_ROWS16", true); }
 // On AMX machines Q8_0 batches below kAmxQ8MinTokens run the 16-row VNNI kernel (same bits; measured

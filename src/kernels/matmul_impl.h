@@ -89,7 +89,7 @@ RowsFn rows_fn_rows16(tensor::DType t);
 ActPack act_pack_rows16(tensor::DType t);
 // The 16-row Q8_0 kernel for AVX2 without VNNI (same layout, activations and bits); nullptr otherwise.
 RowsFn rows_fn_rows16_avx2(tensor::DType t);
-// On VNNI: 1 = the 16-row kernels, 0 = the per-row ones, -1 = default (DFLASH_ROWS16 or 1).
+// On AVX2 / VNNI: 1 = the 16-row kernels, 0 = the per-row ones, -1 = default (DFLASH_ROWS16 or 1).
 void set_rows16(int mode);
 // Q8_0 on AMX machines: 1 = the AMX tiles, 0 = the 16-row VNNI kernel, -1 = default (DFLASH_AMX_Q8 or 0).
 void set_amx_q8(int mode);
