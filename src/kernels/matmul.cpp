@@ -192,7 +192,7 @@ bool amx_takes(DType t, int64_t n_tokens, bool copy16) {
 }
 
 // Whether a 16-row kernel takes this batch (isa ≥ AVX2). With the copy: everything it covers except Q6_K
-// decoding, which stays on the per-row kernel (its copy is 1.22 × the Q6_K bytes, which a one-token pass
+// decoding, which stays on the per-row kernel (its copy is 1.47 × the Q6_K bytes, which a one-token pass
 // does not repay). Without it (MoE expert stacks are not packed) re-laying rows out per call only pays
 // for a few tokens, and only K-quants may switch kernels with the batch size (same bits); Q8_0 stays on
 // the per-row kernel for every batch.
