@@ -149,21 +149,19 @@ const tensor::Tensor& as_loaded(DType dt) {
 void BM_Matmul(benchmark::State& state) {
   const DType dt = kTypes[state.range(0)];
   const int64_t n = state.range(1);
-  struct {
-    tensor::Tensor t;
-  } w{as_loaded(dt)};
-  const int64_t out = w.t.ne[1];
+  const tensor::Tensor& w = as_loaded(dt);
+  const int64_t out = w.ne[1];
   std::vector<float> x(size_t(kIn * n)), y(size_t(out * n));
   std::mt19937 rng(1);
   std::normal_distribution<float> nd;
   for (auto& v : x) v = nd(rng);
   util::ThreadPool& pool = pool_of(bench_threads());
-  kernels::matmul(w.t, x.data(), n, y.data(), pool);  // warm the scratch buffers
+  kernels::matmul(w, x.data(), n, y.data(), pool);  // warm the scratch buffers
   for (auto _ : state) {
-    kernels::matmul(w.t, x.data(), n, y.data(), pool);
+    kernels::matmul(w, x.data(), n, y.data(), pool);
     benchmark::ClobberMemory();
   }
-  const double bytes = double(w.t.nbytes()), flops = 2.0 * double(kIn) * double(out) * double(n);
+  const double bytes = double(w.nbytes()), flops = 2.0 * double(kIn) * double(out) * double(n);
   state.counters["GB/s"] =
       benchmark::Counter(bytes / 1e9, benchmark::Counter::kIsIterationInvariantRate);
   state.counters["GFLOP/s"] =
@@ -174,7 +172,7 @@ void BM_Matmul(benchmark::State& state) {
     isa += "/" + std::to_string(kernels::detail::vnni_width());
   state.SetLabel(std::string(tensor::dtype_name(dt)) + " " + std::to_string(kIn) + "x" +
                  std::to_string(out) + " n=" + std::to_string(n) + " " + isa +
-                 " t=" + std::to_string(pool.size()) + (w.t.packed ? " packed" : ""));
+                 " t=" + std::to_string(pool.size()) + (w.packed ? " packed" : ""));
 }
 BENCHMARK(BM_Matmul)
     ->ArgsProduct({{0, 1, 2, 3, 4, 5, 6}, {1, 2, 4, 8, 16, 32, 64}})

@@ -139,21 +139,12 @@ struct Kernel {
   int packed_layout = 0;             // the Tensor::packed layout it reads (PackedWeights), 0 = none
 };
 
-// Tensor::packed_layout values.
-constexpr int kLayoutAmxQ8 = 1;      // prepack_q8_0
-constexpr int kLayoutRows16Q8 = 2;   // prepack_rows16, Q8_0
-constexpr int kLayoutRows16Q4K = 3;  // prepack_rows16, Q4_K
-constexpr int kLayoutRows16Q6K = 4;  // prepack_rows16, Q6_K
-constexpr int kLayoutRows16Q5K = 5;  // prepack_rows16, Q5_K
+// Tensor::packed_layout values (the tensor's dtype says which type's variant).
+constexpr int kLayoutAmxQ8 = 1;   // prepack_q8_0
+constexpr int kLayoutRows16 = 2;  // prepack_rows16
 
-size_t packed_group_bytes(int layout, int64_t in) {
-  switch (layout) {
-    case kLayoutAmxQ8: return detail::prepack_q8_0_group_bytes(in);
-    case kLayoutRows16Q8: return detail::prepack_rows16_group_bytes(DType::kQ8_0, in);
-    case kLayoutRows16Q4K: return detail::prepack_rows16_group_bytes(DType::kQ4_K, in);
-    case kLayoutRows16Q5K: return detail::prepack_rows16_group_bytes(DType::kQ5_K, in);
-    default: return detail::prepack_rows16_group_bytes(DType::kQ6_K, in);
-  }
+size_t packed_group_bytes(int layout, DType t, int64_t in) {
+  return layout == kLayoutAmxQ8 ? detail::prepack_q8_0_group_bytes(in) : detail::prepack_rows16_group_bytes(t, in);
 }
 
 // The dtypes whose AMX kernel has a pre-packed weight layout.
@@ -177,8 +168,6 @@ bool use_rows16() { return switch_on(g_rows16, "DFLASH_ROWS16", true); }
 std::atomic<int> g_amx_q8{-1};
 bool use_amx_q8() { return switch_on(g_amx_q8, "DFLASH_AMX_Q8", false); }
 constexpr int64_t kAmxQ8MinTokens = 32;
-
-bool is_rows16_layout(int layout) { return layout >= kLayoutRows16Q8 && layout <= kLayoutRows16Q5K; }
 
 // copy16: the matrix has the 16-row layout's packed copy (or, asked by PackedWeights, would get it). The
 // choice may depend on it but not on which rows of the matrix a call covers: a row slice that cannot
@@ -213,23 +202,12 @@ Kernel select_kernel(DType t, int64_t n_tokens, bool copy16) {
       k.packed_layout = amx_packs(t) ? kLayoutAmxQ8 : 0;
     }
   }
-  if (!k.rows && isa >= MatmulIsa::kAvx512Vnni && rows16_takes(t, n_tokens, copy16)) {
-    k.rows = detail::rows_fn_rows16(t);
+  if (!k.rows && isa >= MatmulIsa::kAvx2 && rows16_takes(t, n_tokens, copy16)) {
+    k.rows = isa >= MatmulIsa::kAvx512Vnni ? detail::rows_fn_rows16(t) : detail::rows_fn_rows16_avx2(t);
     if (k.rows) {
       k.pack = detail::act_pack_rows16(t);
       k.row_tile = detail::kRows16;
-      k.packed_layout = t == DType::kQ8_0   ? kLayoutRows16Q8
-                        : t == DType::kQ4_K ? kLayoutRows16Q4K
-                        : t == DType::kQ5_K ? kLayoutRows16Q5K
-                                            : kLayoutRows16Q6K;
-    }
-  }
-  if (!k.rows && isa == MatmulIsa::kAvx2 && rows16_takes(t, n_tokens, copy16)) {
-    k.rows = detail::rows_fn_rows16_avx2(t);
-    if (k.rows) {
-      k.pack = detail::act_pack_rows16(t);
-      k.row_tile = detail::kRows16;
-      k.packed_layout = kLayoutRows16Q8;
+      k.packed_layout = kLayoutRows16;
     }
   }
   if (!k.rows && isa >= MatmulIsa::kAvx512Vnni) {
@@ -302,12 +280,12 @@ void matmul_rows(const tensor::Tensor& w, int64_t row_begin, int64_t row_end, co
   const int64_t total_macs = in * n_tokens * n_rows;
   const int64_t macs_per_row = in * n_tokens;
 
-  const Kernel kernel = select_kernel(w.dtype, n_tokens, w.packed != nullptr && is_rows16_layout(w.packed_layout));
+  const Kernel kernel = select_kernel(w.dtype, n_tokens, w.packed != nullptr && w.packed_layout == kLayoutRows16);
   static_assert(detail::kAmxRowTile == detail::kRows16);
   if (w.packed && kernel.packed_layout != 0 && w.packed_layout == kernel.packed_layout &&
       row_begin % detail::kAmxRowTile == 0)
     a.w_packed = static_cast<const uint8_t*>(w.packed) +
-                 size_t(row_begin / detail::kAmxRowTile) * packed_group_bytes(kernel.packed_layout, in);
+                 size_t(row_begin / detail::kAmxRowTile) * packed_group_bytes(kernel.packed_layout, w.dtype, in);
   const DType adt = ref::act_dtype(w.dtype);
   if (adt == DType::kF32) {
     a.act = reinterpret_cast<const uint8_t*>(x);
@@ -416,7 +394,7 @@ void PackedWeights::add(tensor::Tensor* w) {
   if (layout == 0) return;
   const int64_t rows = w->rows(), in = w->ne[0];
   const int64_t groups = (rows + detail::kAmxRowTile - 1) / detail::kAmxRowTile;
-  const size_t n = size_t(groups) * packed_group_bytes(layout, in);
+  const size_t n = size_t(groups) * packed_group_bytes(layout, w->dtype, in);
   if (n == 0) return;
   uint8_t* p = allocate(n);
   if (!p) return;  // no memory for the copy: the in-place kernel still works

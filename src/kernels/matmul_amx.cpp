@@ -882,7 +882,6 @@ void prepack_q8_0(const uint8_t* w, size_t w_stride, int64_t rows, int64_t in, u
 }
 
 int amx_min_tokens(tensor::DType t, bool rows16) {
-  if (t == tensor::DType::kQ8_0) return 1;
   const int forced = g_k_min_tokens.load(std::memory_order_relaxed);
   if (forced > 0) return forced;
   static const int from_env = [] {

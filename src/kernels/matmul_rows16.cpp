@@ -118,12 +118,20 @@ void pack_act(const uint8_t* act, size_t act_stride, int64_t n_tokens, int64_t n
   }
 }
 
-// Q8_0 rows into the packed layout without gathers (load-time prepack on every CPU, and the AVX2
-// kernel's on-the-fly path): tile row k4 holds the 4-byte groups k4 of the 16 rows, flipped to unsigned.
+// Byte offsets of a group's 16 rows from its first; rows past m repeat row m − 1 (in bounds; their
+// results are never stored).
+inline void group_row_offsets(size_t w_stride, int m, int32_t* offs) {
+  for (int r = 0; r < kRows16; ++r) offs[r] = int32_t(size_t(std::min(r, m - 1)) * w_stride);
+}
+
+// Q8_0 rows into the packed layout (load-time prepack on every CPU, and on the fly for a row slice that
+// cannot read the copy): tile row k4 holds the 4-byte groups k4 of the 16 rows, flipped to unsigned.
 void pack_group_portable(const uint8_t* w, size_t w_stride, int m, int64_t nb, uint8_t* out) {
   uint16_t* scales = reinterpret_cast<uint16_t*>(out + size_t(nb) * kRows16TileBytes);
+  int32_t offs[kRows16];
+  group_row_offsets(w_stride, m, offs);
   for (int r = 0; r < kRows16; ++r) {
-    const auto* row = reinterpret_cast<const BlockQ8_0*>(w + size_t(std::min(r, m - 1)) * w_stride);
+    const auto* row = reinterpret_cast<const BlockQ8_0*>(w + offs[r]);
     for (int64_t b = 0; b < nb; ++b) {
       uint8_t* tile = out + size_t(b) * kRows16TileBytes;
       for (int k = 0; k < kBlk; ++k) tile[(k / 4) * 64 + r * 4 + k % 4] = uint8_t(row[b].qs[k]) ^ 0x80;
@@ -260,32 +268,6 @@ __attribute__((always_inline)) inline void dot_chains(const __m512i* wv, const u
   *c1 = b;
 }
 
-// One block of m ≤ 16 rows (rows at row_offs from w, block b) into the packed layout: tile row k4
-// is one gather of the rows' 4-byte groups, flipped to unsigned.
-inline void pack_block(const uint8_t* w, __m512i row_offs, int64_t b, uint8_t* tile, uint16_t* scales) {
-  const uint8_t* blk = w + size_t(b) * sizeof(BlockQ8_0);
-  const __m512i k80 = _mm512_set1_epi8(int8_t(0x80));
-  for (int k4 = 0; k4 < kBlk / 4; ++k4) {
-    const __m512i v = _mm512_i32gather_epi32(row_offs, blk + offsetof(BlockQ8_0, qs) + 4 * k4, 1);
-    _mm512_store_si512(tile + 64 * k4, _mm512_xor_si512(v, k80));
-  }
-  const __m512i dd = _mm512_i32gather_epi32(row_offs, blk + offsetof(BlockQ8_0, d), 1);
-  _mm256_storeu_si256(reinterpret_cast<__m256i*>(scales), _mm512_cvtepi32_epi16(dd));
-}
-
-// Byte offsets of the group's rows; rows past m repeat row m − 1 (in bounds, results not stored).
-inline __m512i row_offsets(size_t w_stride, int m) {
-  alignas(64) int32_t offs[kRows16];
-  for (int r = 0; r < kRows16; ++r) offs[r] = int32_t(size_t(std::min(r, m - 1)) * w_stride);
-  return _mm512_load_si512(offs);
-}
-
-void pack_group(const uint8_t* w, size_t w_stride, int m, int64_t nb, uint8_t* out) {
-  const __m512i offs = row_offsets(w_stride, m);
-  uint16_t* scales = reinterpret_cast<uint16_t*>(out + size_t(nb) * kRows16TileBytes);
-  for (int64_t b = 0; b < nb; ++b) pack_block(w, offs, b, out + size_t(b) * kRows16TileBytes, scales + b * kRows16);
-}
-
 // NT tokens × one 16-row group: acc[t] lane r = row r, token t. The 8 weight vectors of a block
 // stay in registers for all NT tokens; each token's 4-byte activation groups are broadcast
 // from memory into vpdpbusd.
@@ -376,7 +358,7 @@ void pack_q45_block(const uint8_t* w, size_t w_stride, int m, int64_t b, uint8_t
   using B = std::conditional_t<kQ5, BlockQ5_K, BlockQ4_K>;
   using L = Q45Layout<kQ5>;
   alignas(64) int32_t offs[kRows16];
-  for (int r = 0; r < kRows16; ++r) offs[r] = int32_t(size_t(std::min(r, m - 1)) * w_stride);
+  group_row_offsets(w_stride, m, offs);
   const __m512i row_offs = _mm512_load_si512(offs);
   const uint8_t* blk = w + size_t(b) * sizeof(B);
   for (int c = 0; c < 32; ++c)  // dword c of qs: chunk c / 8, k4 = c % 8
@@ -493,8 +475,8 @@ inline void ktile_n(int nt, const uint8_t* grp, int64_t nb, const uint8_t* act, 
 // (|C_j| < 2^17, so vpmulld scales it), and the −32 offset enters as Σ_j (−32·sc_j)·Σx_j: 8 vpdpwssd
 // of the packed offset pairs against the activations' bsums pairs.
 void pack_q6k_block(const uint8_t* w, size_t w_stride, int m, int64_t b, uint8_t* out) {
-  alignas(64) int32_t offs[kRows16];
-  for (int r = 0; r < kRows16; ++r) offs[r] = int32_t(size_t(std::min(r, m - 1)) * w_stride);
+  int32_t offs[kRows16];
+  group_row_offsets(w_stride, m, offs);
   int8_t* sc = reinterpret_cast<int8_t*>(out + kQ6kScales);
   int32_t* off2 = reinterpret_cast<int32_t*>(out + kQ6kOffs);
   uint16_t* d = reinterpret_cast<uint16_t*>(out + kQ6kD);
@@ -576,7 +558,7 @@ inline void q6tile_n(int nt, const uint8_t* grp, int64_t nb, const uint8_t* act,
 template <DType kT>
 void pack_rows(const uint8_t* w, size_t w_stride, int m, int64_t in, uint8_t* out) {
   if constexpr (kT == DType::kQ8_0)
-    pack_group(w, w_stride, m, in / kBlk, out);
+    pack_group_portable(w, w_stride, m, in / kBlk, out);
   else if constexpr (kT == DType::kQ6_K)
     pack_q6k_group(w, w_stride, m, in / kQK_K, out);
   else
