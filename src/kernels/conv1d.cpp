@@ -9,8 +9,10 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <vector>
 
 #include "kernels/conv1d.h"
+#include "util/thread_pool.h"
 
 #ifndef DFLASH_CONV1D_CONSTANTS  // this file is compiled once per SIMD target
 #define DFLASH_CONV1D_CONSTANTS
@@ -27,45 +29,60 @@ namespace dflash::kernels::HWY_NAMESPACE {
 namespace {  // internal linkage: target functions of other kernels may use the same names
 using namespace ops_simd;  // NOLINT
 
-// Taps K ≤ kMaxK. Each output is Σ_j w[c][j]·x̃[t+j][c] accumulated in tap order with FMAs, then
-// SiLU in the same registers; every token's result is independent of how many tokens the call
-// holds (a verify and a one-token decode give the same bits).
+// Taps K ≤ kMaxK, channels [cb0, cb1) (multiples of kCB apart from the last end). Each output is
+// Σ_j w[c][j]·x̃[t+j][c] accumulated in tap order with FMAs, then SiLU in the same registers; every
+// token's result is independent of how many tokens the call holds (a verify and a one-token decode
+// give the same bits) and of which channel range computes it. Token blocks outer, channel blocks inner:
+// a prefill chunk's rows are read front to back instead of one 512-byte column strip per row.
 void CausalConvImpl(const float* x, int64_t x_stride, const float* w, const float* state, float* out,
-                    int64_t out_stride, int64_t T, int64_t C, int64_t K, bool fuse_silu) {
+                    int64_t out_stride, int64_t T, int64_t C, int64_t K, bool fuse_silu, int64_t cb0, int64_t cb1) {
   const DF d;
   const int64_t N = int64_t(hn::Lanes(d));
   const int64_t H = K - 1;
-  HWY_ALIGN float wt[kMaxK * kCB];
-  for (int64_t c0 = 0; c0 < C; c0 += kCB) {
-    const int64_t cb = std::min(kCB, C - c0);
+  constexpr int64_t kTB = 32;  // tokens per block
+  // The range's taps transposed to [channel block][K][kCB] so every load is contiguous.
+  thread_local std::vector<float> wt_all;
+  const int64_t nblk = (cb1 - cb0 + kCB - 1) / kCB;
+  if (wt_all.size() < size_t(nblk * K * kCB)) wt_all.resize(size_t(nblk * K * kCB));
+  for (int64_t bi = 0; bi < nblk; ++bi) {
+    const int64_t c0 = cb0 + bi * kCB, cb = std::min(kCB, cb1 - c0);
+    float* wt = wt_all.data() + bi * K * kCB;
     for (int64_t j = 0; j < K; ++j)
       for (int64_t c = 0; c < cb; ++c) wt[j * kCB + c] = w[(c0 + c) * K + j];
-    for (int64_t t = 0; t < T; ++t) {
-      const float* rows[kMaxK];
-      for (int64_t j = 0; j < K; ++j) {
-        const int64_t src = t + j - H;  // < 0: from the state
-        rows[j] = (src < 0 ? state + (H + src) * C : x + src * x_stride) + c0;
-      }
-      float* o = out + t * out_stride + c0;
-      int64_t c = 0;
-      for (; c + N <= cb; c += N) {
-        VF acc = hn::Mul(hn::Load(d, wt + c), hn::LoadU(d, rows[0] + c));
-        for (int64_t j = 1; j < K; ++j) acc = hn::MulAdd(hn::Load(d, wt + j * kCB + c), hn::LoadU(d, rows[j] + c), acc);
-        if (fuse_silu) acc = hn::Mul(acc, SigmoidV(d, acc));
-        hn::StoreU(acc, d, o + c);
-      }
-      if (c < cb) {  // channel tail through one padded vector, so it rounds like the body
-        HWY_ALIGN float buf[hn::MaxLanes(DF())] = {};
-        VF acc = hn::Zero(d);
+  }
+  for (int64_t tb = 0; tb < T; tb += kTB) {
+    const int64_t te = std::min(T, tb + kTB);
+    for (int64_t bi = 0; bi < nblk; ++bi) {
+      const int64_t c0 = cb0 + bi * kCB, cb = std::min(kCB, cb1 - c0);
+      const float* wt = wt_all.data() + bi * K * kCB;
+      for (int64_t t = tb; t < te; ++t) {
+        const float* rows[kMaxK];
         for (int64_t j = 0; j < K; ++j) {
-          for (int64_t i = c; i < cb; ++i) buf[i - c] = rows[j][i];
-          const VF xv = hn::Load(d, buf);
-          for (int64_t i = c; i < cb; ++i) buf[i - c] = wt[j * kCB + i];
-          acc = j == 0 ? hn::Mul(hn::Load(d, buf), xv) : hn::MulAdd(hn::Load(d, buf), xv, acc);
+          const int64_t src = t + j - H;  // < 0: from the state
+          rows[j] = (src < 0 ? state + (H + src) * C : x + src * x_stride) + c0;
         }
-        if (fuse_silu) acc = hn::Mul(acc, SigmoidV(d, acc));
-        hn::Store(acc, d, buf);
-        for (int64_t i = c; i < cb; ++i) o[i] = buf[i - c];
+        float* o = out + t * out_stride + c0;
+        int64_t c = 0;
+        for (; c + N <= cb; c += N) {
+          VF acc = hn::Mul(hn::LoadU(d, wt + c), hn::LoadU(d, rows[0] + c));
+          for (int64_t j = 1; j < K; ++j)
+            acc = hn::MulAdd(hn::LoadU(d, wt + j * kCB + c), hn::LoadU(d, rows[j] + c), acc);
+          if (fuse_silu) acc = hn::Mul(acc, SigmoidV(d, acc));
+          hn::StoreU(acc, d, o + c);
+        }
+        if (c < cb) {  // channel tail through one padded vector, so it rounds like the body
+          HWY_ALIGN float buf[hn::MaxLanes(DF())] = {};
+          VF acc = hn::Zero(d);
+          for (int64_t j = 0; j < K; ++j) {
+            for (int64_t i = c; i < cb; ++i) buf[i - c] = rows[j][i];
+            const VF xv = hn::Load(d, buf);
+            for (int64_t i = c; i < cb; ++i) buf[i - c] = wt[j * kCB + i];
+            acc = j == 0 ? hn::Mul(hn::Load(d, buf), xv) : hn::MulAdd(hn::Load(d, buf), xv, acc);
+          }
+          if (fuse_silu) acc = hn::Mul(acc, SigmoidV(d, acc));
+          hn::Store(acc, d, buf);
+          for (int64_t i = c; i < cb; ++i) o[i] = buf[i - c];
+        }
       }
     }
   }
@@ -80,11 +97,22 @@ namespace dflash::kernels {
 HWY_EXPORT(CausalConvImpl);
 
 void causal_conv1d(const float* x, int64_t x_stride, const float* w, float* state, float* out,
-                   int64_t out_stride, int64_t T, int64_t C, int64_t K, bool fuse_silu) {
+                   int64_t out_stride, int64_t T, int64_t C, int64_t K, bool fuse_silu, util::ThreadPool* pool) {
   if (K < 1 || T <= 0) return;
   const int64_t H = K - 1;  // history rows
   if (K <= kMaxK) {
-    HWY_DYNAMIC_DISPATCH(CausalConvImpl)(x, x_stride, w, state, out, out_stride, T, C, K, fuse_silu);
+    // Channel blocks over the pool when there is enough work to repay a dispatch (each output's bits
+    // do not depend on the split).
+    const int64_t nblk = (C + kCB - 1) / kCB;
+    auto run = [&](int64_t b0, int64_t b1, int) {
+      HWY_DYNAMIC_DISPATCH(CausalConvImpl)(x, x_stride, w, state, out, out_stride, T, C, K, fuse_silu, b0 * kCB,
+                                           std::min(C, b1 * kCB));
+    };
+    constexpr int64_t kMinOutputs = 16384;
+    if (pool && pool->size() > 1 && nblk > 1 && T * C >= kMinOutputs)
+      pool->parallel_range(nblk, std::max<int64_t>(1, kMinOutputs / 2 / (T * kCB)), run);
+    else
+      run(0, nblk, 0);
   } else {  // unusual kernel width: direct form
     for (int64_t t = 0; t < T; ++t)
       for (int64_t c = 0; c < C; ++c) {

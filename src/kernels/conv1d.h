@@ -11,12 +11,18 @@
 
 #include <cstdint>
 
+namespace dflash::util {
+class ThreadPool;
+}
+
 namespace dflash::kernels {
 
 // x: T rows of C floats (row stride x_stride ≥ C); out: T rows (out_stride); out must not alias x.
-// fuse_silu applies SiLU to the outputs. Fast path for K ≤ 16 (any K ≥ 1 works).
+// fuse_silu applies SiLU to the outputs. Fast path for K ≤ 16 (any K ≥ 1 works). pool (optional):
+// channel blocks are split over it when the call is big enough (same bits either way).
 void causal_conv1d(const float* x, int64_t x_stride, const float* w, float* state, float* out,
-                   int64_t out_stride, int64_t T, int64_t C, int64_t K, bool fuse_silu);
+                   int64_t out_stride, int64_t T, int64_t C, int64_t K, bool fuse_silu,
+                   util::ThreadPool* pool = nullptr);
 
 // State update only (tape replay): appends T input rows to the state without computing outputs.
 void causal_conv1d_push(const float* x, int64_t x_stride, float* state, int64_t T, int64_t C,

@@ -101,9 +101,10 @@ void deltanet_gates(const float* b, const float* a, const float* dt_bias, const 
     }
 }
 
-void conv1d_silu(const float* x, int64_t m, int64_t c, const float* w, int64_t k, float* window, float* out) {
+void conv1d_silu(const float* x, int64_t m, int64_t c, const float* w, int64_t k, float* window, float* out,
+                 util::ThreadPool* pool) {
   util::profile::Scope ps("conv1d_silu");
-  kernels::causal_conv1d(x, c, w, window, out, c, m, c, k, /*fuse_silu=*/true);
+  kernels::causal_conv1d(x, c, w, window, out, c, m, c, k, /*fuse_silu=*/true, pool);
 }
 
 void conv_window_after(const float* window, const float* x, int64_t n, int64_t c, int64_t k, float* out) {

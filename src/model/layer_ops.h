@@ -29,7 +29,8 @@ void deltanet_gates(const float* b, const float* a, const float* dt_bias, const 
                     int64_t hv, float* beta, float* g);
 // Causal depthwise conv (kernel K, weights [C][K]) over [window ; x], then SiLU. The window holds
 // the previous K−1 pre-conv rows and is advanced past x.
-void conv1d_silu(const float* x, int64_t m, int64_t c, const float* w, int64_t k, float* window, float* out);
+void conv1d_silu(const float* x, int64_t m, int64_t c, const float* w, int64_t k, float* window, float* out,
+                 util::ThreadPool* pool = nullptr);
 // The window after feeding n more rows of x onto `window` (without computing outputs).
 void conv_window_after(const float* window, const float* x, int64_t n, int64_t c, int64_t k, float* out);
 // In rows of [q (Hk·Dk) | k (Hk·Dk) | v (…)]: l2-normalise q and k per head, then q *= 1/sqrt(Dk).

@@ -519,7 +519,7 @@ void Qwen35::run_layers(const int32_t* tok, int64_t m, const RowGroup* groups, i
       for (int gi = 0; gi < n_groups; ++gi) {
         const RowGroup& G = groups[gi];
         ops::conv1d_silu(qkv + G.row0 * CD, G.rows, CD, L.conv1d.as<float>(), C.conv_kernel, G.conv[li].data(),
-                         qc + G.row0 * CD);
+                         qc + G.row0 * CD, I.pool);
       }
       // Split into q, k (Hk heads) and v (Hv heads); l2-normalise q and k, scale q by 1/sqrt(Dk).
       ops::deltanet_qk_norm(qc, m, CD, Hk, Dk, C.rms_eps);

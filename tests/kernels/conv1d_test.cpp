@@ -4,6 +4,7 @@
 
 #include "kernels/ref/ops_ref.h"
 #include "ops_test_util.h"
+#include "util/thread_pool.h"
 
 namespace dflash::kernels {
 namespace {
@@ -42,6 +43,32 @@ TEST(CausalConv1d, MatchesReferenceWithCarriedState) {
             EXPECT_TRUE(all_close(st_push, st_fast, 0, 0));
           }
         }
+}
+
+TEST(CausalConv1d, ThreadPoolSplitGivesTheSameBits) {
+  // Big enough calls split their channel blocks over the pool; a channel count off the block size and
+  // token counts across the kernel's token blocks must still give every output's single-thread bits.
+  util::ThreadPool pool2(2), pool3(3);
+  const int64_t K = 4;
+  for (int64_t C : {1000, 6144 + 17})
+    for (int64_t T : {5, 33, 70}) {
+      SCOPED_TRACE(::testing::Message() << "C " << C << " T " << T);
+      auto x = testing::randn(size_t(T * C), uint32_t(C + T));
+      auto w = testing::randn(size_t(C * K), 3);
+      auto st0 = testing::randn(size_t((K - 1) * C), 4);
+      auto st1 = st0, st_ref = st0;
+      std::vector<float> one(size_t(T * C)), want(one.size());
+      ref::causal_conv1d(x.data(), C, w.data(), st_ref.data(), want.data(), C, T, C, K, true);
+      causal_conv1d(x.data(), C, w.data(), st1.data(), one.data(), C, T, C, K, true);
+      EXPECT_TRUE(all_close(one, want, 1e-6, 1e-5));
+      for (util::ThreadPool* p : {&pool2, &pool3}) {
+        auto st = st0;
+        std::vector<float> got(one.size(), -1.0f);
+        causal_conv1d(x.data(), C, w.data(), st.data(), got.data(), C, T, C, K, true, p);
+        EXPECT_TRUE(all_close(got, one, 0, 0));
+        EXPECT_TRUE(all_close(st, st1, 0, 0));
+      }
+    }
 }
 
 TEST(CausalConv1d, OneHotKernelShiftsInput) {
