@@ -180,21 +180,44 @@ bool amx_takes(DType t, int64_t n_tokens, bool copy16) {
   return n_tokens >= detail::amx_min_tokens(t, use_rows16());
 }
 
-// Whether a 16-row kernel takes this batch (isa ≥ AVX2). With the copy: everything it covers except Q6_K
-// decoding, which stays on the per-row kernel (its copy is 1.47 × the Q6_K bytes, which a one-token pass
-// does not repay). Without it (MoE expert stacks are not packed) re-laying rows out per call only pays
-// for a few tokens, and only K-quants may switch kernels with the batch size (same bits); Q8_0 stays on
-// the per-row kernel for every batch.
-bool rows16_takes(DType t, int64_t n_tokens, bool copy16) {
+// Whether a 16-row kernel takes this batch (isa ≥ AVX2).
+// - AVX2 without VNNI: the per-row AVX2 kernels' bits differ from the 16-row ones for every dtype (they keep
+//   8 partial sums per token in float), so a matrix with the copy runs the 16-row kernel for every batch,
+//   decoding included, and one without it (MoE expert stacks are not packed) the per-row kernels.
+// - VNNI, with the copy: everything it covers except Q6_K decoding, which stays on the per-row kernel (its
+//   copy is 1.47 × the Q6_K bytes, which a one-token pass does not repay). Without it re-laying rows out per
+//   call only pays for a few tokens, and only K-quants may switch kernels with the batch size (same bits);
+//   Q8_0 stays on the per-row kernel for every batch.
+bool rows16_takes(MatmulIsa isa, DType t, int64_t n_tokens, bool copy16) {
   if (!use_rows16()) return false;
+  if (isa == MatmulIsa::kAvx2) return copy16;
   if (copy16) return !(t == DType::kQ6_K && n_tokens == 1);
   return t != DType::kQ8_0 && n_tokens >= 4;
+}
+
+// Whether the AMX kernels on the 16-row copy take this batch (isa == kAmx): K-quant batches of 2 or more
+// tokens that have the copy, verify blocks and prefill chunks alike (same bits as the VNNI 16-row kernels;
+// measured faster from 4 tokens on the 0.8B shape and for 512-token prefill than both the VNNI kernels and
+// the in-place tiles, docs/DESIGN.md session 10). Decoding stays on the VNNI kernels.
+// DFLASH_AMX_ROWS16=0 turns them off for A/B runs.
+std::atomic<int> g_amx_rows16{-1};
+bool rows16_amx_takes(DType t, int64_t n_tokens, bool copy16) {
+  const bool kq = t == DType::kQ6_K || t == DType::kQ4_K || t == DType::kQ5_K;
+  return kq && copy16 && n_tokens >= 2 && use_rows16() && switch_on(g_amx_rows16, "DFLASH_AMX_ROWS16", true);
 }
 
 Kernel select_kernel(DType t, int64_t n_tokens, bool copy16) {
   const MatmulIsa isa = matmul_isa();
   Kernel k;
-  if (isa == MatmulIsa::kAmx && amx_takes(t, n_tokens, copy16)) {
+  if (isa == MatmulIsa::kAmx && rows16_amx_takes(t, n_tokens, copy16)) {
+    k.rows = detail::rows_fn_rows16_amx(t);
+    if (k.rows) {
+      k.pack = detail::act_pack_rows16_amx(t);
+      k.row_tile = detail::kRows16;
+      k.packed_layout = kLayoutRows16;
+    }
+  }
+  if (!k.rows && isa == MatmulIsa::kAmx && amx_takes(t, n_tokens, copy16)) {
     k.rows = detail::rows_fn_amx(t);
     if (k.rows) {
       k.pack = detail::act_pack_amx(t);
@@ -202,7 +225,7 @@ Kernel select_kernel(DType t, int64_t n_tokens, bool copy16) {
       k.packed_layout = amx_packs(t) ? kLayoutAmxQ8 : 0;
     }
   }
-  if (!k.rows && isa >= MatmulIsa::kAvx2 && rows16_takes(t, n_tokens, copy16)) {
+  if (!k.rows && isa >= MatmulIsa::kAvx2 && rows16_takes(isa, t, n_tokens, copy16)) {
     k.rows = isa >= MatmulIsa::kAvx512Vnni ? detail::rows_fn_rows16(t) : detail::rows_fn_rows16_avx2(t);
     if (k.rows) {
       k.pack = detail::act_pack_rows16(t);

@@ -1,5 +1,6 @@
 // Intel AMX (Advanced Matrix Extensions) kernels: Q8_0 weights × Q8_0 activations, and Q4_K / Q5_K /
-// Q6_K weights × Q8_K activations (see the K-quant section below for their arithmetic).
+// Q6_K weights × Q8_K activations (see the K-quant section below for their arithmetic), read in place;
+// and the K-quants on the 16-row kernels' packed copy (the last sections), for verify blocks.
 //
 // Why: verifying a block of B tokens is a GEMM with B columns. With AVX-512 VNNI the integer
 // multiply-adds themselves are the bottleneck at B = 16 (c(16) ≈ 7 on the embedded target); one AMX
@@ -25,9 +26,11 @@
 #include <cstdint>
 #include <cstring>
 #include <type_traits>
+#include <vector>
 
 #include "kernels/matmul_impl.h"
 #include "kernels/quantize_act.h"
+#include "kernels/rows16_layout.h"
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__)) && defined(__linux__)
 #include <cpuid.h>
@@ -793,6 +796,267 @@ void rows_kq(const RowsArgs& a, int64_t r0, int64_t r1) {
       });
 }
 
+
+// ---------------- Q6_K on the 16-row copy: activations as A tiles, weights as B tiles ----------------
+// The 16-row kernels' Q6_K copy (prepack_rows16) holds q ∈ [0, 63] as bytes [k/4][row][4], which is the
+// B-tile layout: sub-block j of a super-block is 4 tile rows of 64 bytes (16 k × 16 weight rows). With
+// the tokens' Q8_K activations as the A tile (n tokens × 16 bytes, stride 256 in the packed group),
+// TDPBSUD gives C_j[token][row] exactly, one vector over the 16 rows per token: the VNNI 16-row kernel's
+// vector, without its 4 vpdpbusd per token and sub-block and without the on-the-fly unpacking of the
+// in-place AMX kernel above (rows_kq<AmxQ6K>, which has to turn ql/qh bits into bytes per call). The
+// epilogue is q6tile's: isum = Σ_p (−32·sc) pairs · bsums pairs + Σ_j sc_j·C_j, then one fma per
+// super-block: the same integers and float steps, so the same bits as every other Q6_K kernel.
+// Two C tiles alternate (0 for even sub-blocks, 1 for odd): one product runs while the other is scaled.
+#define DFLASH_Q6R_ISSUE(C, A, B, j)             \
+  do {                                           \
+    _tile_loadd(A, xb + 256 * (j), 16);          \
+    _tile_loadd(B, blk + 256 * (j), 64);         \
+    _tile_zero(C);                               \
+    _tile_dpbsud(C, A, B);                       \
+  } while (0)
+
+// The Q6_K tiles' activations of a group of up to 16 tokens: rows16's packed Q8_K group (dx, the bsums
+// pairs at the same offsets) except that the quants are [super-block][sub-block][token][16], so a
+// sub-block's A tile is 256 contiguous bytes (4 cache lines) instead of 16 rows 256 bytes apart.
+void pack_q6k_tiles_act(const uint8_t* act, size_t act_stride, int64_t n_tokens, int64_t nb, uint8_t* out) {
+  using namespace rows16_layout;
+  for (int64_t g = 0; g * kTokens < n_tokens; ++g) {
+    uint8_t* dst = out + size_t(g) * kact_bytes<8>(nb);
+    float* d = reinterpret_cast<float*>(dst + kact_d_offset(nb));
+    uint32_t* sums = reinterpret_cast<uint32_t*>(dst + kact_sums_offset(nb));
+    const int n = int(std::min<int64_t>(kTokens, n_tokens - g * kTokens));
+    for (int t = 0; t < n; ++t) {
+      const BlockQ8_K* src = reinterpret_cast<const BlockQ8_K*>(act + size_t(g * kTokens + t) * act_stride);
+      for (int64_t b = 0; b < nb; ++b) {
+        for (int j = 0; j < 16; ++j)
+          std::memcpy(dst + size_t(b) * kTokens * kQK_K + size_t(j * kTokens + t) * 16, src[b].qs + 16 * j, 16);
+        d[b * kTokens + t] = src[b].d;
+        for (int p = 0; p < 8; ++p)
+          sums[(b * 8 + p) * kTokens + t] =
+              uint32_t(uint16_t(src[b].bsums[2 * p])) | uint32_t(uint16_t(src[b].bsums[2 * p + 1])) << 16;
+      }
+    }
+  }
+}
+
+void q6k_rows16_group(const uint8_t* grp, int64_t nb, const uint8_t* act, int n, int m, float* y, int64_t ldy) {
+  using namespace rows16_layout;
+  const float* xd = reinterpret_cast<const float*>(act + kact_d_offset(nb));
+  const int32_t* xs = reinterpret_cast<const int32_t*>(act + kact_sums_offset(nb));
+  int32_t(*cbuf)[kGroup * kGroup] = t_cbuf;
+  __m512 acc[kGroup];
+  __m512i isum[kGroup];
+#pragma GCC unroll 16
+  for (int t = 0; t < kGroup; ++t) acc[t] = _mm512_setzero_ps();
+  for (int64_t b = 0; b < nb; ++b) {
+    const uint8_t* blk = grp + size_t(b) * kQ6kBlock;
+    const uint8_t* xb = act + size_t(b) * kTokens * kQK_K;
+    const uint8_t* next = blk + kQ6kBlock;  // the copy is one stream: the next super-block's lines
+    for (size_t l = 0; l < kQ6kBlock; l += 64) __builtin_prefetch(next + l, 0, 3);
+    DFLASH_Q6R_ISSUE(0, 2, 4, 0);
+    DFLASH_Q6R_ISSUE(1, 3, 5, 1);
+    const int32_t* off2 = reinterpret_cast<const int32_t*>(blk + kQ6kOffs);
+#pragma GCC unroll 16
+    for (int t = 0; t < kGroup; ++t) {
+      if (t >= n) break;
+      isum[t] = _mm512_setzero_si512();
+#pragma GCC unroll 8
+      for (int p = 0; p < 8; ++p)
+        isum[t] = _mm512_add_epi32(isum[t], _mm512_madd_epi16(_mm512_load_si512(off2 + p * kRows16),
+                                                              _mm512_set1_epi32(xs[(b * 8 + p) * kTokens + t])));
+    }
+    auto scale = [&](const int32_t* c, int j) __attribute__((always_inline)) {
+      const __m512i sc =
+          _mm512_cvtepi8_epi32(_mm_load_si128(reinterpret_cast<const __m128i*>(blk + kQ6kScales + 16 * j)));
+#pragma GCC unroll 16
+      for (int t = 0; t < kGroup; ++t) {
+        if (t >= n) break;
+        isum[t] = _mm512_add_epi32(isum[t], _mm512_mullo_epi32(_mm512_load_si512(c + t * kGroup), sc));
+      }
+    };
+    for (int j = 0; j < 16; j += 2) {
+      _tile_stored(0, cbuf[0], 64);
+      if (j + 2 < 16) DFLASH_Q6R_ISSUE(0, 2, 4, j + 2);
+      scale(cbuf[0], j);
+      _tile_stored(1, cbuf[1], 64);
+      if (j + 3 < 16) DFLASH_Q6R_ISSUE(1, 3, 5, j + 3);
+      scale(cbuf[1], j + 1);
+    }
+    const __m512 d = _mm512_cvtph_ps(_mm256_load_si256(reinterpret_cast<const __m256i*>(blk + kQ6kD)));
+#pragma GCC unroll 16
+    for (int t = 0; t < kGroup; ++t) {
+      if (t >= n) break;
+      acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[t]), _mm512_mul_ps(d, _mm512_set1_ps(xd[b * kTokens + t])),
+                               acc[t]);
+    }
+  }
+  const __mmask16 rows = __mmask16((1u << m) - 1);
+  for (int t = 0; t < n; ++t) _mm512_mask_storeu_ps(y + t * ldy, rows, acc[t]);
+}
+#undef DFLASH_Q6R_ISSUE
+
+// ---------------- Q4_K / Q5_K on the 16-row copy ----------------
+// As the Q6_K kernel above, with 32-element sub-blocks (tile K = 32). The copy holds nibbles, so each
+// super-block's 8 sub-blocks are first decoded into whole bytes in the B-tile layout (Q5_K: + 16 under
+// the fifth-bit masks), one super-block ahead into the other half of a double buffer, so a tile load never
+// waits for the decode's stores. Epilogue per super-block as the VNNI ktile: isum = Σ_j sc_j·C_j,
+// imin = Σ_p (m_2p, m_2p+1)·(Σx_2p, Σx_2p+1); acc = fma(float(isum), d·dx, acc), then −float(imin)·dmin·dx.
+
+// The Q4_K/Q5_K tiles' activations: quants [super-block][sub-block][token][32] (a sub-block's A tile is
+// 512 contiguous bytes), then rows16's dx and 32-element sums pairs at its offsets.
+void pack_q45_tiles_act(const uint8_t* act, size_t act_stride, int64_t n_tokens, int64_t nb, uint8_t* out) {
+  using namespace rows16_layout;
+  for (int64_t g = 0; g * kTokens < n_tokens; ++g) {
+    uint8_t* dst = out + size_t(g) * kact_bytes<4>(nb);
+    float* d = reinterpret_cast<float*>(dst + kact_d_offset(nb));
+    uint32_t* sums = reinterpret_cast<uint32_t*>(dst + kact_sums_offset(nb));
+    const int n = int(std::min<int64_t>(kTokens, n_tokens - g * kTokens));
+    for (int t = 0; t < n; ++t) {
+      const BlockQ8_K* src = reinterpret_cast<const BlockQ8_K*>(act + size_t(g * kTokens + t) * act_stride);
+      for (int64_t b = 0; b < nb; ++b) {
+        for (int j = 0; j < 8; ++j)
+          std::memcpy(dst + size_t(b) * kTokens * kQK_K + size_t(j * kTokens + t) * 32, src[b].qs + 32 * j, 32);
+        d[b * kTokens + t] = src[b].d;
+        for (int p = 0; p < 4; ++p) {
+          const int s0 = src[b].bsums[4 * p] + src[b].bsums[4 * p + 1];
+          const int s1 = src[b].bsums[4 * p + 2] + src[b].bsums[4 * p + 3];
+          sums[(b * 4 + p) * kTokens + t] = uint32_t(uint16_t(int16_t(s0))) | uint32_t(uint16_t(int16_t(s1))) << 16;
+        }
+      }
+    }
+  }
+}
+
+// Sub-block decode buffers: [2][8 sub-blocks][8 tile rows][64].
+alignas(64) thread_local uint8_t t_q45_bytes[2][8 * 512];
+
+template <bool kQ5>
+inline void decode_q45(const uint8_t* blk, uint8_t* out) {
+  using L = rows16_layout::Q45Layout<kQ5>;
+  const __m512i m4 = _mm512_set1_epi8(0x0F);
+  [[maybe_unused]] const __m512i c16 = _mm512_set1_epi8(16);
+#pragma GCC unroll 4
+  for (int p = 0; p < 4; ++p)
+#pragma GCC unroll 8
+    for (int k = 0; k < 8; ++k) {
+      const __m512i v = _mm512_load_si512(blk + 512 * p + 64 * k);
+      __m512i lo = _mm512_and_si512(v, m4), hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
+      if constexpr (kQ5) {
+        uint64_t b0, b1;
+        std::memcpy(&b0, blk + L::kMasks + 8 * (8 * (2 * p) + k), 8);
+        std::memcpy(&b1, blk + L::kMasks + 8 * (8 * (2 * p + 1) + k), 8);
+        lo = _mm512_mask_add_epi8(lo, _cvtu64_mask64(b0), lo, c16);
+        hi = _mm512_mask_add_epi8(hi, _cvtu64_mask64(b1), hi, c16);
+      }
+      _mm512_store_si512(out + 512 * (2 * p) + 64 * k, lo);
+      _mm512_store_si512(out + 512 * (2 * p + 1) + 64 * k, hi);
+    }
+}
+
+#define DFLASH_Q45R_ISSUE(C, A, B, j)            \
+  do {                                           \
+    _tile_loadd(A, xb + 512 * (j), 32);          \
+    _tile_loadd(B, wb + 512 * (j), 64);          \
+    _tile_zero(C);                               \
+    _tile_dpbsud(C, A, B);                       \
+  } while (0)
+
+template <bool kQ5>
+void q45_rows16_group(const uint8_t* grp, int64_t nb, const uint8_t* act, int n, int m, float* y, int64_t ldy) {
+  using namespace rows16_layout;
+  using L = Q45Layout<kQ5>;
+  const float* xd = reinterpret_cast<const float*>(act + kact_d_offset(nb));
+  const int32_t* xs = reinterpret_cast<const int32_t*>(act + kact_sums_offset(nb));
+  int32_t(*cbuf)[kGroup * kGroup] = t_cbuf;
+  __m512 acc[kGroup];
+  __m512i isum[kGroup];
+#pragma GCC unroll 16
+  for (int t = 0; t < kGroup; ++t) acc[t] = _mm512_setzero_ps();
+  if (nb > 0) decode_q45<kQ5>(grp, t_q45_bytes[0]);
+  for (int64_t b = 0; b < nb; ++b) {
+    const uint8_t* blk = grp + size_t(b) * L::kBlock;
+    const uint8_t* wb = t_q45_bytes[b & 1];
+    const uint8_t* xb = act + size_t(b) * kTokens * kQK_K;
+    for (size_t l = 0; l < L::kBlock; l += 64) __builtin_prefetch(blk + 2 * L::kBlock + l, 0, 3);
+    DFLASH_Q45R_ISSUE(0, 2, 4, 0);
+    DFLASH_Q45R_ISSUE(1, 3, 5, 1);
+    // The next super-block's bytes, while these products run.
+    if (b + 1 < nb) decode_q45<kQ5>(blk + L::kBlock, t_q45_bytes[(b + 1) & 1]);
+#pragma GCC unroll 16
+    for (int t = 0; t < kGroup; ++t) {
+      if (t >= n) break;
+      isum[t] = _mm512_setzero_si512();
+    }
+    auto scale = [&](const int32_t* c, int j) __attribute__((always_inline)) {
+      const __m512i sc =
+          _mm512_cvtepu8_epi32(_mm_load_si128(reinterpret_cast<const __m128i*>(blk + L::kScales + 16 * j)));
+#pragma GCC unroll 16
+      for (int t = 0; t < kGroup; ++t) {
+        if (t >= n) break;
+        isum[t] = _mm512_add_epi32(isum[t], _mm512_mullo_epi32(_mm512_load_si512(c + t * kGroup), sc));
+      }
+    };
+    for (int j = 0; j < 8; j += 2) {
+      _tile_stored(0, cbuf[0], 64);
+      if (j + 2 < 8) DFLASH_Q45R_ISSUE(0, 2, 4, j + 2);
+      scale(cbuf[0], j);
+      _tile_stored(1, cbuf[1], 64);
+      if (j + 3 < 8) DFLASH_Q45R_ISSUE(1, 3, 5, j + 3);
+      scale(cbuf[1], j + 1);
+    }
+    const __m512 d = _mm512_cvtph_ps(_mm256_load_si256(reinterpret_cast<const __m256i*>(blk + L::kD)));
+    const __m512 dmin = _mm512_cvtph_ps(_mm256_load_si256(reinterpret_cast<const __m256i*>(blk + L::kDmin)));
+    const int32_t* mn2 = reinterpret_cast<const int32_t*>(blk + L::kMins);
+#pragma GCC unroll 16
+    for (int t = 0; t < kGroup; ++t) {
+      if (t >= n) break;
+      __m512i imin = _mm512_setzero_si512();
+#pragma GCC unroll 4
+      for (int p = 0; p < 4; ++p)
+        imin = _mm512_add_epi32(imin, _mm512_madd_epi16(_mm512_load_si512(mn2 + p * kRows16),
+                                                        _mm512_set1_epi32(xs[(b * 4 + p) * kTokens + t])));
+      const __m512 dx = _mm512_set1_ps(xd[b * kTokens + t]);
+      acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[t]), _mm512_mul_ps(d, dx), acc[t]);
+      acc[t] = _mm512_fnmadd_ps(_mm512_cvtepi32_ps(imin), _mm512_mul_ps(dmin, dx), acc[t]);
+    }
+  }
+  const __mmask16 rows = __mmask16((1u << m) - 1);
+  for (int t = 0; t < n; ++t) _mm512_mask_storeu_ps(y + t * ldy, rows, acc[t]);
+}
+#undef DFLASH_Q45R_ISSUE
+
+// A row group without the copy (a row slice off the 16-row boundaries) is packed per call.
+thread_local std::vector<uint8_t> t_kq_group;
+
+template <DType kT>
+void rows16_amx_kq(const RowsArgs& a, int64_t r0, int64_t r1) {
+  const int64_t nb = a.in / kQK_K;
+  const size_t gbytes = prepack_rows16_group_bytes(kT, a.in);
+  constexpr int kK = kT == DType::kQ6_K ? 16 : 32;  // sub-block length = tile K
+  for (int64_t rg = r0; rg < r1; rg += kGroup) {
+    const int m = int(std::min<int64_t>(kGroup, r1 - rg));
+    const uint8_t* grp;
+    if (a.w_packed) {
+      grp = a.w_packed + size_t(rg / kGroup) * gbytes;
+    } else {
+      t_kq_group.resize(gbytes + 64);
+      uint8_t* buf = reinterpret_cast<uint8_t*>((reinterpret_cast<uintptr_t>(t_kq_group.data()) + 63) & ~uintptr_t(63));
+      prepack_rows16(kT, a.w + size_t(rg) * a.w_stride, a.w_stride, m, a.in, buf);
+      grp = buf;
+    }
+    for (int64_t t0 = 0; t0 < a.n_tokens; t0 += kGroup) {
+      const int n = int(std::min<int64_t>(kGroup, a.n_tokens - t0));
+      configure(n, kGroup, kK);  // C: n tokens × 16 rows int32; A: n × K bytes; B: K/4 × 64 bytes
+      const uint8_t* act = a.act + size_t(t0 / kGroup) * a.act_stride;
+      float* y = a.y + t0 * a.ldy + rg;
+      if constexpr (kT == DType::kQ6_K)
+        q6k_rows16_group(grp, nb, act, n, m, y, a.ldy);
+      else
+        q45_rows16_group<kT == DType::kQ5_K>(grp, nb, act, n, m, y, a.ldy);
+    }
+  }
+}
+
 #if defined(__clang__)
 #pragma clang attribute pop
 #else
@@ -804,6 +1068,32 @@ void rows_kq(const RowsArgs& a, int64_t r0, int64_t r1) {
 bool amx_available() {
   static const bool ok = cpu_has_amx_int8() && request_amx_permission();
   return ok;
+}
+
+RowsFn rows_fn_rows16_amx(DType t) {
+  if (!amx_available()) return nullptr;
+  switch (t) {
+    case DType::kQ4_K: return &rows16_amx_kq<DType::kQ4_K>;
+    case DType::kQ5_K: return &rows16_amx_kq<DType::kQ5_K>;
+    case DType::kQ6_K: return &rows16_amx_kq<DType::kQ6_K>;
+    default: return nullptr;
+  }
+}
+
+ActPack act_pack_rows16_amx(DType t) {
+  ActPack p;
+  p.group = rows16_layout::kTokens;
+  p.min_tokens = 1;
+  if (t == DType::kQ6_K) {
+    p.group_bytes = &rows16_layout::kact_bytes<8>;
+    p.pack = &pack_q6k_tiles_act;
+  } else if (t == DType::kQ4_K || t == DType::kQ5_K) {
+    p.group_bytes = &rows16_layout::kact_bytes<4>;
+    p.pack = &pack_q45_tiles_act;
+  } else {
+    return {};
+  }
+  return p;
 }
 
 RowsFn rows_fn_amx(DType t) {
@@ -841,6 +1131,8 @@ ActPack act_pack_amx(DType t) {
 namespace dflash::kernels::detail {
 bool amx_available() { return false; }
 RowsFn rows_fn_amx(tensor::DType) { return nullptr; }
+RowsFn rows_fn_rows16_amx(tensor::DType) { return nullptr; }
+ActPack act_pack_rows16_amx(tensor::DType) { return {}; }
 ActPack act_pack_amx(tensor::DType) { return {}; }
 }  // namespace dflash::kernels::detail
 

@@ -31,10 +31,12 @@ constexpr size_t kPackedQ8Block = 16 * 32 + 16 * sizeof(uint16_t);
 inline size_t prepack_q8_0_group_bytes(int64_t in) { return size_t(in / 32) * kPackedQ8Block; }
 void prepack_q8_0(const uint8_t* w, size_t w_stride, int64_t rows, int64_t in, uint8_t* out);
 
-// Q8_0 and K-quants with vectors over 16 weight rows (matmul_rows16.cpp, AVX-512 VNNI): per 16-row
+// Q8_0 and K-quants with vectors over 16 weight rows (matmul_rows16.cpp, AVX-512 VNNI and AVX2): per 16-row
 // group, Q8_0: the blocks' tiles [k/4][row][4] of w + 128 (512 bytes each, back to back), then the
 // rows' fp16 scales [block][row], padded to 64 bytes; Q4_K/Q5_K/Q6_K: per super-block the rows' quants
 // in the same [k/4][row][4] order, then scales (layouts in matmul_rows16.cpp). Rows past the end of a partial group: anything finite.
+// out is 64-byte aligned. prepack_rows16 runs the packers of matmul_isa() (AVX-512 ones from VNNI up, AVX2
+// ones below; the same bytes), so it needs no AVX-512 on AVX2-only CPUs.
 constexpr int kRows16 = 16;
 constexpr size_t kRows16TileBytes = 32 * kRows16;
 size_t prepack_rows16_group_bytes(tensor::DType t, int64_t in);
@@ -83,11 +85,17 @@ int amx_min_tokens(tensor::DType t, bool rows16);
 void set_amx_k_min_tokens(int n);
 ActPack act_pack_amx(tensor::DType t);
 
+// AMX on the 16-row kernels' packed copy (Q4_K, Q5_K, Q6_K; nullptr for other dtypes or without AMX),
+// with its own activation layout (a sub-block's A tile contiguous): same bits as rows_fn_rows16.
+RowsFn rows_fn_rows16_amx(tensor::DType t);
+ActPack act_pack_rows16_amx(tensor::DType t);
+
 // The 16-row kernels (AVX-512 VNNI): Q8_0, Q4_K, Q5_K, Q6_K; nullptr / empty for other dtypes. Same bits as
 // the AMX kernels (Q8_0) and as every K-quant kernel (Q4_K, the canonical sequence).
 RowsFn rows_fn_rows16(tensor::DType t);
 ActPack act_pack_rows16(tensor::DType t);
-// The 16-row Q8_0 kernel for AVX2 without VNNI (same layout, activations and bits); nullptr otherwise.
+// The 16-row kernels for AVX2 without VNNI: Q8_0, Q4_K, Q5_K, Q6_K (same layouts, activations and bits);
+// nullptr otherwise.
 RowsFn rows_fn_rows16_avx2(tensor::DType t);
 // On AVX2 / VNNI: 1 = the 16-row kernels, 0 = the per-row ones, -1 = default (DFLASH_ROWS16 or 1).
 void set_rows16(int mode);

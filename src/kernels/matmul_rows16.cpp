@@ -1,5 +1,5 @@
 // Quantised weights × 8-bit activations with vectors over 16 weight rows: Q8_0, Q4_K, Q5_K and Q6_K on
-// AVX-512 VNNI, Q8_0 also on AVX2.
+// AVX-512 VNNI and on AVX2 without VNNI (Zen 2/3), on the same packed layouts and with the same bits.
 //
 // Why: the per-row kernels (matmul_vnni.cpp, matmul_x86.cpp) take a vector along one weight row, so
 // every 32-weight block needs a float convert + scale + FMA per token next to its one multiply-add: at
@@ -15,6 +15,12 @@
 // weights are stored as w + 128 (unsigned, vpdpbusd's first operand) and the activations stay signed,
 // so C = Σ (w + 128)·x − 128·Σx with the correction per (token, block) from the packing. K-quants: see
 // their section below.
+//
+// AVX2 (no VNNI): a ymm holds half of a 16-row vector (8 rows × 4 bytes) and vpmaddubsw + vpmaddwd stand
+// in for vpdpbusd; the integer sums are exact, so the bits are the VNNI kernels'. The per-row AVX2
+// kernels' bits differ (they keep 8 partial float sums per token), so on AVX2 a matrix with the copy
+// runs these kernels for every batch (matmul.cpp, rows16_takes). Packing needs no AVX-512 there: the
+// K-quant packers below use 8 × 8 dword transposes (AVX2) where the VNNI ones gather.
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
@@ -25,32 +31,18 @@
 #include <utility>
 
 #include "kernels/matmul_impl.h"
+#include "kernels/matmul_isa.h"
 #include "kernels/quantize_act.h"
+#include "kernels/rows16_layout.h"
 
 namespace dflash::kernels::detail {
 
-// Q4_K / Q5_K per super-block of a 16-row group: the 128 qs bytes of every row as [32-byte chunk p][k/4][row][4]
-// (low nibbles: sub-block 2p, high: 2p + 1, element 4k4 + i of each); Q5_K then the fifth bits as one 64-bit
-// mask per weight vector [sub-block][k/4] (bit 4r + i); then the 6-bit scales as bytes [sub-block][row], the
-// mins as int16 pairs (m_2p, m_2p+1) [pair][row], d and dmin [row] fp16.
-template <bool kQ5>
-struct Q45Layout {
-  static constexpr size_t kNibbles = 128 * kRows16;
-  static constexpr size_t kMasks = kNibbles;
-  static constexpr size_t kScales = kMasks + (kQ5 ? 64 * sizeof(uint64_t) : 0);
-  static constexpr size_t kMins = kScales + 8 * kRows16;
-  static constexpr size_t kD = kMins + 4 * kRows16 * sizeof(int32_t);
-  static constexpr size_t kDmin = kD + kRows16 * sizeof(uint16_t);
-  static constexpr size_t kBlock = kDmin + kRows16 * sizeof(uint16_t);
-  static_assert(kBlock % 64 == 0);
-};
-
-// Q6_K per super-block of a 16-row group: the 6-bit q (0..63) as bytes [k/4][row][4], the int8 scales
-// [sub-block][row], the offset pairs (−32·sc_2p, −32·sc_2p+1) as int16 pairs [pair][row], d [row] fp16.
-constexpr size_t kQ6kScales = 256 * kRows16;
-constexpr size_t kQ6kOffs = kQ6kScales + 16 * kRows16;
-constexpr size_t kQ6kD = kQ6kOffs + 8 * kRows16 * sizeof(int32_t);
-constexpr size_t kQ6kBlock = (kQ6kD + kRows16 * sizeof(uint16_t) + 63) / 64 * 64;
+// The packed layouts (Q45Layout, kQ6k*) and the packed Q8_K activations: kernels/rows16_layout.h.
+using rows16_layout::Q45Layout;
+using rows16_layout::kQ6kScales;
+using rows16_layout::kQ6kOffs;
+using rows16_layout::kQ6kD;
+using rows16_layout::kQ6kBlock;
 
 size_t prepack_rows16_group_bytes(tensor::DType t, int64_t in) {
   if (t == tensor::DType::kQ4_K) return size_t(in / tensor::kQK_K) * Q45Layout<false>::kBlock;
@@ -89,7 +81,7 @@ constexpr int kBlk = kQK8_0;
 // Packed activations of a group of up to 16 tokens: per block the tokens' qs [token][32], then
 // the tokens' d [block][token] and −128·Σqs [block][token]. A block's broadcasts are then fixed
 // offsets from one pointer.
-constexpr int kTokens = 16;
+using rows16_layout::kTokens;
 size_t act_bytes(int64_t nb) { return size_t(nb) * kTokens * (kBlk + sizeof(float) + sizeof(int32_t)); }
 inline size_t act_d_offset(int64_t nb) { return size_t(nb) * kTokens * kBlk; }
 inline size_t act_corr_offset(int64_t nb) { return size_t(nb) * kTokens * (kBlk + sizeof(float)); }
@@ -122,6 +114,38 @@ void pack_act(const uint8_t* act, size_t act_stride, int64_t n_tokens, int64_t n
 // results are never stored).
 inline void group_row_offsets(size_t w_stride, int m, int32_t* offs) {
   for (int r = 0; r < kRows16; ++r) offs[r] = int32_t(size_t(std::min(r, m - 1)) * w_stride);
+}
+
+// Packed Q8_K activations of a group of up to 16 tokens (the AVX2 and VNNI K-quant kernels; packed with
+// AVX2): layout in kernels/rows16_layout.h.
+using rows16_layout::kact_bytes;
+using rows16_layout::kact_d_offset;
+using rows16_layout::kact_sums_offset;
+
+template <int kPairs>
+void pack_kact(const uint8_t* act, size_t act_stride, int64_t n_tokens, int64_t nb, uint8_t* out) {
+  for (int64_t g = 0; g * kTokens < n_tokens; ++g) {
+    uint8_t* dst = out + size_t(g) * kact_bytes<kPairs>(nb);
+    float* d = reinterpret_cast<float*>(dst + kact_d_offset(nb));
+    uint32_t* sums = reinterpret_cast<uint32_t*>(dst + kact_sums_offset(nb));
+    const int n = int(std::min<int64_t>(kTokens, n_tokens - g * kTokens));
+    for (int t = 0; t < n; ++t) {
+      const BlockQ8_K* src = reinterpret_cast<const BlockQ8_K*>(act + size_t(g * kTokens + t) * act_stride);
+      for (int64_t b = 0; b < nb; ++b) {
+        std::memcpy(dst + size_t(b * kTokens + t) * kQK_K, src[b].qs, kQK_K);
+        d[b * kTokens + t] = src[b].d;
+        for (int p = 0; p < kPairs; ++p) {
+          const int u = 8 / kPairs;  // bsums per sum: 2 (Q4_K's 32-element sub-blocks) or 1 (Q6_K)
+          int s0 = 0, s1 = 0;
+          for (int i = 0; i < u; ++i) {
+            s0 += src[b].bsums[2 * u * p + i];
+            s1 += src[b].bsums[2 * u * p + u + i];
+          }
+          sums[(b * kPairs + p) * kTokens + t] = uint32_t(uint16_t(int16_t(s0))) | uint32_t(uint16_t(int16_t(s1))) << 16;
+        }
+      }
+    }
+  }
 }
 
 // Q8_0 rows into the packed layout (load-time prepack on every CPU, and on the fly for a row slice that
@@ -161,6 +185,9 @@ inline void tile_avx2(const uint8_t* grp, int64_t nb, const uint8_t* act, int t0
     for (int t = 0; t < NT; ++t) c[t] = _mm256_setzero_si256();
 #pragma GCC unroll 8
     for (int k = 0; k < 8; ++k) {
+      // The pass over half 0 streams the group: one line 8 tiles ahead per weight vector, into L2 (GEMV
+      // > L3: 26–27 ms against 34 with the hardware prefetchers alone).
+      if (h == 0) __builtin_prefetch(tb + 8 * kRows16TileBytes + 64 * k, 0, 1);
       const __m256i w = _mm256_xor_si256(_mm256_load_si256(reinterpret_cast<const __m256i*>(tb + 64 * k)), k80);
       const __m256i aw = _mm256_abs_epi8(w);  // |−128| = 128 read as unsigned: still exact
       for (int t = 0; t < NT; ++t) {
@@ -198,9 +225,371 @@ uint8_t* group_scratch(size_t n) {
   return t_group.get();
 }
 
-void rows16_avx2_q8_0(const RowsArgs& a, int64_t r0, int64_t r1) {
-  const int64_t nb = a.in / kBlk;
-  const size_t gbytes = prepack_rows16_group_bytes(DType::kQ8_0, a.in);
+// ---------------- Q4_K, Q5_K, Q6_K with AVX2 (no VNNI) ----------------
+// The packed layouts and activations of the VNNI kernels below, and their canonical per-(row, token)
+// sequence, so the same bits: exact isum (and imin) per super-block, then the same FMAs. A ymm holds
+// half h of a 16-row vector (rows 8h .. 8h + 7). The weights are unsigned (Q4_K 0..15, Q5_K 0..31,
+// Q6_K 0..63) and the activations signed (|x| ≤ 127), so vpmaddubsw needs no sign trick. Its int16
+// pairs (≤ 2·63·127 = 16002 for 6 bits, 7874 for 5, 3810 for 4) are summed in int16 over as many
+// 4-byte groups as cannot overflow (Q4_K: 8 = a 32-element sub-block, ≤ 30480; Q5_K: 4, ≤ 31496;
+// Q6_K: 2, ≤ 32004), then one vpmaddwd against the rows' scale as an int16 pair (sc, sc) gives sc·C
+// exactly in int32. The min and −32 offset terms are vpmaddwd of the same packed int16 pairs as the
+// VNNI kernels' vpdpwssd (vpmaddwd wraps only when both products are −32768·−32768, impossible here).
+// The isum / imin bounds are the VNNI kernels' (int32, no overflow).
+
+// 8 rows' first 8·n_oct dwords (row i at src[i]) into half hh of the [k/4][row][4] layout: dword c of
+// row i goes to out + 64·c + 32·hh + 4·i (8 × 8 dword transposes in registers, no gathers).
+inline void transpose8_dwords(const uint8_t* const* src, int n_oct, uint8_t* out, int hh) {
+  for (int q = 0; q < n_oct; ++q) {
+    __m256i r[8], t[8], u[8];
+#pragma GCC unroll 8
+    for (int i = 0; i < 8; ++i) r[i] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(src[i] + 32 * q));
+#pragma GCC unroll 4
+    for (int i = 0; i < 8; i += 2) {  // t[i] = (r_i[0] r_i+1[0] r_i[1] r_i+1[1] | 4, 5), t[i + 1]: 2, 3 | 6, 7
+      t[i] = _mm256_unpacklo_epi32(r[i], r[i + 1]);
+      t[i + 1] = _mm256_unpackhi_epi32(r[i], r[i + 1]);
+    }
+#pragma GCC unroll 2
+    for (int i = 0; i < 8; i += 4) {  // u[i + e]: dword e | e + 4 of rows i .. i + 3
+      u[i] = _mm256_unpacklo_epi64(t[i], t[i + 2]);
+      u[i + 1] = _mm256_unpackhi_epi64(t[i], t[i + 2]);
+      u[i + 2] = _mm256_unpacklo_epi64(t[i + 1], t[i + 3]);
+      u[i + 3] = _mm256_unpackhi_epi64(t[i + 1], t[i + 3]);
+    }
+    uint8_t* o = out + 64 * 8 * q + 32 * hh;
+#pragma GCC unroll 4
+    for (int e = 0; e < 4; ++e) {
+      _mm256_store_si256(reinterpret_cast<__m256i*>(o + 64 * e), _mm256_permute2x128_si256(u[e], u[4 + e], 0x20));
+      _mm256_store_si256(reinterpret_cast<__m256i*>(o + 64 * (e + 4)), _mm256_permute2x128_si256(u[e], u[4 + e], 0x31));
+    }
+  }
+}
+
+// Super-block b of m ≤ 16 rows into Q45Layout (rows past m repeat row m − 1): the same bytes as the
+// VNNI kernels' packer (pack_q45_block), from transposes instead of gathers and bit loops.
+template <bool kQ5>
+void pack_q45_block_avx2(const uint8_t* w, size_t w_stride, int m, int64_t b, uint8_t* out) {
+  using B = std::conditional_t<kQ5, BlockQ5_K, BlockQ4_K>;
+  using L = Q45Layout<kQ5>;
+  int32_t offs[kRows16];
+  group_row_offsets(w_stride, m, offs);
+  const uint8_t* blk = w + size_t(b) * sizeof(B);
+  const uint8_t* src[kRows16];
+  for (int r = 0; r < kRows16; ++r) src[r] = blk + size_t(offs[r]) + offsetof(B, qs);
+  for (int hh = 0; hh < 2; ++hh) transpose8_dwords(src + 8 * hh, 4, out, hh);  // dword c: chunk c / 8, k4 = c % 8
+  uint8_t* sc = out + L::kScales;
+  int32_t* mn2 = reinterpret_cast<int32_t*>(out + L::kMins);
+  uint16_t* d = reinterpret_cast<uint16_t*>(out + L::kD);
+  uint16_t* dmin = reinterpret_cast<uint16_t*>(out + L::kDmin);
+  for (int r = 0; r < kRows16; ++r) {
+    const B& x = *reinterpret_cast<const B*>(blk + size_t(offs[r]));
+    uint8_t s8[8], m8[8];
+    unpack_k_scales(x.scales, s8, m8);
+    for (int j = 0; j < 8; ++j) sc[j * kRows16 + r] = s8[j];
+    for (int p = 0; p < 4; ++p) mn2[p * kRows16 + r] = int32_t(m8[2 * p]) | int32_t(m8[2 * p + 1]) << 16;
+    d[r] = x.d;
+    dmin[r] = x.dmin;
+  }
+  if constexpr (kQ5) {
+    // Element 32j + l (l = 4k4 + i) of row r has its fifth bit at bit j of qh[l]; mask (j, k4) holds it at
+    // bit 4r + i. qh laid out as [k4][row][4] bytes: byte 4r + i of vector k4 is row r's qh[4k4 + i], so
+    // mask (j, k4) is bit j of each of its 64 bytes in byte order: vpmovmskb after moving bit j to bit 7.
+    alignas(32) uint8_t qh[8 * 64];
+    for (int r = 0; r < kRows16; ++r) src[r] = blk + size_t(offs[r]) + offsetof(B, qh);
+    for (int hh = 0; hh < 2; ++hh) transpose8_dwords(src + 8 * hh, 1, qh, hh);
+    uint32_t masks[64][2];
+    for (int k4 = 0; k4 < 8; ++k4)
+      for (int hh = 0; hh < 2; ++hh) {
+        __m256i v = _mm256_load_si256(reinterpret_cast<const __m256i*>(qh + 64 * k4 + 32 * hh));
+        for (int j = 7; j >= 0; --j) {
+          masks[8 * j + k4][hh] = uint32_t(_mm256_movemask_epi8(v));
+          v = _mm256_add_epi8(v, v);  // bit j − 1 of every byte to bit 7
+        }
+      }
+    std::memcpy(out + L::kMasks, masks, sizeof(masks));  // little-endian: [hh = 0, hh = 1] = one uint64_t
+  }
+}
+
+// Q6_K super-block b of m ≤ 16 rows into the kQ6k layout: the same bytes as pack_q6k_block (VNNI), each
+// row's 6-bit q decoded to bytes in element order, then transposed.
+void pack_q6k_block_avx2(const uint8_t* w, size_t w_stride, int m, int64_t b, uint8_t* out) {
+  int32_t offs[kRows16];
+  group_row_offsets(w_stride, m, offs);
+  alignas(32) uint8_t q[kRows16][kQK_K];
+  const __m256i m4 = _mm256_set1_epi8(0x0F), m30 = _mm256_set1_epi8(0x30);
+  int8_t* sc = reinterpret_cast<int8_t*>(out + kQ6kScales);
+  int32_t* off2 = reinterpret_cast<int32_t*>(out + kQ6kOffs);
+  uint16_t* d = reinterpret_cast<uint16_t*>(out + kQ6kD);
+  for (int r = 0; r < kRows16; ++r) {
+    const BlockQ6_K& x = *reinterpret_cast<const BlockQ6_K*>(w + size_t(offs[r]) + size_t(b) * sizeof(BlockQ6_K));
+    // Element 128h + 32s + l (ggml's order): low 4 bits from ql[64h + 32(s & 1) + l] (s < 2: low nibble),
+    // high 2 from bits 2s, 2s + 1 of qh[32h + l].
+    for (int h = 0; h < 2; ++h) {
+      const __m256i l0 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x.ql + 64 * h));
+      const __m256i l1 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x.ql + 64 * h + 32));
+      const __m256i hb = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x.qh + 32 * h));
+      const __m256i qv[4] = {
+          _mm256_or_si256(_mm256_and_si256(l0, m4), _mm256_and_si256(_mm256_slli_epi16(hb, 4), m30)),
+          _mm256_or_si256(_mm256_and_si256(l1, m4), _mm256_and_si256(_mm256_slli_epi16(hb, 2), m30)),
+          _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4), _mm256_and_si256(hb, m30)),
+          _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4), _mm256_and_si256(_mm256_srli_epi16(hb, 2), m30))};
+      for (int s = 0; s < 4; ++s) _mm256_store_si256(reinterpret_cast<__m256i*>(q[r] + 128 * h + 32 * s), qv[s]);
+    }
+    for (int j = 0; j < 16; ++j) sc[j * kRows16 + r] = x.scales[j];
+    for (int p = 0; p < 8; ++p)
+      off2[p * kRows16 + r] = int32_t(uint16_t(int16_t(-32 * x.scales[2 * p]))) |
+                              int32_t(uint32_t(uint16_t(int16_t(-32 * x.scales[2 * p + 1]))) << 16);
+    d[r] = x.d;
+  }
+  const uint8_t* src[kRows16];
+  for (int r = 0; r < kRows16; ++r) src[r] = q[r];
+  for (int hh = 0; hh < 2; ++hh) transpose8_dwords(src + 8 * hh, 8, out, hh);
+}
+
+// The rows' scales of (sub-)block j, half h, as int16 pairs (sc, sc) per row: vpmaddwd's operand.
+template <bool kSigned>
+inline __m256i scale_pairs(const uint8_t* p) {
+  const __m128i b = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(p));
+  const __m256i v = kSigned ? _mm256_cvtepi8_epi32(b) : _mm256_cvtepu8_epi32(b);
+  return _mm256_blend_epi16(v, _mm256_slli_epi32(v, 16), 0xAA);
+}
+
+inline __m256i bcast4(const uint8_t* x) {
+  int32_t v;
+  std::memcpy(&v, x, 4);
+  return _mm256_set1_epi32(v);
+}
+
+// Masked store of the 8 rows of half h that exist (m rows in the group).
+template <int NT>
+inline void store_half(const __m256* acc, int h, int m, float* y, int64_t ldy) {
+  const int rows = std::clamp(m - 8 * h, 0, 8);
+  alignas(32) int32_t lane_mask[8];
+  for (int r = 0; r < 8; ++r) lane_mask[r] = r < rows ? -1 : 0;
+  const __m256i mask = _mm256_load_si256(reinterpret_cast<const __m256i*>(lane_mask));
+  for (int t = 0; t < NT; ++t) _mm256_maskstore_ps(y + t * ldy + 8 * h, mask, acc[t]);
+}
+
+// Software prefetch of the weight stream into L2 for the K-quant passes that read a group from memory:
+// each such pass fetches its share of the NEXT group, pf.lines lines per super-block from pf.base +
+// b·pf.block, kPer of them at each of the super-block's weight-vector slots. One pass per group (small
+// batches, both halves) fetches all of it; otherwise the first passes over half 0 and half 1 fetch half
+// each, so memory stays busy while half 1 is computed from L2. Issued as a burst at the top of each
+// super-block, the same prefetches stalled the loads behind them (Q4_K GEMV > L3: 33–38 ms against 23–29).
+struct Prefetch {
+  const uint8_t* base = nullptr;
+  size_t block = 0;
+  int lines = 0;  // 0: none
+};
+
+template <int kPer>
+__attribute__((always_inline)) inline void prefetch_slot(const Prefetch& pf, int64_t b, int slot) {
+#pragma GCC unroll 4
+  for (int i = 0; i < kPer; ++i)
+    if (kPer * slot + i < pf.lines) __builtin_prefetch(pf.base + size_t(b) * pf.block + 64 * size_t(kPer * slot + i), 0, 1);
+}
+
+// Q4_K / Q5_K: NT tokens (t0 .. t0 + NT − 1 of the packed group) × NH halves from h0 of a 16-row group
+// (NH = 2: interleaved per weight vector, sharing the activation broadcasts). Per weight vector the
+// nibbles (Q5_K: plus 16 where the fifth bit is set) are decoded once for the NT tokens.
+template <bool kQ5, int NT, int NH>
+inline void ktile_avx2(const uint8_t* grp, int64_t nb, const uint8_t* act, int t0, int h0, int m, float* y,
+                       int64_t ldy, const Prefetch& pf) {
+  using L = Q45Layout<kQ5>;
+  const float* xd = reinterpret_cast<const float*>(act + kact_d_offset(nb));
+  const int32_t* xs = reinterpret_cast<const int32_t*>(act + kact_sums_offset(nb));
+  const __m256i m4 = _mm256_set1_epi8(0x0F);
+  // Q5_K: byte 4r + i of a half needs bit 4r + i of the half's 32 mask bits: vpshufb puts mask byte
+  // (4r + i) / 8 into it, then the byte's own bit is tested.
+  [[maybe_unused]] const __m256i byte_sel =
+      _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3);
+  [[maybe_unused]] const __m256i bit_sel = _mm256_set1_epi64x(int64_t(0x8040201008040201ull));
+  [[maybe_unused]] const __m256i c16 = _mm256_set1_epi8(16);
+  __m256 acc[NH][NT];
+  for (int hh = 0; hh < NH; ++hh)
+    for (int t = 0; t < NT; ++t) acc[hh][t] = _mm256_setzero_ps();
+  for (int64_t b = 0; b < nb; ++b) {
+    const uint8_t* blk = grp + size_t(b) * L::kBlock;
+    const uint8_t* xb = act + size_t(b) * kTokens * kQK_K + size_t(t0) * kQK_K;
+    __m256i isum[NH][NT];
+    for (int hh = 0; hh < NH; ++hh)
+      for (int t = 0; t < NT; ++t) isum[hh][t] = _mm256_setzero_si256();
+    for (int j = 0; j < 8; ++j) {
+      const uint8_t* nib = blk + 512 * (j / 2) + 32 * h0;
+      __m256i sc[NH], c16s[NH][NT];
+      for (int hh = 0; hh < NH; ++hh) sc[hh] = scale_pairs<false>(blk + L::kScales + 16 * j + 8 * (h0 + hh));
+#pragma GCC unroll 8
+      for (int k = 0; k < 8; ++k) {
+        prefetch_slot<1>(pf, b, 8 * j + k);
+#pragma GCC unroll 2
+        for (int hh = 0; hh < NH; ++hh) {
+          const __m256i v = _mm256_load_si256(reinterpret_cast<const __m256i*>(nib + 64 * k + 32 * hh));
+          __m256i w = _mm256_and_si256(j % 2 ? _mm256_srli_epi16(v, 4) : v, m4);
+          if constexpr (kQ5) {
+            uint32_t bits;
+            std::memcpy(&bits, blk + L::kMasks + 8 * (8 * j + k) + 4 * (h0 + hh), 4);
+            const __m256i sel = _mm256_and_si256(_mm256_shuffle_epi8(_mm256_set1_epi32(int32_t(bits)), byte_sel), bit_sel);
+            w = _mm256_or_si256(w, _mm256_and_si256(_mm256_cmpeq_epi8(sel, bit_sel), c16));
+          }
+#pragma GCC unroll 8
+          for (int t = 0; t < NT; ++t) {
+            const __m256i p = _mm256_maddubs_epi16(w, bcast4(xb + t * kQK_K + 32 * j + 4 * k));
+            c16s[hh][t] = k % (kQ5 ? 4 : 8) == 0 ? p : _mm256_add_epi16(c16s[hh][t], p);
+            if (k % (kQ5 ? 4 : 8) == (kQ5 ? 3 : 7))
+              isum[hh][t] = _mm256_add_epi32(isum[hh][t], _mm256_madd_epi16(c16s[hh][t], sc[hh]));
+          }
+        }
+      }
+    }
+#pragma GCC unroll 2
+    for (int hh = 0; hh < NH; ++hh) {
+      const int h = h0 + hh;
+      const __m256 d = _mm256_cvtph_ps(_mm_load_si128(reinterpret_cast<const __m128i*>(blk + L::kD + 16 * h)));
+      const __m256 dmin = _mm256_cvtph_ps(_mm_load_si128(reinterpret_cast<const __m128i*>(blk + L::kDmin + 16 * h)));
+      const int32_t* mn2 = reinterpret_cast<const int32_t*>(blk + L::kMins) + 8 * h;
+#pragma GCC unroll 8
+      for (int t = 0; t < NT; ++t) {
+        const int tt = t0 + t;
+        __m256i imin = _mm256_setzero_si256();
+#pragma GCC unroll 4
+        for (int p = 0; p < 4; ++p)
+          imin = _mm256_add_epi32(imin, _mm256_madd_epi16(_mm256_load_si256(reinterpret_cast<const __m256i*>(mn2 + p * kRows16)),
+                                                          _mm256_set1_epi32(xs[(b * 4 + p) * kTokens + tt])));
+        const __m256 dx = _mm256_set1_ps(xd[b * kTokens + tt]);
+        acc[hh][t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[hh][t]), _mm256_mul_ps(d, dx), acc[hh][t]);
+        acc[hh][t] = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(imin), _mm256_mul_ps(dmin, dx), acc[hh][t]);
+      }
+    }
+  }
+  for (int hh = 0; hh < NH; ++hh) store_half<NT>(acc[hh], h0 + hh, m, y, ldy);
+}
+
+// Q6_K: the same for NT tokens × NH halves; isum starts at the offset term Σ_p (−32·sc) pairs · bsums pairs.
+template <int NT, int NH>
+inline void q6tile_avx2(const uint8_t* grp, int64_t nb, const uint8_t* act, int t0, int h0, int m, float* y,
+                        int64_t ldy, const Prefetch& pf) {
+  const float* xd = reinterpret_cast<const float*>(act + kact_d_offset(nb));
+  const int32_t* xs = reinterpret_cast<const int32_t*>(act + kact_sums_offset(nb));
+  __m256 acc[NH][NT];
+  for (int hh = 0; hh < NH; ++hh)
+    for (int t = 0; t < NT; ++t) acc[hh][t] = _mm256_setzero_ps();
+  for (int64_t b = 0; b < nb; ++b) {
+    const uint8_t* blk = grp + size_t(b) * kQ6kBlock;
+    const uint8_t* xb = act + size_t(b) * kTokens * kQK_K + size_t(t0) * kQK_K;
+    __m256i isum[NH][NT];
+#pragma GCC unroll 2
+    for (int hh = 0; hh < NH; ++hh) {
+      const int32_t* off2 = reinterpret_cast<const int32_t*>(blk + kQ6kOffs) + 8 * (h0 + hh);
+#pragma GCC unroll 8
+      for (int t = 0; t < NT; ++t) {
+        isum[hh][t] = _mm256_setzero_si256();
+#pragma GCC unroll 8
+        for (int p = 0; p < 8; ++p)
+          isum[hh][t] = _mm256_add_epi32(isum[hh][t], _mm256_madd_epi16(_mm256_load_si256(reinterpret_cast<const __m256i*>(off2 + p * kRows16)),
+                                                                        _mm256_set1_epi32(xs[(b * 8 + p) * kTokens + t0 + t])));
+      }
+    }
+    for (int j = 0; j < 16; ++j) {
+      __m256i sc[NH];
+      for (int hh = 0; hh < NH; ++hh) sc[hh] = scale_pairs<true>(blk + kQ6kScales + 16 * j + 8 * (h0 + hh));
+#pragma GCC unroll 2
+      for (int u = 0; u < 2; ++u) {
+        prefetch_slot<3>(pf, b, 2 * j + u);
+#pragma GCC unroll 2
+        for (int hh = 0; hh < NH; ++hh) {
+          const uint8_t* wp = blk + 64 * (4 * j + 2 * u) + 32 * (h0 + hh);
+          const __m256i w0 = _mm256_load_si256(reinterpret_cast<const __m256i*>(wp));
+          const __m256i w1 = _mm256_load_si256(reinterpret_cast<const __m256i*>(wp + 64));
+#pragma GCC unroll 8
+          for (int t = 0; t < NT; ++t) {
+            const uint8_t* x = xb + t * kQK_K + 16 * j + 8 * u;
+            const __m256i s = _mm256_add_epi16(_mm256_maddubs_epi16(w0, bcast4(x)), _mm256_maddubs_epi16(w1, bcast4(x + 4)));
+            isum[hh][t] = _mm256_add_epi32(isum[hh][t], _mm256_madd_epi16(s, sc[hh]));
+          }
+        }
+      }
+    }
+#pragma GCC unroll 2
+    for (int hh = 0; hh < NH; ++hh) {
+      const __m256 d = _mm256_cvtph_ps(_mm_load_si128(reinterpret_cast<const __m128i*>(blk + kQ6kD + 16 * (h0 + hh))));
+#pragma GCC unroll 8
+      for (int t = 0; t < NT; ++t)
+        acc[hh][t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[hh][t]),
+                                     _mm256_mul_ps(d, _mm256_set1_ps(xd[b * kTokens + t0 + t])), acc[hh][t]);
+    }
+  }
+  for (int hh = 0; hh < NH; ++hh) store_half<NT>(acc[hh], h0 + hh, m, y, ldy);
+}
+
+// A 16-row group of kT into the packed layout without AVX-512 (prepack on AVX2-only CPUs, or on the fly).
+template <DType kT>
+void pack_rows_avx2(const uint8_t* w, size_t w_stride, int m, int64_t in, uint8_t* out) {
+  if constexpr (kT == DType::kQ8_0) {
+    pack_group_portable(w, w_stride, m, in / kBlk, out);
+  } else {
+    for (int64_t b = 0; b < in / kQK_K; ++b) {
+      uint8_t* dst = out + size_t(b) * prepack_rows16_group_bytes(kT, kQK_K);
+      if constexpr (kT == DType::kQ6_K)
+        pack_q6k_block_avx2(w, w_stride, m, b, dst);
+      else
+        pack_q45_block_avx2<kT == DType::kQ5_K>(w, w_stride, m, b, dst);
+    }
+  }
+}
+
+// K-quant batches of up to this many tokens take both halves in one pass (interleaved per weight vector,
+// sharing the activation broadcasts: 1.35–1.6 × faster with cache-resident weights than one half after
+// the other at n = 1, 2; with 4 tokens per pass the 16 registers no longer hold both halves).
+constexpr int kAvx2BothHalves = 2;
+
+// One pass: NT tokens over half h (K-quants, h = 2: both halves, interleaved) of a 16-row group.
+template <DType kT, int NT>
+inline void tile_avx2_any(const uint8_t* grp, int64_t nb, const uint8_t* act, int tg, int h, int m, float* y,
+                          int64_t ldy, const Prefetch& pf) {
+  constexpr bool kQ5 = kT == DType::kQ5_K;
+  if constexpr (kT == DType::kQ8_0) {
+    tile_avx2<NT>(grp, nb, act, tg, h, m, y, ldy);
+  } else {
+    if constexpr (NT <= kAvx2BothHalves) {
+      if (h == 2) {
+        if constexpr (kT == DType::kQ6_K)
+          q6tile_avx2<NT, 2>(grp, nb, act, tg, 0, m, y, ldy, pf);
+        else
+          ktile_avx2<kQ5, NT, 2>(grp, nb, act, tg, 0, m, y, ldy, pf);
+        return;
+      }
+    }
+    if constexpr (kT == DType::kQ6_K)
+      q6tile_avx2<NT, 1>(grp, nb, act, tg, h, m, y, ldy, pf);
+    else
+      ktile_avx2<kQ5, NT, 1>(grp, nb, act, tg, h, m, y, ldy, pf);
+  }
+}
+
+template <DType kT, int... I>
+inline void tile_avx2_n(int nt, const uint8_t* grp, int64_t nb, const uint8_t* act, int tg, int h, int m, float* y,
+                        int64_t ldy, const Prefetch& pf, std::integer_sequence<int, I...>) {
+  ((nt == I + 1 ? tile_avx2_any<kT, I + 1>(grp, nb, act, tg, h, m, y, ldy, pf) : void()), ...);
+}
+
+// Tokens per pass of the AVX2 kernels. Q8_0: 4 int and 4 float accumulators plus the weights in the 16
+// registers. K-quants keep an int16 and an int32 sum per token in registers (the float sums are touched
+// once per super-block, so spilling them costs little): Q4_K 4 (8 measured 3 % slower at n = 16, cache-
+// resident weights); Q5_K and Q6_K 8, which shares each weight vector's decode (Q5_K: the fifth-bit
+// expansion, 5 instructions) over twice the tokens: Q5_K n = 16 7–10 % faster, Q6_K within noise.
+template <DType kT>
+constexpr int kAvx2Pass = kT == DType::kQ8_0 || kT == DType::kQ4_K ? kAvx2Tokens : 2 * kAvx2Tokens;
+
+// The AVX2 row driver: per 16-row group (packed copy, or re-laid out on the fly), passes of kAvx2Pass
+// tokens over one half (the pass size divides the activations' 16-token groups, so a pass never straddles
+// two), or for small K-quant batches one pass over both halves.
+template <DType kT>
+void rows16_avx2(const RowsArgs& a, int64_t r0, int64_t r1) {
+  constexpr int kPass = kAvx2Pass<kT>;
+  static_assert(kTokens % kPass == 0);
+  const int64_t nb = a.in / (kT == DType::kQ8_0 ? kBlk : kQK_K);
+  const size_t gbytes = prepack_rows16_group_bytes(kT, a.in), block = gbytes / size_t(nb);
+  const bool both = kT != DType::kQ8_0 && a.n_tokens <= kAvx2BothHalves;
   for (int64_t rg = r0; rg < r1; rg += kRows16) {
     const int m = int(std::min<int64_t>(kRows16, r1 - rg));
     const uint8_t* grp;
@@ -208,21 +597,26 @@ void rows16_avx2_q8_0(const RowsArgs& a, int64_t r0, int64_t r1) {
       grp = a.w_packed + size_t(rg / kRows16) * gbytes;
     } else {
       uint8_t* buf = group_scratch(gbytes);
-      pack_group_portable(a.w + size_t(rg) * a.w_stride, a.w_stride, m, nb, buf);
+      pack_rows_avx2<kT>(a.w + size_t(rg) * a.w_stride, a.w_stride, m, a.in, buf);
       grp = buf;
     }
+    // The next group of the copy, if this call reads it too; none on the fly.
+    const bool next = a.w_packed && rg + kRows16 < r1;
+    float* y = a.y + rg;
+    if (both) {
+      const Prefetch pf{grp + gbytes, block, next ? int((block + 63) / 64) : 0};
+      tile_avx2_n<kT>(int(a.n_tokens), grp, nb, a.act, 0, 2, m, y, a.ldy, pf,
+                      std::make_integer_sequence<int, kAvx2BothHalves>());
+      continue;
+    }
     for (int h = 0; h < 2 && 8 * h < m; ++h)
-      for (int64_t t0 = 0; t0 < a.n_tokens; t0 += kAvx2Tokens) {
-        const int nt = int(std::min<int64_t>(kAvx2Tokens, a.n_tokens - t0));
+      for (int64_t t0 = 0; t0 < a.n_tokens; t0 += kPass) {
+        const int nt = int(std::min<int64_t>(kPass, a.n_tokens - t0));
         const uint8_t* act = a.act + size_t(t0 / kTokens) * a.act_stride;
-        float* y = a.y + t0 * a.ldy + rg;
-        const int tg = int(t0 % kTokens);
-        switch (nt) {
-          case 1: tile_avx2<1>(grp, nb, act, tg, h, m, y, a.ldy); break;
-          case 2: tile_avx2<2>(grp, nb, act, tg, h, m, y, a.ldy); break;
-          case 3: tile_avx2<3>(grp, nb, act, tg, h, m, y, a.ldy); break;
-          default: tile_avx2<4>(grp, nb, act, tg, h, m, y, a.ldy);
-        }
+        const Prefetch pf{grp + gbytes + size_t(h) * (gbytes / 2), block / 2,
+                          next && t0 == 0 ? int((block / 2 + 63) / 64) : 0};
+        tile_avx2_n<kT>(nt, grp, nb, act, int(t0 % kTokens), h, m, y + t0 * a.ldy, a.ldy, pf,
+                        std::make_integer_sequence<int, kPass>());
       }
   }
 }
@@ -316,41 +710,6 @@ inline void tile_n(int nt, const uint8_t* grp, int64_t nb, const uint8_t* act, i
 // acc = fma(float(isum), d·dx, acc); acc = fma(−float(imin), dmin·dx, acc). Here C_j of 16 rows is
 // one register (8 vpdpbusd of the rows' nibbles against the token's broadcast activations), scaled
 // by the rows' sc_j with vpdpwssd.
-
-// Packed Q8_K activations of a group of up to 16 tokens: per super-block the tokens' qs
-// [token][256]; then dx [super-block][token]; then the sub-block sums as int16 pairs
-// (Σx_2p, Σx_2p+1) [super-block][pair][token].
-// Q6_K: the sums are the 16-element bsums as pairs (Σx_2p, Σx_2p+1), 8 per super-block.
-template <int kPairs>
-size_t kact_bytes(int64_t nb) { return size_t(nb) * kTokens * (kQK_K + sizeof(float) + kPairs * sizeof(int32_t)); }
-inline size_t kact_d_offset(int64_t nb) { return size_t(nb) * kTokens * kQK_K; }
-inline size_t kact_sums_offset(int64_t nb) { return size_t(nb) * kTokens * (kQK_K + sizeof(float)); }
-
-template <int kPairs>
-void pack_kact(const uint8_t* act, size_t act_stride, int64_t n_tokens, int64_t nb, uint8_t* out) {
-  for (int64_t g = 0; g * kTokens < n_tokens; ++g) {
-    uint8_t* dst = out + size_t(g) * kact_bytes<kPairs>(nb);
-    float* d = reinterpret_cast<float*>(dst + kact_d_offset(nb));
-    uint32_t* sums = reinterpret_cast<uint32_t*>(dst + kact_sums_offset(nb));
-    const int n = int(std::min<int64_t>(kTokens, n_tokens - g * kTokens));
-    for (int t = 0; t < n; ++t) {
-      const BlockQ8_K* src = reinterpret_cast<const BlockQ8_K*>(act + size_t(g * kTokens + t) * act_stride);
-      for (int64_t b = 0; b < nb; ++b) {
-        std::memcpy(dst + size_t(b * kTokens + t) * kQK_K, src[b].qs, kQK_K);
-        d[b * kTokens + t] = src[b].d;
-        for (int p = 0; p < kPairs; ++p) {
-          const int u = 8 / kPairs;  // bsums per sum: 2 (Q4_K's 32-element sub-blocks) or 1 (Q6_K)
-          int s0 = 0, s1 = 0;
-          for (int i = 0; i < u; ++i) {
-            s0 += src[b].bsums[2 * u * p + i];
-            s1 += src[b].bsums[2 * u * p + u + i];
-          }
-          sums[(b * kPairs + p) * kTokens + t] = uint32_t(uint16_t(int16_t(s0))) | uint32_t(uint16_t(int16_t(s1))) << 16;
-        }
-      }
-    }
-  }
-}
 
 // Super-block b of m ≤ 16 rows into the packed layout (rows past m repeat row m − 1).
 template <bool kQ5>
@@ -617,7 +976,15 @@ RowsFn rows_fn_rows16(DType t) {
   }
 }
 
-RowsFn rows_fn_rows16_avx2(DType t) { return t == DType::kQ8_0 ? &rows16_avx2_q8_0 : nullptr; }
+RowsFn rows_fn_rows16_avx2(DType t) {
+  switch (t) {
+    case DType::kQ8_0: return &rows16_avx2<DType::kQ8_0>;
+    case DType::kQ4_K: return &rows16_avx2<DType::kQ4_K>;
+    case DType::kQ5_K: return &rows16_avx2<DType::kQ5_K>;
+    case DType::kQ6_K: return &rows16_avx2<DType::kQ6_K>;
+    default: return nullptr;
+  }
+}
 
 ActPack act_pack_rows16(DType t) {
   ActPack p;
@@ -638,15 +1005,23 @@ ActPack act_pack_rows16(DType t) {
 
 void prepack_rows16(DType t, const uint8_t* w, size_t w_stride, int64_t rows, int64_t in, uint8_t* out) {
   const size_t gbytes = prepack_rows16_group_bytes(t, in);
+  const bool avx512 = matmul_isa() >= MatmulIsa::kAvx512Vnni;
   for (int64_t g = 0; g * kRows16 < rows; ++g) {
     uint8_t* dst = out + size_t(g) * gbytes;
     std::memset(dst, 0, gbytes);
     const int m = int(std::min<int64_t>(kRows16, rows - g * kRows16));
     const uint8_t* src = w + size_t(g * kRows16) * w_stride;
+    // The packers of the kernels the current ISA runs (the same bytes either way); AVX2 needs no AVX-512.
     switch (t) {
-      case DType::kQ4_K: pack_rows<DType::kQ4_K>(src, w_stride, m, in, dst); break;
-      case DType::kQ5_K: pack_rows<DType::kQ5_K>(src, w_stride, m, in, dst); break;
-      case DType::kQ6_K: pack_rows<DType::kQ6_K>(src, w_stride, m, in, dst); break;
+      case DType::kQ4_K:
+        avx512 ? pack_rows<DType::kQ4_K>(src, w_stride, m, in, dst) : pack_rows_avx2<DType::kQ4_K>(src, w_stride, m, in, dst);
+        break;
+      case DType::kQ5_K:
+        avx512 ? pack_rows<DType::kQ5_K>(src, w_stride, m, in, dst) : pack_rows_avx2<DType::kQ5_K>(src, w_stride, m, in, dst);
+        break;
+      case DType::kQ6_K:
+        avx512 ? pack_rows<DType::kQ6_K>(src, w_stride, m, in, dst) : pack_rows_avx2<DType::kQ6_K>(src, w_stride, m, in, dst);
+        break;
       default: pack_group_portable(src, w_stride, m, in / kBlk, dst);  // also on AVX2-only CPUs
     }
   }

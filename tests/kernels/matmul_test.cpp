@@ -1,5 +1,11 @@
 #include "kernels/matmul.h"
 
+// GCC 12 at -O3 reports false -Wrestrict warnings inside std::string assignments and concatenations
+// (GCC bug 105651) once this file's inlining reaches them.
+#if defined(__GNUC__) && !defined(__clang__) && __GNUC__ == 12
+#pragma GCC diagnostic ignored "-Wrestrict"
+#endif
+
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -365,8 +371,8 @@ INSTANTIATE_TEST_SUITE_P(AllDtypes, MatmulTest,
 // The packed copy (PackedWeights) must give the same bits for every batch, thread count and row slice
 // (slices off a 16-row boundary re-lay their rows out on the fly), match the integer reference, and
 // must only be made where a kernel reads it. Layouts: AMX Q8_0 tiles,
-// and the 16-row kernels' for Q8_0 (AVX2 and VNNI), Q4_K, Q5_K and Q6_K (VNNI) (also checked with AMX
-// forced down to VNNI, and with the per-row kernels, which read no copy).
+// and the 16-row kernels' for Q8_0, Q4_K, Q5_K and Q6_K (AVX2 and VNNI) (also checked with AMX
+// forced down to VNNI and AVX2, and with the per-row kernels, which read no copy).
 TEST(PackedWeights, PackedCopyGivesTheSameBitsForEveryBatchAndSlice) {
   std::mt19937 rng(77);
   const auto data = random_weights(DType::kQ8_0, 96, 5, rng);
@@ -406,7 +412,6 @@ TEST(PackedWeights, PackedCopyGivesTheSameBitsForEveryBatchAndSlice) {
     set_matmul_isa(isa);
     detail::set_amx_q8(isa == MatmulIsa::kAmx ? 1 : -1);  // AMX: the tiles' layout
     SCOPED_TRACE(::testing::Message() << tensor::dtype_name(t) << " " << matmul_isa_name(isa));
-    if (isa == MatmulIsa::kAvx2 && t != DType::kQ8_0) continue;  // AVX2: only Q8_0 has a 16-row kernel
     const std::vector<int64_t> ins =
         t == DType::kQ8_0 ? std::vector<int64_t>{32, 96, 288} : std::vector<int64_t>{256, 768};
     for (int64_t in : ins) {
@@ -499,6 +504,174 @@ TEST(Matmul, Q8_0SixteenRowKernelsAndAmxAgreeBitwise) {
     }
   }
   reset_variants();
+}
+
+// ---------------- K-quant 16-row kernels: AVX2 against VNNI ----------------
+// The canonical K-quant sequence per (row, token), written out in scalar code: exact integer isum (and
+// imin) per super-block, then acc = fma(float(isum), d·dx, acc), acc = fma(−float(imin), dmin·dx, acc)
+// (Q6_K: isum over q − 32, no min term). Every K-quant kernel must give exactly these bits.
+float canonical_kquant(DType t, const uint8_t* row, const tensor::BlockQ8_K* x, int64_t in) {
+  float acc = 0.0f;
+  for (int64_t b = 0; b < in / 256; ++b) {
+    const tensor::BlockQ8_K& xb = x[b];
+    int32_t isum = 0, imin = 0;
+    float d = 0.0f, dmin = 0.0f;
+    if (t == DType::kQ6_K) {
+      const auto& w = reinterpret_cast<const tensor::BlockQ6_K*>(row)[b];
+      for (int e = 0; e < 256; ++e) {
+        const int h = e / 128, s = (e % 128) / 32, l = e % 32;
+        const uint8_t lo = w.ql[64 * h + 32 * (s & 1) + l];
+        const int q = ((s < 2 ? lo : lo >> 4) & 0xF) | (((w.qh[32 * h + l] >> (2 * s)) & 3) << 4);
+        isum += int32_t(w.scales[e / 16]) * (q - 32) * xb.qs[e];
+      }
+      d = tensor::fp16_to_fp32(w.d);
+    } else {
+      const bool q5 = t == DType::kQ5_K;
+      const uint8_t* scales = q5 ? reinterpret_cast<const tensor::BlockQ5_K*>(row)[b].scales
+                                 : reinterpret_cast<const tensor::BlockQ4_K*>(row)[b].scales;
+      const uint8_t* qs = q5 ? reinterpret_cast<const tensor::BlockQ5_K*>(row)[b].qs
+                             : reinterpret_cast<const tensor::BlockQ4_K*>(row)[b].qs;
+      const uint8_t* qh = q5 ? reinterpret_cast<const tensor::BlockQ5_K*>(row)[b].qh : nullptr;
+      for (int j = 0; j < 8; ++j) {
+        uint8_t sc, mn;
+        formats::k_scale_min(j, scales, &sc, &mn);
+        for (int l = 0; l < 32; ++l) {
+          const int q = ((qs[32 * (j / 2) + l] >> (4 * (j % 2))) & 0xF) | (qh ? ((qh[l] >> j) & 1) << 4 : 0);
+          isum += int32_t(sc) * q * xb.qs[32 * j + l];
+          imin += int32_t(mn) * xb.qs[32 * j + l];
+        }
+      }
+      const auto* w4 = reinterpret_cast<const tensor::BlockQ4_K*>(row + b * tensor::info(t).type_size);
+      d = tensor::fp16_to_fp32(w4->d);  // d and dmin lead both block types
+      dmin = tensor::fp16_to_fp32(w4->dmin);
+    }
+    acc = std::fma(float(isum), d * xb.d, acc);
+    if (t != DType::kQ6_K) acc = std::fma(-float(imin), dmin * xb.d, acc);
+  }
+  return acc;
+}
+
+// The AVX2 16-row kernels (no VNNI) for Q4_K, Q5_K and Q6_K: on their packed copy and re-laying rows out
+// on the fly, every batch 1..17 (all token-pass remainders and a second 16-token activation group), row
+// counts that are not multiples of 16 (partial groups and halves), random and extreme quants (the int16
+// partial sums at their bounds). Each must equal the canonical sequence bit for bit, hence the VNNI
+// 16-row kernels (compared directly where the CPU has them), and the AVX2 packer's copy must equal the
+// AVX-512 one byte for byte. The kernels are called directly, so Q6_K and n = 1 run on them too, then
+// through matmul() as the selection routes each batch.
+TEST(Matmul, KQuantSixteenRowAvx2KernelsMatchVnniAndCanonicalBitwise) {
+  if (matmul_best_isa() < MatmulIsa::kAvx2) GTEST_SKIP() << "no AVX2 on this CPU";
+  const bool vnni = matmul_best_isa() >= MatmulIsa::kAvx512Vnni;
+  std::mt19937 rng(2027);
+  util::ThreadPool pool(2);
+  constexpr int64_t kMaxN = 17;
+  for (DType t : {DType::kQ4_K, DType::kQ5_K, DType::kQ6_K})
+    for (bool extreme : {false, true})
+      for (int64_t in : {256, 768})
+        for (int64_t out : {13, 37}) {
+          SCOPED_TRACE(::testing::Message() << tensor::dtype_name(t) << (extreme ? " extreme" : " random")
+                                            << " in=" << in << " out=" << out);
+          auto data = random_weights(t, in, out, rng);
+          std::vector<float> x(size_t(in * kMaxN));
+          std::normal_distribution<float> nd;
+          for (int64_t i = 0; i < in * kMaxN; ++i) x[size_t(i)] = nd(rng);
+          if (extreme) {  // top quants and scales (Q6_K: scales ±127 / −128) against activations q = ±127
+            const size_t ts = tensor::info(t).type_size;
+            for (size_t blk = 0; blk < data.size() / ts; ++blk) {
+              uint8_t* p = data.data() + blk * ts;
+              if (t == DType::kQ6_K) {
+                std::memset(p, 0xFF, 128 + 64);
+                std::memset(p + 192, blk % 3 == 0 ? 0x80 : (blk % 3 == 1 ? 0x7F : 0x81), 16);
+              } else {
+                std::memset(p + 4, 0xFF, 12);
+                std::memset(p + 16, 0xFF, t == DType::kQ5_K ? 32 + 128 : 128);
+              }
+            }
+            for (int64_t i = 0; i < in * kMaxN; ++i) {
+              const int64_t tk = i / in;
+              x[size_t(i)] = tk % 3 == 0 ? 1.0f : tk % 3 == 1 ? -1.0f : ((i / 5) % 2 ? -1.0f : 1.0f);
+            }
+          }
+          const tensor::Tensor w = make_tensor(t, in, out, data);
+          const size_t row_bytes = w.row_bytes();
+          const int64_t nb = in / 256;
+          std::vector<tensor::BlockQ8_K> xq(size_t(nb * kMaxN));
+          for (int64_t tk = 0; tk < kMaxN; ++tk) quantize_act_q8_k(x.data() + tk * in, xq.data() + tk * nb, in);
+          std::vector<float> want(size_t(kMaxN * out));
+          for (int64_t tk = 0; tk < kMaxN; ++tk)
+            for (int64_t r = 0; r < out; ++r)
+              want[size_t(tk * out + r)] = canonical_kquant(t, data.data() + r * row_bytes, xq.data() + tk * nb, in);
+
+          // The copies, as PackedWeights makes them under each ISA.
+          auto packed_copy = [&](MatmulIsa isa, PackedWeights* pw) {
+            set_matmul_isa(isa);
+            tensor::Tensor c = w;
+            pw->add(&c);
+            EXPECT_NE(c.packed, nullptr) << matmul_isa_name(isa);
+            return c;
+          };
+          PackedWeights pw2, pw512;
+          const tensor::Tensor avx2_copy = packed_copy(MatmulIsa::kAvx2, &pw2);
+          ASSERT_NE(avx2_copy.packed, nullptr);
+          const size_t copy_bytes = size_t((out + 15) / 16) * detail::prepack_rows16_group_bytes(t, in);
+          ASSERT_EQ(pw2.bytes(), copy_bytes);
+          if (vnni) {
+            const tensor::Tensor vnni_copy = packed_copy(MatmulIsa::kAvx512Vnni, &pw512);
+            ASSERT_NE(vnni_copy.packed, nullptr);
+            ASSERT_EQ(std::memcmp(avx2_copy.packed, vnni_copy.packed, copy_bytes), 0)
+                << "the AVX2 packer's bytes differ from the AVX-512 packer's";
+          }
+          reset_variants();
+
+          const detail::ActPack ap = detail::act_pack_rows16(t);
+          const size_t gbytes = ap.group_bytes(nb);
+          std::vector<uint8_t> act(gbytes * 2 + 64);
+          uint8_t* act_al = act.data() + (64 - reinterpret_cast<uintptr_t>(act.data()) % 64) % 64;
+          ap.pack(reinterpret_cast<const uint8_t*>(xq.data()), size_t(nb) * sizeof(tensor::BlockQ8_K), kMaxN, nb,
+                  act_al);
+          struct Run {
+            const char* name;
+            detail::RowsFn fn;
+            const void* copy;
+          };
+          std::vector<Run> runs = {{"avx2 16-row, packed copy", detail::rows_fn_rows16_avx2(t), avx2_copy.packed},
+                                   {"avx2 16-row, on the fly", detail::rows_fn_rows16_avx2(t), nullptr}};
+          if (vnni) {
+            runs.push_back({"vnni 16-row, packed copy", detail::rows_fn_rows16(t), avx2_copy.packed});
+            runs.push_back({"vnni 16-row, on the fly", detail::rows_fn_rows16(t), nullptr});
+          }
+          for (const Run& run : runs) {
+            ASSERT_NE(run.fn, nullptr) << run.name;
+            for (int64_t n = 1; n <= kMaxN; ++n) {
+              detail::RowsArgs a;
+              a.w = data.data();
+              a.w_stride = row_bytes;
+              a.in = in;
+              a.act = act_al;
+              a.act_stride = gbytes;
+              a.n_tokens = n;
+              a.ldy = out;
+              a.w_packed = static_cast<const uint8_t*>(run.copy);
+              std::vector<float> y(size_t(n * out + 8), -7.0f);
+              a.y = y.data();
+              // Two calls split at a 16-row boundary, as the thread pool splits rows.
+              run.fn(a, 0, std::min<int64_t>(16, out));
+              if (out > 16) run.fn(a, 16, out);
+              for (int k = 0; k < 8; ++k) ASSERT_EQ(y[size_t(n * out + k)], -7.0f) << run.name << ": wrote past y";
+              for (int64_t i = 0; i < n * out; ++i)
+                ASSERT_EQ(y[size_t(i)], want[size_t(i)])
+                    << run.name << " n=" << n << " token " << i / out << " row " << i % out;
+            }
+          }
+          // Through matmul() with AVX2 forced: the selection's kernels (per-row ones for some batches) on the copy.
+          set_matmul_isa(MatmulIsa::kAvx2);
+          for (int64_t n = 1; n <= kMaxN; ++n) {
+            std::vector<float> y(size_t(n * out));
+            matmul(avx2_copy, x.data(), n, y.data(), pool);
+            for (int64_t i = 0; i < n * out; ++i)
+              ASSERT_EQ(y[size_t(i)], want[size_t(i)]) << "matmul, avx2, n=" << n << " token " << i / out << " row " << i % out;
+          }
+          reset_variants();
+        }
 }
 
 // ---------------- AVX-512 VNNI kernels ----------------

@@ -1,0 +1,50 @@
+// Byte layouts of the 16-row kernels' packed data that more than one kernel reads: the Q6_K weight copy
+// (prepack_rows16) and the packed Q8_K activations of a 16-token group (act_pack_rows16). Read by the
+// VNNI / AVX2 16-row kernels (matmul_rows16.cpp) and by the AMX kernel on the same copy (matmul_amx.cpp).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "kernels/matmul_impl.h"
+#include "tensor/dtype.h"
+
+namespace dflash::kernels::detail::rows16_layout {
+
+constexpr int kTokens = 16;  // tokens per packed activation group
+
+// Q4_K / Q5_K per super-block of a 16-row group: the 128 qs bytes of every row as [32-byte chunk p][k/4][row][4]
+// (low nibbles: sub-block 2p, high: 2p + 1, element 4k4 + i of each); Q5_K then the fifth bits as one 64-bit
+// mask per weight vector [sub-block][k/4] (bit 4r + i); then the 6-bit scales as bytes [sub-block][row], the
+// mins as int16 pairs (m_2p, m_2p+1) [pair][row], d and dmin [row] fp16.
+template <bool kQ5>
+struct Q45Layout {
+  static constexpr size_t kNibbles = 128 * kRows16;
+  static constexpr size_t kMasks = kNibbles;
+  static constexpr size_t kScales = kMasks + (kQ5 ? 64 * sizeof(uint64_t) : 0);
+  static constexpr size_t kMins = kScales + 8 * kRows16;
+  static constexpr size_t kD = kMins + 4 * kRows16 * sizeof(int32_t);
+  static constexpr size_t kDmin = kD + kRows16 * sizeof(uint16_t);
+  static constexpr size_t kBlock = kDmin + kRows16 * sizeof(uint16_t);
+  static_assert(kBlock % 64 == 0);
+};
+
+// Q6_K per super-block of a 16-row group: the 6-bit q (0..63) as bytes [k/4][row][4], the int8 scales
+// [sub-block][row], the offset pairs (−32·sc_2p, −32·sc_2p+1) as int16 pairs [pair][row], d [row] fp16.
+constexpr size_t kQ6kScales = 256 * kRows16;
+constexpr size_t kQ6kOffs = kQ6kScales + 16 * kRows16;
+constexpr size_t kQ6kD = kQ6kOffs + 8 * kRows16 * sizeof(int32_t);
+constexpr size_t kQ6kBlock = (kQ6kD + kRows16 * sizeof(uint16_t) + 63) / 64 * 64;
+
+// Packed Q8_K activations of a group of up to 16 tokens: per super-block the tokens' qs [token][256];
+// then dx [super-block][token]; then kPairs sub-block sums per super-block as int16 pairs
+// (Σx_2p, Σx_2p+1) [super-block][pair][token] (Q4_K/Q5_K: 4 pairs of 32-element sums; Q6_K: 8 pairs of
+// the 16-element bsums).
+template <int kPairs>
+inline size_t kact_bytes(int64_t nb) {
+  return size_t(nb) * kTokens * (tensor::kQK_K + sizeof(float) + kPairs * sizeof(int32_t));
+}
+inline size_t kact_d_offset(int64_t nb) { return size_t(nb) * kTokens * tensor::kQK_K; }
+inline size_t kact_sums_offset(int64_t nb) { return size_t(nb) * kTokens * (tensor::kQK_K + sizeof(float)); }
+
+}  // namespace dflash::kernels::detail::rows16_layout
