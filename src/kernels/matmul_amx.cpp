@@ -815,25 +815,34 @@ void rows_kq(const RowsArgs& a, int64_t r0, int64_t r1) {
     _tile_dpbsud(C, A, B);                       \
   } while (0)
 
-// The Q6_K tiles' activations of a group of up to 16 tokens: rows16's packed Q8_K group (dx, the bsums
-// pairs at the same offsets) except that the quants are [super-block][sub-block][token][16], so a
-// sub-block's A tile is 256 contiguous bytes (4 cache lines) instead of 16 rows 256 bytes apart.
-void pack_q6k_tiles_act(const uint8_t* act, size_t act_stride, int64_t n_tokens, int64_t nb, uint8_t* out) {
+// The tiles' activations of a group of up to 16 tokens: rows16_layout's packed Q8_K group (dx and the
+// kPairs sums pairs at the same offsets) except that the quants are [super-block][sub-block][token][K],
+// K = 256 / (2·kPairs) (Q6_K: 16, Q4_K/Q5_K: 32), so a sub-block's A tile is one contiguous run instead
+// of 16 rows 256 bytes apart.
+template <int kPairs>
+void pack_tiles_act(const uint8_t* act, size_t act_stride, int64_t n_tokens, int64_t nb, uint8_t* out) {
   using namespace rows16_layout;
+  constexpr int kK = kQK_K / (2 * kPairs), kSubs = 2 * kPairs;
+  constexpr int u = 8 / kPairs;  // bsums per sum: 2 (32-element sub-blocks) or 1 (Q6_K)
   for (int64_t g = 0; g * kTokens < n_tokens; ++g) {
-    uint8_t* dst = out + size_t(g) * kact_bytes<8>(nb);
+    uint8_t* dst = out + size_t(g) * kact_bytes<kPairs>(nb);
     float* d = reinterpret_cast<float*>(dst + kact_d_offset(nb));
     uint32_t* sums = reinterpret_cast<uint32_t*>(dst + kact_sums_offset(nb));
     const int n = int(std::min<int64_t>(kTokens, n_tokens - g * kTokens));
     for (int t = 0; t < n; ++t) {
       const BlockQ8_K* src = reinterpret_cast<const BlockQ8_K*>(act + size_t(g * kTokens + t) * act_stride);
       for (int64_t b = 0; b < nb; ++b) {
-        for (int j = 0; j < 16; ++j)
-          std::memcpy(dst + size_t(b) * kTokens * kQK_K + size_t(j * kTokens + t) * 16, src[b].qs + 16 * j, 16);
+        for (int j = 0; j < kSubs; ++j)
+          std::memcpy(dst + size_t(b) * kTokens * kQK_K + size_t(j * kTokens + t) * kK, src[b].qs + kK * j, kK);
         d[b * kTokens + t] = src[b].d;
-        for (int p = 0; p < 8; ++p)
-          sums[(b * 8 + p) * kTokens + t] =
-              uint32_t(uint16_t(src[b].bsums[2 * p])) | uint32_t(uint16_t(src[b].bsums[2 * p + 1])) << 16;
+        for (int p = 0; p < kPairs; ++p) {
+          int s0 = 0, s1 = 0;
+          for (int i = 0; i < u; ++i) {
+            s0 += src[b].bsums[2 * u * p + i];
+            s1 += src[b].bsums[2 * u * p + u + i];
+          }
+          sums[(b * kPairs + p) * kTokens + t] = uint32_t(uint16_t(int16_t(s0))) | uint32_t(uint16_t(int16_t(s1))) << 16;
+        }
       }
     }
   }
@@ -901,31 +910,6 @@ void q6k_rows16_group(const uint8_t* grp, int64_t nb, const uint8_t* act, int n,
 // the fifth-bit masks), one super-block ahead into the other half of a double buffer, so a tile load never
 // waits for the decode's stores. Epilogue per super-block as the VNNI ktile: isum = Σ_j sc_j·C_j,
 // imin = Σ_p (m_2p, m_2p+1)·(Σx_2p, Σx_2p+1); acc = fma(float(isum), d·dx, acc), then −float(imin)·dmin·dx.
-
-// The Q4_K/Q5_K tiles' activations: quants [super-block][sub-block][token][32] (a sub-block's A tile is
-// 512 contiguous bytes), then rows16's dx and 32-element sums pairs at its offsets.
-void pack_q45_tiles_act(const uint8_t* act, size_t act_stride, int64_t n_tokens, int64_t nb, uint8_t* out) {
-  using namespace rows16_layout;
-  for (int64_t g = 0; g * kTokens < n_tokens; ++g) {
-    uint8_t* dst = out + size_t(g) * kact_bytes<4>(nb);
-    float* d = reinterpret_cast<float*>(dst + kact_d_offset(nb));
-    uint32_t* sums = reinterpret_cast<uint32_t*>(dst + kact_sums_offset(nb));
-    const int n = int(std::min<int64_t>(kTokens, n_tokens - g * kTokens));
-    for (int t = 0; t < n; ++t) {
-      const BlockQ8_K* src = reinterpret_cast<const BlockQ8_K*>(act + size_t(g * kTokens + t) * act_stride);
-      for (int64_t b = 0; b < nb; ++b) {
-        for (int j = 0; j < 8; ++j)
-          std::memcpy(dst + size_t(b) * kTokens * kQK_K + size_t(j * kTokens + t) * 32, src[b].qs + 32 * j, 32);
-        d[b * kTokens + t] = src[b].d;
-        for (int p = 0; p < 4; ++p) {
-          const int s0 = src[b].bsums[4 * p] + src[b].bsums[4 * p + 1];
-          const int s1 = src[b].bsums[4 * p + 2] + src[b].bsums[4 * p + 3];
-          sums[(b * 4 + p) * kTokens + t] = uint32_t(uint16_t(int16_t(s0))) | uint32_t(uint16_t(int16_t(s1))) << 16;
-        }
-      }
-    }
-  }
-}
 
 // Sub-block decode buffers: [2][8 sub-blocks][8 tile rows][64].
 alignas(64) thread_local uint8_t t_q45_bytes[2][8 * 512];
@@ -1086,10 +1070,10 @@ ActPack act_pack_rows16_amx(DType t) {
   p.min_tokens = 1;
   if (t == DType::kQ6_K) {
     p.group_bytes = &rows16_layout::kact_bytes<8>;
-    p.pack = &pack_q6k_tiles_act;
+    p.pack = &pack_tiles_act<8>;
   } else if (t == DType::kQ4_K || t == DType::kQ5_K) {
     p.group_bytes = &rows16_layout::kact_bytes<4>;
-    p.pack = &pack_q45_tiles_act;
+    p.pack = &pack_tiles_act<4>;
   } else {
     return {};
   }
