@@ -800,7 +800,7 @@ void rows_kq(const RowsArgs& a, int64_t r0, int64_t r1) {
 // ---------------- Q6_K on the 16-row copy: activations as A tiles, weights as B tiles ----------------
 // The 16-row kernels' Q6_K copy (prepack_rows16) holds q ∈ [0, 63] as bytes [k/4][row][4], which is the
 // B-tile layout: sub-block j of a super-block is 4 tile rows of 64 bytes (16 k × 16 weight rows). With
-// the tokens' Q8_K activations as the A tile (n tokens × 16 bytes, stride 256 in the packed group),
+// the tokens' Q8_K activations as the A tile (n tokens × 16 bytes, contiguous: pack_tiles_act below),
 // TDPBSUD gives C_j[token][row] exactly, one vector over the 16 rows per token: the VNNI 16-row kernel's
 // vector, without its 4 vpdpbusd per token and sub-block and without the on-the-fly unpacking of the
 // in-place AMX kernel above (rows_kq<AmxQ6K>, which has to turn ql/qh bits into bytes per call). The
