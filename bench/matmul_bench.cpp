@@ -51,7 +51,13 @@ double min_of(const std::vector<double>& v) {
 
 constexpr DType kTypes[] = {DType::kF32,  DType::kF16,  DType::kBF16, DType::kQ8_0,
                             DType::kQ4_K, DType::kQ5_K, DType::kQ6_K};
-constexpr int64_t kIn = 4096;
+// Matrix width; DFLASH_BENCH_IN (a multiple of 256) gives other model shapes, e.g. 1024 for the LM head of
+// the 0.8B shape, whose rows are 4 super-blocks.
+const int64_t kIn = [] {
+  const char* e = std::getenv("DFLASH_BENCH_IN");
+  const long v = e ? std::atol(e) : 0;
+  return v > 0 && v % 256 == 0 ? int64_t(v) : int64_t(4096);
+}();
 // ≫ L3 on most machines (8–48 MiB); DFLASH_BENCH_WEIGHT_MB raises it where the last-level cache is
 // larger (the AMX Xeon VMs report 300 MiB, which holds the default matrices).
 size_t min_weight_bytes() {

@@ -195,15 +195,17 @@ bool rows16_takes(MatmulIsa isa, DType t, int64_t n_tokens, bool copy16) {
   return t != DType::kQ8_0 && n_tokens >= 4;
 }
 
-// Whether the AMX kernels on the 16-row copy take this batch (isa == kAmx): K-quant batches of 2 or more
-// tokens that have the copy, verify blocks and prefill chunks alike (same bits as the VNNI 16-row kernels;
-// measured faster from 4 tokens on the 0.8B shape and for 512-token prefill than both the VNNI kernels and
-// the in-place tiles, docs/DESIGN.md session 10). Decoding stays on the VNNI kernels.
-// DFLASH_AMX_ROWS16=0 turns them off for A/B runs.
+// Whether the AMX kernels on the 16-row copy take this batch (isa == kAmx): K-quant batches of 12 or more
+// tokens that have the copy, verify blocks of 16 and prefill chunks alike (same bits as the VNNI 16-row
+// kernels). Their tile pipeline costs about the same from 2 to 8 tokens; since the VNNI 16-row kernels
+// prefetch the next row group (session 11) those are faster up to 8 tokens (671 MB Q4_K: 28.6 / 31.5 / 40.0
+// against 38–40 / 40.5 / 47–48 ms at 2 / 4 / 8 tokens) and slower at 16 (66.6 against 60–64).
+// Decoding stays on the VNNI kernels. DFLASH_AMX_ROWS16=0 turns them off for A/B runs.
 std::atomic<int> g_amx_rows16{-1};
+constexpr int64_t kAmxRows16MinTokens = 12;
 bool rows16_amx_takes(DType t, int64_t n_tokens, bool copy16) {
   const bool kq = t == DType::kQ6_K || t == DType::kQ4_K || t == DType::kQ5_K;
-  return kq && copy16 && n_tokens >= 2 && use_rows16() && switch_on(g_amx_rows16, "DFLASH_AMX_ROWS16", true);
+  return kq && copy16 && n_tokens >= kAmxRows16MinTokens && use_rows16() && switch_on(g_amx_rows16, "DFLASH_AMX_ROWS16", true);
 }
 
 Kernel select_kernel(DType t, int64_t n_tokens, bool copy16) {

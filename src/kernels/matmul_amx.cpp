@@ -848,7 +848,8 @@ void pack_tiles_act(const uint8_t* act, size_t act_stride, int64_t n_tokens, int
   }
 }
 
-void q6k_rows16_group(const uint8_t* grp, int64_t nb, const uint8_t* act, int n, int m, float* y, int64_t ldy) {
+void q6k_rows16_group(const uint8_t* grp, int64_t nb, const uint8_t* act, int n, int m, float* y, int64_t ldy,
+                      const rows16_layout::Prefetch& pf) {
   using namespace rows16_layout;
   const float* xd = reinterpret_cast<const float*>(act + kact_d_offset(nb));
   const int32_t* xs = reinterpret_cast<const int32_t*>(act + kact_sums_offset(nb));
@@ -860,8 +861,6 @@ void q6k_rows16_group(const uint8_t* grp, int64_t nb, const uint8_t* act, int n,
   for (int64_t b = 0; b < nb; ++b) {
     const uint8_t* blk = grp + size_t(b) * kQ6kBlock;
     const uint8_t* xb = act + size_t(b) * kTokens * kQK_K;
-    const uint8_t* next = blk + kQ6kBlock;  // the copy is one stream: the next super-block's lines
-    for (size_t l = 0; l < kQ6kBlock; l += 64) __builtin_prefetch(next + l, 0, 3);
     DFLASH_Q6R_ISSUE(0, 2, 4, 0);
     DFLASH_Q6R_ISSUE(1, 3, 5, 1);
     const int32_t* off2 = reinterpret_cast<const int32_t*>(blk + kQ6kOffs);
@@ -884,6 +883,7 @@ void q6k_rows16_group(const uint8_t* grp, int64_t nb, const uint8_t* act, int n,
       }
     };
     for (int j = 0; j < 16; j += 2) {
+      prefetch_slot<10>(pf, b, j / 2);  // 77 lines per super-block over 8 steps
       _tile_stored(0, cbuf[0], 64);
       if (j + 2 < 16) DFLASH_Q6R_ISSUE(0, 2, 4, j + 2);
       scale(cbuf[0], j);
@@ -915,7 +915,7 @@ void q6k_rows16_group(const uint8_t* grp, int64_t nb, const uint8_t* act, int n,
 alignas(64) thread_local uint8_t t_q45_bytes[2][8 * 512];
 
 template <bool kQ5>
-inline void decode_q45(const uint8_t* blk, uint8_t* out) {
+inline void decode_q45(const uint8_t* blk, uint8_t* out, const rows16_layout::Prefetch& pf, int64_t pb) {
   using L = rows16_layout::Q45Layout<kQ5>;
   const __m512i m4 = _mm512_set1_epi8(0x0F);
   [[maybe_unused]] const __m512i c16 = _mm512_set1_epi8(16);
@@ -923,6 +923,7 @@ inline void decode_q45(const uint8_t* blk, uint8_t* out) {
   for (int p = 0; p < 4; ++p)
 #pragma GCC unroll 8
     for (int k = 0; k < 8; ++k) {
+      rows16_layout::prefetch_slot<2>(pf, pb, 8 * p + k);  // Q4_K 39, Q5_K 47 lines per super-block over 32 steps
       const __m512i v = _mm512_load_si512(blk + 512 * p + 64 * k);
       __m512i lo = _mm512_and_si512(v, m4), hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
       if constexpr (kQ5) {
@@ -946,7 +947,8 @@ inline void decode_q45(const uint8_t* blk, uint8_t* out) {
   } while (0)
 
 template <bool kQ5>
-void q45_rows16_group(const uint8_t* grp, int64_t nb, const uint8_t* act, int n, int m, float* y, int64_t ldy) {
+void q45_rows16_group(const uint8_t* grp, int64_t nb, const uint8_t* act, int n, int m, float* y, int64_t ldy,
+                      const rows16_layout::Prefetch& pf) {
   using namespace rows16_layout;
   using L = Q45Layout<kQ5>;
   const float* xd = reinterpret_cast<const float*>(act + kact_d_offset(nb));
@@ -956,16 +958,15 @@ void q45_rows16_group(const uint8_t* grp, int64_t nb, const uint8_t* act, int n,
   __m512i isum[kGroup];
 #pragma GCC unroll 16
   for (int t = 0; t < kGroup; ++t) acc[t] = _mm512_setzero_ps();
-  if (nb > 0) decode_q45<kQ5>(grp, t_q45_bytes[0]);
+  if (nb > 0) decode_q45<kQ5>(grp, t_q45_bytes[0], pf, 0);
   for (int64_t b = 0; b < nb; ++b) {
     const uint8_t* blk = grp + size_t(b) * L::kBlock;
     const uint8_t* wb = t_q45_bytes[b & 1];
     const uint8_t* xb = act + size_t(b) * kTokens * kQK_K;
-    for (size_t l = 0; l < L::kBlock; l += 64) __builtin_prefetch(blk + 2 * L::kBlock + l, 0, 3);
     DFLASH_Q45R_ISSUE(0, 2, 4, 0);
     DFLASH_Q45R_ISSUE(1, 3, 5, 1);
     // The next super-block's bytes, while these products run.
-    if (b + 1 < nb) decode_q45<kQ5>(blk + L::kBlock, t_q45_bytes[(b + 1) & 1]);
+    if (b + 1 < nb) decode_q45<kQ5>(blk + L::kBlock, t_q45_bytes[(b + 1) & 1], pf, b + 1);
 #pragma GCC unroll 16
     for (int t = 0; t < kGroup; ++t) {
       if (t >= n) break;
@@ -1015,7 +1016,7 @@ thread_local std::vector<uint8_t> t_kq_group;
 template <DType kT>
 void rows16_amx_kq(const RowsArgs& a, int64_t r0, int64_t r1) {
   const int64_t nb = a.in / kQK_K;
-  const size_t gbytes = prepack_rows16_group_bytes(kT, a.in);
+  const size_t gbytes = prepack_rows16_group_bytes(kT, a.in), block = gbytes / size_t(nb);
   constexpr int kK = kT == DType::kQ6_K ? 16 : 32;  // sub-block length = tile K
   for (int64_t rg = r0; rg < r1; rg += kGroup) {
     const int m = int(std::min<int64_t>(kGroup, r1 - rg));
@@ -1028,15 +1029,18 @@ void rows16_amx_kq(const RowsArgs& a, int64_t r0, int64_t r1) {
       prepack_rows16(kT, a.w + size_t(rg) * a.w_stride, a.w_stride, m, a.in, buf);
       grp = buf;
     }
+    // The first pass over a group of the copy fetches the next group into L2 (rows16_layout::Prefetch).
+    const bool next = a.w_packed && rg + kGroup < r1;
     for (int64_t t0 = 0; t0 < a.n_tokens; t0 += kGroup) {
       const int n = int(std::min<int64_t>(kGroup, a.n_tokens - t0));
+      const rows16_layout::Prefetch pf{grp + gbytes, block, next && t0 == 0 ? int((block + 63) / 64) : 0};
       configure(n, kGroup, kK);  // C: n tokens × 16 rows int32; A: n × K bytes; B: K/4 × 64 bytes
       const uint8_t* act = a.act + size_t(t0 / kGroup) * a.act_stride;
       float* y = a.y + t0 * a.ldy + rg;
       if constexpr (kT == DType::kQ6_K)
-        q6k_rows16_group(grp, nb, act, n, m, y, a.ldy);
+        q6k_rows16_group(grp, nb, act, n, m, y, a.ldy, pf);
       else
-        q45_rows16_group<kT == DType::kQ5_K>(grp, nb, act, n, m, y, a.ldy);
+        q45_rows16_group<kT == DType::kQ5_K>(grp, nb, act, n, m, y, a.ldy, pf);
     }
   }
 }

@@ -43,6 +43,8 @@ using rows16_layout::kQ6kScales;
 using rows16_layout::kQ6kOffs;
 using rows16_layout::kQ6kD;
 using rows16_layout::kQ6kBlock;
+using rows16_layout::Prefetch;
+using rows16_layout::prefetch_slot;
 
 size_t prepack_rows16_group_bytes(tensor::DType t, int64_t in) {
   if (t == tensor::DType::kQ4_K) return size_t(in / tensor::kQK_K) * Q45Layout<false>::kBlock;
@@ -368,25 +370,6 @@ inline void store_half(const __m256* acc, int h, int m, float* y, int64_t ldy) {
   for (int r = 0; r < 8; ++r) lane_mask[r] = r < rows ? -1 : 0;
   const __m256i mask = _mm256_load_si256(reinterpret_cast<const __m256i*>(lane_mask));
   for (int t = 0; t < NT; ++t) _mm256_maskstore_ps(y + t * ldy + 8 * h, mask, acc[t]);
-}
-
-// Software prefetch of the weight stream into L2 for the K-quant passes that read a group from memory:
-// each such pass fetches its share of the NEXT group, pf.lines lines per super-block from pf.base +
-// b·pf.block, kPer of them at each of the super-block's weight-vector slots. One pass per group (small
-// batches, both halves) fetches all of it; otherwise the first passes over half 0 and half 1 fetch half
-// each, so memory stays busy while half 1 is computed from L2. Issued as a burst at the top of each
-// super-block, the same prefetches stalled the loads behind them (Q4_K GEMV > L3: 33–38 ms against 23–29).
-struct Prefetch {
-  const uint8_t* base = nullptr;
-  size_t block = 0;
-  int lines = 0;  // 0: none
-};
-
-template <int kPer>
-__attribute__((always_inline)) inline void prefetch_slot(const Prefetch& pf, int64_t b, int slot) {
-#pragma GCC unroll 4
-  for (int i = 0; i < kPer; ++i)
-    if (kPer * slot + i < pf.lines) __builtin_prefetch(pf.base + size_t(b) * pf.block + 64 * size_t(kPer * slot + i), 0, 1);
 }
 
 // Q4_K / Q5_K: NT tokens (t0 .. t0 + NT − 1 of the packed group) × NH halves from h0 of a 16-row group
@@ -752,7 +735,8 @@ void pack_q45_group(const uint8_t* w, size_t w_stride, int m, int64_t nb, uint8_
 // weight vectors (the nibbles of chunk j / 2, Q5_K: plus 16 where the fifth-bit mask is set) are decoded
 // once for the NT tokens.
 template <bool kQ5, int NT>
-inline void ktile(const uint8_t* grp, int64_t nb, const uint8_t* act, int t0, int m, float* y, int64_t ldy) {
+inline void ktile(const uint8_t* grp, int64_t nb, const uint8_t* act, int t0, int m, float* y, int64_t ldy,
+                  const Prefetch& pf) {
   using L = Q45Layout<kQ5>;
   const float* xd = reinterpret_cast<const float*>(act + kact_d_offset(nb));
   const int32_t* xs = reinterpret_cast<const int32_t*>(act + kact_sums_offset(nb));
@@ -763,9 +747,6 @@ inline void ktile(const uint8_t* grp, int64_t nb, const uint8_t* act, int t0, in
   for (int t = 0; t < NT; ++t) acc[t] = _mm512_setzero_ps();
   for (int64_t b = 0; b < nb; ++b) {
     const uint8_t* blk = grp + size_t(b) * L::kBlock;
-    constexpr int64_t kAhead = 2;
-#pragma GCC unroll 8
-    for (size_t l = 0; l < L::kBlock; l += 64) __builtin_prefetch(blk + kAhead * L::kBlock + l, 0, 3);
     const uint8_t* xb = act + size_t(b) * kTokens * kQK_K + size_t(t0) * kQK_K;
     __m512i isum[NT];
 #pragma GCC unroll 8
@@ -775,6 +756,7 @@ inline void ktile(const uint8_t* grp, int64_t nb, const uint8_t* act, int t0, in
       __m512i wv[8];
 #pragma GCC unroll 8
       for (int k = 0; k < 8; ++k) {
+        prefetch_slot<1>(pf, b, 8 * j + k);
         const __m512i v = _mm512_load_si512(nib + 64 * k);
         wv[k] = _mm512_and_si512(j % 2 ? _mm512_srli_epi16(v, 4) : v, m4);
         if constexpr (kQ5) {
@@ -825,8 +807,8 @@ constexpr int kKTokens = 8;
 
 template <bool kQ5, int... I>
 inline void ktile_n(int nt, const uint8_t* grp, int64_t nb, const uint8_t* act, int t0, int m, float* y,
-                    int64_t ldy, std::integer_sequence<int, I...>) {
-  ((nt == I + 1 ? ktile<kQ5, I + 1>(grp, nb, act, t0, m, y, ldy) : void()), ...);
+                    int64_t ldy, const Prefetch& pf, std::integer_sequence<int, I...>) {
+  ((nt == I + 1 ? ktile<kQ5, I + 1>(grp, nb, act, t0, m, y, ldy, pf) : void()), ...);
 }
 
 // ---------------- Q6_K × Q8_K ----------------
@@ -861,7 +843,8 @@ void pack_q6k_group(const uint8_t* w, size_t w_stride, int m, int64_t nb, uint8_
 }
 
 template <int NT>
-inline void q6tile(const uint8_t* grp, int64_t nb, const uint8_t* act, int t0, int m, float* y, int64_t ldy) {
+inline void q6tile(const uint8_t* grp, int64_t nb, const uint8_t* act, int t0, int m, float* y, int64_t ldy,
+                   const Prefetch& pf) {
   const float* xd = reinterpret_cast<const float*>(act + kact_d_offset(nb));
   const int32_t* xs = reinterpret_cast<const int32_t*>(act + kact_sums_offset(nb));
   __m512 acc[NT];
@@ -869,9 +852,6 @@ inline void q6tile(const uint8_t* grp, int64_t nb, const uint8_t* act, int t0, i
   for (int t = 0; t < NT; ++t) acc[t] = _mm512_setzero_ps();
   for (int64_t b = 0; b < nb; ++b) {
     const uint8_t* blk = grp + size_t(b) * kQ6kBlock;
-    constexpr int64_t kAhead = 1;
-#pragma GCC unroll 8
-    for (size_t l = 0; l < kQ6kBlock; l += 64) __builtin_prefetch(blk + kAhead * kQ6kBlock + l, 0, 3);
     const uint8_t* xb = act + size_t(b) * kTokens * kQK_K + size_t(t0) * kQK_K;
     __m512i isum[NT];
     const int32_t* off2 = reinterpret_cast<const int32_t*>(blk + kQ6kOffs);
@@ -886,7 +866,10 @@ inline void q6tile(const uint8_t* grp, int64_t nb, const uint8_t* act, int t0, i
     for (int j = 0; j < 16; ++j) {
       __m512i wv[4];
 #pragma GCC unroll 4
-      for (int k = 0; k < 4; ++k) wv[k] = _mm512_load_si512(blk + 64 * (4 * j + k));
+      for (int k = 0; k < 4; ++k) {
+        prefetch_slot<2>(pf, b, 4 * j + k);  // 77 lines per super-block, 64 slots
+        wv[k] = _mm512_load_si512(blk + 64 * (4 * j + k));
+      }
       const __m512i sc = _mm512_cvtepi8_epi32(_mm_load_si128(reinterpret_cast<const __m128i*>(blk + kQ6kScales + 16 * j)));
 #pragma GCC unroll 8
       for (int t = 0; t < NT; ++t) {
@@ -909,8 +892,8 @@ inline void q6tile(const uint8_t* grp, int64_t nb, const uint8_t* act, int t0, i
 
 template <int... I>
 inline void q6tile_n(int nt, const uint8_t* grp, int64_t nb, const uint8_t* act, int t0, int m, float* y,
-                     int64_t ldy, std::integer_sequence<int, I...>) {
-  ((nt == I + 1 ? q6tile<I + 1>(grp, nb, act, t0, m, y, ldy) : void()), ...);
+                     int64_t ldy, const Prefetch& pf, std::integer_sequence<int, I...>) {
+  ((nt == I + 1 ? q6tile<I + 1>(grp, nb, act, t0, m, y, ldy, pf) : void()), ...);
 }
 
 // A 16-row group of kT into the packed layout (prepack, or on the fly for a matrix without the copy).
@@ -932,7 +915,7 @@ void rows16(const RowsArgs& a, int64_t r0, int64_t r1) {
   constexpr bool kQ8 = kT == DType::kQ8_0;
   constexpr int kPass = kQ8 ? kTokens : kKTokens;
   const int64_t nb = a.in / (kQ8 ? kBlk : kQK_K);
-  const size_t gbytes = prepack_rows16_group_bytes(kT, a.in);
+  const size_t gbytes = prepack_rows16_group_bytes(kT, a.in), block = gbytes / size_t(nb);
   for (int64_t rg = r0; rg < r1; rg += kRows16) {
     const int m = int(std::min<int64_t>(kRows16, r1 - rg));
     const uint8_t* grp;
@@ -943,17 +926,20 @@ void rows16(const RowsArgs& a, int64_t r0, int64_t r1) {
       pack_rows<kT>(a.w + size_t(rg) * a.w_stride, a.w_stride, m, a.in, buf);
       grp = buf;
     }
+    // K-quants: the first pass over a group of the copy fetches the next group into L2 (as on AVX2).
+    const bool next = a.w_packed && rg + kRows16 < r1;
     for (int64_t t0 = 0; t0 < a.n_tokens; t0 += kPass) {
       const int nt = int(std::min<int64_t>(kPass, a.n_tokens - t0));
       const uint8_t* act = a.act + size_t(t0 / kTokens) * a.act_stride;  // token group t0 / 16
       float* y = a.y + t0 * a.ldy + rg;
       const auto seq = std::make_integer_sequence<int, kPass>();
+      const Prefetch pf{grp + gbytes, block, next && t0 == 0 ? int((block + 63) / 64) : 0};
       if constexpr (kQ8)
         tile_n(nt, grp, nb, act, m, y, a.ldy, seq);
       else if constexpr (kT == DType::kQ6_K)
-        q6tile_n(nt, grp, nb, act, int(t0 % kTokens), m, y, a.ldy, seq);
+        q6tile_n(nt, grp, nb, act, int(t0 % kTokens), m, y, a.ldy, pf, seq);
       else
-        ktile_n<kT == DType::kQ5_K>(nt, grp, nb, act, int(t0 % kTokens), m, y, a.ldy, seq);
+        ktile_n<kT == DType::kQ5_K>(nt, grp, nb, act, int(t0 % kTokens), m, y, a.ldy, pf, seq);
     }
   }
 }

@@ -1,6 +1,7 @@
-// Byte layouts of the 16-row kernels' packed data that more than one kernel reads: the Q6_K weight copy
-// (prepack_rows16) and the packed Q8_K activations of a 16-token group (act_pack_rows16). Read by the
-// VNNI / AVX2 16-row kernels (matmul_rows16.cpp) and by the AMX kernel on the same copy (matmul_amx.cpp).
+// Byte layouts of the 16-row kernels' packed data that more than one kernel reads (the K-quant weight copy,
+// prepack_rows16, and the packed Q8_K activations of a 16-token group, act_pack_rows16), and how the kernels
+// prefetch the copy. Read by the VNNI / AVX2 16-row kernels (matmul_rows16.cpp) and by the AMX kernels on
+// the same copy (matmul_amx.cpp).
 #pragma once
 
 #include <cstddef>
@@ -46,5 +47,25 @@ inline size_t kact_bytes(int64_t nb) {
 }
 inline size_t kact_d_offset(int64_t nb) { return size_t(nb) * kTokens * tensor::kQK_K; }
 inline size_t kact_sums_offset(int64_t nb) { return size_t(nb) * kTokens * (tensor::kQK_K + sizeof(float)); }
+
+// Software prefetch of the copy's weight stream into L2 for the K-quant passes (AVX2, VNNI and AMX) that
+// read a group from memory: each such pass fetches its share of the NEXT group, lines lines per super-block
+// from base + b·block, kPer of them at each of the kernel's slots of super-block b (weight vectors, tile
+// steps). One pass per group fetches all of it; the AVX2 passes over one half fetch half each, so memory
+// stays busy while half 1 is computed from L2. Issued as a burst at the top of each super-block, the same
+// prefetches stalled the loads behind them (Q4_K GEMV > L3, AVX2: 33–38 ms against 23–29; VNNI 35–36
+// against 26–27).
+struct Prefetch {
+  const uint8_t* base = nullptr;
+  size_t block = 0;
+  int lines = 0;  // 0: none
+};
+
+template <int kPer>
+__attribute__((always_inline)) inline void prefetch_slot(const Prefetch& pf, int64_t b, int slot) {
+#pragma GCC unroll 8
+  for (int i = 0; i < kPer; ++i)
+    if (kPer * slot + i < pf.lines) __builtin_prefetch(pf.base + size_t(b) * pf.block + 64 * size_t(kPer * slot + i), 0, 1);
+}
 
 }  // namespace dflash::kernels::detail::rows16_layout
