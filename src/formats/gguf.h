@@ -158,6 +158,9 @@ class GgufFile {
   uint32_t alignment() const { return alignment_; }
   uint64_t data_offset() const { return data_offset_; }  // absolute start of the data section
   uint64_t file_size() const { return size_; }
+  // Whether tensor data lives in a file mapping (page cache, 4 KiB pages), not in memory of its own
+  // (LoadMode::kRead or from_memory).
+  bool mapped() const { return file_ && file_->mode() == util::LoadMode::kMmap; }
 
   // Metadata in file order.
   const std::vector<GgufKv>& metadata() const { return kvs_; }

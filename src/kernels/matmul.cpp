@@ -8,6 +8,7 @@
 #include <atomic>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <memory>
 #include <string>
 
@@ -410,12 +411,25 @@ void PackedWeights::add(tensor::Tensor* w) {
     const char* e = std::getenv("DFLASH_NO_PREPACK");
     return e && *e && std::string(e) != "0";
   }();
-  if (disabled || w->data == nullptr || w->packed != nullptr || !matmul_check(*w).is_ok()) return;
+  if (disabled || w->data == nullptr || w->packed != nullptr || w->data_copied || !matmul_check(*w).is_ok()) return;
   // The layout of the kernel that decoding or a verify block runs (one per dtype and machine; other
   // batch sizes may take a kernel that reads the rows in place, e.g. AMX tiles for prefill chunks).
   int layout = 0;
   for (int64_t n : {1, 2, 16})
     if (layout == 0) layout = select_kernel(w->dtype, n, /*copy16=*/true).packed_layout;
+  // Decoding reads this matrix in place (no layout, or Q6_K's per-row kernel): from the file mapping that
+  // stream crosses a 4 KiB page every few rows and runs well below the DRAM rate (the 0.8B shape's tied
+  // Q6_K LM head: 15 ms per token mapped against 9.7 from huge pages), so the rows are copied as they are
+  // into the huge-page arena and data points there.
+  if (copy_in_place_ && select_kernel(w->dtype, 1, layout == kLayoutRows16).packed_layout == 0) {
+    if (uint8_t* c = allocate(w->nbytes())) {
+      std::memcpy(c, w->data, w->nbytes());
+      w->data = c;
+      w->data_copied = true;
+      copied_bytes_ += w->nbytes();
+      ++copied_;
+    }
+  }
   if (layout == 0) return;
   const int64_t rows = w->rows(), in = w->ne[0];
   const int64_t groups = (rows + detail::kAmxRowTile - 1) / detail::kAmxRowTile;

@@ -41,9 +41,9 @@ void matmul_expert(const tensor::Tensor& w, int64_t expert, const float* x, int6
 // Weights re-laid out at load for this CPU's fastest kernel: the 16-row layout of Q8_0 (AVX2, VNNI, AMX
 // machines) and of Q4_K/Q5_K/Q6_K (VNNI, AMX), or with DFLASH_AMX_Q8=1 the AMX Q8_0 tiles (each block's
 // 16 × 32 tile and scales one contiguous 544-byte run). Results are bit-identical to the in-place kernel.
-// The copy costs about the tensor's size in memory; the mmap'd original stays the source for embedding
-// rows, for kernels that read rows in place (AMX tiles for prefill chunks and K-quant verifies, per-row
-// Q6_K decoding) and for the other ISAs.
+// The copy costs about the tensor's size in memory; the original stays the source for embedding rows, for
+// kernels that read rows in place (AMX tiles for prefill chunks, per-row Q6_K decoding) and for the other
+// ISAs. A matrix that decoding reads in place is itself copied out of the file mapping into huge pages.
 class PackedWeights {
  public:
   PackedWeights() = default;
@@ -54,9 +54,15 @@ class PackedWeights {
   // Packs w (a 2-D matrix matmul_check accepts) when the selected kernel has a packed layout for
   // its dtype, and points w->packed at the copy; otherwise leaves w alone. Honours
   // DFLASH_NO_PREPACK=1 (A/B benchmarks). The copy lives as long as this object.
+  // Also copies a matrix that decoding reads in place into the same huge-page memory (same bytes; w->data
+  // then points at the copy), unless set_copy_in_place(false): weights already in anonymous memory
+  // (`--no-mmap`) gain nothing from it.
   void add(tensor::Tensor* w);
-  size_t bytes() const { return bytes_; }
+  void set_copy_in_place(bool on) { copy_in_place_ = on; }
+  size_t bytes() const { return bytes_; }  // re-laid out copies
   size_t count() const { return count_; }
+  size_t copied_bytes() const { return copied_bytes_; }  // copies as they are
+  size_t copied() const { return copied_; }
 
  private:
   // The copies live in a few large anonymous mappings with transparent huge pages requested: one
@@ -67,7 +73,8 @@ class PackedWeights {
   };
   uint8_t* allocate(size_t n);
   std::vector<Arena> arenas_;
-  size_t bytes_ = 0, count_ = 0;
+  size_t bytes_ = 0, count_ = 0, copied_bytes_ = 0, copied_ = 0;
+  bool copy_in_place_ = true;
 };
 
 }  // namespace dflash::kernels

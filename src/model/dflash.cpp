@@ -191,6 +191,7 @@ Result<std::unique_ptr<DFlashDrafter>> DFlashDrafter::load(std::shared_ptr<const
     DFLASH_RETURN_IF_ERROR(bind(f, {n("ffn_up.weight")}, {H, c.n_ff}, &L.ffn_up));
     DFLASH_RETURN_IF_ERROR(bind(f, {n("ffn_down.weight")}, {c.n_ff, H}, &L.ffn_down));
   }
+  I.packed.set_copy_in_place(f.mapped());
   I.packed.add(&I.fc);
   I.packed.add(&I.output);
   for (DraftLayer& L : I.layers)

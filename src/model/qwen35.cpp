@@ -292,14 +292,15 @@ Result<std::unique_ptr<Qwen35>> Qwen35::load(std::shared_ptr<const formats::Gguf
 
   // Matrices the matmul kernel reads faster re-laid out (a no-op on CPUs without such a kernel).
   // MoE expert stacks stay in place: they are read sparsely and can be larger than memory.
+  I.packed.set_copy_in_place(f.mapped());
   I.packed.add(&I.output);
   for (Layer& L : I.layers)
     for (Tensor* t : {&L.qkv, &L.z, &L.beta, &L.alpha, &L.ssm_out, &L.wq, &L.wk, &L.wv, &L.wo, &L.ffn_gate,
                       &L.ffn_up, &L.ffn_down, &L.gate_inp, &L.gate_shexp, &L.up_shexp, &L.down_shexp})
       I.packed.add(t);
-  if (I.packed.count() > 0)
-    LOG_DEBUG("%s: %zu matrices re-laid out for the matmul kernel (%.1f MiB)", f.path().c_str(), I.packed.count(),
-              I.packed.bytes() / 1048576.0);
+  if (I.packed.count() + I.packed.copied() > 0)
+    LOG_DEBUG("%s: %zu matrices re-laid out for the matmul kernel, %zu copied out of the mapping (%.1f MiB)",
+              f.path().c_str(), I.packed.count(), I.packed.copied(), (I.packed.bytes() + I.packed.copied_bytes()) / 1048576.0);
 
   // State buffers.
   const size_t n_layer = static_cast<size_t>(C.n_layer);

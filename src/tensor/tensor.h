@@ -24,6 +24,7 @@ struct Tensor {
   // and owns it). data stays the source for everything else.
   const void* packed = nullptr;
   int packed_layout = 0;  // which layout packed holds (kernels::PackedWeights), 0 = none
+  bool data_copied = false;  // data is a kernels::PackedWeights copy in anonymous memory, not the file's
 
   int64_t nelements() const { return ne[0] * ne[1] * ne[2] * ne[3]; }
   int64_t rows() const { return ne[1] * ne[2] * ne[3]; }

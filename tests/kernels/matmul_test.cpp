@@ -470,6 +470,61 @@ TEST(PackedWeights, PackedCopyGivesTheSameBitsForEveryBatchAndSlice) {
   reset_variants();
 }
 
+// A matrix that decoding reads in place is copied as it is out of the file mapping (huge pages): data then
+// points at a copy with the same bytes and every batch gives the bits of the original; one whose decode
+// kernel reads a re-laid-out copy, or any with set_copy_in_place(false), keeps its data pointer.
+TEST(PackedWeights, MatrixDecodedInPlaceIsCopiedWithTheSameBytes) {
+  std::mt19937 rng(91);
+  util::ThreadPool pool(2);
+  std::vector<MatmulIsa> isas = {MatmulIsa::kScalar};
+  for (MatmulIsa i : {MatmulIsa::kAvx2, MatmulIsa::kAvx512Vnni, MatmulIsa::kAmx})
+    if (matmul_best_isa() >= i) isas.push_back(i);
+  for (MatmulIsa isa : isas)
+    for (DType t : {DType::kF16, DType::kBF16, DType::kQ8_0, DType::kQ4_K, DType::kQ6_K}) {
+      set_matmul_isa(isa);
+      SCOPED_TRACE(::testing::Message() << tensor::dtype_name(t) << " " << matmul_isa_name(isa));
+      const int64_t in = 512, out = 37;
+      const auto wdata = random_weights(t, in, out, rng);
+      const tensor::Tensor plain = make_tensor(t, in, out, wdata);
+      // The same matrix without the in-place copy (with its re-laid-out copy, if any: the kernel choice
+      // may depend on it, so the bits are compared against this).
+      tensor::Tensor w_off = plain;
+      PackedWeights off;
+      off.set_copy_in_place(false);
+      off.add(&w_off);
+      EXPECT_EQ(w_off.data, plain.data);
+      EXPECT_FALSE(w_off.data_copied);
+      EXPECT_EQ(off.copied(), 0u);
+      tensor::Tensor w = plain;
+      PackedWeights pw;
+      pw.add(&w);
+      // Decoding reads the rows in place: float weights everywhere, every dtype on the scalar and per-row
+      // paths, Q6_K also on VNNI / AMX (its 16-row copy only serves batches); AVX2 decodes K-quants and
+      // Q8_0 from the copy, VNNI / AMX Q8_0 and Q4_K too.
+      const bool in_place = t == DType::kF16 || t == DType::kBF16 || isa == MatmulIsa::kScalar ||
+                            (t == DType::kQ6_K && isa >= MatmulIsa::kAvx512Vnni);
+      EXPECT_EQ(w.data_copied, in_place);
+      EXPECT_EQ(w.data != plain.data, in_place);
+      EXPECT_EQ(pw.copied(), in_place ? 1u : 0u);
+      EXPECT_EQ(pw.copied_bytes(), in_place ? plain.nbytes() : 0u);
+      ASSERT_EQ(std::memcmp(w.data, plain.data, plain.nbytes()), 0);
+      for (int64_t n : {1, 3, 16}) {
+        const auto x = random_acts(in, n, rng);
+        std::vector<float> want(size_t(n * out)), got(size_t(n * out));
+        matmul(w_off, x.data(), n, want.data(), pool);
+        matmul(w, x.data(), n, got.data(), pool);
+        EXPECT_EQ(want, got) << "n=" << n;
+      }
+      // Added again (a drafter borrowing the target's LM head): no second copy.
+      const void* first = w.data;
+      PackedWeights again;
+      again.add(&w);
+      EXPECT_EQ(w.data, first);
+      EXPECT_EQ(again.copied(), 0u);
+    }
+  reset_variants();
+}
+
 // The 16-row kernels (AVX2 and VNNI) and the AMX kernel run the same per-(row, token) sequence for
 // Q8_0: their results are equal bit for bit (so any of them may serve any batch).
 TEST(Matmul, Q8_0SixteenRowKernelsAndAmxAgreeBitwise) {
