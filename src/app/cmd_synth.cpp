@@ -45,7 +45,7 @@ DFLASH_COMMAND(Command{"synth", "Write a random-weight Qwen3.5 GGUF with a publi
                        [](CLI::App* sub) -> std::function<int()> {
                          auto a = std::make_shared<SynthArgs>();
                          sub->add_option("out", a->out, "Output GGUF path")->required();
-                         sub->add_option("--shape", a->shape, "0.8b, 2b or tiny")->capture_default_str();
+                         sub->add_option("--shape", a->shape, "0.8b, 2b, 35b-a3b (MoE), tiny or tiny-moe")->capture_default_str();
                          sub->add_option("--type", a->type, "File type: Q4_K_M, Q5_K_M, Q6_K, Q8_0, F16, BF16, F32")
                              ->capture_default_str();
                          sub->add_option("--layers", a->layers, "Override the layer count (0: the shape's)");

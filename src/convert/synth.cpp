@@ -16,14 +16,27 @@ using tensor::DType;
 using util::Status;
 using util::strfmt;
 
-std::vector<std::string> synth_shape_names() { return {"0.8b", "2b", "tiny"}; }
+std::vector<std::string> synth_shape_names() { return {"0.8b", "2b", "35b-a3b", "tiny", "tiny-moe"}; }
 
 util::Result<SynthShape> synth_shape(const std::string& name) {
   // Public shapes (../shared/reference/qwen35.md §1.3): 24 layers, 3:1 DeltaNet:attention.
   if (name == "0.8b") return SynthShape{"0.8b", 248320, 1024, 24, 3584, 8, 2, 256, 16, 16, 128, 4, true};
   if (name == "2b") return SynthShape{"2b", 248320, 2048, 24, 6144, 8, 2, 256, 16, 16, 128, 4, true};
   if (name == "tiny") return SynthShape{"tiny", 1024, 128, 4, 256, 4, 2, 64, 2, 4, 32, 4, true};
-  return util::invalid_argument("unknown shape '" + name + "' (known: 0.8b, 2b, tiny)");
+  // 35B-A3B: 40 layers, 256 experts (8 used) of 512 plus a shared expert of 512, untied (SLIME's script).
+  if (name == "35b-a3b") {
+    SynthShape s{"35b-a3b", 248320, 2048, 40, 0, 16, 2, 256, 16, 32, 128, 4, false};
+    s.n_expert = 256, s.n_expert_used = 8, s.n_ff_exp = 512, s.n_ff_shexp = 512;
+    return s;
+  }
+  if (name == "tiny-moe") {
+    SynthShape s{"tiny-moe", 1024, 128, 4, 0, 4, 2, 64, 2, 4, 32, 4, true};
+    s.n_expert = 8, s.n_expert_used = 2, s.n_ff_exp = 64, s.n_ff_shexp = 64;
+    return s;
+  }
+  std::string known;
+  for (const std::string& k : synth_shape_names()) known += (known.empty() ? "" : ", ") + k;
+  return util::invalid_argument("unknown shape '" + name + "' (known: " + known + ")");
 }
 
 namespace {
@@ -57,14 +70,22 @@ Status write_synth_model(const SynthShape& s, const SynthOptions& opts, const st
   const int64_t key_dim = s.linear_k_heads * s.linear_head_dim, value_dim = s.linear_v_heads * s.linear_head_dim;
   const int64_t conv_dim = 2 * key_dim + value_dim, K = 4;
   GgufWriter w;
-  const std::string a = "qwen35.";
-  DFLASH_RETURN_IF_ERROR(w.set_string("general.architecture", "qwen35"));
+  const bool moe = s.n_expert > 0;
+  const std::string arch = moe ? "qwen35moe" : "qwen35", a = arch + ".";
+  DFLASH_RETURN_IF_ERROR(w.set_string("general.architecture", arch));
   DFLASH_RETURN_IF_ERROR(w.set_string("general.name", "synthetic Qwen3.5 " + s.name + " (random weights)"));
   DFLASH_RETURN_IF_ERROR(w.set_u32("general.file_type", static_cast<uint32_t>(opts.file_type)));
   DFLASH_RETURN_IF_ERROR(w.set_u32(a + "block_count", static_cast<uint32_t>(L)));
   DFLASH_RETURN_IF_ERROR(w.set_u32(a + "context_length", 262144));
   DFLASH_RETURN_IF_ERROR(w.set_u32(a + "embedding_length", static_cast<uint32_t>(H)));
-  DFLASH_RETURN_IF_ERROR(w.set_u32(a + "feed_forward_length", static_cast<uint32_t>(s.n_ff)));
+  if (moe) {
+    DFLASH_RETURN_IF_ERROR(w.set_u32(a + "expert_count", static_cast<uint32_t>(s.n_expert)));
+    DFLASH_RETURN_IF_ERROR(w.set_u32(a + "expert_used_count", static_cast<uint32_t>(s.n_expert_used)));
+    DFLASH_RETURN_IF_ERROR(w.set_u32(a + "expert_feed_forward_length", static_cast<uint32_t>(s.n_ff_exp)));
+    DFLASH_RETURN_IF_ERROR(w.set_u32(a + "expert_shared_feed_forward_length", static_cast<uint32_t>(s.n_ff_shexp)));
+  } else {
+    DFLASH_RETURN_IF_ERROR(w.set_u32(a + "feed_forward_length", static_cast<uint32_t>(s.n_ff)));
+  }
   DFLASH_RETURN_IF_ERROR(w.set_u32(a + "attention.head_count", static_cast<uint32_t>(s.n_head)));
   DFLASH_RETURN_IF_ERROR(w.set_u32(a + "attention.head_count_kv", static_cast<uint32_t>(s.n_head_kv)));
   DFLASH_RETURN_IF_ERROR(w.set_u32(a + "attention.key_length", static_cast<uint32_t>(hd)));
@@ -142,9 +163,23 @@ Status write_synth_model(const SynthShape& s, const SynthOptions& opts, const st
       vec(n("attn_q_norm.weight"), std::vector<float>(static_cast<size_t>(hd), 1.0f), {hd});
       vec(n("attn_k_norm.weight"), std::vector<float>(static_cast<size_t>(hd), 1.0f), {hd});
     }
-    matrix(n("ffn_gate.weight"), H, s.n_ff);
-    matrix(n("ffn_up.weight"), H, s.n_ff);
-    matrix(n("ffn_down.weight"), s.n_ff, H);
+    if (moe) {
+      // The router in F32 as the public converter writes it; random logits route tokens to random experts.
+      matrix(n("ffn_gate_inp.weight"), H, s.n_expert);
+      matrix(n("ffn_gate_exps.weight"), H, s.n_ff_exp, s.n_expert);
+      matrix(n("ffn_up_exps.weight"), H, s.n_ff_exp, s.n_expert);
+      matrix(n("ffn_down_exps.weight"), s.n_ff_exp, H, s.n_expert);
+      if (s.n_ff_shexp > 0) {
+        matrix(n("ffn_gate_inp_shexp.weight"), H, 1);
+        matrix(n("ffn_gate_shexp.weight"), H, s.n_ff_shexp);
+        matrix(n("ffn_up_shexp.weight"), H, s.n_ff_shexp);
+        matrix(n("ffn_down_shexp.weight"), s.n_ff_shexp, H);
+      }
+    } else {
+      matrix(n("ffn_gate.weight"), H, s.n_ff);
+      matrix(n("ffn_up.weight"), H, s.n_ff);
+      matrix(n("ffn_down.weight"), s.n_ff, H);
+    }
   }
   for (const Planned& p : plan) {
     int64_t rows = 1;

@@ -19,9 +19,11 @@ struct SynthShape {
   int64_t linear_k_heads, linear_v_heads, linear_head_dim;
   int64_t full_attention_interval = 4;
   bool tied = true;
+  // MoE (architecture qwen35moe) when n_expert > 0: n_ff is then unused.
+  int64_t n_expert = 0, n_expert_used = 0, n_ff_exp = 0, n_ff_shexp = 0;
 };
 
-// Known shapes: "0.8b", "2b" (qwen35.md §1.3), "tiny" (for tests).
+// Known shapes: "0.8b", "2b", "35b-a3b" (MoE; qwen35.md §1.3), "tiny" and "tiny-moe" (for tests).
 util::Result<SynthShape> synth_shape(const std::string& name);
 std::vector<std::string> synth_shape_names();
 

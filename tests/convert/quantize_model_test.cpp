@@ -148,5 +148,48 @@ TEST(QuantizedModel, KQuantMixOfASynthModelStaysNearItsF32Logits) {
   fs::remove(f32);
 }
 
+// The MoE shape writes a qwen35moe file (router F32, expert stacks {in, out, E}, shared expert) that the
+// model loads and runs; an unknown shape names the known ones.
+TEST(SynthModel, MoeShapeWritesAQwen35MoeFileThatRuns) {
+  auto shape = synth_shape("tiny-moe");
+  ASSERT_TRUE(shape.is_ok());
+  const std::string path = tmp_path("synth-moe.gguf");
+  SynthOptions so;
+  so.file_type = FileType::kMostlyQ4_K_M;
+  so.overwrite = true;
+  so.progress = false;
+  ASSERT_TRUE(write_synth_model(*shape, so, path).is_ok());
+  auto ff = GgufFile::open(path);
+  ASSERT_TRUE(ff.is_ok()) << ff.status().message();
+  auto f = std::make_shared<const GgufFile>(std::move(*ff));
+  auto arch = f->get_string("general.architecture");
+  ASSERT_TRUE(arch.is_ok());
+  EXPECT_EQ(*arch, "qwen35moe");
+  const auto* exps = f->find_tensor("blk.0.ffn_gate_exps.weight");
+  ASSERT_NE(exps, nullptr);
+  EXPECT_EQ(exps->tensor.ne[0], 128);
+  EXPECT_EQ(exps->tensor.ne[1], 64);
+  EXPECT_EQ(exps->tensor.ne[2], 8);
+  ASSERT_NE(f->find_tensor("blk.3.ffn_down_shexp.weight"), nullptr);
+  const auto* router = f->find_tensor("blk.0.ffn_gate_inp.weight");
+  ASSERT_NE(router, nullptr);
+  EXPECT_EQ(router->tensor.dtype, tensor::DType::kF32);
+  EXPECT_EQ(f->find_tensor("blk.0.ffn_gate.weight"), nullptr);
+  std::vector<int32_t> prompt = {1, 50, 900, 7, 7, 300};
+  const std::vector<float> logits = prompt_logits(f, prompt);
+  ASSERT_EQ(logits.size(), prompt.size() * 1024);
+  float lo = logits[0], hi = logits[0];
+  for (float v : logits) {
+    ASSERT_TRUE(std::isfinite(v));
+    lo = std::min(lo, v);
+    hi = std::max(hi, v);
+  }
+  EXPECT_GT(hi - lo, 1e-3f);
+  fs::remove(path);
+  auto bad = synth_shape("70b");
+  ASSERT_FALSE(bad.is_ok());
+  EXPECT_NE(bad.status().message().find("35b-a3b"), std::string::npos) << bad.status().message();
+}
+
 }  // namespace
 }  // namespace dflash::convert
