@@ -50,6 +50,23 @@ std::shared_ptr<const GgufFile> quantize_file(const std::string& in, const std::
   return q.is_ok() ? std::make_shared<const GgufFile>(std::move(*q)) : nullptr;
 }
 
+// `dflash synth` of a named shape into path, opened; null (with a test failure) if either step fails.
+std::shared_ptr<const GgufFile> synth_file(const std::string& shape_name, FileType ft, const std::string& path) {
+  auto shape = synth_shape(shape_name);
+  EXPECT_TRUE(shape.is_ok()) << shape_name;
+  if (!shape.is_ok()) return nullptr;
+  SynthOptions so;
+  so.file_type = ft;
+  so.overwrite = true;
+  so.progress = false;
+  const util::Status st = write_synth_model(*shape, so, path);
+  EXPECT_TRUE(st.is_ok()) << st.message();
+  if (!st.is_ok()) return nullptr;
+  auto ff = GgufFile::open(path);
+  EXPECT_TRUE(ff.is_ok()) << ff.status().message();
+  return ff.is_ok() ? std::make_shared<const GgufFile>(std::move(*ff)) : nullptr;
+}
+
 std::vector<float> prompt_logits(std::shared_ptr<const GgufFile> f, const std::vector<int32_t>& prompt) {
   model::Qwen35Options o;
   o.n_ctx = 64;
@@ -108,17 +125,9 @@ TEST(QuantizedModel, Q4KMOfTheReferenceTargetStaysNearTheGolden) {
 // F32 file it came from. Measured 5.2e-2 (Q4_K_M) and 3.6e-2 (Q8_0) of the logit scale: the Q8_0 kernels
 // round the activations to 8 bits as well (as llama.cpp's do), which dominates the weight rounding.
 TEST(QuantizedModel, KQuantMixOfASynthModelStaysNearItsF32Logits) {
-  auto shape = synth_shape("tiny");
-  ASSERT_TRUE(shape.is_ok());
   const std::string f32 = tmp_path("synth-f32.gguf");
-  SynthOptions so;
-  so.file_type = FileType::kAllF32;
-  so.overwrite = true;
-  so.progress = false;
-  ASSERT_TRUE(write_synth_model(*shape, so, f32).is_ok());
-  auto ff = GgufFile::open(f32);
-  ASSERT_TRUE(ff.is_ok());
-  auto base = std::make_shared<const GgufFile>(std::move(*ff));
+  auto base = synth_file("tiny", FileType::kAllF32, f32);
+  ASSERT_TRUE(base);
   std::mt19937 rng(7);
   std::vector<int32_t> prompt(24);
   for (auto& t : prompt) t = static_cast<int32_t>(rng() % 1000);
@@ -151,17 +160,9 @@ TEST(QuantizedModel, KQuantMixOfASynthModelStaysNearItsF32Logits) {
 // The MoE shape writes a qwen35moe file (router F32, expert stacks {in, out, E}, shared expert) that the
 // model loads and runs; an unknown shape names the known ones.
 TEST(SynthModel, MoeShapeWritesAQwen35MoeFileThatRuns) {
-  auto shape = synth_shape("tiny-moe");
-  ASSERT_TRUE(shape.is_ok());
   const std::string path = tmp_path("synth-moe.gguf");
-  SynthOptions so;
-  so.file_type = FileType::kMostlyQ4_K_M;
-  so.overwrite = true;
-  so.progress = false;
-  ASSERT_TRUE(write_synth_model(*shape, so, path).is_ok());
-  auto ff = GgufFile::open(path);
-  ASSERT_TRUE(ff.is_ok()) << ff.status().message();
-  auto f = std::make_shared<const GgufFile>(std::move(*ff));
+  auto f = synth_file("tiny-moe", FileType::kMostlyQ4_K_M, path);
+  ASSERT_TRUE(f);
   auto arch = f->get_string("general.architecture");
   ASSERT_TRUE(arch.is_ok());
   EXPECT_EQ(*arch, "qwen35moe");
