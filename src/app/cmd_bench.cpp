@@ -3,6 +3,7 @@
 //           tok/s, and the verify cost ratio c(B) = time(verify of B tokens) / time(decode of 1);
 #include <algorithm>
 #include <cstdio>
+#include <map>
 #include <numeric>
 #include <random>
 #include <sstream>
@@ -70,7 +71,9 @@ int fail(const util::Status& st) {
 struct DecodeTotals {
   double t_decode = 0, t_draft = 0, t_verify = 0, t_rollback = 0;
   int64_t tokens = 0, rounds = 0, committed = 0, drafted = 0, accepted = 0;
+  std::map<int, int64_t> verify_sizes;  // rounds per verified block size
   void add(const spec::DecodeStats& s) {
+    for (int v : s.verify_sizes) ++verify_sizes[v];
     t_decode += s.t_decode_s;
     t_draft += s.t_draft_s;
     t_verify += s.t_verify_s;
@@ -227,6 +230,10 @@ int run_pair_bench(const BenchArgs& a) {
     const DecodeTotals& t = configs[adaptive_at].total;
     out["adaptive_tok_s"] = t.tok_s();
     out["adaptive_tau"] = t.tau();
+    // Which blocks the policy verified, rounds per size (a lookup proposal may be shorter than asked).
+    nlohmann::json hist = nlohmann::json::object();
+    for (const auto& [b, n] : t.verify_sizes) hist[std::to_string(b)] = n;
+    out["adaptive_verify_sizes"] = hist;
     // The drafter configurations with a fixed block (plain decoding is B = 1): the fastest of them, and
     // the adaptive policy against it and against the drafter's own block.
     size_t best = 0;

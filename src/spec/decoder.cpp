@@ -225,6 +225,7 @@ util::Result<std::vector<int32_t>> Decoder::generate(std::span<const int32_t> pr
     st.n_drafted += n_draft;
     st.n_accepted += acc.n_accepted;
     st.accept_lengths.push_back(produced);
+    st.verify_sizes.push_back(verify_size);
     if (opts.policy && max_block > 1) opts.policy->observe(verify_size, acc.n_accepted, round_timer.seconds());
 
     for (int i = 0; i < produced && !stopped; ++i) emit(fresh[static_cast<size_t>(i)]);

@@ -61,6 +61,7 @@ struct DecodeStats {
   int64_t n_drafted = 0;      // draft tokens proposed
   int64_t n_accepted = 0;     // draft tokens accepted
   std::vector<int> accept_lengths;  // tokens committed per round (the paper's acceptance length)
+  std::vector<int> verify_sizes;    // tokens verified per round (1 + drafts): the block an adaptive policy chose
   int64_t n_lookup_rounds = 0;      // rounds that verified an n-gram lookup proposal
   double t_prefill_s = 0, t_draft_s = 0, t_verify_s = 0, t_rollback_s = 0, t_decode_s = 0;
   FinishReason finish = FinishReason::kLength;

@@ -135,6 +135,16 @@ TEST(BenchCommand, PairBlocksAndAdaptiveReportSpeedAndTauPerConfiguration) {
   }
   EXPECT_GT(j["adaptive_tok_s"].get<double>(), 0.0);
   EXPECT_GE(j["adaptive_tau"].get<double>(), 1.0);
+  // The adaptive policy's verified blocks: sizes 1..16, a round count each, at least one round in all.
+  ASSERT_TRUE(j["adaptive_verify_sizes"].is_object()) << r.out;
+  int64_t adaptive_rounds = 0;
+  for (const auto& [b, n] : j["adaptive_verify_sizes"].items()) {
+    EXPECT_GE(std::stoi(b), 1);
+    EXPECT_LE(std::stoi(b), 16);
+    EXPECT_GT(n.get<int64_t>(), 0);
+    adaptive_rounds += n.get<int64_t>();
+  }
+  EXPECT_GT(adaptive_rounds, 0);
   // The best fixed block is one of those timed (plain decoding = 1, the drafter's own block, --pair-blocks),
   // and the ratios are the adaptive rate over theirs.
   const int best = j["best_fixed_block"].get<int>(), own = j["block_size"].get<int>();

@@ -91,6 +91,12 @@ TEST(Decoder, GreedyLookupAndHybridAreTokenIdenticalToAr) {
         ASSERT_EQ(*got, ref) << "trial " << trial << " block " << b << " mode " << mode;
         EXPECT_EQ(target.n_past(), static_cast<int64_t>(prompt.size() + got->size() - 1));
         for (int a : st.accept_lengths) EXPECT_LE(a, b);
+        // One verify size per round, never above the block; a round commits at most what it verified.
+        ASSERT_EQ(st.verify_sizes.size(), st.accept_lengths.size());
+        for (size_t i = 0; i < st.verify_sizes.size(); ++i) {
+          EXPECT_LE(st.verify_sizes[i], b);
+          EXPECT_LE(st.accept_lengths[i], st.verify_sizes[i]);
+        }
         if (mode == 1) {
           EXPECT_EQ(drafter.context().size(), 0u) << "the drafter must not be used with lookup";
           accepted += st.n_accepted;
@@ -119,6 +125,7 @@ TEST(Decoder, PerfectDrafterCommitsWholeBlocks) {
   ASSERT_TRUE(dec.generate(std::vector<int32_t>{1, 2, 3}, opts, nullptr, &st).is_ok());
   ASSERT_EQ(st.accept_lengths.size(), 5u);
   for (int a : st.accept_lengths) EXPECT_EQ(a, 16);
+  EXPECT_EQ(st.verify_sizes, std::vector<int>(5, 16));
   EXPECT_DOUBLE_EQ(st.acceptance(), 1.0);
   EXPECT_DOUBLE_EQ(st.tau(), 16.0);
 }
