@@ -291,7 +291,8 @@ Result<std::unique_ptr<Qwen35>> Qwen35::load(std::shared_ptr<const formats::Gguf
   }
 
   // Matrices the matmul kernel reads faster re-laid out (a no-op on CPUs without such a kernel).
-  // MoE expert stacks stay in place: they are read sparsely and can be larger than memory.
+  // MoE expert stacks stay in place: they are read sparsely and can be larger than memory, and the mapping
+  // costs them nothing measurable (35B-A3B shape, 4 layers: decode 40.8–41.0 tok/s mapped, 39.9–41.6 copied).
   I.packed.set_copy_in_place(f.mapped());
   I.packed.add(&I.output);
   for (Layer& L : I.layers)
