@@ -71,6 +71,31 @@ using namespace dflash::tensor;
 
 constexpr int kBlk = kQK8_0;
 
+// One row's per-block metadata into the 16-row layouts, shared by the AVX2 and the AVX-512 packers (which
+// differ only in how they move the quants): Q4_K/Q5_K row r's 6-bit scales as bytes [sub-block][row], its
+// mins as int16 pairs [pair][row], d and dmin; Q6_K row r's scales, its (−32·sc) offset pairs and d.
+template <bool kQ5, class B>
+inline void put_q45_row_meta(const B& x, int r, uint8_t* out) {
+  using L = Q45Layout<kQ5>;
+  uint8_t s8[8], m8[8];
+  unpack_k_scales(x.scales, s8, m8);
+  for (int j = 0; j < 8; ++j) out[L::kScales + j * kRows16 + r] = s8[j];
+  int32_t* mn2 = reinterpret_cast<int32_t*>(out + L::kMins);
+  for (int p = 0; p < 4; ++p) mn2[p * kRows16 + r] = int32_t(m8[2 * p]) | int32_t(m8[2 * p + 1]) << 16;
+  reinterpret_cast<uint16_t*>(out + L::kD)[r] = x.d;
+  reinterpret_cast<uint16_t*>(out + L::kDmin)[r] = x.dmin;
+}
+
+inline void put_q6k_row_meta(const BlockQ6_K& x, int r, uint8_t* out) {
+  int8_t* sc = reinterpret_cast<int8_t*>(out + kQ6kScales);
+  int32_t* off2 = reinterpret_cast<int32_t*>(out + kQ6kOffs);
+  for (int j = 0; j < 16; ++j) sc[j * kRows16 + r] = x.scales[j];
+  for (int p = 0; p < 8; ++p)
+    off2[p * kRows16 + r] = int32_t(uint16_t(int16_t(-32 * x.scales[2 * p]))) |
+                            int32_t(uint32_t(uint16_t(int16_t(-32 * x.scales[2 * p + 1]))) << 16);
+  reinterpret_cast<uint16_t*>(out + kQ6kD)[r] = x.d;
+}
+
 #if defined(__clang__)
 #pragma clang attribute push(__attribute__((target("avx2,fma,f16c"))), apply_to = function)
 #else
@@ -279,19 +304,7 @@ void pack_q45_block_avx2(const uint8_t* w, size_t w_stride, int m, int64_t b, ui
   const uint8_t* src[kRows16];
   for (int r = 0; r < kRows16; ++r) src[r] = blk + size_t(offs[r]) + offsetof(B, qs);
   for (int hh = 0; hh < 2; ++hh) transpose8_dwords(src + 8 * hh, 4, out, hh);  // dword c: chunk c / 8, k4 = c % 8
-  uint8_t* sc = out + L::kScales;
-  int32_t* mn2 = reinterpret_cast<int32_t*>(out + L::kMins);
-  uint16_t* d = reinterpret_cast<uint16_t*>(out + L::kD);
-  uint16_t* dmin = reinterpret_cast<uint16_t*>(out + L::kDmin);
-  for (int r = 0; r < kRows16; ++r) {
-    const B& x = *reinterpret_cast<const B*>(blk + size_t(offs[r]));
-    uint8_t s8[8], m8[8];
-    unpack_k_scales(x.scales, s8, m8);
-    for (int j = 0; j < 8; ++j) sc[j * kRows16 + r] = s8[j];
-    for (int p = 0; p < 4; ++p) mn2[p * kRows16 + r] = int32_t(m8[2 * p]) | int32_t(m8[2 * p + 1]) << 16;
-    d[r] = x.d;
-    dmin[r] = x.dmin;
-  }
+  for (int r = 0; r < kRows16; ++r) put_q45_row_meta<kQ5>(*reinterpret_cast<const B*>(blk + size_t(offs[r])), r, out);
   if constexpr (kQ5) {
     // Element 32j + l (l = 4k4 + i) of row r has its fifth bit at bit j of qh[l]; mask (j, k4) holds it at
     // bit 4r + i. qh laid out as [k4][row][4] bytes: byte 4r + i of vector k4 is row r's qh[4k4 + i], so
@@ -319,9 +332,6 @@ void pack_q6k_block_avx2(const uint8_t* w, size_t w_stride, int m, int64_t b, ui
   group_row_offsets(w_stride, m, offs);
   alignas(32) uint8_t q[kRows16][kQK_K];
   const __m256i m4 = _mm256_set1_epi8(0x0F), m30 = _mm256_set1_epi8(0x30);
-  int8_t* sc = reinterpret_cast<int8_t*>(out + kQ6kScales);
-  int32_t* off2 = reinterpret_cast<int32_t*>(out + kQ6kOffs);
-  uint16_t* d = reinterpret_cast<uint16_t*>(out + kQ6kD);
   for (int r = 0; r < kRows16; ++r) {
     const BlockQ6_K& x = *reinterpret_cast<const BlockQ6_K*>(w + size_t(offs[r]) + size_t(b) * sizeof(BlockQ6_K));
     // Element 128h + 32s + l (ggml's order): low 4 bits from ql[64h + 32(s & 1) + l] (s < 2: low nibble),
@@ -337,11 +347,7 @@ void pack_q6k_block_avx2(const uint8_t* w, size_t w_stride, int m, int64_t b, ui
           _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4), _mm256_and_si256(_mm256_srli_epi16(hb, 2), m30))};
       for (int s = 0; s < 4; ++s) _mm256_store_si256(reinterpret_cast<__m256i*>(q[r] + 128 * h + 32 * s), qv[s]);
     }
-    for (int j = 0; j < 16; ++j) sc[j * kRows16 + r] = x.scales[j];
-    for (int p = 0; p < 8; ++p)
-      off2[p * kRows16 + r] = int32_t(uint16_t(int16_t(-32 * x.scales[2 * p]))) |
-                              int32_t(uint32_t(uint16_t(int16_t(-32 * x.scales[2 * p + 1]))) << 16);
-    d[r] = x.d;
+    put_q6k_row_meta(x, r, out);
   }
   const uint8_t* src[kRows16];
   for (int r = 0; r < kRows16; ++r) src[r] = q[r];
@@ -705,19 +711,10 @@ void pack_q45_block(const uint8_t* w, size_t w_stride, int m, int64_t b, uint8_t
   const uint8_t* blk = w + size_t(b) * sizeof(B);
   for (int c = 0; c < 32; ++c)  // dword c of qs: chunk c / 8, k4 = c % 8
     _mm512_store_si512(out + 64 * c, _mm512_i32gather_epi32(row_offs, blk + offsetof(B, qs) + 4 * c, 1));
-  uint8_t* sc = out + L::kScales;
-  int32_t* mn2 = reinterpret_cast<int32_t*>(out + L::kMins);
-  uint16_t* d = reinterpret_cast<uint16_t*>(out + L::kD);
-  uint16_t* dmin = reinterpret_cast<uint16_t*>(out + L::kDmin);
   uint64_t masks[64] = {};
   for (int r = 0; r < kRows16; ++r) {
     const B& x = *reinterpret_cast<const B*>(blk + size_t(offs[r]));
-    uint8_t s8[8], m8[8];
-    unpack_k_scales(x.scales, s8, m8);
-    for (int j = 0; j < 8; ++j) sc[j * kRows16 + r] = s8[j];
-    for (int p = 0; p < 4; ++p) mn2[p * kRows16 + r] = int32_t(m8[2 * p]) | int32_t(m8[2 * p + 1]) << 16;
-    d[r] = x.d;
-    dmin[r] = x.dmin;
+    put_q45_row_meta<kQ5>(x, r, out);
     if constexpr (kQ5)  // element 32j + l (l = 4k4 + i) has its fifth bit at bit j of qh[l]
       for (int j = 0; j < 8; ++j)
         for (int l = 0; l < 32; ++l)
@@ -818,9 +815,6 @@ inline void ktile_n(int nt, const uint8_t* grp, int64_t nb, const uint8_t* act, 
 void pack_q6k_block(const uint8_t* w, size_t w_stride, int m, int64_t b, uint8_t* out) {
   int32_t offs[kRows16];
   group_row_offsets(w_stride, m, offs);
-  int8_t* sc = reinterpret_cast<int8_t*>(out + kQ6kScales);
-  int32_t* off2 = reinterpret_cast<int32_t*>(out + kQ6kOffs);
-  uint16_t* d = reinterpret_cast<uint16_t*>(out + kQ6kD);
   for (int r = 0; r < kRows16; ++r) {
     const BlockQ6_K& x = *reinterpret_cast<const BlockQ6_K*>(w + size_t(offs[r]) + size_t(b) * sizeof(BlockQ6_K));
     // Element e of half h: l = e mod 32, quarter s = (e mod 128) / 32 (ggml's order).
@@ -830,11 +824,7 @@ void pack_q6k_block(const uint8_t* w, size_t w_stride, int m, int64_t b, uint8_t
       const int q = ((s4 < 2 ? lo : lo >> 4) & 0x0F) | (((x.qh[32 * h + l] >> (2 * s4)) & 3) << 4);
       out[(e / 4) * 64 + r * 4 + e % 4] = uint8_t(q);
     }
-    for (int j = 0; j < 16; ++j) sc[j * kRows16 + r] = x.scales[j];
-    for (int p = 0; p < 8; ++p)
-      off2[p * kRows16 + r] = int32_t(uint16_t(int16_t(-32 * x.scales[2 * p]))) |
-                              int32_t(uint32_t(uint16_t(int16_t(-32 * x.scales[2 * p + 1]))) << 16);
-    d[r] = x.d;
+    put_q6k_row_meta(x, r, out);
   }
 }
 
