@@ -807,13 +807,35 @@ void rows_kq(const RowsArgs& a, int64_t r0, int64_t r1) {
 // epilogue is q6tile's: isum = Σ_p (−32·sc) pairs · bsums pairs + Σ_j sc_j·C_j, then one fma per
 // super-block: the same integers and float steps, so the same bits as every other Q6_K kernel.
 // Two C tiles alternate (0 for even sub-blocks, 1 for odd): one product runs while the other is scaled.
-#define DFLASH_Q6R_ISSUE(C, A, B, j)             \
-  do {                                           \
-    _tile_loadd(A, xb + 256 * (j), 16);          \
-    _tile_loadd(B, blk + 256 * (j), 64);         \
-    _tile_zero(C);                               \
-    _tile_dpbsud(C, A, B);                       \
+
+// Sub-block j of a super-block as one tile product C = A·B: A the tokens' K activation bytes of sub-block j
+// (kTokens rows of K, pack_tiles_act, at xb), B the 16 rows' K weight bytes as [k/4][row][4] (K/4 rows of
+// 64, at wb). A macro: GCC's tile intrinsics need the tile numbers as literals.
+#define DFLASH_SUBBLOCK_PRODUCT(C, A, B, kK, j)                         \
+  do {                                                                 \
+    _tile_loadd(A, xb + rows16_layout::kTokens * (kK) * (j), (kK));    \
+    _tile_loadd(B, wb + 16 * (kK) * (j), 64);                          \
+    _tile_zero(C);                                                     \
+    _tile_dpbsud(C, A, B);                                             \
   } while (0)
+
+// The rest of a super-block's kSubs sub-block products once those of sub-blocks 0 and 1 are issued (into C
+// tiles 0 and 1): each C_j is stored to cbuf and handed to scale(C_j as int32 [token][row], j) while the
+// product two sub-blocks on runs. step(j) runs before each pair (the Q6_K kernel's prefetch share).
+template <int kK, int kSubs, class Scale, class Step>
+__attribute__((always_inline)) inline void subblock_pipeline(const uint8_t* xb, const uint8_t* wb,
+                                                             int32_t (*cbuf)[kGroup * kGroup], Scale&& scale,
+                                                             Step&& step) {
+  for (int j = 0; j < kSubs; j += 2) {
+    step(j);
+    _tile_stored(0, cbuf[0], 64);
+    if (j + 2 < kSubs) DFLASH_SUBBLOCK_PRODUCT(0, 2, 4, kK, j + 2);
+    scale(cbuf[0], j);
+    _tile_stored(1, cbuf[1], 64);
+    if (j + 3 < kSubs) DFLASH_SUBBLOCK_PRODUCT(1, 3, 5, kK, j + 3);
+    scale(cbuf[1], j + 1);
+  }
+}
 
 // The tiles' activations of a group of up to 16 tokens: rows16_layout's packed Q8_K group (dx and the
 // kPairs sums pairs at the same offsets) except that the quants are [super-block][sub-block][token][K],
@@ -861,8 +883,9 @@ void q6k_rows16_group(const uint8_t* grp, int64_t nb, const uint8_t* act, int n,
   for (int64_t b = 0; b < nb; ++b) {
     const uint8_t* blk = grp + size_t(b) * kQ6kBlock;
     const uint8_t* xb = act + size_t(b) * kTokens * kQK_K;
-    DFLASH_Q6R_ISSUE(0, 2, 4, 0);
-    DFLASH_Q6R_ISSUE(1, 3, 5, 1);
+    const uint8_t* wb = blk;
+    DFLASH_SUBBLOCK_PRODUCT(0, 2, 4, 16, 0);
+    DFLASH_SUBBLOCK_PRODUCT(1, 3, 5, 16, 1);
     const int32_t* off2 = reinterpret_cast<const int32_t*>(blk + kQ6kOffs);
 #pragma GCC unroll 16
     for (int t = 0; t < kGroup; ++t) {
@@ -882,15 +905,10 @@ void q6k_rows16_group(const uint8_t* grp, int64_t nb, const uint8_t* act, int n,
         isum[t] = _mm512_add_epi32(isum[t], _mm512_mullo_epi32(_mm512_load_si512(c + t * kGroup), sc));
       }
     };
-    for (int j = 0; j < 16; j += 2) {
-      prefetch_slot<10>(pf, b, j / 2);  // 77 lines per super-block over 8 steps
-      _tile_stored(0, cbuf[0], 64);
-      if (j + 2 < 16) DFLASH_Q6R_ISSUE(0, 2, 4, j + 2);
-      scale(cbuf[0], j);
-      _tile_stored(1, cbuf[1], 64);
-      if (j + 3 < 16) DFLASH_Q6R_ISSUE(1, 3, 5, j + 3);
-      scale(cbuf[1], j + 1);
-    }
+    auto prefetch = [&](int j) __attribute__((always_inline)) {
+      prefetch_slot<10>(pf, b, j / 2);  // 77 lines per super-block over the 8 pairs
+    };
+    subblock_pipeline<16, 16>(xb, wb, cbuf, scale, prefetch);
     const __m512 d = _mm512_cvtph_ps(_mm256_load_si256(reinterpret_cast<const __m256i*>(blk + kQ6kD)));
 #pragma GCC unroll 16
     for (int t = 0; t < kGroup; ++t) {
@@ -902,7 +920,6 @@ void q6k_rows16_group(const uint8_t* grp, int64_t nb, const uint8_t* act, int n,
   const __mmask16 rows = __mmask16((1u << m) - 1);
   for (int t = 0; t < n; ++t) _mm512_mask_storeu_ps(y + t * ldy, rows, acc[t]);
 }
-#undef DFLASH_Q6R_ISSUE
 
 // ---------------- Q4_K / Q5_K on the 16-row copy ----------------
 // As the Q6_K kernel above, with 32-element sub-blocks (tile K = 32). The copy holds nibbles, so each
@@ -938,14 +955,6 @@ inline void decode_q45(const uint8_t* blk, uint8_t* out, const rows16_layout::Pr
     }
 }
 
-#define DFLASH_Q45R_ISSUE(C, A, B, j)            \
-  do {                                           \
-    _tile_loadd(A, xb + 512 * (j), 32);          \
-    _tile_loadd(B, wb + 512 * (j), 64);          \
-    _tile_zero(C);                               \
-    _tile_dpbsud(C, A, B);                       \
-  } while (0)
-
 template <bool kQ5>
 void q45_rows16_group(const uint8_t* grp, int64_t nb, const uint8_t* act, int n, int m, float* y, int64_t ldy,
                       const rows16_layout::Prefetch& pf) {
@@ -963,8 +972,8 @@ void q45_rows16_group(const uint8_t* grp, int64_t nb, const uint8_t* act, int n,
     const uint8_t* blk = grp + size_t(b) * L::kBlock;
     const uint8_t* wb = t_q45_bytes[b & 1];
     const uint8_t* xb = act + size_t(b) * kTokens * kQK_K;
-    DFLASH_Q45R_ISSUE(0, 2, 4, 0);
-    DFLASH_Q45R_ISSUE(1, 3, 5, 1);
+    DFLASH_SUBBLOCK_PRODUCT(0, 2, 4, 32, 0);
+    DFLASH_SUBBLOCK_PRODUCT(1, 3, 5, 32, 1);
     // The next super-block's bytes, while these products run.
     if (b + 1 < nb) decode_q45<kQ5>(blk + L::kBlock, t_q45_bytes[(b + 1) & 1], pf, b + 1);
 #pragma GCC unroll 16
@@ -981,14 +990,7 @@ void q45_rows16_group(const uint8_t* grp, int64_t nb, const uint8_t* act, int n,
         isum[t] = _mm512_add_epi32(isum[t], _mm512_mullo_epi32(_mm512_load_si512(c + t * kGroup), sc));
       }
     };
-    for (int j = 0; j < 8; j += 2) {
-      _tile_stored(0, cbuf[0], 64);
-      if (j + 2 < 8) DFLASH_Q45R_ISSUE(0, 2, 4, j + 2);
-      scale(cbuf[0], j);
-      _tile_stored(1, cbuf[1], 64);
-      if (j + 3 < 8) DFLASH_Q45R_ISSUE(1, 3, 5, j + 3);
-      scale(cbuf[1], j + 1);
-    }
+    subblock_pipeline<32, 8>(xb, wb, cbuf, scale, [](int) {});
     const __m512 d = _mm512_cvtph_ps(_mm256_load_si256(reinterpret_cast<const __m256i*>(blk + L::kD)));
     const __m512 dmin = _mm512_cvtph_ps(_mm256_load_si256(reinterpret_cast<const __m256i*>(blk + L::kDmin)));
     const int32_t* mn2 = reinterpret_cast<const int32_t*>(blk + L::kMins);
@@ -1008,7 +1010,8 @@ void q45_rows16_group(const uint8_t* grp, int64_t nb, const uint8_t* act, int n,
   const __mmask16 rows = __mmask16((1u << m) - 1);
   for (int t = 0; t < n; ++t) _mm512_mask_storeu_ps(y + t * ldy, rows, acc[t]);
 }
-#undef DFLASH_Q45R_ISSUE
+
+#undef DFLASH_SUBBLOCK_PRODUCT
 
 // A row group without the copy (a row slice off the 16-row boundaries) is packed per call.
 thread_local std::vector<uint8_t> t_kq_group;
