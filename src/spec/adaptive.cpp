@@ -13,6 +13,9 @@ constexpr double kTimeEma = 0.2;
 constexpr int kProbes = 1;            // measurements wanted per probed block size
 constexpr int kMinExploreGap = 32;    // rounds between neighbour probes, doubling while the choice holds
 constexpr int kMaxExploreGap = 96;
+constexpr double kStateDecay = 0.99;  // per round decided in that state: a state keeps its last ~100 visits
+constexpr double kStateWeight = 30.0;  // evidence a state needs to outweigh the profile it borrows
+constexpr int kSweeps = 8;            // value-iteration sweeps per round (warm-started)
 
 // Exponential moving average x over n observations so far; the first one is taken as it is.
 void ema_add(double& x, int& n, double v) {
@@ -25,10 +28,22 @@ AdaptiveBlockPolicy::AdaptiveBlockPolicy(int max_block)
     : max_block_(std::max(1, max_block)),
       tested_(static_cast<size_t>(max_block_) + 1, 0.0),
       accepted_(static_cast<size_t>(max_block_) + 1, 0.0),
+      s_tested_(static_cast<size_t>(kStates) * (static_cast<size_t>(max_block_) + 1), 0.0),
+      s_accepted_(s_tested_.size(), 0.0),
+      h_(kStates, 0.0),
       t_ema_(static_cast<size_t>(max_block_) + 1, 0.0),
       t_n_(static_cast<size_t>(max_block_) + 1, 0),
       c_ema_(static_cast<size_t>(max_block_) + 1, 0.0),
       c_n_(static_cast<size_t>(max_block_) + 1, 0) {}
+
+int AdaptiveBlockPolicy::state_after(int b, int n) {
+  if (b <= 1) return 0;
+  // A block accepted whole shows a run of at least n: it counts as one more.
+  const int run = n >= b - 1 ? n + 1 : n;
+  return run == 0 ? 1 : run <= 3 ? 2 : run <= 7 ? 3 : 4;
+}
+
+void AdaptiveBlockPolicy::start_sequence() { state_ = 0; }
 
 double AdaptiveBlockPolicy::acceptance(int k) const {
   // A position with little evidence borrows the estimate of the one before it: deep positions are
@@ -49,6 +64,83 @@ double AdaptiveBlockPolicy::expected_tokens(int b) const {
     e += run;
   }
   return e;
+}
+
+double AdaptiveBlockPolicy::acceptance(int state, int k) const {
+  // Position 1 starts from the whole text's estimate; deeper positions from the state's own estimate
+  // one position up (after a run of hits the deep drafts tend to hit as well).
+  const size_t row = static_cast<size_t>(std::clamp(state, 0, kStates - 1)) * (static_cast<size_t>(max_block_) + 1);
+  double a = acceptance(1);
+  for (int j = 1; j <= k; ++j) {
+    const size_t i = row + static_cast<size_t>(j);
+    a = (s_accepted_[i] + a * kStateWeight) / (s_tested_[i] + kStateWeight);  // prior: a_{j−1}(state)
+  }
+  return a;
+}
+
+double AdaptiveBlockPolicy::expected_tokens(int state, int b) const {
+  double e = 1.0, run = 1.0;
+  for (int k = 1; k < b; ++k) {
+    run *= acceptance(state, k);
+    e += run;
+  }
+  return e;
+}
+
+int AdaptiveBlockPolicy::plan(int cap) {
+  // Costs in one-token rounds; blocks with no estimate yet are left out.
+  const double t1 = round_seconds(1);
+  std::vector<double> tau(static_cast<size_t>(cap) + 1, 0.0);
+  double eta = 1e300;
+  for (int b = 1; b <= cap; ++b) {
+    const double t = round_seconds(b);
+    if (t <= 0.0 || t1 <= 0.0) continue;
+    tau[static_cast<size_t>(b)] = t / t1;
+    eta = std::min(eta, t / t1);
+  }
+  if (eta > 1e299) return 1;
+  // a_k(s) for every state, once per round.
+  std::vector<double> a(static_cast<size_t>(kStates) * static_cast<size_t>(cap), 0.0);
+  for (int s = 0; s < kStates; ++s)
+    for (int k = 1; k < cap; ++k) a[static_cast<size_t>(s * cap + k)] = acceptance(s, k);
+  // Schweitzer: a round of block B (reward E, duration τ_B, next state s') becomes a step with reward E/τ_B
+  // that moves to s' with probability η/τ_B and stays put otherwise; the average reward per step of that
+  // chain is the semi-Markov process's tokens per one-token round, with the same optimal policy.
+  auto q_value = [&](int s, int b) {
+    const double tb = tau[static_cast<size_t>(b)];
+    if (b == 1) return 1.0 / tb + h_[static_cast<size_t>(s)];
+    double e = 0.0, next = 0.0, run = 1.0;
+    for (int k = 0; k < b; ++k) {  // k drafts accepted, then the first rejection (or the end of the block)
+      const double ak = k + 1 < b ? a[static_cast<size_t>(s * cap + k + 1)] : 0.0;
+      const double p = run * (1.0 - ak);
+      e += p * (k + 1);
+      next += p * h_[static_cast<size_t>(state_after(b, k))];
+      run *= ak;
+    }
+    return e / tb + (eta / tb) * next + (1.0 - eta / tb) * h_[static_cast<size_t>(s)];
+  };
+  std::vector<double> h_new(static_cast<size_t>(kStates));
+  for (int sweep = 0; sweep < kSweeps; ++sweep) {
+    for (int s = 0; s < kStates; ++s) {
+      double best = -1e300;
+      for (int b = 1; b <= cap; ++b)
+        if (tau[static_cast<size_t>(b)] > 0.0) best = std::max(best, q_value(s, b));
+      h_new[static_cast<size_t>(s)] = best;
+    }
+    // Relative to state 0, so the values stay bounded.
+    for (int s = 0; s < kStates; ++s) h_[static_cast<size_t>(s)] = h_new[static_cast<size_t>(s)] - h_new[0];
+  }
+  int best = 1;
+  double best_q = -1e300;
+  for (int b = 1; b <= cap; ++b) {
+    if (tau[static_cast<size_t>(b)] <= 0.0) continue;
+    const double q = q_value(state_, b);
+    if (q > best_q + 1e-12) {
+      best_q = q;
+      best = b;
+    }
+  }
+  return best;
 }
 
 double AdaptiveBlockPolicy::measured_seconds(int b) const {
@@ -90,6 +182,7 @@ double AdaptiveBlockPolicy::round_seconds(int b) const {
 
 int AdaptiveBlockPolicy::next_block_size(int max_block) {
   const int cap = std::clamp(max_block, 1, max_block_);
+  decided_state_ = state_;
   // Probe schedule: doubling sizes up to the trained block, each once. Every run pays its probes and
   // a short one (64 tokens) cannot afford expensive ones that have no chance: a size whose predicted
   // rate (current acceptance profile, cost line through the sizes measured so far) is under half the
@@ -106,17 +199,7 @@ int AdaptiveBlockPolicy::next_block_size(int max_block) {
       return b;
     }
   }
-  int best = 1;
-  double best_rate = -1.0;
-  for (int b = 1; b <= cap; ++b) {
-    const double t = round_seconds(b);
-    if (t <= 0) continue;
-    const double rate = expected_tokens(b) / t;
-    if (rate > best_rate) {
-      best_rate = rate;
-      best = b;
-    }
-  }
+  int best = plan(cap);
   // Keep the estimates of the neighbours fresh: now and then try one size next to the choice (the one
   // above when the choice is 1). While the choice stays the same the gap grows, 32 → 64 → 96 rounds: a
   // settled policy (typically B = 1 when drafting does not pay) then spends ~1 % of its rounds on a
@@ -140,10 +223,22 @@ void AdaptiveBlockPolicy::observe(int block, int n_accepted, double seconds) {
     accepted_[k] *= kDecay;
   }
   // Draft k was tested if the k−1 before it were accepted and the block had room for it.
+  const size_t row = static_cast<size_t>(decided_state_) * (static_cast<size_t>(max_block_) + 1);
+  if (block > 1)
+    for (size_t k = 1; k <= static_cast<size_t>(max_block_); ++k) {
+      s_tested_[row + k] *= kStateDecay;
+      s_accepted_[row + k] *= kStateDecay;
+    }
   for (int k = 1; k < block && k <= n_accepted + 1; ++k) {
     tested_[static_cast<size_t>(k)] += 1.0;
-    if (k <= n_accepted) accepted_[static_cast<size_t>(k)] += 1.0;
+    s_tested_[row + static_cast<size_t>(k)] += 1.0;
+    if (k <= n_accepted) {
+      accepted_[static_cast<size_t>(k)] += 1.0;
+      s_accepted_[row + static_cast<size_t>(k)] += 1.0;
+    }
   }
+  // A plain round shows nothing about the drafter: the state stays.
+  if (block > 1) state_ = state_after(block, n_accepted);
   const size_t i = static_cast<size_t>(block);
   ema_add(t_ema_[i], t_n_[i], seconds);
   if (block > 1 && t_n_[1] > 0) ema_add(c_ema_[i], c_n_[i], seconds / t_ema_[1]);

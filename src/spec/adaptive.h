@@ -2,15 +2,27 @@
 // (weights are reused across the block, but the arithmetic is not free), so the block that maximises
 // tokens per second depends on the machine and on how well the drafter is doing right now.
 //
-// Each round the policy picks B maximising E(B) / t(B):
-//   E(B) = 1 + Σ_{k<B} Π_{j≤k} a_j      expected tokens committed by a round of block B, with a_j the
-//                                       running probability that draft j is accepted given j−1 were;
+// Each round the policy picks B from three estimates:
+//   a_j(s)                              the running probability that draft j is accepted given j−1 were,
+//                                       kept per *context state* s: what the last drafting round showed
+//                                       (the run of accepted drafts: none, 1–3, 4–7, 8+; a block
+//                                       accepted whole counts one more). Acceptance comes in runs — on the shipped
+//                                       pair, after a round that rejected its first draft the next one
+//                                       accepts 0.7 drafts on average, after one that accepted 8+ it
+//                                       accepts 9–10 — so one profile for the whole text averages a
+//                                       stretch where B = 16 pays with one where only B = 1 does;
+//   E(B | s) = 1 + Σ_{k<B} Π_{j≤k} a_j(s)  expected tokens committed by a round of block B;
 //   t(B)                                measured seconds per round of block B (an exponential moving
 //                                       average; for B > 1 of its ratio to the one-token round, so
 //                                       that machine-speed drift cancels), or for blocks not measured
 //                                       yet a linear fit t0 + s·(B−1) through the measured ones.
-// Counts decay slowly so the profile follows the text (code vs prose). Blocks not yet measured are
-// probed a few times on a fixed schedule: the policy is deterministic.
+// and it maximises tokens per second over the long run, not per round: a round also decides which state
+// the next one starts from (a cheap B = 2 after a miss can find the next run, where B = 1 learns nothing),
+// so the choice solves the semi-Markov decision process states × blocks by relative value iteration
+// (Schweitzer's transformation to a discrete-time process; a few warm-started sweeps per round). A plain
+// round (B = 1) leaves the state as it was. Counts decay so the profiles follow the text (code vs prose);
+// a state with little evidence borrows the whole text's profile. Blocks not yet measured are probed a
+// few times on a fixed schedule: the policy is deterministic.
 #pragma once
 
 #include <vector>
@@ -24,16 +36,30 @@ class AdaptiveBlockPolicy final : public BlockPolicy {
   explicit AdaptiveBlockPolicy(int max_block);
   int next_block_size(int max_block) override;
   void observe(int block_size, int n_accepted, double seconds) override;
+  void start_sequence() override;
 
-  double acceptance(int k) const;       // a_k, k = 1 .. max_block-1
-  double expected_tokens(int b) const;  // E(b)
+  static constexpr int kStates = 5;     // context states; 0 = nothing drafted yet in this text
+  // The state a drafting round of block b that accepted n drafts leaves behind.
+  static int state_after(int b, int n_accepted);
+  int state() const { return state_; }
+
+  double acceptance(int k) const;       // a_k over the whole text (all states), k = 1 .. max_block-1
+  double expected_tokens(int b) const;  // E(b) over the whole text
+  double acceptance(int state, int k) const;       // a_k(state)
+  double expected_tokens(int state, int b) const;  // E(b | state)
   double round_seconds(int b) const;    // t(b): measured, fitted, or 0 if nothing is known yet
   int rounds() const { return rounds_; }  // rounds observed so far (probing ends after a few)
 
  private:
   int max_block_;
   int rounds_ = 0;
-  std::vector<double> tested_, accepted_;  // per draft position (decayed counts)
+  std::vector<double> tested_, accepted_;  // per draft position (decayed counts), whole text
+  std::vector<double> s_tested_, s_accepted_;  // [state][position], decayed counts
+  std::vector<double> h_;                  // relative values of the states (warm-started each round)
+  int state_ = 0;                          // the state the next round starts from
+  int decided_state_ = 0;                  // the state the last chosen block was chosen in
+  // The block maximising long-run tokens per second from the current state (value iteration).
+  int plan(int cap);
   std::vector<double> t_ema_;              // per block size; 0 = not measured
   std::vector<int> t_n_;                   // observations per block size
   std::vector<double> c_ema_;              // B > 1: round time / one-token round time (EMA)

@@ -111,6 +111,7 @@ util::Result<std::vector<int32_t>> Decoder::generate(std::span<const int32_t> pr
   prof_prefill.reset();
   emit(last);
 
+  if (opts.policy && max_block > 1) opts.policy->start_sequence();
   util::Timer decode_timer;
   int64_t start = n_prompt;  // position of `last`, which is not yet in the target state
   while (start + 1 < max_length && !stopped) {

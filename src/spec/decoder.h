@@ -25,6 +25,8 @@ class BlockPolicy {
   virtual int next_block_size(int max_block) = 0;
   // Called after every round with the block size used and the drafted tokens accepted.
   virtual void observe(int block_size, int n_accepted, double seconds) = 0;
+  // A new text begins (the decoder calls this once per generation, before its first round).
+  virtual void start_sequence() {}
 };
 
 struct DecodeOptions {

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <functional>
 #include <random>
 
 namespace dflash::spec {
@@ -26,8 +27,9 @@ struct Sim {
   }
 };
 
-// Tokens per time unit the policy achieves over `rounds` rounds.
-double run_policy(const Sim& s, int rounds, AdaptiveBlockPolicy& pol, std::vector<int>* chosen) {
+// Tokens per time unit the policy achieves over `rounds` rounds (after_round: called after each).
+double run_policy(const Sim& s, int rounds, AdaptiveBlockPolicy& pol, std::vector<int>* chosen,
+                  const std::function<void(int)>& after_round = {}) {
   std::mt19937 rng(9);
   std::uniform_real_distribution<double> u(0, 1);
   double tokens = 0, time = 0;
@@ -39,6 +41,7 @@ double run_policy(const Sim& s, int rounds, AdaptiveBlockPolicy& pol, std::vecto
     tokens += acc + 1;
     time += s.cost(b);
     if (chosen) chosen->push_back(b);
+    if (after_round) after_round(r);
   }
   return tokens / time;
 }
@@ -48,12 +51,16 @@ TEST(AdaptiveBlockPolicy, FindsTheBestFixedBlockAndMatchesItsThroughput) {
     SCOPED_TRACE(testing::Message() << "p=" << s.p << " slope=" << s.slope);
     AdaptiveBlockPolicy pol(16);
     std::vector<int> chosen;
-    const double rate = run_policy(s, 2000, pol, &chosen);
+    double a1 = 0;  // mean of the profile's a_1 over the last 500 rounds
+    const double rate = run_policy(s, 2000, pol, &chosen, [&](int r) {
+      if (r >= 1500) a1 += pol.acceptance(1) / 500;
+    });
     const int best = s.best_fixed(16);
     const double best_rate = s.expected(best) / s.cost(best);
-    // The learned profile is right (when drafts are used at all).
+    // The learned profile is right (when drafts are used at all). One estimate follows the last ~50
+    // rounds (±0.07 at p = 0.6), so it is averaged over the last 500.
     if (best > 1) {
-      EXPECT_NEAR(pol.acceptance(1), s.p, 0.1);
+      EXPECT_NEAR(a1, s.p, 0.06);
     }
     // After the probes, the policy settles on (or next to) the best block.
     int near = 0;
@@ -127,6 +134,64 @@ TEST(AdaptiveBlockPolicy, BackedOffProbesStillNoticeWhenDraftingStartsToPay) {
   }
   ASSERT_GE(switched_at, 1000) << "never drafted long blocks after the text changed";
   EXPECT_LE(switched_at, 1000 + 96 + 200);
+}
+
+// Acceptance comes in runs: the text switches between stretches the drafter gets right (pe) and
+// stretches it does not (ph), the regime flipping at each committed token with probability sw. One
+// profile for the whole text sees the mixture and settles on a middle block; the context states show
+// that a long run tends to follow a long run and a miss a miss, so the policy must beat every fixed
+// block, here by at least 6 %. Measured: 1.130 / 1.084 / 1.149 × the best fixed block; the policy
+// with a single profile (session 11) reached 1.012 / 0.985 / 1.045.
+TEST(AdaptiveBlockPolicy, RunsOfAcceptanceBeatEveryFixedBlock) {
+  struct Case {
+    double pe, ph, sw, slope;
+  };
+  for (const Case c : {Case{0.95, 0.1, 0.02, 0.25}, Case{0.9, 0.2, 0.05, 0.2}, Case{0.95, 0.05, 0.01, 0.3}}) {
+    SCOPED_TRACE(testing::Message() << "pe=" << c.pe << " ph=" << c.ph << " sw=" << c.sw << " slope=" << c.slope);
+    auto run = [&](int fixed) {  // tokens per time unit over 4000 rounds; fixed = 0: the policy
+      AdaptiveBlockPolicy pol(16);
+      std::mt19937 rng(7);
+      std::uniform_real_distribution<double> u(0, 1);
+      bool easy = false;
+      double tokens = 0, time = 0;
+      for (int r = 0; r < 4000; ++r) {
+        const int b = fixed ? fixed : pol.next_block_size(16);
+        int acc = 0;
+        while (acc < b - 1 && u(rng) < (easy ? c.pe : c.ph)) ++acc;
+        const double cost = 1.0 + c.slope * (b - 1);
+        if (!fixed) pol.observe(b, acc, cost);
+        tokens += acc + 1;
+        time += cost;
+        for (int t = 0; t <= acc; ++t)
+          if (u(rng) < c.sw) easy = !easy;
+      }
+      return tokens / time;
+    };
+    double best_fixed = 0;
+    for (int b = 1; b <= 16; ++b) best_fixed = std::max(best_fixed, run(b));
+    EXPECT_GT(run(0), 1.06 * best_fixed);
+  }
+}
+
+TEST(AdaptiveBlockPolicy, ContextStateIsTheLastDraftingRound) {
+  using P = AdaptiveBlockPolicy;
+  EXPECT_EQ(P::state_after(4, 0), 1);   // first draft rejected
+  EXPECT_EQ(P::state_after(16, 3), 2);  // runs of 1–3
+  EXPECT_EQ(P::state_after(2, 1), 2);   // a whole block of 2: a run of at least 1, counted as 2
+  EXPECT_EQ(P::state_after(4, 3), 3);   // a whole block of 4 counts as a run of 4
+  EXPECT_EQ(P::state_after(16, 7), 3);
+  EXPECT_EQ(P::state_after(8, 7), 4);   // whole block of 8
+  EXPECT_EQ(P::state_after(16, 15), 4);
+  P pol(16);
+  EXPECT_EQ(pol.state(), 0);
+  pol.observe(8, 7, 1.0);
+  EXPECT_EQ(pol.state(), 4);
+  pol.observe(1, 0, 0.3);  // a plain round shows nothing about the drafter
+  EXPECT_EQ(pol.state(), 4);
+  pol.observe(8, 0, 1.0);
+  EXPECT_EQ(pol.state(), 1);
+  pol.start_sequence();
+  EXPECT_EQ(pol.state(), 0);
 }
 
 TEST(AdaptiveBlockPolicy, ExpectedTokensFollowsTheProfile) {
