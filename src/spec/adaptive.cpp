@@ -1,6 +1,7 @@
 #include "spec/adaptive.h"
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 
 namespace dflash::spec {
@@ -16,6 +17,7 @@ constexpr int kMaxExploreGap = 96;
 constexpr double kStateDecay = 0.99;  // per round decided in that state: a state keeps its last ~100 visits
 constexpr double kStateWeight = 30.0;  // evidence a state needs to outweigh the profile it borrows
 constexpr int kSweeps = 8;            // value-iteration sweeps per round (warm-started)
+constexpr int kPlainRefresh = 48;     // a drafting policy still runs a plain round this often
 
 // Exponential moving average x over n observations so far; the first one is taken as it is.
 void ema_add(double& x, int& n, double v) {
@@ -143,12 +145,29 @@ int AdaptiveBlockPolicy::plan(int cap) {
   return best;
 }
 
+double AdaptiveBlockPolicy::plain_seconds() const {
+  // The one-token round is every other block's yardstick, so one slow outlier (the first round after a
+  // prefill, a descheduled thread) must not set it: the median of the last five.
+  const int n = std::min(t_n_[1], kPlainWindow);
+  if (n == 0) return 0.0;
+  std::array<double, kPlainWindow> v{};
+  for (int i = 0; i < n; ++i) {  // insertion sort of at most five
+    int j = i;
+    for (; j > 0 && v[static_cast<size_t>(j - 1)] > plain_recent_[static_cast<size_t>(i)]; --j)
+      v[static_cast<size_t>(j)] = v[static_cast<size_t>(j - 1)];
+    v[static_cast<size_t>(j)] = plain_recent_[static_cast<size_t>(i)];
+  }
+  const size_t m = static_cast<size_t>(n / 2);
+  return n % 2 ? v[m] : 0.5 * (v[m - 1] + v[m]);
+}
+
 double AdaptiveBlockPolicy::measured_seconds(int b) const {
   const size_t i = static_cast<size_t>(b);
   // Blocks above 1 are kept as a ratio to the one-token round measured around the same time, so a
   // shared machine slowing down or speeding up between observations moves every estimate alike
   // instead of making whichever size was measured last look cheap or dear.
-  if (b > 1 && c_n_[i] > 0 && t_n_[1] > 0) return c_ema_[i] * t_ema_[1];
+  if (b == 1) return plain_seconds();
+  if (c_n_[i] > 0 && t_n_[1] > 0) return c_ema_[i] * plain_seconds();
   return t_n_[i] > 0 ? t_ema_[i] : 0.0;
 }
 
@@ -212,6 +231,10 @@ int AdaptiveBlockPolicy::next_block_size(int max_block) {
     explore_up_ = !explore_up_;
     best = std::clamp(best == 1 || explore_up_ ? best + 1 : best - 1, 1, cap);
   }
+  // A policy that keeps drafting never measures plain rounds, yet they are what every other size is
+  // measured against: one now and then keeps the yardstick current (a policy that started from a slow
+  // plain round could otherwise stay on B = 2–4 where plain decoding is faster).
+  if (best > 1 && t_n_[1] > 0 && rounds_ - last_plain_round_ >= kPlainRefresh) best = 1;
   return best;
 }
 
@@ -240,8 +263,12 @@ void AdaptiveBlockPolicy::observe(int block, int n_accepted, double seconds) {
   // A plain round shows nothing about the drafter: the state stays.
   if (block > 1) state_ = state_after(block, n_accepted);
   const size_t i = static_cast<size_t>(block);
+  if (block == 1) {
+    plain_recent_[static_cast<size_t>(t_n_[1] % kPlainWindow)] = seconds;
+    last_plain_round_ = rounds_;
+  }
   ema_add(t_ema_[i], t_n_[i], seconds);
-  if (block > 1 && t_n_[1] > 0) ema_add(c_ema_[i], c_n_[i], seconds / t_ema_[1]);
+  if (block > 1 && t_n_[1] > 0) ema_add(c_ema_[i], c_n_[i], seconds / plain_seconds());
 }
 
 }  // namespace dflash::spec

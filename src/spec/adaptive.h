@@ -21,10 +21,12 @@
 // so the choice solves the semi-Markov decision process states × blocks by relative value iteration
 // (Schweitzer's transformation to a discrete-time process; a few warm-started sweeps per round). A plain
 // round (B = 1) leaves the state as it was. Counts decay so the profiles follow the text (code vs prose);
-// a state with little evidence borrows the whole text's profile. Blocks not yet measured are probed a
-// few times on a fixed schedule: the policy is deterministic.
+// a state with little evidence borrows the whole text's profile. The one-token round's cost is the median
+// of the last five, re-measured every 48 rounds even while drafting pays (it is every other size's
+// yardstick). Blocks not yet measured are probed a few times on a fixed schedule: the policy is deterministic.
 #pragma once
 
+#include <array>
 #include <vector>
 
 #include "spec/decoder.h"
@@ -65,6 +67,10 @@ class AdaptiveBlockPolicy final : public BlockPolicy {
   std::vector<double> c_ema_;              // B > 1: round time / one-token round time (EMA)
   std::vector<int> c_n_;
   double measured_seconds(int b) const;    // a measured size's current estimate
+  static constexpr int kPlainWindow = 5;
+  std::array<double, kPlainWindow> plain_recent_{};  // the last one-token rounds (ring)
+  int last_plain_round_ = 0;
+  double plain_seconds() const;            // median of plain_recent_
   // Neighbour probes after the initial schedule: the round of the next one, the gap to it, and the
   // choice at the last one.
   int next_explore_ = 64;
