@@ -268,7 +268,7 @@ void AdaptiveBlockPolicy::observe(int block, int n_accepted, double seconds) {
     last_plain_round_ = rounds_;
   }
   ema_add(t_ema_[i], t_n_[i], seconds);
-  if (block > 1 && t_n_[1] > 0) ema_add(c_ema_[i], c_n_[i], seconds / plain_seconds());
+  if (block > 1 && plain_seconds() > 0.0) ema_add(c_ema_[i], c_n_[i], seconds / plain_seconds());
 }
 
 }  // namespace dflash::spec
