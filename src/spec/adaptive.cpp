@@ -80,15 +80,6 @@ double AdaptiveBlockPolicy::acceptance(int state, int k) const {
   return a;
 }
 
-double AdaptiveBlockPolicy::expected_tokens(int state, int b) const {
-  double e = 1.0, run = 1.0;
-  for (int k = 1; k < b; ++k) {
-    run *= acceptance(state, k);
-    e += run;
-  }
-  return e;
-}
-
 int AdaptiveBlockPolicy::plan(int cap) {
   // Costs in one-token rounds; blocks with no estimate yet are left out.
   const double t1 = round_seconds(1);
@@ -121,7 +112,7 @@ int AdaptiveBlockPolicy::plan(int cap) {
     }
     return e / tb + (eta / tb) * next + (1.0 - eta / tb) * h_[static_cast<size_t>(s)];
   };
-  std::vector<double> h_new(static_cast<size_t>(kStates));
+  std::array<double, kStates> h_new{};
   for (int sweep = 0; sweep < kSweeps; ++sweep) {
     for (int s = 0; s < kStates; ++s) {
       double best = -1e300;
@@ -145,11 +136,13 @@ int AdaptiveBlockPolicy::plan(int cap) {
   return best;
 }
 
-double AdaptiveBlockPolicy::plain_seconds() const {
+void AdaptiveBlockPolicy::add_plain_round(double seconds) {
   // The one-token round is every other block's yardstick, so one slow outlier (the first round after a
   // prefill, a descheduled thread) must not set it: the median of the last five.
+  plain_recent_[static_cast<size_t>(t_n_[1] % kPlainWindow)] = seconds;
+  ++t_n_[1];
+  last_plain_round_ = rounds_;
   const int n = std::min(t_n_[1], kPlainWindow);
-  if (n == 0) return 0.0;
   std::array<double, kPlainWindow> v{};
   for (int i = 0; i < n; ++i) {  // insertion sort of at most five
     int j = i;
@@ -158,7 +151,7 @@ double AdaptiveBlockPolicy::plain_seconds() const {
     v[static_cast<size_t>(j)] = plain_recent_[static_cast<size_t>(i)];
   }
   const size_t m = static_cast<size_t>(n / 2);
-  return n % 2 ? v[m] : 0.5 * (v[m - 1] + v[m]);
+  plain_seconds_ = n % 2 ? v[m] : 0.5 * (v[m - 1] + v[m]);
 }
 
 double AdaptiveBlockPolicy::measured_seconds(int b) const {
@@ -166,8 +159,8 @@ double AdaptiveBlockPolicy::measured_seconds(int b) const {
   // Blocks above 1 are kept as a ratio to the one-token round measured around the same time, so a
   // shared machine slowing down or speeding up between observations moves every estimate alike
   // instead of making whichever size was measured last look cheap or dear.
-  if (b == 1) return plain_seconds();
-  if (c_n_[i] > 0 && t_n_[1] > 0) return c_ema_[i] * plain_seconds();
+  if (b == 1) return plain_seconds_;
+  if (c_n_[i] > 0 && t_n_[1] > 0) return c_ema_[i] * plain_seconds_;
   return t_n_[i] > 0 ? t_ema_[i] : 0.0;
 }
 
@@ -264,11 +257,11 @@ void AdaptiveBlockPolicy::observe(int block, int n_accepted, double seconds) {
   if (block > 1) state_ = state_after(block, n_accepted);
   const size_t i = static_cast<size_t>(block);
   if (block == 1) {
-    plain_recent_[static_cast<size_t>(t_n_[1] % kPlainWindow)] = seconds;
-    last_plain_round_ = rounds_;
+    add_plain_round(seconds);
+  } else {
+    ema_add(t_ema_[i], t_n_[i], seconds);
+    if (plain_seconds_ > 0.0) ema_add(c_ema_[i], c_n_[i], seconds / plain_seconds_);
   }
-  ema_add(t_ema_[i], t_n_[i], seconds);
-  if (block > 1 && plain_seconds() > 0.0) ema_add(c_ema_[i], c_n_[i], seconds / plain_seconds());
 }
 
 }  // namespace dflash::spec

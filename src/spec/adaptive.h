@@ -48,7 +48,6 @@ class AdaptiveBlockPolicy final : public BlockPolicy {
   double acceptance(int k) const;       // a_k over the whole text (all states), k = 1 .. max_block-1
   double expected_tokens(int b) const;  // E(b) over the whole text
   double acceptance(int state, int k) const;       // a_k(state)
-  double expected_tokens(int state, int b) const;  // E(b | state)
   double round_seconds(int b) const;    // t(b): measured, fitted, or 0 if nothing is known yet
   int rounds() const { return rounds_; }  // rounds observed so far (probing ends after a few)
 
@@ -62,15 +61,16 @@ class AdaptiveBlockPolicy final : public BlockPolicy {
   int decided_state_ = 0;                  // the state the last chosen block was chosen in
   // The block maximising long-run tokens per second from the current state (value iteration).
   int plan(int cap);
-  std::vector<double> t_ema_;              // per block size; 0 = not measured
-  std::vector<int> t_n_;                   // observations per block size
+  std::vector<double> t_ema_;              // per block size > 1; 0 = not measured
+  std::vector<int> t_n_;                   // observations per block size (1 included)
   std::vector<double> c_ema_;              // B > 1: round time / one-token round time (EMA)
   std::vector<int> c_n_;
   double measured_seconds(int b) const;    // a measured size's current estimate
   static constexpr int kPlainWindow = 5;
   std::array<double, kPlainWindow> plain_recent_{};  // the last one-token rounds (ring)
   int last_plain_round_ = 0;
-  double plain_seconds() const;            // median of plain_recent_
+  double plain_seconds_ = 0.0;             // median of plain_recent_ (0: none yet)
+  void add_plain_round(double seconds);
   // Neighbour probes after the initial schedule: the round of the next one, the gap to it, and the
   // choice at the last one.
   int next_explore_ = 64;
