@@ -92,25 +92,45 @@ int AdaptiveBlockPolicy::plan(int cap) {
     eta = std::min(eta, t / t1);
   }
   if (eta > 1e299) return 1;
-  // a_k(s) for every state, once per round.
-  std::vector<double> a(static_cast<size_t>(kStates) * static_cast<size_t>(cap), 0.0);
-  for (int s = 0; s < kStates; ++s)
-    for (int k = 1; k < cap; ++k) a[static_cast<size_t>(s * cap + k)] = acceptance(s, k);
+  // Per (state, block): the expected tokens of the round and where it leaves the context, computed once
+  // per round so that each value-iteration sweep costs O(states² × blocks) instead of O(states × blocks²).
+  constexpr int kMaxCap = 64;
+  cap = std::min(cap, kMaxCap);
+  std::array<double, kMaxCap + 1> a{};
+  std::array<std::array<double, kMaxCap + 1>, kStates> reward{};               // E(s, b) / τ_b
+  std::array<std::array<std::array<double, kStates>, kMaxCap + 1>, kStates> move{};  // (η/τ_b)·P(s' | s, b)
+  for (int s = 0; s < kStates; ++s) {
+    for (int k = 1; k < cap; ++k) a[static_cast<size_t>(k)] = acceptance(s, k);
+    for (int b = 2; b <= cap; ++b) {
+      const double tb = tau[static_cast<size_t>(b)];
+      if (tb <= 0.0) continue;
+      double e = 0.0, run = 1.0;
+      auto& m = move[static_cast<size_t>(s)][static_cast<size_t>(b)];
+      for (int k = 0; k < b; ++k) {  // k drafts accepted, then the first rejection (or the end of the block)
+        const double ak = k + 1 < b ? a[static_cast<size_t>(k + 1)] : 0.0;
+        const double p = run * (1.0 - ak);
+        e += p * (k + 1);
+        m[static_cast<size_t>(state_after(b, k))] += p * eta / tb;
+        run *= ak;
+      }
+      reward[static_cast<size_t>(s)][static_cast<size_t>(b)] = e / tb;
+    }
+  }
   // Schweitzer: a round of block B (reward E, duration τ_B, next state s') becomes a step with reward E/τ_B
   // that moves to s' with probability η/τ_B and stays put otherwise; the average reward per step of that
-  // chain is the semi-Markov process's tokens per one-token round, with the same optimal policy.
+  // chain is the semi-Markov process's tokens per one-token round, with the same optimal policy. A plain
+  // round (B = 1) leaves the state as it was.
   auto q_value = [&](int s, int b) {
-    const double tb = tau[static_cast<size_t>(b)];
-    if (b == 1) return 1.0 / tb + h_[static_cast<size_t>(s)];
-    double e = 0.0, next = 0.0, run = 1.0;
-    for (int k = 0; k < b; ++k) {  // k drafts accepted, then the first rejection (or the end of the block)
-      const double ak = k + 1 < b ? a[static_cast<size_t>(s * cap + k + 1)] : 0.0;
-      const double p = run * (1.0 - ak);
-      e += p * (k + 1);
-      next += p * h_[static_cast<size_t>(state_after(b, k))];
-      run *= ak;
+    const size_t si = static_cast<size_t>(s), bi = static_cast<size_t>(b);
+    const double tb = tau[bi];
+    if (b == 1) return 1.0 / tb + h_[si];
+    const auto& m = move[si][bi];
+    double next = 0.0, stay = 1.0;
+    for (int s2 = 0; s2 < kStates; ++s2) {
+      next += m[static_cast<size_t>(s2)] * h_[static_cast<size_t>(s2)];
+      stay -= m[static_cast<size_t>(s2)];
     }
-    return e / tb + (eta / tb) * next + (1.0 - eta / tb) * h_[static_cast<size_t>(s)];
+    return reward[si][bi] + next + stay * h_[si];
   };
   std::array<double, kStates> h_new{};
   for (int sweep = 0; sweep < kSweeps; ++sweep) {
