@@ -42,6 +42,14 @@ int max_block_size(const DecodeOptions& opts, const Drafter* drafter) {
 
 Decoder::Decoder(TargetModel& target, Drafter* drafter) : target_(target), drafter_(drafter) {}
 
+Status Decoder::flush_drafter_context() {
+  if (pending_features_.empty() || !drafter_) return Status::ok();
+  const auto n = static_cast<int64_t>(pending_features_.size()) / target_.feature_dim();
+  DFLASH_RETURN_IF_ERROR(drafter_->add_context(pending_features_.data(), n));
+  pending_features_.clear();
+  return Status::ok();
+}
+
 util::Result<std::vector<int32_t>> Decoder::generate(std::span<const int32_t> prompt,
                                                       const DecodeOptions& opts,
                                                       const TokenCallback& cb,
@@ -154,11 +162,7 @@ util::Result<std::vector<int32_t>> Decoder::generate(std::span<const int32_t> pr
     util::profile::Envelope prof_round("[round]", verify_size);
     if (n_draft > 0 && drafter && !drafted_by_lookup) {
       util::Timer td;
-      if (!pending_features_.empty()) {
-        const auto n = static_cast<int64_t>(pending_features_.size()) / target_.feature_dim();
-        DFLASH_RETURN_IF_ERROR(drafter->add_context(pending_features_.data(), n));
-        pending_features_.clear();
-      }
+      DFLASH_RETURN_IF_ERROR(flush_drafter_context());
       DFLASH_RETURN_IF_ERROR(drafter->draft(last, n_draft));
       if (sampler.params().greedy()) {
         for (int i = 0; i < n_draft; ++i) block_.push_back(argmax(drafter->logits(i), n_vocab));
@@ -211,15 +215,12 @@ util::Result<std::vector<int32_t>> Decoder::generate(std::span<const int32_t> pr
     if (n_draft > 0) DFLASH_RETURN_IF_ERROR(target_.keep(produced));
     st.t_rollback_s += tr.seconds();
     // The committed tokens' features extend the drafter's context (rows 0..produced-1 of the
-    // verify are exactly the tokens now in the target state); a one-token round defers them to
-    // the next draft (pending_features_).
+    // verify are exactly the tokens now in the target state). They wait in pending_features_ until the
+    // next draft: a drafting round pays the same either way, and a round followed by plain ones (an
+    // adaptive probe) does not feed the drafter tokens it may not need for a while.
     if (use_features) {
-      if (n_draft == 0) {
-        const float* f = target_.features(0);
-        pending_features_.insert(pending_features_.end(), f, f + produced * target_.feature_dim());
-      } else {
-        DFLASH_RETURN_IF_ERROR(drafter->add_context(target_.features(0), produced));
-      }
+      const float* f = target_.features(0);
+      pending_features_.insert(pending_features_.end(), f, f + produced * target_.feature_dim());
     }
 
     st.n_rounds++;

@@ -88,14 +88,17 @@ class Decoder {
                                                const DecodeOptions& opts, const TokenCallback& cb,
                                                DecodeStats* stats);
 
+  // Gives the drafter the features of committed tokens it has not seen yet (they wait for the next
+  // draft). After it, the drafter's context is every token the target state holds.
+  util::Status flush_drafter_context();
+
  private:
   TargetModel& target_;
   Drafter* drafter_;
   std::vector<int32_t> block_;
-  // Features of tokens committed by one-token rounds, not yet given to the drafter
-  // ([tokens][feature_dim]): a policy that falls back to B = 1 pays nothing for the drafter until it
-  // drafts again (then one batched add_context, which gives the drafter the same context as
-  // token-by-token calls).
+  // Features of committed tokens not yet given to the drafter ([tokens][feature_dim]); the next draft
+  // flushes them: a policy that falls back to B = 1 pays nothing for the drafter until it drafts again
+  // (then one batched add_context, which gives the drafter the same context as token-by-token calls).
   std::vector<float> pending_features_;
   std::vector<int32_t> history_;  // prompt + output, for lookup drafting
   std::vector<Distribution> q_;

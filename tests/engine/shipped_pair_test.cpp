@@ -115,18 +115,20 @@ TEST_F(ShippedPair, GreedyDflashEqualsPlainDecodingAndAcceptsManyTokens) {
 TEST_F(ShippedPair, IncrementalDrafterContextEqualsOneShotRecompute) {
   auto ids = engine_->tokenize(kPrompts[1]);
   ASSERT_TRUE(ids.is_ok());
-  GenerateRequest req;
-  req.prompt = *ids;
-  req.decode.max_new_tokens = 48;
-  req.stop_at_eos = false;
-  auto df = engine_->generate(req);
-  ASSERT_TRUE(df.is_ok()) << df.status().to_string();
-  ASSERT_GT(df->stats.n_accepted, 0) << "no round accepted a draft: nothing incremental was tested";
   auto& target = engine_->target();
   auto* drafter = engine_->drafter();
-  // After generation the target and the drafter hold every committed token but the last.
+  spec::Decoder dec(target, drafter);
+  spec::DecodeOptions opts;
+  opts.max_new_tokens = 48;
+  spec::DecodeStats stats;
+  auto df = dec.generate(*ids, opts, nullptr, &stats);
+  ASSERT_TRUE(df.is_ok()) << df.status().to_string();
+  ASSERT_GT(stats.n_accepted, 0) << "no round accepted a draft: nothing incremental was tested";
+  // After generation (and a flush of the features waiting for the next draft) the target and the
+  // drafter hold every committed token but the last.
+  ASSERT_TRUE(dec.flush_drafter_context().is_ok());
   std::vector<int32_t> seq = *ids;
-  seq.insert(seq.end(), df->tokens.begin(), df->tokens.end());
+  seq.insert(seq.end(), df->begin(), df->end());
   const int32_t last = seq.back();
   seq.pop_back();
   ASSERT_EQ(target.n_past(), static_cast<int64_t>(seq.size()));

@@ -51,6 +51,8 @@ TEST(Decoder, GreedyDflashIsTokenIdenticalToArForEveryBlockSize) {
       // The target holds prompt + all generated tokens but the last (not yet fed).
       EXPECT_EQ(target.n_past(), static_cast<int64_t>(prompt.size() + got->size() - 1));
       if (b > 1) {
+        // The last round's features wait for the next draft; flushed, the drafter holds the same tokens.
+        ASSERT_TRUE(dec.flush_drafter_context().is_ok());
         EXPECT_EQ(drafter.context(), target.history()) << "drafter context out of sync";
       }
       int64_t committed = 0;
@@ -102,6 +104,7 @@ TEST(Decoder, GreedyLookupAndHybridAreTokenIdenticalToAr) {
           accepted += st.n_accepted;
         }
         if (mode == 2) {
+          ASSERT_TRUE(dec.flush_drafter_context().is_ok());
           EXPECT_EQ(drafter.context(), target.history()) << "hybrid: drafter context out of sync";
           hybrid_lookup_rounds += st.n_lookup_rounds;
           hybrid_drafter_rounds += st.n_rounds - st.n_lookup_rounds;
