@@ -202,11 +202,18 @@ bool rows16_takes(MatmulIsa isa, DType t, int64_t n_tokens, bool copy16) {
 // prefetch the next row group (session 11) those are faster up to 8 tokens (671 MB Q4_K: 28.6 / 31.5 / 40.0
 // against 38–40 / 40.5 / 47–48 ms at 2 / 4 / 8 tokens) and slower at 16 (66.6 against 60–64).
 // Decoding stays on the VNNI kernels. DFLASH_AMX_ROWS16=0 turns them off for A/B runs.
+// Q4_K from 17 tokens only (session 13): since the VNNI kernel takes a call of up to 16 tokens in one pass
+// it is the faster one for Q4_K verify blocks (0.8B shape, 16 tokens: the Q4_K matrices 8–10 % faster,
+// forward 61.7–62.0 against 63.5–67.1 ms; 12 tokens 50–53 against 54–57 ms), while prefill chunks still
+// gain from the tiles (383–386 against 324–327 tok/s). Q6_K (the tied LM head: 17.9–18.2 against 18.6–18.9
+// ms) and Q5_K (cache-resident 6.5–6.9 against 7.3 ms) stay on the tiles from 12.
 std::atomic<int> g_amx_rows16{-1};
 constexpr int64_t kAmxRows16MinTokens = 12;
+constexpr int64_t kAmxRows16MinTokensQ4K = 17;
 bool rows16_amx_takes(DType t, int64_t n_tokens, bool copy16) {
   const bool kq = t == DType::kQ6_K || t == DType::kQ4_K || t == DType::kQ5_K;
-  return kq && copy16 && n_tokens >= kAmxRows16MinTokens && use_rows16() && switch_on(g_amx_rows16, "DFLASH_AMX_ROWS16", true);
+  const int64_t min_tokens = t == DType::kQ4_K ? kAmxRows16MinTokensQ4K : kAmxRows16MinTokens;
+  return kq && copy16 && n_tokens >= min_tokens && use_rows16() && switch_on(g_amx_rows16, "DFLASH_AMX_ROWS16", true);
 }
 
 Kernel select_kernel(DType t, int64_t n_tokens, bool copy16) {

@@ -728,25 +728,34 @@ void pack_q45_group(const uint8_t* w, size_t w_stride, int m, int64_t nb, uint8_
   for (int64_t b = 0; b < nb; ++b) pack_q45_block<kQ5>(w, w_stride, m, b, out + size_t(b) * Q45Layout<kQ5>::kBlock);
 }
 
-// NT ≤ 8 tokens (t0 .. t0 + NT − 1 of the packed group) × one 16-row group. Per sub-block j the 8
+// NT ≤ 16 tokens (t0 .. t0 + NT − 1 of the packed group) × one 16-row group. Per sub-block j the 8
 // weight vectors (the nibbles of chunk j / 2, Q5_K: plus 16 where the fifth-bit mask is set) are decoded
-// once for the NT tokens.
+// once for the NT tokens. Up to 8 tokens the float sums stay in registers; 16 tokens keep their 16 integer
+// sums in registers and the float sums in L1 (touched once per super-block), so a 16-token verify reads
+// and decodes each weight once.
 template <bool kQ5, int NT>
 inline void ktile(const uint8_t* grp, int64_t nb, const uint8_t* act, int t0, int m, float* y, int64_t ldy,
                   const Prefetch& pf) {
   using L = Q45Layout<kQ5>;
+  constexpr bool kMemAcc = NT > 8;
   const float* xd = reinterpret_cast<const float*>(act + kact_d_offset(nb));
   const int32_t* xs = reinterpret_cast<const int32_t*>(act + kact_sums_offset(nb));
   const __m512i m4 = _mm512_set1_epi8(0x0F);
   [[maybe_unused]] const __m512i c16 = _mm512_set1_epi8(16);
-  __m512 acc[NT];
-#pragma GCC unroll 8
-  for (int t = 0; t < NT; ++t) acc[t] = _mm512_setzero_ps();
+  __m512 acc[kMemAcc ? 1 : NT];
+  alignas(64) float accm[kMemAcc ? NT : 1][kRows16];
+#pragma GCC unroll 16
+  for (int t = 0; t < NT; ++t) {
+    if constexpr (kMemAcc)
+      _mm512_store_ps(accm[t], _mm512_setzero_ps());
+    else
+      acc[t] = _mm512_setzero_ps();
+  }
   for (int64_t b = 0; b < nb; ++b) {
     const uint8_t* blk = grp + size_t(b) * L::kBlock;
     const uint8_t* xb = act + size_t(b) * kTokens * kQK_K + size_t(t0) * kQK_K;
     __m512i isum[NT];
-#pragma GCC unroll 8
+#pragma GCC unroll 16
     for (int t = 0; t < NT; ++t) isum[t] = _mm512_setzero_si512();
     for (int j = 0; j < 8; ++j) {
       const uint8_t* nib = blk + 512 * (j / 2);
@@ -763,7 +772,7 @@ inline void ktile(const uint8_t* grp, int64_t nb, const uint8_t* act, int t0, in
         }
       }
       const __m512i sc = _mm512_cvtepu8_epi32(_mm_load_si128(reinterpret_cast<const __m128i*>(blk + L::kScales + 16 * j)));
-#pragma GCC unroll 8
+#pragma GCC unroll 16
       for (int t = 0; t < NT; ++t) {
         const uint8_t* x = xb + t * kQK_K + 32 * j;
         __m512i c0, c1;
@@ -781,7 +790,7 @@ inline void ktile(const uint8_t* grp, int64_t nb, const uint8_t* act, int t0, in
     const __m512 d = _mm512_cvtph_ps(_mm256_load_si256(reinterpret_cast<const __m256i*>(blk + L::kD)));
     const __m512 dmin = _mm512_cvtph_ps(_mm256_load_si256(reinterpret_cast<const __m256i*>(blk + L::kDmin)));
     const int32_t* mn2 = reinterpret_cast<const int32_t*>(blk + L::kMins);
-#pragma GCC unroll 8
+#pragma GCC unroll 16
     for (int t = 0; t < NT; ++t) {
       const int tt = t0 + t;
       __m512i imin = _mm512_setzero_si512();
@@ -790,13 +799,19 @@ inline void ktile(const uint8_t* grp, int64_t nb, const uint8_t* act, int t0, in
         imin = _mm512_dpwssd_epi32(imin, _mm512_load_si512(mn2 + p * kRows16),
                                    _mm512_set1_epi32(xs[(b * 4 + p) * kTokens + tt]));
       const __m512 dx = _mm512_set1_ps(xd[b * kTokens + tt]);
-      acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[t]), _mm512_mul_ps(d, dx), acc[t]);
-      acc[t] = _mm512_fnmadd_ps(_mm512_cvtepi32_ps(imin), _mm512_mul_ps(dmin, dx), acc[t]);
+      __m512 a = kMemAcc ? _mm512_load_ps(accm[kMemAcc ? t : 0]) : acc[kMemAcc ? 0 : t];
+      a = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[t]), _mm512_mul_ps(d, dx), a);
+      a = _mm512_fnmadd_ps(_mm512_cvtepi32_ps(imin), _mm512_mul_ps(dmin, dx), a);
+      if constexpr (kMemAcc)
+        _mm512_store_ps(accm[t], a);
+      else
+        acc[t] = a;
     }
   }
   const __mmask16 rows = __mmask16((1u << m) - 1);
-#pragma GCC unroll 8
-  for (int t = 0; t < NT; ++t) _mm512_mask_storeu_ps(y + t * ldy, rows, acc[t]);
+#pragma GCC unroll 16
+  for (int t = 0; t < NT; ++t)
+    _mm512_mask_storeu_ps(y + t * ldy, rows, kMemAcc ? _mm512_load_ps(accm[kMemAcc ? t : 0]) : acc[kMemAcc ? 0 : t]);
 }
 
 // Tokens per Q4_K/Q5_K/Q6_K pass: 8 isum + 8 acc + 8 weight vectors + temporaries in the 32 registers.
@@ -835,17 +850,24 @@ void pack_q6k_group(const uint8_t* w, size_t w_stride, int m, int64_t nb, uint8_
 template <int NT>
 inline void q6tile(const uint8_t* grp, int64_t nb, const uint8_t* act, int t0, int m, float* y, int64_t ldy,
                    const Prefetch& pf) {
+  constexpr bool kMemAcc = NT > 8;  // as in ktile: 16 tokens keep their float sums in L1
   const float* xd = reinterpret_cast<const float*>(act + kact_d_offset(nb));
   const int32_t* xs = reinterpret_cast<const int32_t*>(act + kact_sums_offset(nb));
-  __m512 acc[NT];
-#pragma GCC unroll 8
-  for (int t = 0; t < NT; ++t) acc[t] = _mm512_setzero_ps();
+  __m512 acc[kMemAcc ? 1 : NT];
+  alignas(64) float accm[kMemAcc ? NT : 1][kRows16];
+#pragma GCC unroll 16
+  for (int t = 0; t < NT; ++t) {
+    if constexpr (kMemAcc)
+      _mm512_store_ps(accm[t], _mm512_setzero_ps());
+    else
+      acc[t] = _mm512_setzero_ps();
+  }
   for (int64_t b = 0; b < nb; ++b) {
     const uint8_t* blk = grp + size_t(b) * kQ6kBlock;
     const uint8_t* xb = act + size_t(b) * kTokens * kQK_K + size_t(t0) * kQK_K;
     __m512i isum[NT];
     const int32_t* off2 = reinterpret_cast<const int32_t*>(blk + kQ6kOffs);
-#pragma GCC unroll 8
+#pragma GCC unroll 16
     for (int t = 0; t < NT; ++t) {
       isum[t] = _mm512_setzero_si512();
 #pragma GCC unroll 8
@@ -861,7 +883,7 @@ inline void q6tile(const uint8_t* grp, int64_t nb, const uint8_t* act, int t0, i
         wv[k] = _mm512_load_si512(blk + 64 * (4 * j + k));
       }
       const __m512i sc = _mm512_cvtepi8_epi32(_mm_load_si128(reinterpret_cast<const __m128i*>(blk + kQ6kScales + 16 * j)));
-#pragma GCC unroll 8
+#pragma GCC unroll 16
       for (int t = 0; t < NT; ++t) {
         const uint8_t* x = xb + t * kQK_K + 16 * j;
         __m512i c0, c1;
@@ -870,14 +892,20 @@ inline void q6tile(const uint8_t* grp, int64_t nb, const uint8_t* act, int t0, i
       }
     }
     const __m512 d = _mm512_cvtph_ps(_mm256_load_si256(reinterpret_cast<const __m256i*>(blk + kQ6kD)));
-#pragma GCC unroll 8
-    for (int t = 0; t < NT; ++t)
-      acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[t]), _mm512_mul_ps(d, _mm512_set1_ps(xd[b * kTokens + t0 + t])),
-                               acc[t]);
+#pragma GCC unroll 16
+    for (int t = 0; t < NT; ++t) {
+      __m512 a = kMemAcc ? _mm512_load_ps(accm[kMemAcc ? t : 0]) : acc[kMemAcc ? 0 : t];
+      a = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[t]), _mm512_mul_ps(d, _mm512_set1_ps(xd[b * kTokens + t0 + t])), a);
+      if constexpr (kMemAcc)
+        _mm512_store_ps(accm[t], a);
+      else
+        acc[t] = a;
+    }
   }
   const __mmask16 rows = __mmask16((1u << m) - 1);
-#pragma GCC unroll 8
-  for (int t = 0; t < NT; ++t) _mm512_mask_storeu_ps(y + t * ldy, rows, acc[t]);
+#pragma GCC unroll 16
+  for (int t = 0; t < NT; ++t)
+    _mm512_mask_storeu_ps(y + t * ldy, rows, kMemAcc ? _mm512_load_ps(accm[kMemAcc ? t : 0]) : acc[kMemAcc ? 0 : t]);
 }
 
 template <int... I>
@@ -918,11 +946,16 @@ void rows16(const RowsArgs& a, int64_t r0, int64_t r1) {
     }
     // K-quants: the first pass over a group of the copy fetches the next group into L2 (as on AVX2).
     const bool next = a.w_packed && rg + kRows16 < r1;
-    for (int64_t t0 = 0; t0 < a.n_tokens; t0 += kPass) {
-      const int nt = int(std::min<int64_t>(kPass, a.n_tokens - t0));
+    // K-quants: a call of at most 16 tokens (a verify block) takes them in one pass, which reads and
+    // decodes each weight once; longer calls (prefill chunks, whose row groups stay in L1 across the
+    // token groups) take passes of kKTokens, which keep the float sums in registers.
+    static const bool kq16 = [] { const char* e = std::getenv("DFLASH_KQ_PASS16"); return !e || e[0] != '0'; }();  // A/B
+    const int pass = !kQ8 && kq16 && a.n_tokens <= kTokens ? kTokens : kPass;
+    for (int64_t t0 = 0; t0 < a.n_tokens; t0 += pass) {
+      const int nt = int(std::min<int64_t>(pass, a.n_tokens - t0));
       const uint8_t* act = a.act + size_t(t0 / kTokens) * a.act_stride;  // token group t0 / 16
       float* y = a.y + t0 * a.ldy + rg;
-      const auto seq = std::make_integer_sequence<int, kPass>();
+      const auto seq = std::make_integer_sequence<int, kTokens>();
       const Prefetch pf{grp + gbytes, block, next && t0 == 0 ? int((block + 63) / 64) : 0};
       if constexpr (kQ8)
         tile_n(nt, grp, nb, act, m, y, a.ldy, seq);
