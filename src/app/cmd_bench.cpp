@@ -70,7 +70,7 @@ int fail(const util::Status& st) {
 // mode; the first token comes from the prefill).
 struct DecodeTotals {
   double t_decode = 0, t_draft = 0, t_verify = 0, t_rollback = 0;
-  int64_t tokens = 0, rounds = 0, committed = 0, drafted = 0, accepted = 0, shadow_drafts = 0;
+  int64_t tokens = 0, rounds = 0, committed = 0, drafted = 0, accepted = 0;
   std::map<int, int64_t> verify_sizes;  // rounds per verified block size
   void add(const spec::DecodeStats& s) {
     for (int v : s.verify_sizes) ++verify_sizes[v];
@@ -83,7 +83,6 @@ struct DecodeTotals {
     for (int x : s.accept_lengths) committed += x;
     drafted += s.n_drafted;
     accepted += s.n_accepted;
-    shadow_drafts += s.n_shadow_drafts;
   }
   double tok_s() const { return t_decode > 0 ? tokens / t_decode : 0.0; }
   double tau() const { return rounds ? static_cast<double>(committed) / static_cast<double>(rounds) : 0.0; }
@@ -235,7 +234,6 @@ int run_pair_bench(const BenchArgs& a) {
     nlohmann::json hist = nlohmann::json::object();
     for (const auto& [b, n] : t.verify_sizes) hist[std::to_string(b)] = n;
     out["adaptive_verify_sizes"] = hist;
-    out["adaptive_shadow_drafts"] = t.shadow_drafts;  // drafts scored against plain rounds (probes)
     // The drafter configurations with a fixed block (plain decoding is B = 1): the fastest of them, and
     // the adaptive policy against it and against the drafter's own block.
     size_t best = 0;

@@ -242,15 +242,7 @@ int AdaptiveBlockPolicy::next_block_size(int max_block) {
     explored_best_ = best;
     next_explore_ = rounds_ + explore_gap_;
     explore_up_ = !explore_up_;
-    if (best == 1 && shadow_ok_ && cap > 1) {
-      // A shadow draft of the whole block: it shows every position up to the first miss, and costs a
-      // draft where a B = 2 probe costs a draft, a 2-token verify and a rollback (on the shipped
-      // Q4_K_M pair ~5 ms against a 2.3 ms plain round, and the rounds after it run slower).
-      shadow_request_ = cap;
-      shadow_state_ = state_;
-    } else {
-      best = std::clamp(best == 1 || explore_up_ ? best + 1 : best - 1, 1, cap);
-    }
+    best = std::clamp(best == 1 || explore_up_ ? best + 1 : best - 1, 1, cap);
   }
   // A policy that keeps drafting never measures plain rounds, yet they are what every other size is
   // measured against: one now and then keeps the yardstick current (a policy that started from a slow
@@ -259,13 +251,20 @@ int AdaptiveBlockPolicy::next_block_size(int max_block) {
   return best;
 }
 
-void AdaptiveBlockPolicy::count_drafts(int decided_state, int block, int n_accepted) {
-  // Draft k was tested if the k−1 before it were accepted and the block had room for it.
-  const size_t row = static_cast<size_t>(decided_state) * (static_cast<size_t>(max_block_) + 1);
-  for (size_t k = 1; k <= static_cast<size_t>(max_block_); ++k) {
-    s_tested_[row + k] *= kStateDecay;
-    s_accepted_[row + k] *= kStateDecay;
+void AdaptiveBlockPolicy::observe(int block, int n_accepted, double seconds) {
+  block = std::clamp(block, 1, max_block_);
+  ++rounds_;
+  for (size_t k = 1; k < tested_.size(); ++k) {
+    tested_[k] *= kDecay;
+    accepted_[k] *= kDecay;
   }
+  // Draft k was tested if the k−1 before it were accepted and the block had room for it.
+  const size_t row = static_cast<size_t>(decided_state_) * (static_cast<size_t>(max_block_) + 1);
+  if (block > 1)
+    for (size_t k = 1; k <= static_cast<size_t>(max_block_); ++k) {
+      s_tested_[row + k] *= kStateDecay;
+      s_accepted_[row + k] *= kStateDecay;
+    }
   for (int k = 1; k < block && k <= n_accepted + 1; ++k) {
     tested_[static_cast<size_t>(k)] += 1.0;
     s_tested_[row + static_cast<size_t>(k)] += 1.0;
@@ -274,47 +273,8 @@ void AdaptiveBlockPolicy::count_drafts(int decided_state, int block, int n_accep
       s_accepted_[row + static_cast<size_t>(k)] += 1.0;
     }
   }
-  state_ = state_after(block, n_accepted);
-}
-
-int AdaptiveBlockPolicy::shadow_block(int max_block) {
-  const int b = std::min(shadow_request_, max_block);
-  shadow_request_ = 0;
-  return b > 1 ? b : 0;
-}
-
-void AdaptiveBlockPolicy::observe_shadow(int block, int n_accepted) {
-  block = std::clamp(block, 1, max_block_);
-  if (block <= 1) return;
-  // The same evidence as a drafting round of that block decided in the state the shadow was asked in;
-  // its round time was a plain round's, already observed.
-  decay_text_profile();
-  count_drafts(shadow_state_, block, std::clamp(n_accepted, 0, block - 1));
-  // A hit asks for the next shadow draft right away: if the text turned draftable, consecutive shadows
-  // pile up the evidence that one of them alone (against a long record of misses) cannot.
-  if (n_accepted > 0) {
-    next_explore_ = rounds_;
-    explore_gap_ = kMinExploreGap;
-  }
-}
-
-void AdaptiveBlockPolicy::decay_text_profile() {
-  for (size_t k = 1; k < tested_.size(); ++k) {
-    tested_[k] *= kDecay;
-    accepted_[k] *= kDecay;
-  }
-}
-
-void AdaptiveBlockPolicy::observe(int block, int n_accepted, double seconds) {
-  block = std::clamp(block, 1, max_block_);
-  ++rounds_;
-  // The whole text's profile forgets per round, so that a stretch of plain rounds drifts it back to
-  // the prior and the policy tries drafting again. With shadow drafts the probes come cheaply on their
-  // own schedule, so the profile forgets per observation instead (a drafting round or a shadow draft):
-  // otherwise the drift, not the evidence, would send it into verified B = 2 rounds between shadows.
-  if (block > 1 || !shadow_ok_) decay_text_profile();
   // A plain round shows nothing about the drafter: the state stays.
-  if (block > 1) count_drafts(decided_state_, block, n_accepted);
+  if (block > 1) state_ = state_after(block, n_accepted);
   const size_t i = static_cast<size_t>(block);
   if (block == 1) {
     add_plain_round(seconds);

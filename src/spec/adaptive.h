@@ -24,9 +24,6 @@
 // a state with little evidence borrows the whole text's profile. The one-token round's cost is the median
 // of the last five, re-measured every 48 rounds even while drafting pays (it is every other size's
 // yardstick). Blocks not yet measured are probed a few times on a fixed schedule: the policy is deterministic.
-// Settled on plain decoding, it probes with shadow drafts where the decoder offers them (greedy): a
-// whole block drafted and scored against the plain rounds that follow, at the cost of a draft instead
-// of a verify and a rollback.
 #pragma once
 
 #include <array>
@@ -42,9 +39,6 @@ class AdaptiveBlockPolicy final : public BlockPolicy {
   int next_block_size(int max_block) override;
   void observe(int block_size, int n_accepted, double seconds) override;
   void start_sequence() override;
-  void set_shadow_drafts(bool available) override { shadow_ok_ = available; }
-  int shadow_block(int max_block) override;
-  void observe_shadow(int block_size, int n_accepted) override;
 
   static constexpr int kStates = 5;     // context states; 0 = nothing drafted yet in this text
   // The state a drafting round of block b that accepted n drafts leaves behind.
@@ -67,13 +61,6 @@ class AdaptiveBlockPolicy final : public BlockPolicy {
   int decided_state_ = 0;                  // the state the last chosen block was chosen in
   // The block maximising long-run tokens per second from the current state (value iteration).
   int plan(int cap);
-  // Adds a drafting round's evidence (block, drafts accepted) to the counts of the state it was
-  // decided in, then moves to the state it leaves behind.
-  void count_drafts(int decided_state, int block, int n_accepted);
-  void decay_text_profile();    // one step of the whole text's forgetting (kDecay)
-  bool shadow_ok_ = false;      // the decoder can score shadow drafts (greedy)
-  int shadow_request_ = 0;      // block of the shadow draft asked for at the next plain round
-  int shadow_state_ = 0;        // the state it was asked in
   std::vector<double> t_ema_;              // per block size > 1; 0 = not measured
   std::vector<int> t_n_;                   // observations per block size (1 included)
   std::vector<double> c_ema_;              // B > 1: round time / one-token round time (EMA)

@@ -50,22 +50,6 @@ Status Decoder::flush_drafter_context() {
   return Status::ok();
 }
 
-Status Decoder::draft_greedy(int32_t last, int n, const DecodeOptions& opts, Drafter* drafter, bool lookup,
-                             bool hybrid, std::vector<int32_t>* out) {
-  out->clear();
-  if (lookup) {
-    int matched = 0;
-    *out = lookup_draft(history_, opts.lookup_ngram, n, &matched);
-    if (!hybrid || matched >= opts.lookup_ngram) return Status::ok();
-    out->clear();
-  }
-  if (!drafter) return Status::ok();
-  DFLASH_RETURN_IF_ERROR(flush_drafter_context());
-  DFLASH_RETURN_IF_ERROR(drafter->draft(last, n));
-  for (int i = 0; i < n; ++i) out->push_back(argmax(drafter->logits(i), target_.n_vocab()));
-  return Status::ok();
-}
-
 util::Result<std::vector<int32_t>> Decoder::generate(std::span<const int32_t> prompt,
                                                       const DecodeOptions& opts,
                                                       const TokenCallback& cb,
@@ -135,35 +119,13 @@ util::Result<std::vector<int32_t>> Decoder::generate(std::span<const int32_t> pr
   prof_prefill.reset();
   emit(last);
 
-  const bool adaptive = opts.policy && max_block > 1;
-  const bool can_shadow = adaptive && sampler.params().greedy() && (drafter || lookup);
-  if (adaptive) {
-    opts.policy->set_shadow_drafts(can_shadow);
-    opts.policy->start_sequence();
-  }
-  // A shadow draft (BlockPolicy::shadow_block), scored against the plain round after it; when its first
-  // token is the one that round commits, the rest is a ready draft for the next round (`carried`).
-  std::vector<int32_t> shadow, carried;
+  if (opts.policy && max_block > 1) opts.policy->start_sequence();
   util::Timer decode_timer;
   int64_t start = n_prompt;  // position of `last`, which is not yet in the target state
   while (start + 1 < max_length && !stopped) {
     util::Timer round_timer;
     int block = max_block;
-    if (adaptive) block = std::clamp(opts.policy->next_block_size(max_block), 1, max_block);
-    // The policy's round time leaves out a shadow draft: it is a probe's cost, not a plain round's.
-    double shadow_seconds = 0.0;
-    shadow.clear();
-    if (can_shadow && block == 1) {
-      carried.clear();
-      const int sb = std::min(opts.policy->shadow_block(max_block), max_block);
-      if (sb > 1) {
-        util::Timer ts;
-        DFLASH_RETURN_IF_ERROR(draft_greedy(last, sb - 1, opts, drafter, lookup, hybrid, &shadow));
-        st.n_shadow_drafts += shadow.empty() ? 0 : 1;
-        shadow_seconds = ts.seconds();
-        st.t_draft_s += shadow_seconds;
-      }
-    }
+    if (opts.policy && max_block > 1) block = std::clamp(opts.policy->next_block_size(max_block), 1, max_block);
     int verify_size = static_cast<int>(std::min<int64_t>(block, max_length - start));
     int n_draft = verify_size - 1;
 
@@ -171,24 +133,17 @@ util::Result<std::vector<int32_t>> Decoder::generate(std::span<const int32_t> pr
     bool drafted_by_lookup = false;
     std::vector<int32_t> proposal;
     util::Timer td_lookup;
-    if (n_draft > 0 && !carried.empty()) {
-      // The rest of a shadow draft whose first token the last round committed: the drafter's own
-      // continuation, drafted one round earlier (greedy only, like every shadow draft).
-      proposal.assign(carried.begin(), carried.begin() + std::min<size_t>(carried.size(), static_cast<size_t>(n_draft)));
-      drafted_by_lookup = true;
-    } else if (n_draft > 0 && lookup) {
+    if (n_draft > 0 && lookup) {
       int matched = 0;
       proposal = lookup_draft(history_, opts.lookup_ngram, n_draft, &matched);
       // Hybrid: only a full-length n-gram match is trusted over the drafter.
       if (hybrid && matched < opts.lookup_ngram) proposal.clear();
       drafted_by_lookup = !hybrid || !proposal.empty();
     }
-    const bool from_shadow = !carried.empty() && n_draft > 0;
-    carried.clear();
     if (drafted_by_lookup) {
       // A deterministic proposal, possibly shorter than asked (or empty: a plain round). For
       // sampling, its draft distribution is one-hot, which the residual rule handles losslessly.
-      st.n_lookup_rounds += proposal.empty() || from_shadow ? 0 : 1;
+      st.n_lookup_rounds += proposal.empty() ? 0 : 1;
       n_draft = static_cast<int>(proposal.size());
       verify_size = n_draft + 1;
       block_.insert(block_.end(), proposal.begin(), proposal.end());
@@ -273,19 +228,7 @@ util::Result<std::vector<int32_t>> Decoder::generate(std::span<const int32_t> pr
     st.n_accepted += acc.n_accepted;
     st.accept_lengths.push_back(produced);
     st.verify_sizes.push_back(verify_size);
-    if (adaptive) opts.policy->observe(verify_size, acc.n_accepted, round_timer.seconds() - shadow_seconds);
-    // Score the shadow draft against the token this plain round committed. A miss is a drafting round
-    // of the shadow's block that accepted nothing; a hit shows the first draft accepted (a block of 2
-    // accepted whole), and the rest of the draft goes to the next round, which verifies it if the
-    // policy drafts (its acceptance is then observed as that round's).
-    if (!shadow.empty()) {
-      if (fresh[0] == shadow[0]) {
-        opts.policy->observe_shadow(2, 1);
-        carried.assign(shadow.begin() + 1, shadow.end());
-      } else {
-        opts.policy->observe_shadow(static_cast<int>(shadow.size()) + 1, 0);
-      }
-    }
+    if (opts.policy && max_block > 1) opts.policy->observe(verify_size, acc.n_accepted, round_timer.seconds());
 
     for (int i = 0; i < produced && !stopped; ++i) emit(fresh[static_cast<size_t>(i)]);
     last = fresh[static_cast<size_t>(produced - 1)];

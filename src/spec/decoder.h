@@ -27,15 +27,6 @@ class BlockPolicy {
   virtual void observe(int block_size, int n_accepted, double seconds) = 0;
   // A new text begins (the decoder calls this once per generation, before its first round).
   virtual void start_sequence() {}
-  // Shadow drafts. Under greedy decoding a draft can be scored without verifying it: the plain rounds
-  // that follow commit exactly the tokens it would have had to match. The decoder says once per
-  // generation whether it can (greedy, something to draft with); then, after next_block_size chose 1,
-  // it asks shadow_block(): > 1 → it drafts a block of that size, verifies nothing, keeps decoding
-  // plainly until a committed token differs from the draft (or the draft runs out), and reports the
-  // drafts matched through observe_shadow(). A probe that costs a draft, not a verify.
-  virtual void set_shadow_drafts(bool /*available*/) {}
-  virtual int shadow_block(int /*max_block*/) { return 0; }
-  virtual void observe_shadow(int /*block_size*/, int /*n_accepted*/) {}
 };
 
 struct DecodeOptions {
@@ -74,7 +65,6 @@ struct DecodeStats {
   std::vector<int> accept_lengths;  // tokens committed per round (the paper's acceptance length)
   std::vector<int> verify_sizes;    // tokens verified per round (1 + drafts): the block an adaptive policy chose
   int64_t n_lookup_rounds = 0;      // rounds that verified an n-gram lookup proposal
-  int64_t n_shadow_drafts = 0;      // drafts scored against plain rounds instead of verified (BlockPolicy)
   double t_prefill_s = 0, t_draft_s = 0, t_verify_s = 0, t_rollback_s = 0, t_decode_s = 0;
   FinishReason finish = FinishReason::kLength;
 
@@ -103,10 +93,6 @@ class Decoder {
   util::Status flush_drafter_context();
 
  private:
-  // The greedy draft of n tokens after `last` that a drafting round would verify (lookup, the drafter,
-  // or DFlash + lookup's choice between them); empty when lookup finds no match.
-  util::Status draft_greedy(int32_t last, int n, const DecodeOptions& opts, Drafter* drafter, bool lookup,
-                            bool hybrid, std::vector<int32_t>* out);
   TargetModel& target_;
   Drafter* drafter_;
   std::vector<int32_t> block_;

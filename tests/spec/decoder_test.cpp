@@ -2,7 +2,6 @@
 
 #include <gtest/gtest.h>
 
-#include <algorithm>
 #include <cmath>
 #include <map>
 #include <random>
@@ -132,104 +131,6 @@ TEST(Decoder, PerfectDrafterCommitsWholeBlocks) {
   EXPECT_EQ(st.verify_sizes, std::vector<int>(5, 16));
   EXPECT_DOUBLE_EQ(st.acceptance(), 1.0);
   EXPECT_DOUBLE_EQ(st.tau(), 16.0);
-}
-
-// A policy that always decodes plainly and asks for a shadow draft of 8 at chosen rounds; records what
-// the decoder reports.
-class ShadowScript final : public BlockPolicy {
- public:
-  explicit ShadowScript(std::vector<int> at, int draft_at = -1) : at_(std::move(at)), draft_at_(draft_at) {}
-  int next_block_size(int) override { return rounds_ == draft_at_ ? 8 : 1; }
-  void observe(int block, int n, double) override {
-    if (block > 1) drafted.emplace_back(block, n);
-    ++rounds_;
-  }
-  std::vector<std::pair<int, int>> drafted;
-  void set_shadow_drafts(bool available) override { available_ = available; }
-  int shadow_block(int max_block) override {
-    ++asked_;
-    return std::find(at_.begin(), at_.end(), rounds_) != at_.end() ? std::min(8, max_block) : 0;
-  }
-  void observe_shadow(int block, int n) override { shadows.emplace_back(block, n); }
-  std::vector<std::pair<int, int>> shadows;
-  bool available_ = false;
-  int asked_ = 0;
-
- private:
-  std::vector<int> at_;
-  int draft_at_;
-  int rounds_ = 0;
-};
-
-// Shadow drafts are scored against the plain round after them: a perfect drafter's first draft is the
-// token that round commits (a hit: reported as a block of 2 accepted whole, and the rest of the draft is
-// handed to the next round), a drafter that is always wrong misses (its whole block, nothing accepted);
-// the output is plain decoding's either way, and sampling offers no shadow drafts (a sampled token is
-// not what a speculative round would accept).
-TEST(Decoder, ShadowDraftsAreScoredAgainstThePlainRoundsAfterThem) {
-  constexpr int64_t kVocab = 50;
-  std::mt19937 rng(3);
-  const auto prompt = random_prompt(rng, kVocab, 12);
-  MockTarget target(kVocab, 4096);
-  const auto ref = plain_greedy(target, prompt, 60);
-  for (double error_rate : {0.0, 1.0}) {
-    SCOPED_TRACE(::testing::Message() << "drafter error rate " << error_rate);
-    MockDrafter drafter(16, kVocab, 6.0f, error_rate, 11);
-    ShadowScript pol({3, 20, 40});
-    Decoder dec(target, &drafter);
-    DecodeOptions opts;
-    opts.max_new_tokens = 60;
-    opts.policy = &pol;
-    DecodeStats st;
-    auto got = dec.generate(prompt, opts, nullptr, &st);
-    ASSERT_TRUE(got.is_ok()) << got.status().to_string();
-    EXPECT_EQ(*got, ref);
-    EXPECT_TRUE(pol.available_);
-    ASSERT_EQ(pol.shadows.size(), 3u);
-    EXPECT_EQ(st.n_shadow_drafts, 3);
-    EXPECT_EQ(st.n_rounds, 59);
-    EXPECT_EQ(pol.asked_, 59);  // the policy chose 1 every round, so the carried draft was dropped
-    int hits = 0;
-    for (auto [block, n] : pol.shadows) {
-      if (block == 2 && n == 1) {
-        ++hits;
-      } else {
-        EXPECT_EQ(block, 8);
-        EXPECT_EQ(n, 0);
-      }
-    }
-    EXPECT_EQ(hits, error_rate == 0.0 ? 3 : 0);
-  }
-  // A hit, then the policy drafts: the next round verifies the rest of the shadow draft (6 tokens of a
-  // perfect drafter, all accepted) without drafting again.
-  {
-    MockDrafter drafter(16, kVocab, 6.0f, 0.0, 11);
-    ShadowScript pol({3}, 4);
-    Decoder dec(target, &drafter);
-    DecodeOptions opts;
-    opts.max_new_tokens = 60;
-    opts.policy = &pol;
-    DecodeStats st;
-    auto got = dec.generate(prompt, opts, nullptr, &st);
-    ASSERT_TRUE(got.is_ok()) << got.status().to_string();
-    EXPECT_EQ(*got, ref);
-    ASSERT_EQ(pol.drafted.size(), 1u);
-    EXPECT_EQ(pol.drafted[0], std::make_pair(7, 6));
-    EXPECT_EQ(st.n_drafted, 6);
-    EXPECT_EQ(st.n_lookup_rounds, 0);
-  }
-  // Sampling: no shadow drafts.
-  MockDrafter drafter(16, kVocab, 6.0f, 0.0, 11);
-  ShadowScript pol({3});
-  Decoder dec(target, &drafter);
-  DecodeOptions opts;
-  opts.max_new_tokens = 20;
-  opts.policy = &pol;
-  opts.sampling.temperature = 0.8f;
-  opts.sampling.seed = 1;
-  ASSERT_TRUE(dec.generate(prompt, opts, nullptr, nullptr).is_ok());
-  EXPECT_FALSE(pol.available_);
-  EXPECT_TRUE(pol.shadows.empty());
 }
 
 TEST(Decoder, BlocksShrinkAtTheLengthLimitLikeTheReference) {
