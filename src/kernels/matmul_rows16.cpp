@@ -728,6 +728,32 @@ void pack_q45_group(const uint8_t* w, size_t w_stride, int m, int64_t nb, uint8_
   for (int64_t b = 0; b < nb; ++b) pack_q45_block<kQ5>(w, w_stride, m, b, out + size_t(b) * Q45Layout<kQ5>::kBlock);
 }
 
+// The float sums of NT tokens × 16 rows of a K-quant pass: in registers up to 8 tokens; for more (a
+// 16-token verify in one pass) in an L1 array touched once per super-block, since 16 integer sums, 8
+// weight vectors and 16 float sums do not fit the 32 registers together.
+template <int NT>
+struct TokenSums {
+  static constexpr bool kMem = NT > 8;
+  __m512 reg[kMem ? 1 : NT];
+  alignas(64) float mem[kMem ? NT : 1][kRows16];
+  TokenSums() {
+#pragma GCC unroll 16
+    for (int t = 0; t < NT; ++t) set(t, _mm512_setzero_ps());
+  }
+  __m512 get(int t) const { return kMem ? _mm512_load_ps(mem[kMem ? t : 0]) : reg[kMem ? 0 : t]; }
+  void set(int t, __m512 v) {
+    if constexpr (kMem)
+      _mm512_store_ps(mem[t], v);
+    else
+      reg[t] = v;
+  }
+  void store(int m, float* y, int64_t ldy) const {
+    const __mmask16 rows = __mmask16((1u << m) - 1);
+#pragma GCC unroll 16
+    for (int t = 0; t < NT; ++t) _mm512_mask_storeu_ps(y + t * ldy, rows, get(t));
+  }
+};
+
 // NT ≤ 16 tokens (t0 .. t0 + NT − 1 of the packed group) × one 16-row group. Per sub-block j the 8
 // weight vectors (the nibbles of chunk j / 2, Q5_K: plus 16 where the fifth-bit mask is set) are decoded
 // once for the NT tokens. Up to 8 tokens the float sums stay in registers; 16 tokens keep their 16 integer
@@ -737,20 +763,11 @@ template <bool kQ5, int NT>
 inline void ktile(const uint8_t* grp, int64_t nb, const uint8_t* act, int t0, int m, float* y, int64_t ldy,
                   const Prefetch& pf) {
   using L = Q45Layout<kQ5>;
-  constexpr bool kMemAcc = NT > 8;
   const float* xd = reinterpret_cast<const float*>(act + kact_d_offset(nb));
   const int32_t* xs = reinterpret_cast<const int32_t*>(act + kact_sums_offset(nb));
   const __m512i m4 = _mm512_set1_epi8(0x0F);
   [[maybe_unused]] const __m512i c16 = _mm512_set1_epi8(16);
-  __m512 acc[kMemAcc ? 1 : NT];
-  alignas(64) float accm[kMemAcc ? NT : 1][kRows16];
-#pragma GCC unroll 16
-  for (int t = 0; t < NT; ++t) {
-    if constexpr (kMemAcc)
-      _mm512_store_ps(accm[t], _mm512_setzero_ps());
-    else
-      acc[t] = _mm512_setzero_ps();
-  }
+  TokenSums<NT> acc;
   for (int64_t b = 0; b < nb; ++b) {
     const uint8_t* blk = grp + size_t(b) * L::kBlock;
     const uint8_t* xb = act + size_t(b) * kTokens * kQK_K + size_t(t0) * kQK_K;
@@ -799,19 +816,11 @@ inline void ktile(const uint8_t* grp, int64_t nb, const uint8_t* act, int t0, in
         imin = _mm512_dpwssd_epi32(imin, _mm512_load_si512(mn2 + p * kRows16),
                                    _mm512_set1_epi32(xs[(b * 4 + p) * kTokens + tt]));
       const __m512 dx = _mm512_set1_ps(xd[b * kTokens + tt]);
-      __m512 a = kMemAcc ? _mm512_load_ps(accm[kMemAcc ? t : 0]) : acc[kMemAcc ? 0 : t];
-      a = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[t]), _mm512_mul_ps(d, dx), a);
-      a = _mm512_fnmadd_ps(_mm512_cvtepi32_ps(imin), _mm512_mul_ps(dmin, dx), a);
-      if constexpr (kMemAcc)
-        _mm512_store_ps(accm[t], a);
-      else
-        acc[t] = a;
+      __m512 a = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[t]), _mm512_mul_ps(d, dx), acc.get(t));
+      acc.set(t, _mm512_fnmadd_ps(_mm512_cvtepi32_ps(imin), _mm512_mul_ps(dmin, dx), a));
     }
   }
-  const __mmask16 rows = __mmask16((1u << m) - 1);
-#pragma GCC unroll 16
-  for (int t = 0; t < NT; ++t)
-    _mm512_mask_storeu_ps(y + t * ldy, rows, kMemAcc ? _mm512_load_ps(accm[kMemAcc ? t : 0]) : acc[kMemAcc ? 0 : t]);
+  acc.store(m, y, ldy);
 }
 
 // Tokens per Q4_K/Q5_K/Q6_K pass: 8 isum + 8 acc + 8 weight vectors + temporaries in the 32 registers.
@@ -850,18 +859,9 @@ void pack_q6k_group(const uint8_t* w, size_t w_stride, int m, int64_t nb, uint8_
 template <int NT>
 inline void q6tile(const uint8_t* grp, int64_t nb, const uint8_t* act, int t0, int m, float* y, int64_t ldy,
                    const Prefetch& pf) {
-  constexpr bool kMemAcc = NT > 8;  // as in ktile: 16 tokens keep their float sums in L1
   const float* xd = reinterpret_cast<const float*>(act + kact_d_offset(nb));
   const int32_t* xs = reinterpret_cast<const int32_t*>(act + kact_sums_offset(nb));
-  __m512 acc[kMemAcc ? 1 : NT];
-  alignas(64) float accm[kMemAcc ? NT : 1][kRows16];
-#pragma GCC unroll 16
-  for (int t = 0; t < NT; ++t) {
-    if constexpr (kMemAcc)
-      _mm512_store_ps(accm[t], _mm512_setzero_ps());
-    else
-      acc[t] = _mm512_setzero_ps();
-  }
+  TokenSums<NT> acc;
   for (int64_t b = 0; b < nb; ++b) {
     const uint8_t* blk = grp + size_t(b) * kQ6kBlock;
     const uint8_t* xb = act + size_t(b) * kTokens * kQK_K + size_t(t0) * kQK_K;
@@ -894,18 +894,11 @@ inline void q6tile(const uint8_t* grp, int64_t nb, const uint8_t* act, int t0, i
     const __m512 d = _mm512_cvtph_ps(_mm256_load_si256(reinterpret_cast<const __m256i*>(blk + kQ6kD)));
 #pragma GCC unroll 16
     for (int t = 0; t < NT; ++t) {
-      __m512 a = kMemAcc ? _mm512_load_ps(accm[kMemAcc ? t : 0]) : acc[kMemAcc ? 0 : t];
-      a = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[t]), _mm512_mul_ps(d, _mm512_set1_ps(xd[b * kTokens + t0 + t])), a);
-      if constexpr (kMemAcc)
-        _mm512_store_ps(accm[t], a);
-      else
-        acc[t] = a;
+      acc.set(t, _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[t]), _mm512_mul_ps(d, _mm512_set1_ps(xd[b * kTokens + t0 + t])),
+                                 acc.get(t)));
     }
   }
-  const __mmask16 rows = __mmask16((1u << m) - 1);
-#pragma GCC unroll 16
-  for (int t = 0; t < NT; ++t)
-    _mm512_mask_storeu_ps(y + t * ldy, rows, kMemAcc ? _mm512_load_ps(accm[kMemAcc ? t : 0]) : acc[kMemAcc ? 0 : t]);
+  acc.store(m, y, ldy);
 }
 
 template <int... I>
