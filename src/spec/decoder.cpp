@@ -42,6 +42,10 @@ int max_block_size(const DecodeOptions& opts, const Drafter* drafter) {
 
 Decoder::Decoder(TargetModel& target, Drafter* drafter) : target_(target), drafter_(drafter) {}
 
+namespace {
+constexpr int64_t kMaxPendingTokens = 512;  // committed tokens' features held back from the drafter, at most
+}  // namespace
+
 Status Decoder::flush_drafter_context() {
   if (pending_features_.empty() || !drafter_) return Status::ok();
   const auto n = static_cast<int64_t>(pending_features_.size()) / target_.feature_dim();
@@ -221,6 +225,10 @@ util::Result<std::vector<int32_t>> Decoder::generate(std::span<const int32_t> pr
     if (use_features) {
       const float* f = target_.features(0);
       pending_features_.insert(pending_features_.end(), f, f + produced * target_.feature_dim());
+      // A long stretch without drafting (plain or lookup rounds) flushes in batches, so the buffer stays
+      // bounded (512 tokens: 4.5 MB of the shipped target's features, 6 MB of the 0.8B shape's).
+      if (static_cast<int64_t>(pending_features_.size()) >= kMaxPendingTokens * target_.feature_dim())
+        DFLASH_RETURN_IF_ERROR(flush_drafter_context());
     }
 
     st.n_rounds++;

@@ -133,6 +133,29 @@ TEST(Decoder, PerfectDrafterCommitsWholeBlocks) {
   EXPECT_DOUBLE_EQ(st.tau(), 16.0);
 }
 
+// A policy that never drafts: the committed tokens' features wait for a draft that does not come, and
+// are handed to the drafter in batches of 512 so the buffer stays bounded.
+TEST(Decoder, FeaturesWaitingForADraftAreFlushedInBatches) {
+  struct Plain final : BlockPolicy {
+    int next_block_size(int) override { return 1; }
+    void observe(int, int, double) override {}
+  } plain;
+  constexpr int64_t kVocab = 40;
+  MockTarget target(kVocab, 4096);
+  MockDrafter drafter(16, kVocab, 6.0f, 0.0, 1);
+  Decoder dec(target, &drafter);
+  DecodeOptions opts;
+  opts.max_new_tokens = 601;
+  opts.policy = &plain;
+  const std::vector<int32_t> prompt{1, 2, 3};
+  auto got = dec.generate(prompt, opts, nullptr, nullptr);
+  ASSERT_TRUE(got.is_ok()) << got.status().to_string();
+  // 600 plain rounds: the prompt at prefill, one batch of 512 at round 512, 88 still waiting.
+  EXPECT_EQ(drafter.context().size(), prompt.size() + 512);
+  ASSERT_TRUE(dec.flush_drafter_context().is_ok());
+  EXPECT_EQ(drafter.context(), target.history());
+}
+
 TEST(Decoder, BlocksShrinkAtTheLengthLimitLikeTheReference) {
   // dflash_generate verifies min(B, max_length - start) tokens: with 1 + 16 + 5 new tokens the
   // rounds commit 16 then 5 (a final block of 6 verifies 5 drafts but can commit only 5 tokens).
