@@ -68,22 +68,29 @@ double AdaptiveBlockPolicy::expected_tokens(int b) const {
   return e;
 }
 
-double AdaptiveBlockPolicy::acceptance(int state, int k) const {
+void AdaptiveBlockPolicy::state_profile(int state, int n, double* a) const {
   // Position 1 starts from the whole text's estimate; deeper positions from the state's own estimate
   // one position up (after a run of hits the deep drafts tend to hit as well).
   const size_t row = static_cast<size_t>(std::clamp(state, 0, kStates - 1)) * (static_cast<size_t>(max_block_) + 1);
-  double a = acceptance(1);
-  for (int j = 1; j <= k; ++j) {
+  double prior = a[0] = acceptance(1);
+  for (int j = 1; j <= n; ++j) {
     const size_t i = row + static_cast<size_t>(j);
-    a = (s_accepted_[i] + a * kStateWeight) / (s_tested_[i] + kStateWeight);  // prior: a_{j−1}(state)
+    a[j] = prior = (s_accepted_[i] + prior * kStateWeight) / (s_tested_[i] + kStateWeight);
   }
-  return a;
+}
+
+double AdaptiveBlockPolicy::acceptance(int state, int k) const {
+  std::vector<double> a(static_cast<size_t>(std::max(k, 0)) + 1, 0.0);
+  state_profile(state, k, a.data());
+  return a[static_cast<size_t>(std::max(k, 0))];
 }
 
 int AdaptiveBlockPolicy::plan(int cap) {
   // Costs in one-token rounds; blocks with no estimate yet are left out.
+  constexpr int kMaxCap = 64;
+  cap = std::min(cap, kMaxCap);
   const double t1 = round_seconds(1);
-  std::vector<double> tau(static_cast<size_t>(cap) + 1, 0.0);
+  std::array<double, kMaxCap + 1> tau{};
   double eta = 1e300;
   for (int b = 1; b <= cap; ++b) {
     const double t = round_seconds(b);
@@ -94,13 +101,11 @@ int AdaptiveBlockPolicy::plan(int cap) {
   if (eta > 1e299) return 1;
   // Per (state, block): the expected tokens of the round and where it leaves the context, computed once
   // per round so that each value-iteration sweep costs O(states² × blocks) instead of O(states × blocks²).
-  constexpr int kMaxCap = 64;
-  cap = std::min(cap, kMaxCap);
   std::array<double, kMaxCap + 1> a{};
   std::array<std::array<double, kMaxCap + 1>, kStates> reward{};               // E(s, b) / τ_b
   std::array<std::array<std::array<double, kStates>, kMaxCap + 1>, kStates> move{};  // (η/τ_b)·P(s' | s, b)
   for (int s = 0; s < kStates; ++s) {
-    for (int k = 1; k < cap; ++k) a[static_cast<size_t>(k)] = acceptance(s, k);
+    state_profile(s, cap - 1, a.data());
     for (int b = 2; b <= cap; ++b) {
       const double tb = tau[static_cast<size_t>(b)];
       if (tb <= 0.0) continue;

@@ -61,6 +61,9 @@ class AdaptiveBlockPolicy final : public BlockPolicy {
   int decided_state_ = 0;                  // the state the last chosen block was chosen in
   // The block maximising long-run tokens per second from the current state (value iteration).
   int plan(int cap);
+  // a[1..n] = a_1(state) .. a_n(state), each position's estimate the prior of the next; a[0] = the
+  // whole text's a_1, the prior of position 1.
+  void state_profile(int state, int n, double* a) const;
   std::vector<double> t_ema_;              // per block size > 1; 0 = not measured
   std::vector<int> t_n_;                   // observations per block size (1 included)
   std::vector<double> c_ema_;              // B > 1: round time / one-token round time (EMA)
