@@ -185,14 +185,15 @@ bool amx_takes(DType t, int64_t n_tokens, bool copy16) {
 // - AVX2 without VNNI: the per-row AVX2 kernels' bits differ from the 16-row ones for every dtype (they keep
 //   8 partial sums per token in float), so a matrix with the copy runs the 16-row kernel for every batch,
 //   decoding included, and one without it (MoE expert stacks are not packed) the per-row kernels.
-// - VNNI, with the copy: everything it covers except Q6_K decoding, which stays on the per-row kernel (its
-//   copy is 1.47 × the Q6_K bytes, which a one-token pass does not repay). Without it re-laying rows out per
+// - VNNI, with the copy: everything it covers except Q6_K batches of 1 or 2 tokens, which stay on the per-row
+//   kernel (its copy is 1.47 × the Q6_K bytes, which such a pass does not repay: 671 MB, 2 tokens, 28–31
+//   against 36.5–38 ms; 4 tokens 36 against 33–35). Two rows is the lazy LM head's usual first request. Without it re-laying rows out per
 //   call only pays for a few tokens, and only K-quants may switch kernels with the batch size (same bits);
 //   Q8_0 stays on the per-row kernel for every batch.
 bool rows16_takes(MatmulIsa isa, DType t, int64_t n_tokens, bool copy16) {
   if (!use_rows16()) return false;
   if (isa == MatmulIsa::kAvx2) return copy16;
-  if (copy16) return !(t == DType::kQ6_K && n_tokens == 1);
+  if (copy16) return !(t == DType::kQ6_K && n_tokens <= 2);
   return t != DType::kQ8_0 && n_tokens >= 4;
 }
 

@@ -61,6 +61,9 @@ struct Qwen35Options {
   // Independent sequences the model holds state for (each with its own KV cache and recurrent
   // state): forward_batch advances several by one token in one pass, sharing every weight read.
   int n_seq = 1;
+  // A checkpointed forward (a verify block) computes its LM head rows when logits(i) asks for them
+  // (see set_logits_hint); false: with the forward, as every other forward does.
+  bool lazy_verify_head = true;
 };
 
 class Qwen35 final : public spec::TargetModel {
@@ -83,6 +86,7 @@ class Qwen35 final : public spec::TargetModel {
   }
   util::Status forward(std::span<const int32_t> tokens, bool all_logits) override;
   const float* logits(int64_t i) const override;
+  void set_logits_hint(int64_t rows) override;
   const float* features(int64_t i) const override;
   void checkpoint() override;
   util::Status keep(int64_t n) override;

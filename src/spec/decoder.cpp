@@ -1,6 +1,7 @@
 #include "spec/decoder.h"
 
 #include <algorithm>
+#include <array>
 #include <optional>
 
 #include "spec/lookup.h"
@@ -43,6 +44,21 @@ int max_block_size(const DecodeOptions& opts, const Drafter* drafter) {
 Decoder::Decoder(TargetModel& target, Drafter* drafter) : target_(target), drafter_(drafter) {}
 
 namespace {
+
+// Rows of a verify's logits a round is expected to read (TargetModel::set_logits_hint): the 90th
+// percentile of the tokens committed by the last 32 drafting rounds (each read one row per accepted draft
+// plus the row of the target's own token), at least 2; 0 (all rows) before there are 8 such rounds.
+int64_t expected_rows(const DecodeStats& st, int verify_size) {
+  std::array<int, 32> recent{};
+  int n = 0;
+  for (size_t i = st.accept_lengths.size(); i-- > 0 && n < 32;)
+    if (st.verify_sizes[i] > 1) recent[static_cast<size_t>(n++)] = st.accept_lengths[i];
+  if (n < 8) return 0;
+  std::sort(recent.begin(), recent.begin() + n);
+  const int p90 = recent[static_cast<size_t>((9 * n + 9) / 10 - 1)];
+  return std::min(verify_size, std::max(2, p90));
+}
+
 constexpr int64_t kMaxPendingTokens = 512;  // committed tokens' features held back from the drafter, at most
 }  // namespace
 
@@ -181,7 +197,10 @@ util::Result<std::vector<int32_t>> Decoder::generate(std::span<const int32_t> pr
     }
 
     util::Timer tv;
-    if (n_draft > 0) target_.checkpoint();
+    if (n_draft > 0) {
+      target_.checkpoint();
+      target_.set_logits_hint(expected_rows(st, verify_size));
+    }
     DFLASH_RETURN_IF_ERROR(target_.forward(block_, /*all_logits=*/true));
     st.t_verify_s += tv.seconds();
 

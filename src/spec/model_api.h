@@ -25,8 +25,13 @@ class TargetModel {
   // Logits are kept for every fed token when all_logits, else for the last one only.
   // Exceeding n_ctx() is an kOutOfRange error and leaves the state unchanged.
   virtual util::Status forward(std::span<const int32_t> tokens, bool all_logits) = 0;
-  // Row i of the logits of the last forward (i indexes the kept rows).
+  // Row i of the logits of the last forward (i indexes the kept rows). A model may compute the rows of
+  // a checkpointed forward (a verify) only when they are asked for, so the caller reads them in order
+  // and stops at the first rejected draft; the values are the same either way.
   virtual const float* logits(int64_t i) const = 0;
+  // How many rows of the next verify's logits the caller expects to read: a lazy model computes that
+  // many together on the first request and the rest only if asked (0: all at once). A hint only.
+  virtual void set_logits_hint(int64_t rows) { (void)rows; }
   // Captured features of token i of the last forward ([feature_dim] floats); rows are contiguous,
   // so features(0) addresses all of them.
   virtual const float* features(int64_t i) const = 0;

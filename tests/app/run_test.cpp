@@ -88,6 +88,7 @@ TEST(BenchCommand, TargetModeReportsDecodePrefillAndVerifyCostPerBlock) {
     ASSERT_TRUE(j["c_of_b"].contains(b)) << r.out;
     EXPECT_GT(j["c_of_b"][b]["c"].get<double>(), 0.0);
     EXPECT_GT(j["c_of_b"][b]["c_half_rejected"].get<double>(), 0.0);
+    EXPECT_GT(j["c_of_b"][b]["c_one_kept_lazy_head"].get<double>(), 0.0);
     EXPECT_GT(j["c_of_b"][b]["verify_ms"].get<double>(), 0.0);
   }
   EXPECT_EQ(j["c_of_b"].size(), 3u);

@@ -109,6 +109,64 @@ TEST(Qwen35, VerifyRowsEqualOneByOneDecodeBitForBit) {
   }
 }
 
+// A verify's LM head is computed when its rows are read (set_logits_hint rows first, the rest on the next
+// request beyond them): every hint and reading order must give the eager head's logits bit for bit, on
+// the tiny targets and on the shipped one (16 rows: the head's kernels differ with the rows per call).
+void expect_lazy_head_equals_eager(std::shared_ptr<const formats::GgufFile> file, int64_t block_len,
+                                   util::ThreadPool* pool) {
+  Qwen35Options lazy_opts, eager_opts;
+  lazy_opts.n_ctx = eager_opts.n_ctx = 256;
+  eager_opts.lazy_verify_head = false;
+  auto a = Qwen35::load(file, lazy_opts, pool);
+  auto b = Qwen35::load(file, eager_opts, pool);
+  ASSERT_TRUE(a.is_ok() && b.is_ok());
+  Qwen35& lm = **a;
+  Qwen35& em = **b;
+  const int64_t V = lm.n_vocab();
+  std::vector<int32_t> prompt{1, 5, 9, 2, 7, 3}, block;
+  for (int64_t i = 0; i < block_len; ++i) block.push_back(int32_t((i * 53 + 7) % V));
+  ASSERT_TRUE(em.forward(prompt, false).is_ok());
+  em.checkpoint();
+  ASSERT_TRUE(em.forward(block, true).is_ok());
+  std::vector<float> eager(em.logits(0), em.logits(0) + block_len * V);
+  ASSERT_TRUE(em.keep(0).is_ok());
+  // (hint, rows in reading order): in order up to a rejection, all of them, out of order.
+  std::vector<std::pair<int64_t, std::vector<int64_t>>> cases = {
+      {0, {0, 1, 2}}, {2, {0, 1, 2}}, {2, {0, 1}}, {1, {}}, {3, {}}, {block_len, {}}, {block_len + 5, {}},
+      {3, {5 % block_len, 0, block_len - 1}}, {1, {block_len - 1, 0}}};
+  for (auto& [hint, order] : cases) {
+    if (order.empty())
+      for (int64_t i = 0; i < block_len; ++i) order.push_back(i);
+    lm.reset();
+    ASSERT_TRUE(lm.forward(prompt, false).is_ok());
+    lm.checkpoint();
+    lm.set_logits_hint(hint);
+    ASSERT_TRUE(lm.forward(block, true).is_ok());
+    for (int64_t row : order) {
+      int64_t bad = 0;
+      for (int64_t v = 0; v < V; ++v) bad += lm.logits(row)[v] != eager[size_t(row * V + v)];
+      ASSERT_EQ(bad, 0) << "hint " << hint << ", row " << row;
+    }
+    // Rows stay readable after keep() until the next forward.
+    ASSERT_TRUE(lm.keep(1).is_ok());
+    ASSERT_EQ(lm.logits(block_len - 1)[V - 1], eager[size_t(block_len * V - 1)]) << "hint " << hint;
+    ASSERT_TRUE(lm.forward(std::span<const int32_t>(block.data(), 1), false).is_ok());
+  }
+}
+
+TEST(Qwen35, LazyVerifyHeadEqualsEagerBitForBit) {
+  for (const std::string& name : testing::tiny_targets()) {
+    SCOPED_TRACE(name);
+    auto file = testing::open_gguf(name);
+    ASSERT_TRUE(file.is_ok());
+    expect_lazy_head_equals_eager(*file, 8, nullptr);
+  }
+  auto f = formats::GgufFile::open(std::string(DFLASH_MODELS_DIR) + "/dflash-demo-110m-Q8_0.gguf");
+  ASSERT_TRUE(f.is_ok()) << f.status().to_string();
+  util::ThreadPool pool(2);
+  expect_lazy_head_equals_eager(std::make_shared<const formats::GgufFile>(std::move(*f)), 16, &pool);
+}
+
 TEST(Qwen35, RejectsPromptsPastTheContextAndBadTokens) {
   auto file = testing::open_gguf(testing::tiny_targets().front());
   ASSERT_TRUE(file.is_ok());

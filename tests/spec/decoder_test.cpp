@@ -133,6 +133,41 @@ TEST(Decoder, PerfectDrafterCommitsWholeBlocks) {
   EXPECT_DOUBLE_EQ(st.tau(), 16.0);
 }
 
+// Before each verify the decoder tells the target how many logit rows it expects to read (a lazy LM head
+// computes those first): nothing (0, all) for the first 8 drafting rounds, then the 90th percentile of the
+// tokens committed by the last 32, clamped to [2, block].
+TEST(Decoder, LogitsHintIsTheRecentAcceptanceP90) {
+  constexpr int64_t kVocab = 40;
+  for (double err : {0.0, 0.3, 0.7}) {
+    SCOPED_TRACE(err);
+    MockTarget target(kVocab, 4096);
+    MockDrafter drafter(8, kVocab, 6.0f, err, 3);
+    Decoder dec(target, &drafter);
+    DecodeOptions opts;
+    opts.max_new_tokens = 300;
+    DecodeStats st;
+    ASSERT_TRUE(dec.generate(std::vector<int32_t>{1, 2, 3}, opts, nullptr, &st).is_ok());
+    const auto& hints = target.hints();
+    ASSERT_EQ(hints.size(), st.accept_lengths.size());
+    ASSERT_GT(hints.size(), 20u);
+    for (size_t r = 0; r < hints.size(); ++r) {
+      if (r < 8) {
+        EXPECT_EQ(hints[r], 0) << "round " << r;
+        continue;
+      }
+      std::vector<int> recent(st.accept_lengths.begin() + std::max<ptrdiff_t>(0, ptrdiff_t(r) - 32),
+                              st.accept_lengths.begin() + ptrdiff_t(r));
+      std::sort(recent.begin(), recent.end());
+      const size_t n = recent.size();
+      const int64_t p90 = recent[(9 * n + 9) / 10 - 1];
+      EXPECT_EQ(hints[r], std::clamp<int64_t>(p90, 2, st.verify_sizes[r])) << "round " << r;
+    }
+    if (err == 0.0) {
+      EXPECT_EQ(hints[hints.size() - 2], 8);  // the last round is cut short by max_new_tokens
+    }
+  }
+}
+
 // A policy that never drafts: the committed tokens' features wait for a draft that does not come, and
 // are handed to the drafter in batches of 512 so the buffer stays bounded.
 TEST(Decoder, FeaturesWaitingForADraftAreFlushedInBatches) {

@@ -58,6 +58,7 @@ class MockTarget final : public TargetModel {
   const float* logits(int64_t i) const override { return logits_.data() + i * n_vocab_; }
   const float* features(int64_t i) const override { return features_.data() + i; }
   void checkpoint() override { checkpoint_ = n_past(); }
+  void set_logits_hint(int64_t rows) override { hints_.push_back(rows); }
   util::Status keep(int64_t n) override {
     if (checkpoint_ < 0 || checkpoint_ + n > n_past()) return util::internal_error("bad keep");
     history_.resize(static_cast<size_t>(checkpoint_ + n));
@@ -70,8 +71,10 @@ class MockTarget final : public TargetModel {
   }
   const std::vector<int32_t>& history() const { return history_; }
   int64_t n_forward() const { return n_forward_; }
+  const std::vector<int64_t>& hints() const { return hints_; }  // set_logits_hint calls, in order
 
  private:
+  std::vector<int64_t> hints_;
   int64_t n_vocab_, n_ctx_;
   float sharpness_;
   std::vector<int32_t> history_;
