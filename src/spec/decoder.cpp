@@ -202,10 +202,10 @@ util::Result<std::vector<int32_t>> Decoder::generate(std::span<const int32_t> pr
       target_.set_logits_hint(expected_rows(st, verify_size));
     }
     DFLASH_RETURN_IF_ERROR(target_.forward(block_, /*all_logits=*/true));
-    st.t_verify_s += tv.seconds();
 
     std::span<const int32_t> drafted(block_.data() + 1, static_cast<size_t>(n_draft));
-    util::profile::Scope prof_accept("accept");
+    // An envelope, not a leaf: a lazy LM head runs its (leaf) matmuls in here.
+    std::optional<util::profile::Envelope> prof_accept(std::in_place, "[accept]", -1);
     Acceptance acc;
     if (sampler.params().greedy()) {
       acc = accept_greedy(drafted, [&](int64_t i) { return target_.logits(i); }, n_vocab);
@@ -233,7 +233,8 @@ util::Result<std::vector<int32_t>> Decoder::generate(std::span<const int32_t> pr
         break;
       }
 
-    prof_accept.stop();
+    prof_accept.reset();
+    st.t_verify_s += tv.seconds();  // with the acceptance: a lazy LM head computes its rows there
     util::Timer tr;
     if (n_draft > 0) DFLASH_RETURN_IF_ERROR(target_.keep(produced));
     st.t_rollback_s += tr.seconds();
