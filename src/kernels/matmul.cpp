@@ -187,9 +187,9 @@ bool amx_takes(DType t, int64_t n_tokens, bool copy16) {
 //   decoding included, and one without it (MoE expert stacks are not packed) the per-row kernels.
 // - VNNI, with the copy: everything it covers except Q6_K batches of 1 or 2 tokens, which stay on the per-row
 //   kernel (its copy is 1.47 × the Q6_K bytes, which such a pass does not repay: 671 MB, 2 tokens, 28–31
-//   against 36.5–38 ms; 4 tokens 36 against 33–35). Two rows is the lazy LM head's usual first request. Without it re-laying rows out per
-//   call only pays for a few tokens, and only K-quants may switch kernels with the batch size (same bits);
-//   Q8_0 stays on the per-row kernel for every batch.
+//   against 36.5–38 ms; 4 tokens 36 against 33–35). Two rows is the lazy LM head's usual first request.
+//   Without the copy, re-laying rows out per call only pays for a few tokens, and only K-quants may switch
+//   kernels with the batch size (same bits); Q8_0 stays on the per-row kernel for every batch.
 bool rows16_takes(MatmulIsa isa, DType t, int64_t n_tokens, bool copy16) {
   if (!use_rows16()) return false;
   if (isa == MatmulIsa::kAvx2) return copy16;
