@@ -32,11 +32,13 @@ AdaptiveBlockPolicy::AdaptiveBlockPolicy(int max_block)
       accepted_(static_cast<size_t>(max_block_) + 1, 0.0),
       s_tested_(static_cast<size_t>(kStates) * (static_cast<size_t>(max_block_) + 1), 0.0),
       s_accepted_(s_tested_.size(), 0.0),
-      h_(kStates, 0.0),
+      h_(2 * kStates, 0.0),
       t_ema_(static_cast<size_t>(max_block_) + 1, 0.0),
       t_n_(static_cast<size_t>(max_block_) + 1, 0),
       c_ema_(static_cast<size_t>(max_block_) + 1, 0.0),
-      c_n_(static_cast<size_t>(max_block_) + 1, 0) {}
+      c_n_(static_cast<size_t>(max_block_) + 1, 0),
+      aft_ema_(static_cast<size_t>(max_block_) + 1, 0.0),
+      aft_n_(static_cast<size_t>(max_block_) + 1, 0) {}
 
 int AdaptiveBlockPolicy::state_after(int b, int n) {
   if (b <= 1) return 0;
@@ -124,35 +126,46 @@ int AdaptiveBlockPolicy::plan(int cap) {
   // Schweitzer: a round of block B (reward E, duration τ_B, next state s') becomes a step with reward E/τ_B
   // that moves to s' with probability η/τ_B and stays put otherwise; the average reward per step of that
   // chain is the semi-Markov process's tokens per one-token round, with the same optimal policy. A plain
-  // round (B = 1) leaves the state as it was.
+  // round (B = 1) leaves the context state as it was. Each context state comes in two modes, after a plain
+  // round (index s) and after a drafting round (s + kStates): a plain round right after drafting also pays
+  // the aftermath (the slow plain rounds that follow, charged to it as a longer round), so hopping between
+  // drafting and plain decoding costs what it costs, while staying in either mode does not.
+  const double aft = aftermath(last_drafted_ > 1 ? last_drafted_ : 2);
   auto q_value = [&](int s, int b) {
-    const size_t si = static_cast<size_t>(s), bi = static_cast<size_t>(b);
+    const int cs = s % kStates;
+    const bool drafting = s >= kStates;
+    const size_t si = static_cast<size_t>(s), ci = static_cast<size_t>(cs), bi = static_cast<size_t>(b);
     const double tb = tau[bi];
-    if (b == 1) return 1.0 / tb + h_[si];
-    const auto& m = move[si][bi];
+    if (b == 1) {
+      if (!drafting) return 1.0 / tb + h_[si];
+      const double t = tb + aft, to_plain = eta / t;
+      return 1.0 / t + to_plain * h_[ci] + (1.0 - to_plain) * h_[si];
+    }
+    const auto& m = move[ci][bi];
     double next = 0.0, stay = 1.0;
     for (int s2 = 0; s2 < kStates; ++s2) {
-      next += m[static_cast<size_t>(s2)] * h_[static_cast<size_t>(s2)];
+      next += m[static_cast<size_t>(s2)] * h_[static_cast<size_t>(kStates + s2)];
       stay -= m[static_cast<size_t>(s2)];
     }
-    return reward[si][bi] + next + stay * h_[si];
+    return reward[ci][bi] + next + stay * h_[si];
   };
-  std::array<double, kStates> h_new{};
+  std::array<double, 2 * kStates> h_new{};
   for (int sweep = 0; sweep < kSweeps; ++sweep) {
-    for (int s = 0; s < kStates; ++s) {
+    for (int s = 0; s < 2 * kStates; ++s) {
       double best = -1e300;
       for (int b = 1; b <= cap; ++b)
         if (tau[static_cast<size_t>(b)] > 0.0) best = std::max(best, q_value(s, b));
       h_new[static_cast<size_t>(s)] = best;
     }
-    // Relative to state 0, so the values stay bounded.
-    for (int s = 0; s < kStates; ++s) h_[static_cast<size_t>(s)] = h_new[static_cast<size_t>(s)] - h_new[0];
+    // Relative to state 0 after a plain round, so the values stay bounded.
+    for (int s = 0; s < 2 * kStates; ++s) h_[static_cast<size_t>(s)] = h_new[static_cast<size_t>(s)] - h_new[0];
   }
+  const int now = state_ + (last_block_ > 1 ? kStates : 0);
   int best = 1;
   double best_q = -1e300;
   for (int b = 1; b <= cap; ++b) {
     if (tau[static_cast<size_t>(b)] <= 0.0) continue;
-    const double q = q_value(state_, b);
+    const double q = q_value(now, b);
     if (q > best_q + 1e-12) {
       best_q = q;
       best = b;
@@ -282,11 +295,53 @@ void AdaptiveBlockPolicy::observe(int block, int n_accepted, double seconds) {
   if (block > 1) state_ = state_after(block, n_accepted);
   const size_t i = static_cast<size_t>(block);
   if (block == 1) {
-    add_plain_round(seconds);
+    // A plain round in a drafting round's aftermath measures that aftermath, not the one-token round: it
+    // joins the yardstick only while the yardstick has fewer than five rounds (a slow first round must
+    // not set it) or has had no clean round for a long time (machine drift).
+    // Otherwise a policy that drafts, refreshing the yardstick with single plain rounds that are all
+    // slow, would see plain decoding as slower than it is and keep drafting where it does not pay.
+    const bool aftermath_round = aft_block_ > 0 && aft_base_ > 0.0;
+    if (aftermath_round) {
+      aft_excess_ += seconds / aft_base_ - 1.0;
+      if (++aft_rounds_ == kAftermathRounds) close_aftermath();
+    }
+    if (!aftermath_round || t_n_[1] < kPlainWindow || rounds_ - last_clean_plain_ >= kStaleYardstick) {
+      add_plain_round(seconds);
+      if (!aftermath_round) last_clean_plain_ = rounds_;
+    } else {
+      last_plain_round_ = rounds_;  // the refresh was run; its time went to the aftermath
+    }
   } else {
+    close_aftermath();
+    aft_block_ = block;
+    last_drafted_ = block;
+    aft_base_ = plain_seconds_;  // the yardstick before the slow rounds join its median
     ema_add(t_ema_[i], t_n_[i], seconds);
     if (plain_seconds_ > 0.0) ema_add(c_ema_[i], c_n_[i], seconds / plain_seconds_);
   }
+  last_block_ = block;
+}
+
+void AdaptiveBlockPolicy::close_aftermath() {
+  // Only the plain rounds that followed count; a drafting round right after another leaves no aftermath
+  // of its own to measure (it is charged to neither).
+  if (aft_block_ > 0 && aft_rounds_ > 0) {
+    const size_t b = static_cast<size_t>(aft_block_);
+    ema_add(aft_ema_[b], aft_n_[b], aft_excess_);
+  }
+  aft_block_ = 0;
+  aft_rounds_ = 0;
+  aft_excess_ = 0.0;
+}
+
+double AdaptiveBlockPolicy::aftermath(int b) const {
+  // A size not followed by plain rounds yet borrows the nearest measured one (the caches a draft and a
+  // verify push out do not depend much on the block).
+  for (int d = 0; d <= max_block_; ++d)
+    for (int c : {b - d, b + d})
+      if (c > 1 && c <= max_block_ && aft_n_[static_cast<size_t>(c)] > 0)
+        return std::max(0.0, aft_ema_[static_cast<size_t>(c)]);
+  return 0.0;
 }
 
 }  // namespace dflash::spec

@@ -20,7 +20,11 @@
 // the next one starts from (a cheap B = 2 after a miss can find the next run, where B = 1 learns nothing),
 // so the choice solves the semi-Markov decision process states × blocks by relative value iteration
 // (Schweitzer's transformation to a discrete-time process; a few warm-started sweeps per round). A plain
-// round (B = 1) leaves the state as it was. Counts decay so the profiles follow the text (code vs prose);
+// round (B = 1) leaves the state as it was. Each state also remembers whether the last round drafted: the
+// plain rounds right after a drafting round run slow (the draft and the verify pushed the target's decode
+// working set out of the caches; measured per block as the excess over the median one-token round, the
+// aftermath), so going back to plain decoding pays that once, and those rounds do not set the one-token
+// round's cost. Counts decay so the profiles follow the text (code vs prose);
 // a state with little evidence borrows the whole text's profile. The one-token round's cost is the median
 // of the last five, re-measured every 48 rounds even while drafting pays (it is every other size's
 // yardstick). Blocks not yet measured are probed a few times on a fixed schedule: the policy is deterministic.
@@ -49,6 +53,7 @@ class AdaptiveBlockPolicy final : public BlockPolicy {
   double expected_tokens(int b) const;  // E(b) over the whole text
   double acceptance(int state, int k) const;       // a_k(state)
   double round_seconds(int b) const;    // t(b): measured, fitted, or 0 if nothing is known yet
+  double aftermath(int b) const;        // excess one-token rounds the plain rounds after a round of b cost
   int rounds() const { return rounds_; }  // rounds observed so far (probing ends after a few)
 
  private:
@@ -56,7 +61,7 @@ class AdaptiveBlockPolicy final : public BlockPolicy {
   int rounds_ = 0;
   std::vector<double> tested_, accepted_;  // per draft position (decayed counts), whole text
   std::vector<double> s_tested_, s_accepted_;  // [state][position], decayed counts
-  std::vector<double> h_;                  // relative values of the states (warm-started each round)
+  std::vector<double> h_;                  // relative values of the states × {after plain, after drafting}
   int state_ = 0;                          // the state the next round starts from
   int decided_state_ = 0;                  // the state the last chosen block was chosen in
   // The block maximising long-run tokens per second from the current state (value iteration).
@@ -74,6 +79,23 @@ class AdaptiveBlockPolicy final : public BlockPolicy {
   int last_plain_round_ = 0;
   double plain_seconds_ = 0.0;             // median of plain_recent_ (0: none yet)
   void add_plain_round(double seconds);
+  // The aftermath of drafting: the plain rounds right after a drafting round run slow (the drafter and the
+  // verify pushed the target's decode working set out of the caches), which the median plain round does not
+  // show and the drafting round's own time does not include. Measured per block size as the excess of the
+  // next kAftermathRounds plain rounds over the median (in one-token rounds), and charged to a drafting round
+  // chosen right after a plain one.
+  static constexpr int kAftermathRounds = 4;
+  std::vector<double> aft_ema_;            // per block size: excess one-token rounds after it (EMA)
+  std::vector<int> aft_n_;
+  int aft_block_ = 0;                      // block of the drafting round being followed (0: none)
+  int aft_rounds_ = 0;                     // plain rounds seen after it
+  double aft_excess_ = 0.0;
+  double aft_base_ = 0.0;                  // the one-token round when it was drafted
+  int last_block_ = 1;                     // the previous round's block
+  int last_drafted_ = 0;                   // the last drafting round's block (0: none yet)
+  int last_clean_plain_ = 0;               // the last plain round outside an aftermath
+  static constexpr int kStaleYardstick = 192;
+  void close_aftermath();
   // Neighbour probes after the initial schedule: the round of the next one, the gap to it, and the
   // choice at the last one.
   int next_explore_ = 64;
