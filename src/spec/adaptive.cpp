@@ -160,7 +160,8 @@ int AdaptiveBlockPolicy::plan(int cap) {
     // Relative to state 0 after a plain round, so the values stay bounded.
     for (int s = 0; s < 2 * kStates; ++s) h_[static_cast<size_t>(s)] = h_new[static_cast<size_t>(s)] - h_new[0];
   }
-  const int now = state_ + (last_block_ > 1 ? kStates : 0);
+  const bool after_plain = last_plain_round_ == rounds_;  // every plain round stamps it, no drafting round does
+  const int now = state_ + (after_plain ? 0 : kStates);
   int best = 1;
   double best_q = -1e300;
   for (int b = 1; b <= cap; ++b) {
@@ -319,7 +320,6 @@ void AdaptiveBlockPolicy::observe(int block, int n_accepted, double seconds) {
     ema_add(t_ema_[i], t_n_[i], seconds);
     if (plain_seconds_ > 0.0) ema_add(c_ema_[i], c_n_[i], seconds / plain_seconds_);
   }
-  last_block_ = block;
 }
 
 void AdaptiveBlockPolicy::close_aftermath() {

@@ -82,8 +82,8 @@ class AdaptiveBlockPolicy final : public BlockPolicy {
   // The aftermath of drafting: the plain rounds right after a drafting round run slow (the drafter and the
   // verify pushed the target's decode working set out of the caches), which the median plain round does not
   // show and the drafting round's own time does not include. Measured per block size as the excess of the
-  // next kAftermathRounds plain rounds over the median (in one-token rounds), and charged to a drafting round
-  // chosen right after a plain one.
+  // next kAftermathRounds plain rounds over the one-token round at the time of the draft (in one-token
+  // rounds), and charged in plan() to a plain round chosen right after a drafting one.
   static constexpr int kAftermathRounds = 4;
   std::vector<double> aft_ema_;            // per block size: excess one-token rounds after it (EMA)
   std::vector<int> aft_n_;
@@ -91,7 +91,6 @@ class AdaptiveBlockPolicy final : public BlockPolicy {
   int aft_rounds_ = 0;                     // plain rounds seen after it
   double aft_excess_ = 0.0;
   double aft_base_ = 0.0;                  // the one-token round when it was drafted
-  int last_block_ = 1;                     // the previous round's block
   int last_drafted_ = 0;                   // the last drafting round's block (0: none yet)
   int last_clean_plain_ = 0;               // the last plain round outside an aftermath
   static constexpr int kStaleYardstick = 192;
