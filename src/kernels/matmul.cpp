@@ -178,7 +178,10 @@ constexpr int64_t kAmxQ8MinTokens = 32;
 // stacks, DFLASH_NO_PREPACK) keeps the tiles for every batch: the per-row VNNI kernel's bits differ.
 bool amx_takes(DType t, int64_t n_tokens, bool copy16) {
   if (t == DType::kQ8_0) return use_amx_q8() || !copy16 || n_tokens >= kAmxQ8MinTokens;
-  return n_tokens >= detail::amx_min_tokens(t, use_rows16());
+  // K-quants without the copy have no 16-row AMX kernel to take the middle sizes, and re-laying rows out
+  // per call costs: the in-place tiles take them from 8 (Q6_K 12) tokens. 1 thread, 4 MiB, 16 tokens:
+  // q4_K 680 against 969 µs on the fly, q6_K 745 against 976 (`BM_MatmulRowLength`, which has no copy).
+  return n_tokens >= detail::amx_min_tokens(t, use_rows16() && copy16);
 }
 
 // Whether a 16-row kernel takes this batch (isa ≥ AVX2).
@@ -194,7 +197,8 @@ bool rows16_takes(MatmulIsa isa, DType t, int64_t n_tokens, bool copy16) {
   if (!use_rows16()) return false;
   if (isa == MatmulIsa::kAvx2) return copy16;
   if (copy16) return !(t == DType::kQ6_K && n_tokens <= 2);
-  return t != DType::kQ8_0 && n_tokens >= 4;
+  // Q6_K's re-layout is the dearer one (6-bit decode): the per-row kernel is faster below 8 tokens.
+  return t != DType::kQ8_0 && n_tokens >= (t == DType::kQ6_K ? 8 : 4);
 }
 
 // Whether the AMX kernels on the 16-row copy take this batch (isa == kAmx): K-quant batches of 12 or more

@@ -325,7 +325,7 @@ void pack_q45_block_avx2(const uint8_t* w, size_t w_stride, int m, int64_t b, ui
   }
 }
 
-// Q6_K super-block b of m ≤ 16 rows into the kQ6k layout: the same bytes as pack_q6k_block (VNNI), each
+// Q6_K super-block b of m ≤ 16 rows into the kQ6k layout (AVX2 and VNNI kernels alike), each
 // row's 6-bit q decoded to bytes in element order, then transposed.
 void pack_q6k_block_avx2(const uint8_t* w, size_t w_stride, int m, int64_t b, uint8_t* out) {
   int32_t offs[kRows16];
@@ -836,24 +836,10 @@ inline void ktile_n(int nt, const uint8_t* grp, int64_t nb, const uint8_t* act, 
 // Same canonical sequence (no min term). C_j = Σ q·x over a 16-element sub-block with q unsigned
 // (|C_j| < 2^17, so vpmulld scales it), and the −32 offset enters as Σ_j (−32·sc_j)·Σx_j: 8 vpdpwssd
 // of the packed offset pairs against the activations' bsums pairs.
-void pack_q6k_block(const uint8_t* w, size_t w_stride, int m, int64_t b, uint8_t* out) {
-  int32_t offs[kRows16];
-  group_row_offsets(w_stride, m, offs);
-  for (int r = 0; r < kRows16; ++r) {
-    const BlockQ6_K& x = *reinterpret_cast<const BlockQ6_K*>(w + size_t(offs[r]) + size_t(b) * sizeof(BlockQ6_K));
-    // Element e of half h: l = e mod 32, quarter s = (e mod 128) / 32 (ggml's order).
-    for (int e = 0; e < kQK_K; ++e) {
-      const int h = e / 128, s4 = (e % 128) / 32, l = e % 32;
-      const uint8_t lo = x.ql[64 * h + 32 * (s4 & 1) + l];
-      const int q = ((s4 < 2 ? lo : lo >> 4) & 0x0F) | (((x.qh[32 * h + l] >> (2 * s4)) & 3) << 4);
-      out[(e / 4) * 64 + r * 4 + e % 4] = uint8_t(q);
-    }
-    put_q6k_row_meta(x, r, out);
-  }
-}
-
 void pack_q6k_group(const uint8_t* w, size_t w_stride, int m, int64_t nb, uint8_t* out) {
-  for (int64_t b = 0; b < nb; ++b) pack_q6k_block(w, w_stride, m, b, out + size_t(b) * kQ6kBlock);
+  // The AVX2 packer writes this layout's bytes; a per-element loop here was 30× slower than the matmul it
+  // fed when a matrix without the copy (MoE expert stacks) re-lays its rows out per call.
+  for (int64_t b = 0; b < nb; ++b) pack_q6k_block_avx2(w, w_stride, m, b, out + size_t(b) * kQ6kBlock);
 }
 
 template <int NT>
