@@ -20,6 +20,7 @@
 #include <utility>
 #include <vector>
 
+#include "hwy/targets.h"
 #include "kernels/matmul.h"
 #include "kernels/matmul_impl.h"
 #include "kernels/matmul_isa.h"
@@ -30,6 +31,14 @@ namespace {
 
 using namespace dflash;
 using tensor::DType;
+
+// DFLASH_HWY_AVX2=1: Highway-dispatched kernels (the float matmuls among them) run their AVX2 code, as on an
+// AVX2-only CPU.
+const bool g_hwy_avx2 = [] {
+  const char* e = std::getenv("DFLASH_HWY_AVX2");
+  if (e && e[0] == '1') hwy::DisableTargets(HWY_AVX3 | HWY_AVX3_DL);
+  return e && e[0] == '1';
+}();
 
 int bench_threads() {
   const char* e = std::getenv("DFLASH_THREADS");

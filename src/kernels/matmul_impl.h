@@ -118,10 +118,6 @@ int vnni_width();
 // Both give identical integers; tests force each to cover both on any machine.
 void set_avx2_pair_madd(int mode);
 
-// Most tokens a float kernel handles at once (the integer kernels use 8); larger batches loop over
-// tiles of this many tokens while the weight row stays in L1.
-constexpr int kTokenTile = 4;
-
 // 6-bit (scale, min) pairs of a Q4_K/Q5_K block as two 8-byte arrays (same as
 // formats::k_scale_min, four sub-blocks per 32-bit word operation).
 inline void unpack_k_scales(const uint8_t* s, uint8_t sc[8], uint8_t mn[8]) {

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "formats/quant.h"
+#include "hwy/targets.h"
 #include "kernels/matmul_impl.h"
 #include "kernels/matmul_isa.h"
 #include "kernels/quantize_act.h"
@@ -173,7 +174,9 @@ struct Variant {
   int amx_min = 0;   // AMX: fewest tokens that take the tiles for K-quants (0 = default)
   int rows16 = -1;   // VNNI: 0 = the per-row kernels (default: the 16-row ones, Q8_0 and Q4_K)
   int amx_q8 = -1;   // Q8_0 on AMX: 1 = the tiles (default: the 16-row VNNI kernel)
+  bool hwy_avx2 = false;  // Highway-dispatched kernels (F32/F16/BF16) run their AVX2 code
   void apply() const {
+    hwy::SetSupportedTargetsForTest(hwy_avx2 ? (hwy::SupportedTargets() & ~(HWY_AVX3 | HWY_AVX3_DL)) : 0);
     set_matmul_isa(isa);
     detail::set_avx2_pair_madd(pair);
     detail::set_vnni_width(width);
@@ -189,6 +192,7 @@ struct Variant {
       n += "/vnni" + std::to_string(width) + "/min" + std::to_string(amx_min);
     if (rows16 == 0) n += "/per_row";
     if (amx_q8 == 1) n += "/q8_tiles";
+    if (hwy_avx2) n += "/hwy_avx2";
     return n;
   }
 };
@@ -215,6 +219,11 @@ std::vector<Variant> all_variants() {
     v.push_back({MatmulIsa::kAvx2, 0});
     v.push_back({MatmulIsa::kAvx2, 1});
     v.push_back({MatmulIsa::kAvx2, 0, 0, 0, 0});  // Q8_0's per-row AVX2 kernel
+    if (matmul_best_isa() >= MatmulIsa::kAvx512Vnni) {
+      Variant f{MatmulIsa::kAvx2, 0};
+      f.hwy_avx2 = true;  // the float kernels' AVX2 code, as an AVX2-only CPU runs it
+      v.push_back(f);
+    }
   }
   if (matmul_best_isa() >= MatmulIsa::kAvx512Vnni)
     for (const Variant& a : avx512_variants()) v.push_back(a);
@@ -222,6 +231,7 @@ std::vector<Variant> all_variants() {
 }
 
 void reset_variants() {
+  hwy::SetSupportedTargetsForTest(0);
   set_matmul_isa(matmul_best_isa());
   detail::set_rows16(-1);
   detail::set_amx_q8(-1);
