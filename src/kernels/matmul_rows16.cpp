@@ -292,8 +292,8 @@ inline void transpose8_dwords(const uint8_t* const* src, int n_oct, uint8_t* out
   }
 }
 
-// Super-block b of m ≤ 16 rows into Q45Layout (rows past m repeat row m − 1): the same bytes as the
-// VNNI kernels' packer (pack_q45_block), from transposes instead of gathers and bit loops.
+// Super-block b of m ≤ 16 rows into Q45Layout (rows past m repeat row m − 1), for the AVX2 and VNNI kernels
+// alike: transposes, and the fifth bits by vpmovmskb (a gather + bit-loop packer took 10× the matmul it fed).
 template <bool kQ5>
 void pack_q45_block_avx2(const uint8_t* w, size_t w_stride, int m, int64_t b, uint8_t* out) {
   using B = std::conditional_t<kQ5, BlockQ5_K, BlockQ4_K>;
@@ -700,32 +700,11 @@ inline void tile_n(int nt, const uint8_t* grp, int64_t nb, const uint8_t* act, i
 // one register (8 vpdpbusd of the rows' nibbles against the token's broadcast activations), scaled
 // by the rows' sc_j with vpdpwssd.
 
-// Super-block b of m ≤ 16 rows into the packed layout (rows past m repeat row m − 1).
-template <bool kQ5>
-void pack_q45_block(const uint8_t* w, size_t w_stride, int m, int64_t b, uint8_t* out) {
-  using B = std::conditional_t<kQ5, BlockQ5_K, BlockQ4_K>;
-  using L = Q45Layout<kQ5>;
-  alignas(64) int32_t offs[kRows16];
-  group_row_offsets(w_stride, m, offs);
-  const __m512i row_offs = _mm512_load_si512(offs);
-  const uint8_t* blk = w + size_t(b) * sizeof(B);
-  for (int c = 0; c < 32; ++c)  // dword c of qs: chunk c / 8, k4 = c % 8
-    _mm512_store_si512(out + 64 * c, _mm512_i32gather_epi32(row_offs, blk + offsetof(B, qs) + 4 * c, 1));
-  uint64_t masks[64] = {};
-  for (int r = 0; r < kRows16; ++r) {
-    const B& x = *reinterpret_cast<const B*>(blk + size_t(offs[r]));
-    put_q45_row_meta<kQ5>(x, r, out);
-    if constexpr (kQ5)  // element 32j + l (l = 4k4 + i) has its fifth bit at bit j of qh[l]
-      for (int j = 0; j < 8; ++j)
-        for (int l = 0; l < 32; ++l)
-          masks[j * 8 + l / 4] |= uint64_t((x.qh[l] >> j) & 1) << (4 * r + l % 4);
-  }
-  if constexpr (kQ5) std::memcpy(out + L::kMasks, masks, sizeof(masks));
-}
-
 template <bool kQ5>
 void pack_q45_group(const uint8_t* w, size_t w_stride, int m, int64_t nb, uint8_t* out) {
-  for (int64_t b = 0; b < nb; ++b) pack_q45_block<kQ5>(w, w_stride, m, b, out + size_t(b) * Q45Layout<kQ5>::kBlock);
+  // The AVX2 packer writes this layout's bytes (rows past m repeat row m − 1); a scalar loop over the fifth
+  // bits made Q5_K's on-the-fly re-layout 10× the matmul it fed.
+  for (int64_t b = 0; b < nb; ++b) pack_q45_block_avx2<kQ5>(w, w_stride, m, b, out + size_t(b) * Q45Layout<kQ5>::kBlock);
 }
 
 // The float sums of NT tokens × 16 rows of a K-quant pass: in registers up to 8 tokens; for more (a
