@@ -191,14 +191,18 @@ bool amx_takes(DType t, int64_t n_tokens, bool copy16) {
 // - VNNI, with the copy: everything it covers except Q6_K batches of 1 or 2 tokens, which stay on the per-row
 //   kernel (its copy is 1.47 × the Q6_K bytes, which such a pass does not repay: 671 MB, 2 tokens, 28–31
 //   against 36.5–38 ms; 4 tokens 36 against 33–35). Two rows is the lazy LM head's usual first request.
-//   Without the copy, re-laying rows out per call only pays for a few tokens, and only K-quants may switch
-//   kernels with the batch size (same bits); Q8_0 stays on the per-row kernel for every batch.
+//   Without the copy, re-laying rows out per call pays from 8 tokens (Q6_K 16) and not on AMX machines, and
+//   only K-quants may switch kernels with the batch size (same bits); Q8_0 stays on the per-row kernel.
 bool rows16_takes(MatmulIsa isa, DType t, int64_t n_tokens, bool copy16) {
   if (!use_rows16()) return false;
   if (isa == MatmulIsa::kAvx2) return copy16;
   if (copy16) return !(t == DType::kQ6_K && n_tokens <= 2);
-  // Q6_K's re-layout is the dearer one (6-bit decode): the per-row kernel is faster below 8 tokens.
-  return t != DType::kQ8_0 && n_tokens >= (t == DType::kQ6_K ? 8 : 4);
+  // Without the copy (MoE expert stacks) a call re-lays its rows out first, which pays only for long enough
+  // batches. 96 MB, 2 threads, per-row against on the fly: q4_K 4 tokens 7.7 / 11.4 ms, 8 tokens 15.8 / 13.0;
+  // q6_K 8 tokens 8.4 / 15.3, 16 tokens 17.7 / 18.8, 32 tokens 35.7 / 25.8. On AMX machines the in-place
+  // tiles take those batches instead (amx_takes: q4_K 8 tokens 9.5 ms, q6_K 16 tokens 10.4 ms).
+  if (isa == MatmulIsa::kAmx) return false;
+  return t != DType::kQ8_0 && n_tokens >= (t == DType::kQ6_K ? 16 : 8);
 }
 
 // Whether the AMX kernels on the 16-row copy take this batch (isa == kAmx): K-quant batches of 12 or more
