@@ -175,21 +175,9 @@ void pack_kact(const uint8_t* act, size_t act_stride, int64_t n_tokens, int64_t 
   }
 }
 
-// Q8_0 rows into the packed layout (load-time prepack on every CPU, and on the fly for a row slice that
-// cannot read the copy): tile row k4 holds the 4-byte groups k4 of the 16 rows, flipped to unsigned.
-void pack_group_portable(const uint8_t* w, size_t w_stride, int m, int64_t nb, uint8_t* out) {
-  uint16_t* scales = reinterpret_cast<uint16_t*>(out + size_t(nb) * kRows16TileBytes);
-  int32_t offs[kRows16];
-  group_row_offsets(w_stride, m, offs);
-  for (int r = 0; r < kRows16; ++r) {
-    const auto* row = reinterpret_cast<const BlockQ8_0*>(w + offs[r]);
-    for (int64_t b = 0; b < nb; ++b) {
-      uint8_t* tile = out + size_t(b) * kRows16TileBytes;
-      for (int k = 0; k < kBlk; ++k) tile[(k / 4) * 64 + r * 4 + k % 4] = uint8_t(row[b].qs[k]) ^ 0x80;
-      scales[b * kRows16 + r] = row[b].d;
-    }
-  }
-}
+// Q8_0 rows into the packed layout (load-time prepack, and on the fly for a matrix without the copy): tile
+// row k4 holds the 4-byte groups k4 of the 16 rows, flipped to unsigned. Defined after transpose8_dwords.
+void pack_group_portable(const uint8_t* w, size_t w_stride, int m, int64_t nb, uint8_t* out);
 
 // ---------------- Q8_0 with AVX2 (no VNNI) ----------------
 // The same layout and per-(row, token) sequence as the VNNI kernel (so the same bits): the exact block
@@ -289,6 +277,27 @@ inline void transpose8_dwords(const uint8_t* const* src, int n_oct, uint8_t* out
       _mm256_store_si256(reinterpret_cast<__m256i*>(o + 64 * e), _mm256_permute2x128_si256(u[e], u[4 + e], 0x20));
       _mm256_store_si256(reinterpret_cast<__m256i*>(o + 64 * (e + 4)), _mm256_permute2x128_si256(u[e], u[4 + e], 0x31));
     }
+  }
+}
+
+void pack_group_portable(const uint8_t* w, size_t w_stride, int m, int64_t nb, uint8_t* out) {
+  uint16_t* scales = reinterpret_cast<uint16_t*>(out + size_t(nb) * kRows16TileBytes);
+  int32_t offs[kRows16];
+  group_row_offsets(w_stride, m, offs);
+  const __m256i k80 = _mm256_set1_epi8(int8_t(0x80));
+  const uint8_t* src[kRows16];
+  for (int64_t b = 0; b < nb; ++b) {
+    // A block's 32 quants are 8 dwords per row: two 8 × 8 dword transposes (a per-byte loop here made the
+    // on-the-fly re-layout of MoE expert stacks 8 × the matmul it fed).
+    for (int r = 0; r < kRows16; ++r) src[r] = w + size_t(offs[r]) + size_t(b) * sizeof(BlockQ8_0) + offsetof(BlockQ8_0, qs);
+    uint8_t* tile = out + size_t(b) * kRows16TileBytes;
+    for (int hh = 0; hh < 2; ++hh) transpose8_dwords(src + 8 * hh, 1, tile, hh);
+    for (size_t i = 0; i < kRows16TileBytes; i += 32) {
+      __m256i* v = reinterpret_cast<__m256i*>(tile + i);
+      _mm256_store_si256(v, _mm256_xor_si256(_mm256_load_si256(v), k80));
+    }
+    for (int r = 0; r < kRows16; ++r)
+      scales[b * kRows16 + r] = reinterpret_cast<const BlockQ8_0*>(w + size_t(offs[r]))[b].d;
   }
 }
 
