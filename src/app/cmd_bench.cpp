@@ -122,6 +122,7 @@ int run_pair_bench(const BenchArgs& a) {
     DecodeTotals total;
     int lookup = 0;  // n-gram lookup drafting instead of the drafter
     bool hybrid = false;  // with lookup: DFlash + lookup (DecodeOptions::lookup_hybrid)
+    spec::BlockPolicy* lookup_policy = nullptr;  // hybrid: the lookup rounds' policy
   };
   const int main_block = a.block_size > 0 ? a.block_size : e.drafter()->block_size();
   spec::AdaptiveBlockPolicy adaptive_policy(main_block);
@@ -140,11 +141,13 @@ int run_pair_bench(const BenchArgs& a) {
     if (a.adaptive) configs.push_back({"lookup adaptive", true, spec::kLookupBlock, &lookup_policy, {}, a.lookup});
   }
   // --lookup N with the drafter: DFlash + lookup at the drafter's block (and adaptive).
-  spec::AdaptiveBlockPolicy hybrid_policy(main_block);
+  spec::AdaptiveBlockPolicy hybrid_policy(main_block), hybrid_lookup_policy(main_block);
   const size_t hybrid_at = configs.size();
   if (a.lookup > 0) {
     configs.push_back({"dflash+lookup", true, a.block_size, nullptr, {}, a.lookup, true});
-    if (a.adaptive) configs.push_back({"dflash+lookup adaptive", true, a.block_size, &hybrid_policy, {}, a.lookup, true});
+    if (a.adaptive)
+      configs.push_back({"dflash+lookup adaptive", true, a.block_size, &hybrid_policy, {}, a.lookup, true,
+                         &hybrid_lookup_policy});
   }
   const int reps = std::max(1, a.pair_reps);
 
@@ -165,6 +168,7 @@ int run_pair_bench(const BenchArgs& a) {
         req.decode.policy = configs[c].policy;
         req.decode.lookup_ngram = configs[c].lookup;
         req.decode.lookup_hybrid = configs[c].hybrid;
+        req.decode.lookup_policy = configs[c].lookup_policy;
         req.speculative = configs[c].speculative;
         auto r = e.generate(req);
         if (!r.is_ok()) return fail(r.status());

@@ -43,10 +43,14 @@ int run(const RunArgs& a) {
   const bool hybrid = lookup && a.lookup_hybrid && e.drafter();
   if (a.lookup_hybrid && !hybrid) return fail("--lookup-hybrid needs --lookup N and a drafter (-md)");
   const char* label = hybrid ? "dflash+lookup" : lookup ? "lookup" : "dflash";
-  std::unique_ptr<spec::AdaptiveBlockPolicy> policy;
+  std::unique_ptr<spec::AdaptiveBlockPolicy> policy, lookup_policy;
   if (const int cap = spec::max_block_size(req.decode, e.drafter()); a.adaptive && cap > 1) {
     policy = std::make_unique<spec::AdaptiveBlockPolicy>(cap);
     req.decode.policy = policy.get();
+    if (hybrid) {
+      lookup_policy = std::make_unique<spec::AdaptiveBlockPolicy>(cap);
+      req.decode.lookup_policy = lookup_policy.get();
+    }
   }
 
   auto stream = [&](std::string_view t) {

@@ -142,6 +142,11 @@ struct Server::Impl {
       if (!slot) slot = std::make_unique<spec::AdaptiveBlockPolicy>(cap);
       policy = slot.get();
       g.decode.policy = policy;
+      if (mode == 2) {  // DFlash + lookup: its lookup rounds have a policy of their own
+        auto& lslot = policies[{cap, 3}];
+        if (!lslot) lslot = std::make_unique<spec::AdaptiveBlockPolicy>(cap);
+        g.decode.lookup_policy = lslot.get();
+      }
     }
     auto r = eng.generate(g, cb);
     if (r.is_ok()) account(*r);

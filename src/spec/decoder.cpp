@@ -139,13 +139,23 @@ util::Result<std::vector<int32_t>> Decoder::generate(std::span<const int32_t> pr
   prof_prefill.reset();
   emit(last);
 
+  // DFlash + lookup with two policies: each round first looks up, then asks the policy of its kind.
+  BlockPolicy* const lookup_policy = hybrid && opts.policy ? opts.lookup_policy : nullptr;
   if (opts.policy && max_block > 1) opts.policy->start_sequence();
+  if (lookup_policy && max_block > 1) lookup_policy->start_sequence();
   util::Timer decode_timer;
   int64_t start = n_prompt;  // position of `last`, which is not yet in the target state
   while (start + 1 < max_length && !stopped) {
     util::Timer round_timer;
     int block = max_block;
-    if (opts.policy && max_block > 1) block = std::clamp(opts.policy->next_block_size(max_block), 1, max_block);
+    BlockPolicy* policy = max_block > 1 ? opts.policy : nullptr;
+    if (lookup_policy && max_block > 1) {
+      int matched = 0;
+      const int64_t room = std::min<int64_t>(max_block, max_length - start) - 1;
+      if (room > 0 && !lookup_draft(history_, opts.lookup_ngram, 1, &matched).empty() && matched >= opts.lookup_ngram)
+        policy = lookup_policy;
+    }
+    if (policy) block = std::clamp(policy->next_block_size(max_block), 1, max_block);
     int verify_size = static_cast<int>(std::min<int64_t>(block, max_length - start));
     int n_draft = verify_size - 1;
 
@@ -256,7 +266,7 @@ util::Result<std::vector<int32_t>> Decoder::generate(std::span<const int32_t> pr
     st.n_accepted += acc.n_accepted;
     st.accept_lengths.push_back(produced);
     st.verify_sizes.push_back(verify_size);
-    if (opts.policy && max_block > 1) opts.policy->observe(verify_size, acc.n_accepted, round_timer.seconds());
+    if (policy) policy->observe(verify_size, acc.n_accepted, round_timer.seconds());
 
     for (int i = 0; i < produced && !stopped; ++i) emit(fresh[static_cast<size_t>(i)]);
     last = fresh[static_cast<size_t>(produced - 1)];
