@@ -29,9 +29,9 @@ DFLASH_LOG=error "$build/bin/dflash" run -m "$target" -md "$draft" -p "$prompt" 
 echo "== the same prompt, n-gram lookup drafting from the prompt and output, no drafter model (--lookup 3 --adaptive)"
 DFLASH_LOG=error "$build/bin/dflash" run -m "$target" -p "$prompt" -n 160 -t "$threads" --compare \
   --lookup 3 --adaptive -q 2>&1 | tail -n 1
-echo "== the same prompt, DFlash + lookup: full 3-gram matches draft by lookup, other rounds by the drafter"
+echo "== the same prompt, DFlash + lookup: full 3-gram matches draft by lookup, other rounds by the drafter, each kind with its own adaptive policy (--lookup 3 --lookup-hybrid --adaptive)"
 DFLASH_LOG=error "$build/bin/dflash" run -m "$target" -md "$draft" -p "$prompt" -n 160 -t "$threads" --compare \
-  --lookup 3 --lookup-hybrid -q 2>&1 | tail -n 1
+  --lookup 3 --lookup-hybrid --adaptive -q 2>&1 | tail -n 1
 echo
 echo "(On a CPU a 16-token verify costs several decodes — 'dflash bench -m $(basename "$target")' prints c(B) —"
 echo " so DFlash pays only when τ exceeds that cost; models/README.md has this pair's τ and the per-block table.)"

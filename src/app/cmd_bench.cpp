@@ -122,7 +122,7 @@ int run_pair_bench(const BenchArgs& a) {
     DecodeTotals total;
     int lookup = 0;  // n-gram lookup drafting instead of the drafter
     bool hybrid = false;  // with lookup: DFlash + lookup (DecodeOptions::lookup_hybrid)
-    spec::BlockPolicy* lookup_policy = nullptr;  // hybrid: the lookup rounds' policy
+    spec::BlockPolicy* lookup_policy = nullptr;  // with lookup: the policy of rounds with a full n-gram match
   };
   const int main_block = a.block_size > 0 ? a.block_size : e.drafter()->block_size();
   spec::AdaptiveBlockPolicy adaptive_policy(main_block);
@@ -134,11 +134,13 @@ int run_pair_bench(const BenchArgs& a) {
   const size_t adaptive_at = configs.size();
   if (a.adaptive) configs.push_back({"adaptive", true, a.block_size, &adaptive_policy, {}});
   // --lookup N: n-gram lookup drafting at its default block, and with the adaptive policy.
-  spec::AdaptiveBlockPolicy lookup_policy(spec::kLookupBlock);
+  spec::AdaptiveBlockPolicy lookup_policy(spec::kLookupBlock), lookup_full_policy(spec::kLookupBlock);
   const size_t lookup_at = configs.size();
   if (a.lookup > 0) {
     configs.push_back({"lookup", true, spec::kLookupBlock, nullptr, {}, a.lookup});
-    if (a.adaptive) configs.push_back({"lookup adaptive", true, spec::kLookupBlock, &lookup_policy, {}, a.lookup});
+    if (a.adaptive)
+      configs.push_back({"lookup adaptive", true, spec::kLookupBlock, &lookup_policy, {}, a.lookup, false,
+                         &lookup_full_policy});
   }
   // --lookup N with the drafter: DFlash + lookup at the drafter's block (and adaptive).
   spec::AdaptiveBlockPolicy hybrid_policy(main_block), hybrid_lookup_policy(main_block);

@@ -47,7 +47,7 @@ int run(const RunArgs& a) {
   if (const int cap = spec::max_block_size(req.decode, e.drafter()); a.adaptive && cap > 1) {
     policy = std::make_unique<spec::AdaptiveBlockPolicy>(cap);
     req.decode.policy = policy.get();
-    if (hybrid) {
+    if (lookup) {
       lookup_policy = std::make_unique<spec::AdaptiveBlockPolicy>(cap);
       req.decode.lookup_policy = lookup_policy.get();
     }

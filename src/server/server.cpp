@@ -29,7 +29,8 @@ struct Server::Impl {
   // Adaptive block policies, one per block-size cap and drafting method, kept across requests (under engine_mu): the
   // verify costs are the machine's and the acceptance profile follows the text, so a new request
   // starts from what the previous ones measured instead of paying the probe rounds again.
-  // (cap, drafting mode: 0 drafter, 1 lookup, 2 DFlash + lookup): each mode has its own costs.
+  // (cap, drafting mode: 0 drafter, 1 lookup, 2 DFlash + lookup; 3 / 4 the full-match lookup rounds of modes
+  // 1 / 2, DecodeOptions::lookup_policy): each mode has its own costs.
   std::map<std::pair<int, int>, std::unique_ptr<spec::AdaptiveBlockPolicy>> policies;
 
   Impl(engine::Engine& e, ServerOptions o) : eng(e), opts(std::move(o)) {}
@@ -142,8 +143,8 @@ struct Server::Impl {
       if (!slot) slot = std::make_unique<spec::AdaptiveBlockPolicy>(cap);
       policy = slot.get();
       g.decode.policy = policy;
-      if (mode == 2) {  // DFlash + lookup: its lookup rounds have a policy of their own
-        auto& lslot = policies[{cap, 3}];
+      if (mode > 0) {  // lookup: rounds with a full n-gram match have a policy of their own
+        auto& lslot = policies[{cap, mode + 2}];
         if (!lslot) lslot = std::make_unique<spec::AdaptiveBlockPolicy>(cap);
         g.decode.lookup_policy = lslot.get();
       }

@@ -139,8 +139,8 @@ util::Result<std::vector<int32_t>> Decoder::generate(std::span<const int32_t> pr
   prof_prefill.reset();
   emit(last);
 
-  // DFlash + lookup with two policies: each round first looks up, then asks the policy of its kind.
-  BlockPolicy* const lookup_policy = hybrid && opts.policy ? opts.lookup_policy : nullptr;
+  // Lookup with two policies: each round first looks up, then asks the policy of its kind.
+  BlockPolicy* const lookup_policy = lookup && opts.policy ? opts.lookup_policy : nullptr;
   if (opts.policy && max_block > 1) opts.policy->start_sequence();
   if (lookup_policy && max_block > 1) lookup_policy->start_sequence();
   util::Timer decode_timer;

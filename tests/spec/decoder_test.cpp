@@ -117,10 +117,10 @@ TEST(Decoder, GreedyLookupAndHybridAreTokenIdenticalToAr) {
   EXPECT_GT(hybrid_drafter_rounds, 0) << "hybrid: no round used the drafter";
 }
 
-// DFlash + lookup with two policies: a round whose lookup matches a full n-gram asks the lookup policy,
-// any other the drafter's, and each observes only its own rounds. Fixed answers (lookup 6, drafter 3) make
-// the routing visible in the verify sizes; the output stays plain decoding's.
-TEST(Decoder, HybridAsksTheLookupPolicyOnlyForRoundsWithAFullMatch) {
+// Lookup with two policies (DFlash + lookup, and lookup alone): a round whose lookup matches a full n-gram
+// asks the lookup policy, any other the main one, and each observes only its own rounds. Fixed answers
+// (lookup 6, main 3) make the routing visible in the verify sizes; the output stays plain decoding's.
+TEST(Decoder, LookupRoundsWithAFullMatchAskTheLookupPolicy) {
   struct Fixed final : BlockPolicy {
     explicit Fixed(int b) : block(b) {}
     int block, asked = 0, observed = 0, starts = 0;
@@ -130,40 +130,47 @@ TEST(Decoder, HybridAsksTheLookupPolicyOnlyForRoundsWithAFullMatch) {
     void start_sequence() override { ++starts; }
   };
   constexpr int64_t kVocab = 6;
-  std::mt19937 rng(12);
-  int64_t lookup_rounds = 0, drafter_rounds = 0;
-  for (int trial = 0; trial < 6; ++trial) {
-    auto prompt = random_prompt(rng, kVocab, 2 + static_cast<int>(rng() % 12));
-    MockTarget target(kVocab, 4096);
-    const std::vector<int32_t> ref = plain_greedy(target, prompt, 60);
-    MockDrafter drafter(16, kVocab, 6.0f, 0.25, 5 + trial);
-    Decoder dec(target, &drafter);
-    Fixed by_drafter(3), by_lookup(6);
-    DecodeOptions opts;
-    opts.max_new_tokens = 60;
-    opts.lookup_ngram = 3;
-    opts.lookup_hybrid = true;
-    opts.policy = &by_drafter;
-    opts.lookup_policy = &by_lookup;
-    DecodeStats st;
-    auto got = dec.generate(prompt, opts, nullptr, &st);
-    ASSERT_TRUE(got.is_ok()) << got.status().to_string();
-    ASSERT_EQ(*got, ref) << "trial " << trial;
-    EXPECT_EQ(by_drafter.starts, 1);
-    EXPECT_EQ(by_lookup.starts, 1);
-    // Every round is asked of and observed by exactly one policy.
-    EXPECT_EQ(by_drafter.asked + by_lookup.asked, st.n_rounds);
-    EXPECT_EQ(by_drafter.observed, by_drafter.asked);
-    EXPECT_EQ(by_lookup.observed, by_lookup.asked);
-    // The lookup policy's rounds are the lookup rounds (a full match proposes at least one token).
-    EXPECT_EQ(by_lookup.asked, st.n_lookup_rounds);
-    for (int b : by_drafter.sizes) EXPECT_LE(b, 3);
-    for (int b : by_lookup.sizes) EXPECT_LE(b, 6);
-    lookup_rounds += by_lookup.asked;
-    drafter_rounds += by_drafter.asked;
+  for (bool hybrid : {true, false}) {
+    SCOPED_TRACE(hybrid ? "DFlash + lookup" : "lookup alone");
+    std::mt19937 rng(12);
+    int64_t lookup_rounds = 0, main_rounds = 0;
+    for (int trial = 0; trial < 6; ++trial) {
+      auto prompt = random_prompt(rng, kVocab, 2 + static_cast<int>(rng() % 12));
+      MockTarget target(kVocab, 4096);
+      const std::vector<int32_t> ref = plain_greedy(target, prompt, 60);
+      MockDrafter drafter(16, kVocab, 6.0f, 0.25, 5 + trial);
+      Decoder dec(target, hybrid ? &drafter : nullptr);
+      Fixed by_main(3), by_lookup(6);
+      DecodeOptions opts;
+      opts.max_new_tokens = 60;
+      opts.lookup_ngram = 3;
+      opts.lookup_hybrid = hybrid;
+      opts.policy = &by_main;
+      opts.lookup_policy = &by_lookup;
+      DecodeStats st;
+      auto got = dec.generate(prompt, opts, nullptr, &st);
+      ASSERT_TRUE(got.is_ok()) << got.status().to_string();
+      ASSERT_EQ(*got, ref) << "trial " << trial;
+      EXPECT_EQ(by_main.starts, 1);
+      EXPECT_EQ(by_lookup.starts, 1);
+      // Every round is asked of and observed by exactly one policy.
+      EXPECT_EQ(by_main.asked + by_lookup.asked, st.n_rounds);
+      EXPECT_EQ(by_main.observed, by_main.asked);
+      EXPECT_EQ(by_lookup.observed, by_lookup.asked);
+      // A full match always proposes: the lookup policy's rounds are lookup rounds. DFlash + lookup drafts
+      // with the lookup in no other round; lookup alone also with shorter matches (the main policy's).
+      if (hybrid)
+        EXPECT_EQ(by_lookup.asked, st.n_lookup_rounds);
+      else
+        EXPECT_LE(by_lookup.asked, st.n_lookup_rounds);
+      for (int b : by_main.sizes) EXPECT_LE(b, 3);
+      for (int b : by_lookup.sizes) EXPECT_LE(b, 6);
+      lookup_rounds += by_lookup.asked;
+      main_rounds += by_main.asked;
+    }
+    EXPECT_GT(lookup_rounds, 0);
+    EXPECT_GT(main_rounds, 0);
   }
-  EXPECT_GT(lookup_rounds, 0);
-  EXPECT_GT(drafter_rounds, 0);
 }
 
 TEST(Decoder, PerfectDrafterCommitsWholeBlocks) {
