@@ -175,10 +175,6 @@ void pack_kact(const uint8_t* act, size_t act_stride, int64_t n_tokens, int64_t 
   }
 }
 
-// Q8_0 rows into the packed layout (load-time prepack, and on the fly for a matrix without the copy): tile
-// row k4 holds the 4-byte groups k4 of the 16 rows, flipped to unsigned. Defined after transpose8_dwords.
-void pack_group_portable(const uint8_t* w, size_t w_stride, int m, int64_t nb, uint8_t* out);
-
 // ---------------- Q8_0 with AVX2 (no VNNI) ----------------
 // The same layout and per-(row, token) sequence as the VNNI kernel (so the same bits): the exact block
 // sum C from vpmaddubsw on |w| and sign(x, w) (pairs ≤ 2·128·127 < 2^15), vpmaddwd with ones, then
@@ -280,7 +276,8 @@ inline void transpose8_dwords(const uint8_t* const* src, int n_oct, uint8_t* out
   }
 }
 
-void pack_group_portable(const uint8_t* w, size_t w_stride, int m, int64_t nb, uint8_t* out) {
+// Q8_0 rows into the packed layout: tile row k4 holds the 4-byte groups k4 of the 16 rows, flipped to unsigned.
+void pack_q8_group(const uint8_t* w, size_t w_stride, int m, int64_t nb, uint8_t* out) {
   uint16_t* scales = reinterpret_cast<uint16_t*>(out + size_t(nb) * kRows16TileBytes);
   int32_t offs[kRows16];
   group_row_offsets(w_stride, m, offs);
@@ -334,7 +331,7 @@ void pack_q45_block_avx2(const uint8_t* w, size_t w_stride, int m, int64_t b, ui
   }
 }
 
-// Q6_K super-block b of m ≤ 16 rows into the kQ6k layout (AVX2 and VNNI kernels alike), each
+// Q6_K super-block b of m ≤ 16 rows into the kQ6k layout, each
 // row's 6-bit q decoded to bytes in element order, then transposed.
 void pack_q6k_block_avx2(const uint8_t* w, size_t w_stride, int m, int64_t b, uint8_t* out) {
   int32_t offs[kRows16];
@@ -519,11 +516,13 @@ inline void q6tile_avx2(const uint8_t* grp, int64_t nb, const uint8_t* act, int 
   for (int hh = 0; hh < NH; ++hh) store_half<NT>(acc[hh], h0 + hh, m, y, ldy);
 }
 
-// A 16-row group of kT into the packed layout without AVX-512 (prepack on AVX2-only CPUs, or on the fly).
+// A 16-row group of kT into the packed layout (load-time prepack, or on the fly for a matrix without the
+// copy). AVX2 only, so every ISA's kernels use it: per-element and per-bit AVX-512 packers that it replaced
+// cost 10–30 × the matmul they fed when rows were re-laid out per call.
 template <DType kT>
-void pack_rows_avx2(const uint8_t* w, size_t w_stride, int m, int64_t in, uint8_t* out) {
+void pack_rows(const uint8_t* w, size_t w_stride, int m, int64_t in, uint8_t* out) {
   if constexpr (kT == DType::kQ8_0) {
-    pack_group_portable(w, w_stride, m, in / kBlk, out);
+    pack_q8_group(w, w_stride, m, in / kBlk, out);
   } else {
     for (int64_t b = 0; b < in / kQK_K; ++b) {
       uint8_t* dst = out + size_t(b) * prepack_rows16_group_bytes(kT, kQK_K);
@@ -595,7 +594,7 @@ void rows16_avx2(const RowsArgs& a, int64_t r0, int64_t r1) {
       grp = a.w_packed + size_t(rg / kRows16) * gbytes;
     } else {
       uint8_t* buf = group_scratch(gbytes);
-      pack_rows_avx2<kT>(a.w + size_t(rg) * a.w_stride, a.w_stride, m, a.in, buf);
+      pack_rows<kT>(a.w + size_t(rg) * a.w_stride, a.w_stride, m, a.in, buf);
       grp = buf;
     }
     // The next group of the copy, if this call reads it too; none on the fly.
@@ -709,13 +708,6 @@ inline void tile_n(int nt, const uint8_t* grp, int64_t nb, const uint8_t* act, i
 // one register (8 vpdpbusd of the rows' nibbles against the token's broadcast activations), scaled
 // by the rows' sc_j with vpdpwssd.
 
-template <bool kQ5>
-void pack_q45_group(const uint8_t* w, size_t w_stride, int m, int64_t nb, uint8_t* out) {
-  // The AVX2 packer writes this layout's bytes (rows past m repeat row m − 1); a scalar loop over the fifth
-  // bits made Q5_K's on-the-fly re-layout 10× the matmul it fed.
-  for (int64_t b = 0; b < nb; ++b) pack_q45_block_avx2<kQ5>(w, w_stride, m, b, out + size_t(b) * Q45Layout<kQ5>::kBlock);
-}
-
 // The float sums of NT tokens × 16 rows of a K-quant pass: in registers up to 8 tokens; for more (a
 // 16-token verify in one pass) in an L1 array touched once per super-block, since 16 integer sums, 8
 // weight vectors and 16 float sums do not fit the 32 registers together.
@@ -824,12 +816,6 @@ inline void ktile_n(int nt, const uint8_t* grp, int64_t nb, const uint8_t* act, 
 // Same canonical sequence (no min term). C_j = Σ q·x over a 16-element sub-block with q unsigned
 // (|C_j| < 2^17, so vpmulld scales it), and the −32 offset enters as Σ_j (−32·sc_j)·Σx_j: 8 vpdpwssd
 // of the packed offset pairs against the activations' bsums pairs.
-void pack_q6k_group(const uint8_t* w, size_t w_stride, int m, int64_t nb, uint8_t* out) {
-  // The AVX2 packer writes this layout's bytes; a per-element loop here was 30× slower than the matmul it
-  // fed when a matrix without the copy (MoE expert stacks) re-lays its rows out per call.
-  for (int64_t b = 0; b < nb; ++b) pack_q6k_block_avx2(w, w_stride, m, b, out + size_t(b) * kQ6kBlock);
-}
-
 template <int NT>
 inline void q6tile(const uint8_t* grp, int64_t nb, const uint8_t* act, int t0, int m, float* y, int64_t ldy,
                    const Prefetch& pf) {
@@ -879,17 +865,6 @@ template <int... I>
 inline void q6tile_n(int nt, const uint8_t* grp, int64_t nb, const uint8_t* act, int t0, int m, float* y,
                      int64_t ldy, const Prefetch& pf, std::integer_sequence<int, I...>) {
   ((nt == I + 1 ? q6tile<I + 1>(grp, nb, act, t0, m, y, ldy, pf) : void()), ...);
-}
-
-// A 16-row group of kT into the packed layout (prepack, or on the fly for a matrix without the copy).
-template <DType kT>
-void pack_rows(const uint8_t* w, size_t w_stride, int m, int64_t in, uint8_t* out) {
-  if constexpr (kT == DType::kQ8_0)
-    pack_group_portable(w, w_stride, m, in / kBlk, out);
-  else if constexpr (kT == DType::kQ6_K)
-    pack_q6k_group(w, w_stride, m, in / kQK_K, out);
-  else
-    pack_q45_group<kT == DType::kQ5_K>(w, w_stride, m, in / kQK_K, out);
 }
 
 // The row driver: per 16-row group (packed copy, or re-laid out on the fly), token passes of 16 (Q8_0:
@@ -981,24 +956,16 @@ ActPack act_pack_rows16(DType t) {
 
 void prepack_rows16(DType t, const uint8_t* w, size_t w_stride, int64_t rows, int64_t in, uint8_t* out) {
   const size_t gbytes = prepack_rows16_group_bytes(t, in);
-  const bool avx512 = matmul_isa() >= MatmulIsa::kAvx512Vnni;
   for (int64_t g = 0; g * kRows16 < rows; ++g) {
     uint8_t* dst = out + size_t(g) * gbytes;
     std::memset(dst, 0, gbytes);
     const int m = int(std::min<int64_t>(kRows16, rows - g * kRows16));
     const uint8_t* src = w + size_t(g * kRows16) * w_stride;
-    // The packers of the kernels the current ISA runs (the same bytes either way); AVX2 needs no AVX-512.
     switch (t) {
-      case DType::kQ4_K:
-        avx512 ? pack_rows<DType::kQ4_K>(src, w_stride, m, in, dst) : pack_rows_avx2<DType::kQ4_K>(src, w_stride, m, in, dst);
-        break;
-      case DType::kQ5_K:
-        avx512 ? pack_rows<DType::kQ5_K>(src, w_stride, m, in, dst) : pack_rows_avx2<DType::kQ5_K>(src, w_stride, m, in, dst);
-        break;
-      case DType::kQ6_K:
-        avx512 ? pack_rows<DType::kQ6_K>(src, w_stride, m, in, dst) : pack_rows_avx2<DType::kQ6_K>(src, w_stride, m, in, dst);
-        break;
-      default: pack_group_portable(src, w_stride, m, in / kBlk, dst);  // also on AVX2-only CPUs
+      case DType::kQ4_K: pack_rows<DType::kQ4_K>(src, w_stride, m, in, dst); break;
+      case DType::kQ5_K: pack_rows<DType::kQ5_K>(src, w_stride, m, in, dst); break;
+      case DType::kQ6_K: pack_rows<DType::kQ6_K>(src, w_stride, m, in, dst); break;
+      default: pack_rows<DType::kQ8_0>(src, w_stride, m, in, dst);
     }
   }
 }
