@@ -148,12 +148,24 @@ util::Result<std::vector<int32_t>> Decoder::generate(std::span<const int32_t> pr
   while (start + 1 < max_length && !stopped) {
     util::Timer round_timer;
     int block = max_block;
+    // The round's lookup, at most once and only when needed: the longest proposal this round could verify
+    // (a shorter block takes its prefix: the match does not depend on the length asked for).
+    std::vector<int32_t> proposal;
+    int matched = 0;
+    bool looked_up = false;
+    double t_lookup = 0.0;
+    auto look_up = [&] {
+      if (looked_up) return;
+      looked_up = true;
+      util::Timer t;
+      const int64_t room = std::min<int64_t>(max_block, max_length - start) - 1;
+      if (room > 0) proposal = lookup_draft(history_, opts.lookup_ngram, static_cast<int>(room), &matched);
+      t_lookup = t.seconds();
+    };
     BlockPolicy* policy = max_block > 1 ? opts.policy : nullptr;
     if (lookup_policy && max_block > 1) {
-      int matched = 0;
-      const int64_t room = std::min<int64_t>(max_block, max_length - start) - 1;
-      if (room > 0 && !lookup_draft(history_, opts.lookup_ngram, 1, &matched).empty() && matched >= opts.lookup_ngram)
-        policy = lookup_policy;
+      look_up();
+      if (!proposal.empty() && matched >= opts.lookup_ngram) policy = lookup_policy;
     }
     if (policy) block = std::clamp(policy->next_block_size(max_block), 1, max_block);
     int verify_size = static_cast<int>(std::min<int64_t>(block, max_length - start));
@@ -161,11 +173,9 @@ util::Result<std::vector<int32_t>> Decoder::generate(std::span<const int32_t> pr
 
     block_.assign(1, last);
     bool drafted_by_lookup = false;
-    std::vector<int32_t> proposal;
-    util::Timer td_lookup;
     if (n_draft > 0 && lookup) {
-      int matched = 0;
-      proposal = lookup_draft(history_, opts.lookup_ngram, n_draft, &matched);
+      look_up();
+      if (proposal.size() > static_cast<size_t>(n_draft)) proposal.resize(static_cast<size_t>(n_draft));
       // Hybrid: only a full-length n-gram match is trusted over the drafter.
       if (hybrid && matched < opts.lookup_ngram) proposal.clear();
       drafted_by_lookup = !hybrid || !proposal.empty();
@@ -186,7 +196,7 @@ util::Result<std::vector<int32_t>> Decoder::generate(std::span<const int32_t> pr
           q.dense.clear();
         }
       }
-      st.t_draft_s += td_lookup.seconds();
+      st.t_draft_s += t_lookup;
     }
     // Profiled under the block actually verified (a lookup proposal may be shorter than asked).
     util::profile::Envelope prof_round("[round]", verify_size);
