@@ -141,7 +141,7 @@ HWY_INLINE void Rows(const RowsArgs& a, int64_t r0, int64_t r1) {
     const bool more = r + 2 * kRowTile <= r1;
     for (int k = 0; k < kRowTile; ++k) {
       wr[k] = row(r + k);
-      next[k] = more ? row(r + kRowTile + k) : nullptr;
+      if (more) next[k] = row(r + kRowTile + k);
     }
     RowTile<WL, kRowTile>(a, wr, r, more ? next : nullptr);
   }
