@@ -797,16 +797,14 @@ void rows_kq(const RowsArgs& a, int64_t r0, int64_t r1) {
 }
 
 
-// ---------------- Q6_K on the 16-row copy: activations as A tiles, weights as B tiles ----------------
-// The 16-row kernels' Q6_K copy (prepack_rows16) holds q ∈ [0, 63] as bytes [k/4][row][4], which is the
-// B-tile layout: sub-block j of a super-block is 4 tile rows of 64 bytes (16 k × 16 weight rows). With
-// the tokens' Q8_K activations as the A tile (n tokens × 16 bytes, contiguous: pack_tiles_act below),
-// TDPBSUD gives C_j[token][row] exactly, one vector over the 16 rows per token: the VNNI 16-row kernel's
-// vector, without its 4 vpdpbusd per token and sub-block and without the on-the-fly unpacking of the
-// in-place AMX kernel above (rows_kq<AmxQ6K>, which has to turn ql/qh bits into bytes per call). The
-// epilogue is q6tile's: isum = Σ_p (−32·sc) pairs · bsums pairs + Σ_j sc_j·C_j, then one fma per
-// super-block: the same integers and float steps, so the same bits as every other Q6_K kernel.
-// Two C tiles alternate (0 for even sub-blocks, 1 for odd): one product runs while the other is scaled.
+// ---------------- K-quants on the 16-row copy: activations as A tiles, weights as B tiles ----------------
+// The 16-row kernels' copy (prepack_rows16) holds the quants as bytes or nibbles [k/4][row][4], which is
+// the B-tile layout: K/4 tile rows of 64 bytes (K k × 16 weight rows). With the tokens' Q8_K activations
+// as the A tile (n tokens × K bytes, contiguous: pack_tiles_act below), a product gives C[token][row]
+// exactly, one vector over the 16 rows per token: the VNNI 16-row kernel's vector, without its vpdpbusd
+// per token and without the on-the-fly unpacking of the in-place AMX kernels above (rows_kq<AmxQ6K> has
+// to turn ql/qh bits into bytes per call). The integers and float steps are every other kernel's, so
+// are the bits.
 
 // Sub-block j of a super-block as one tile product C = A·B: A the tokens' K activation bytes of sub-block j
 // (kTokens rows of K, pack_tiles_act, at xb), B the 16 rows' K weight bytes as [k/4][row][4] (K/4 rows of
@@ -821,13 +819,11 @@ void rows_kq(const RowsArgs& a, int64_t r0, int64_t r1) {
 
 // The rest of a super-block's kSubs sub-block products once those of sub-blocks 0 and 1 are issued (into C
 // tiles 0 and 1): each C_j is stored to cbuf and handed to scale(C_j as int32 [token][row], j) while the
-// product two sub-blocks on runs. step(j) runs before each pair (the Q6_K kernel's prefetch share).
-template <int kK, int kSubs, class Scale, class Step>
+// product two sub-blocks on runs.
+template <int kK, int kSubs, class Scale>
 __attribute__((always_inline)) inline void subblock_pipeline(const uint8_t* xb, const uint8_t* wb,
-                                                             int32_t (*cbuf)[kGroup * kGroup], Scale&& scale,
-                                                             Step&& step) {
+                                                             int32_t (*cbuf)[kGroup * kGroup], Scale&& scale) {
   for (int j = 0; j < kSubs; j += 2) {
-    step(j);
     _tile_stored(0, cbuf[0], 64);
     if (j + 2 < kSubs) DFLASH_SUBBLOCK_PRODUCT(0, 2, 4, kK, j + 2);
     scale(cbuf[0], j);
@@ -839,7 +835,7 @@ __attribute__((always_inline)) inline void subblock_pipeline(const uint8_t* xb, 
 
 // The tiles' activations of a group of up to 16 tokens: rows16_layout's packed Q8_K group (dx and the
 // kPairs sums pairs at the same offsets) except that the quants are [super-block][sub-block][token][K],
-// K = 256 / (2·kPairs) (Q6_K: 16, Q4_K/Q5_K: 32), so a sub-block's A tile is one contiguous run instead
+// K = 256 / (2·kPairs) (Q6_K: 64-element chunks, Q4_K/Q5_K: 32-element sub-blocks), so a sub-block's A tile is one contiguous run instead
 // of 16 rows 256 bytes apart.
 template <int kPairs>
 void pack_tiles_act(const uint8_t* act, size_t act_stride, int64_t n_tokens, int64_t nb, uint8_t* out) {
@@ -870,50 +866,84 @@ void pack_tiles_act(const uint8_t* act, size_t act_stride, int64_t n_tokens, int
   }
 }
 
+// Q6_K with the scales folded into the weights. Per 16-element sub-block j the exact integers
+// w = sc_j·(q − 32) ∈ [−4064, 4096] are split as w = 64·hi + lo, lo = w mod 64 ∈ [0, 63] (unsigned bytes),
+// hi = ⌊w / 64⌋ ∈ [−64, 64] (signed bytes). Then isum = 64·Σ hi·x + Σ lo·x over the whole super-block, which
+// is the integer every other Q6_K kernel forms, so the bits are theirs. Each of the 4 K = 64 chunks is two
+// products (TDPBSUD for lo, TDPBSSD for hi) instead of four K = 16 ones, accumulated in the C tiles over the
+// super-block, and the per-sub-block epilogue (store C, vpmulld by the scales, the offset term) is gone: one
+// C store and one fma per super-block and token. The hi/lo tiles are built from the copy's q bytes
+// (q6k_fold_tiles, ~13 vector ops per 64 bytes) one super-block ahead of their tile loads.
+
+// Tiles of one super-block: [chunk c][lo, hi][16 tile rows (k/4 within the chunk)][16 rows × 4 bytes].
+constexpr size_t kQ6FoldChunk = 2 * 16 * 64;
+alignas(64) thread_local uint8_t t_q6fold[2][4 * kQ6FoldChunk];
+
+__attribute__((always_inline)) inline void q6k_fold_tiles(const uint8_t* blk, uint8_t* dst,
+                                                          const rows16_layout::Prefetch& pf, int64_t b) {
+  using namespace rows16_layout;
+  const __m512i low_byte = _mm512_set1_epi16(0x00FF), low_word = _mm512_set1_epi32(0xFFFF);
+  const __m512i six_bits = _mm512_set1_epi8(63), byte0 = _mm512_set1_epi32(0xFF);
+#pragma GCC unroll 2
+  for (int j = 0; j < 16; ++j) {
+    prefetch_slot<5>(pf, b, j);  // 77 lines per super-block over the 16 sub-blocks
+    // Row r's scale (dword r): as the u8×s8 multiplier of the even bytes 4r, 4r+2 and of the odd ones, and
+    // 32·sc in both int16 halves (the offset of q).
+    const __m512i sc = _mm512_cvtepi8_epi32(_mm_load_si128(reinterpret_cast<const __m128i*>(blk + kQ6kScales + 16 * j)));
+    const __m512i sb = _mm512_and_si512(sc, byte0);
+    const __m512i s_even = _mm512_or_si512(sb, _mm512_slli_epi32(sb, 16));
+    const __m512i s_odd = _mm512_slli_epi32(s_even, 8);
+    const __m512i t = _mm512_slli_epi32(sc, 5);
+    const __m512i off = _mm512_ternarylogic_epi32(low_word, t, _mm512_slli_epi32(t, 16), 0xCA);  // low ? t : t<<16
+    uint8_t* out = dst + size_t(j / 4) * kQ6FoldChunk + size_t(j % 4) * 4 * 64;
+#pragma GCC unroll 4
+    for (int r4 = 0; r4 < 4; ++r4) {
+      const __m512i q = _mm512_load_si512(blk + (4 * j + r4) * 64);
+      const __m512i wa = _mm512_sub_epi16(_mm512_maddubs_epi16(q, s_even), off);  // bytes 2i
+      const __m512i wb = _mm512_sub_epi16(_mm512_maddubs_epi16(q, s_odd), off);   // bytes 2i + 1
+      const __m512i lo = _mm512_and_si512(
+          _mm512_ternarylogic_epi32(low_byte, wa, _mm512_slli_epi16(wb, 8), 0xCA), six_bits);
+      const __m512i hi = _mm512_ternarylogic_epi32(low_byte, _mm512_srli_epi16(wa, 6), _mm512_slli_epi16(wb, 2), 0xCA);
+      _mm512_store_si512(out + r4 * 64, lo);
+      _mm512_store_si512(out + 16 * 64 + r4 * 64, hi);
+    }
+  }
+}
+
 void q6k_rows16_group(const uint8_t* grp, int64_t nb, const uint8_t* act, int n, int m, float* y, int64_t ldy,
                       const rows16_layout::Prefetch& pf) {
   using namespace rows16_layout;
   const float* xd = reinterpret_cast<const float*>(act + kact_d_offset(nb));
-  const int32_t* xs = reinterpret_cast<const int32_t*>(act + kact_sums_offset(nb));
   int32_t(*cbuf)[kGroup * kGroup] = t_cbuf;
   __m512 acc[kGroup];
-  __m512i isum[kGroup];
 #pragma GCC unroll 16
   for (int t = 0; t < kGroup; ++t) acc[t] = _mm512_setzero_ps();
+  q6k_fold_tiles(grp, t_q6fold[0], pf, 0);
   for (int64_t b = 0; b < nb; ++b) {
     const uint8_t* blk = grp + size_t(b) * kQ6kBlock;
-    const uint8_t* xb = act + size_t(b) * kTokens * kQK_K;
-    const uint8_t* wb = blk;
-    DFLASH_SUBBLOCK_PRODUCT(0, 2, 4, 16, 0);
-    DFLASH_SUBBLOCK_PRODUCT(1, 3, 5, 16, 1);
-    const int32_t* off2 = reinterpret_cast<const int32_t*>(blk + kQ6kOffs);
-#pragma GCC unroll 16
-    for (int t = 0; t < kGroup; ++t) {
-      if (t >= n) break;
-      isum[t] = _mm512_setzero_si512();
-#pragma GCC unroll 8
-      for (int p = 0; p < 8; ++p)
-        isum[t] = _mm512_add_epi32(isum[t], _mm512_madd_epi16(_mm512_load_si512(off2 + p * kRows16),
-                                                              _mm512_set1_epi32(xs[(b * 8 + p) * kTokens + t])));
+    const uint8_t* xb = act + size_t(b) * kTokens * kQK_K;  // [chunk][token][64]
+    const uint8_t* tb = t_q6fold[b & 1];
+    _tile_zero(0);
+    _tile_zero(1);
+#pragma GCC unroll 4
+    for (int c = 0; c < 4; ++c) {
+      _tile_loadd(2, xb + kTokens * 64 * c, 64);
+      _tile_loadd(4, tb + c * kQ6FoldChunk, 64);
+      _tile_loadd(5, tb + c * kQ6FoldChunk + 16 * 64, 64);
+      _tile_dpbsud(0, 2, 4);
+      _tile_dpbssd(1, 2, 5);
     }
-    auto scale = [&](const int32_t* c, int j) __attribute__((always_inline)) {
-      const __m512i sc =
-          _mm512_cvtepi8_epi32(_mm_load_si128(reinterpret_cast<const __m128i*>(blk + kQ6kScales + 16 * j)));
-#pragma GCC unroll 16
-      for (int t = 0; t < kGroup; ++t) {
-        if (t >= n) break;
-        isum[t] = _mm512_add_epi32(isum[t], _mm512_mullo_epi32(_mm512_load_si512(c + t * kGroup), sc));
-      }
-    };
-    auto prefetch = [&](int j) __attribute__((always_inline)) {
-      prefetch_slot<10>(pf, b, j / 2);  // 77 lines per super-block over the 8 pairs
-    };
-    subblock_pipeline<16, 16>(xb, wb, cbuf, scale, prefetch);
+    // The next super-block's tiles while these products run.
+    if (b + 1 < nb) q6k_fold_tiles(blk + kQ6kBlock, t_q6fold[(b + 1) & 1], pf, b + 1);
+    _tile_stored(0, cbuf[0], 64);
+    _tile_stored(1, cbuf[1], 64);
     const __m512 d = _mm512_cvtph_ps(_mm256_load_si256(reinterpret_cast<const __m256i*>(blk + kQ6kD)));
 #pragma GCC unroll 16
     for (int t = 0; t < kGroup; ++t) {
       if (t >= n) break;
-      acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[t]), _mm512_mul_ps(d, _mm512_set1_ps(xd[b * kTokens + t])),
+      const __m512i isum = _mm512_add_epi32(_mm512_slli_epi32(_mm512_load_si512(cbuf[1] + t * kGroup), 6),
+                                            _mm512_load_si512(cbuf[0] + t * kGroup));
+      acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_mul_ps(d, _mm512_set1_ps(xd[b * kTokens + t])),
                                acc[t]);
     }
   }
@@ -922,7 +952,8 @@ void q6k_rows16_group(const uint8_t* grp, int64_t nb, const uint8_t* act, int n,
 }
 
 // ---------------- Q4_K / Q5_K on the 16-row copy ----------------
-// As the Q6_K kernel above, with 32-element sub-blocks (tile K = 32). The copy holds nibbles, so each
+// One product per 32-element sub-block (tile K = 32), each scaled by its own sc_j (subblock_pipeline).
+// The copy holds nibbles, so each
 // super-block's 8 sub-blocks are first decoded into whole bytes in the B-tile layout (Q5_K: + 16 under
 // the fifth-bit masks), one super-block ahead into the other half of a double buffer, so a tile load never
 // waits for the decode's stores. Epilogue per super-block as the VNNI ktile: isum = Σ_j sc_j·C_j,
@@ -990,7 +1021,7 @@ void q45_rows16_group(const uint8_t* grp, int64_t nb, const uint8_t* act, int n,
         isum[t] = _mm512_add_epi32(isum[t], _mm512_mullo_epi32(_mm512_load_si512(c + t * kGroup), sc));
       }
     };
-    subblock_pipeline<32, 8>(xb, wb, cbuf, scale, [](int) {});
+    subblock_pipeline<32, 8>(xb, wb, cbuf, scale);
     const __m512 d = _mm512_cvtph_ps(_mm256_load_si256(reinterpret_cast<const __m256i*>(blk + L::kD)));
     const __m512 dmin = _mm512_cvtph_ps(_mm256_load_si256(reinterpret_cast<const __m256i*>(blk + L::kDmin)));
     const int32_t* mn2 = reinterpret_cast<const int32_t*>(blk + L::kMins);
@@ -1020,7 +1051,7 @@ template <DType kT>
 void rows16_amx_kq(const RowsArgs& a, int64_t r0, int64_t r1) {
   const int64_t nb = a.in / kQK_K;
   const size_t gbytes = prepack_rows16_group_bytes(kT, a.in), block = gbytes / size_t(nb);
-  constexpr int kK = kT == DType::kQ6_K ? 16 : 32;  // sub-block length = tile K
+  constexpr int kK = kT == DType::kQ6_K ? 64 : 32;  // tile K: Q6_K's 64-element chunks, Q4_K/Q5_K's sub-blocks
   for (int64_t rg = r0; rg < r1; rg += kGroup) {
     const int m = int(std::min<int64_t>(kGroup, r1 - rg));
     const uint8_t* grp;
@@ -1076,8 +1107,8 @@ ActPack act_pack_rows16_amx(DType t) {
   p.group = rows16_layout::kTokens;
   p.min_tokens = 1;
   if (t == DType::kQ6_K) {
-    p.group_bytes = &rows16_layout::kact_bytes<8>;
-    p.pack = &pack_tiles_act<8>;
+    p.group_bytes = &rows16_layout::kact_bytes<2>;  // K = 64 chunks; the sums are not read
+    p.pack = &pack_tiles_act<2>;
   } else if (t == DType::kQ4_K || t == DType::kQ5_K) {
     p.group_bytes = &rows16_layout::kact_bytes<4>;
     p.pack = &pack_tiles_act<4>;

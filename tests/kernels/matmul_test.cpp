@@ -620,8 +620,8 @@ float canonical_kquant(DType t, const uint8_t* row, const tensor::BlockQ8_K* x, 
 // on the fly, every batch 1..17 (all token-pass remainders and a second 16-token activation group), row
 // counts that are not multiples of 16 (partial groups and halves), random and extreme quants (the int16
 // partial sums at their bounds). Each must equal the canonical sequence bit for bit, hence the VNNI
-// 16-row kernels (compared directly where the CPU has them), and the AVX2 packer's copy must equal the
-// AVX-512 one byte for byte. The kernels are called directly, so Q6_K and n = 1 run on them too, then
+// 16-row kernels and the AMX ones on the same copy (compared directly where the CPU has them), and the
+// AVX2 packer's copy must equal the AVX-512 one byte for byte. The kernels are called directly, so Q6_K and n = 1 run on them too, then
 // through matmul() as the selection routes each batch.
 TEST(Matmul, KQuantSixteenRowAvx2KernelsMatchVnniAndCanonicalBitwise) {
   if (matmul_best_isa() < MatmulIsa::kAvx2) GTEST_SKIP() << "no AVX2 on this CPU";
@@ -643,8 +643,8 @@ TEST(Matmul, KQuantSixteenRowAvx2KernelsMatchVnniAndCanonicalBitwise) {
             const size_t ts = tensor::info(t).type_size;
             for (size_t blk = 0; blk < data.size() / ts; ++blk) {
               uint8_t* p = data.data() + blk * ts;
-              if (t == DType::kQ6_K) {
-                std::memset(p, 0xFF, 128 + 64);
+              if (t == DType::kQ6_K) {  // q = 63, or q = 0 (with sc = −128: sc·(q − 32) = 4096, the AMX fold's top)
+                std::memset(p, (blk / 3) % 2 ? 0x00 : 0xFF, 128 + 64);
                 std::memset(p + 192, blk % 3 == 0 ? 0x80 : (blk % 3 == 1 ? 0x7F : 0x81), 16);
               } else {
                 std::memset(p + 4, 0xFF, 12);
@@ -693,16 +693,37 @@ TEST(Matmul, KQuantSixteenRowAvx2KernelsMatchVnniAndCanonicalBitwise) {
           uint8_t* act_al = act.data() + (64 - reinterpret_cast<uintptr_t>(act.data()) % 64) % 64;
           ap.pack(reinterpret_cast<const uint8_t*>(xq.data()), size_t(nb) * sizeof(tensor::BlockQ8_K), kMaxN, nb,
                   act_al);
+          // The AMX kernels on the same copy take their activations in another layout (tile rows).
+          std::vector<uint8_t> amx_act;
+          uint8_t* amx_act_al = nullptr;
+          size_t amx_gbytes = 0;
+          const bool amx = matmul_best_isa() >= MatmulIsa::kAmx;
+          if (amx) {
+            const detail::ActPack apx = detail::act_pack_rows16_amx(t);
+            amx_gbytes = apx.group_bytes(nb);
+            amx_act.resize(amx_gbytes * 2 + 64);
+            amx_act_al = amx_act.data() + (64 - reinterpret_cast<uintptr_t>(amx_act.data()) % 64) % 64;
+            apx.pack(reinterpret_cast<const uint8_t*>(xq.data()), size_t(nb) * sizeof(tensor::BlockQ8_K), kMaxN, nb,
+                     amx_act_al);
+          }
           struct Run {
             const char* name;
             detail::RowsFn fn;
             const void* copy;
+            const uint8_t* act;
+            size_t act_stride;
           };
-          std::vector<Run> runs = {{"avx2 16-row, packed copy", detail::rows_fn_rows16_avx2(t), avx2_copy.packed},
-                                   {"avx2 16-row, on the fly", detail::rows_fn_rows16_avx2(t), nullptr}};
+          std::vector<Run> runs = {
+              {"avx2 16-row, packed copy", detail::rows_fn_rows16_avx2(t), avx2_copy.packed, act_al, gbytes},
+              {"avx2 16-row, on the fly", detail::rows_fn_rows16_avx2(t), nullptr, act_al, gbytes}};
           if (vnni) {
-            runs.push_back({"vnni 16-row, packed copy", detail::rows_fn_rows16(t), avx2_copy.packed});
-            runs.push_back({"vnni 16-row, on the fly", detail::rows_fn_rows16(t), nullptr});
+            runs.push_back({"vnni 16-row, packed copy", detail::rows_fn_rows16(t), avx2_copy.packed, act_al, gbytes});
+            runs.push_back({"vnni 16-row, on the fly", detail::rows_fn_rows16(t), nullptr, act_al, gbytes});
+          }
+          if (amx) {
+            runs.push_back({"amx 16-row, packed copy", detail::rows_fn_rows16_amx(t), avx2_copy.packed, amx_act_al,
+                            amx_gbytes});
+            runs.push_back({"amx 16-row, on the fly", detail::rows_fn_rows16_amx(t), nullptr, amx_act_al, amx_gbytes});
           }
           for (const Run& run : runs) {
             ASSERT_NE(run.fn, nullptr) << run.name;
@@ -711,8 +732,8 @@ TEST(Matmul, KQuantSixteenRowAvx2KernelsMatchVnniAndCanonicalBitwise) {
               a.w = data.data();
               a.w_stride = row_bytes;
               a.in = in;
-              a.act = act_al;
-              a.act_stride = gbytes;
+              a.act = run.act;
+              a.act_stride = run.act_stride;
               a.n_tokens = n;
               a.ldy = out;
               a.w_packed = static_cast<const uint8_t*>(run.copy);
