@@ -20,6 +20,7 @@
 // pack_q8_0). Two blocks per step, two C sets: one pair's products run while the other's are
 // scaled (block_loop).
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <cstddef>
 #include <cstdlib>
@@ -867,86 +868,119 @@ void pack_tiles_act(const uint8_t* act, size_t act_stride, int64_t n_tokens, int
 }
 
 // Q6_K with the scales folded into the weights. Per 16-element sub-block j the exact integers
-// w = sc_j·(q − 32) ∈ [−4064, 4096] are split as w = 64·hi + lo, lo = w mod 64 ∈ [0, 63] (unsigned bytes),
-// hi = ⌊w / 64⌋ ∈ [−64, 64] (signed bytes). Then isum = 64·Σ hi·x + Σ lo·x over the whole super-block, which
-// is the integer every other Q6_K kernel forms, so the bits are theirs. Each of the 4 K = 64 chunks is two
+// w = sc_j·(q − 32) ∈ [−4064, 4096] are split into bytes, w = 256·hi + lo with lo = w mod 256 (unsigned) and
+// hi = ⌊w / 256⌋ ∈ [−16, 16] (signed). Then isum = 256·Σ hi·x + Σ lo·x over the whole super-block, which is
+// the integer every other Q6_K kernel forms, so the bits are theirs. Each of the 4 K = 64 chunks is two
 // products (TDPBSUD for lo, TDPBSSD for hi) instead of four K = 16 ones, accumulated in the C tiles over the
 // super-block, and the per-sub-block epilogue (store C, vpmulld by the scales, the offset term) is gone: one
-// C store and one fma per super-block and token. The hi/lo tiles are built from the copy's q bytes
-// (q6k_fold_tiles, ~13 vector ops per 64 bytes) one super-block ahead of their tile loads.
+// C store and one fma per super-block and token.
+//
+// The lo/hi tiles are built from the copy's q bytes (q6k_fold_tiles, ~10 vector ops per 64 bytes), one
+// super-block ahead of their tile loads, and the build is the kernel's cost: 16 MB cache-resident, 16
+// tokens, 1 thread, per super-block and row group ~110 ns of build against ~45 of tile products. So the
+// products of super-block b are issued from inside the build of b + 1, one K = 64 chunk every 4 sub-blocks:
+// the TMUL then runs under the build. Issued as one run before it, a chunk's tile loads waited for the
+// previous chunk's products (the tile registers are reused), which held up the build behind them.
 
 // Tiles of one super-block: [chunk c][lo, hi][16 tile rows (k/4 within the chunk)][16 rows × 4 bytes].
 constexpr size_t kQ6FoldChunk = 2 * 16 * 64;
 alignas(64) thread_local uint8_t t_q6fold[2][4 * kQ6FoldChunk];
 
+// vpshufb controls that spread a sub-block's 16 row scales (one 128-bit lane, broadcast) to the u8×s8
+// multipliers of the copy's tile rows [row][4 k]: row r's scale in bytes 4r and 4r + 2 (even) or 4r + 1 and
+// 4r + 3 (odd), zero (0x80) elsewhere.
+constexpr std::array<uint8_t, 64> q6_scale_spread(int odd) {
+  std::array<uint8_t, 64> a{};
+  for (int p = 0; p < 64; ++p) a[size_t(p)] = p % 2 == odd ? uint8_t(p / 4) : uint8_t(0x80);
+  return a;
+}
+alignas(64) constexpr std::array<uint8_t, 64> kQ6SpreadEven = q6_scale_spread(0), kQ6SpreadOdd = q6_scale_spread(1);
+
+// Builds super-block blk's tiles into dst; before sub-blocks 0, 4, 8 and 12 it calls chunk(0..3).
+template <class Chunk>
 __attribute__((always_inline)) inline void q6k_fold_tiles(const uint8_t* blk, uint8_t* dst,
-                                                          const rows16_layout::Prefetch& pf, int64_t b) {
+                                                          const rows16_layout::Prefetch& pf, int64_t b, Chunk&& chunk) {
   using namespace rows16_layout;
-  const __m512i low_byte = _mm512_set1_epi16(0x00FF), low_word = _mm512_set1_epi32(0xFFFF);
-  const __m512i six_bits = _mm512_set1_epi8(63), byte0 = _mm512_set1_epi32(0xFF);
-#pragma GCC unroll 2
+  const __m512i low_byte = _mm512_set1_epi16(0x00FF);
+  const __m512i spread_even = _mm512_load_si512(kQ6SpreadEven.data()), spread_odd = _mm512_load_si512(kQ6SpreadOdd.data());
+  const uint8_t* next = pf.lines ? pf.base + size_t(b) * pf.block : nullptr;
+#pragma GCC unroll 16
   for (int j = 0; j < 16; ++j) {
-    prefetch_slot<5>(pf, b, j);  // 77 lines per super-block over the 16 sub-blocks
-    // Row r's scale (dword r): as the u8×s8 multiplier of the even bytes 4r, 4r+2 and of the odd ones, and
-    // 32·sc in both int16 halves (the offset of q).
-    const __m512i sc = _mm512_cvtepi8_epi32(_mm_load_si128(reinterpret_cast<const __m128i*>(blk + kQ6kScales + 16 * j)));
-    const __m512i sb = _mm512_and_si512(sc, byte0);
-    const __m512i s_even = _mm512_or_si512(sb, _mm512_slli_epi32(sb, 16));
-    const __m512i s_odd = _mm512_slli_epi32(s_even, 8);
-    const __m512i t = _mm512_slli_epi32(sc, 5);
-    const __m512i off = _mm512_ternarylogic_epi32(low_word, t, _mm512_slli_epi32(t, 16), 0xCA);  // low ? t : t<<16
+    if (j % 4 == 0) chunk(j / 4);
+    if (next) {  // 77 lines per super-block: 5 per sub-block (the last 3 are the next block's first)
+#pragma GCC unroll 5
+      for (int i = 0; i < 5; ++i) __builtin_prefetch(next + 64 * (5 * j + i), 0, 1);
+    }
+    // The multipliers of the even and odd bytes, and the offset 32·sc per int16 lane: the odd multiplier's
+    // int16 lanes are sc·256, so an arithmetic shift by 3 gives it with its sign.
+    const __m512i sc = _mm512_broadcast_i32x4(_mm_load_si128(reinterpret_cast<const __m128i*>(blk + kQ6kScales + 16 * j)));
+    const __m512i s_even = _mm512_shuffle_epi8(sc, spread_even), s_odd = _mm512_shuffle_epi8(sc, spread_odd);
+    const __m512i off = _mm512_srai_epi16(s_odd, 3);
     uint8_t* out = dst + size_t(j / 4) * kQ6FoldChunk + size_t(j % 4) * 4 * 64;
 #pragma GCC unroll 4
     for (int r4 = 0; r4 < 4; ++r4) {
       const __m512i q = _mm512_load_si512(blk + (4 * j + r4) * 64);
-      const __m512i wa = _mm512_sub_epi16(_mm512_maddubs_epi16(q, s_even), off);  // bytes 2i
-      const __m512i wb = _mm512_sub_epi16(_mm512_maddubs_epi16(q, s_odd), off);   // bytes 2i + 1
-      const __m512i lo = _mm512_and_si512(
-          _mm512_ternarylogic_epi32(low_byte, wa, _mm512_slli_epi16(wb, 8), 0xCA), six_bits);
-      const __m512i hi = _mm512_ternarylogic_epi32(low_byte, _mm512_srli_epi16(wa, 6), _mm512_slli_epi16(wb, 2), 0xCA);
+      const __m512i wa = _mm512_sub_epi16(_mm512_maddubs_epi16(q, s_even), off);  // w of bytes 2i, as int16 i
+      const __m512i wb = _mm512_sub_epi16(_mm512_maddubs_epi16(q, s_odd), off);   // w of bytes 2i + 1
+      // Byte 2i from wa's int16 i, byte 2i + 1 from wb's: their low bytes, then their high bytes.
+      const __m512i lo = _mm512_ternarylogic_epi32(low_byte, wa, _mm512_slli_epi16(wb, 8), 0xCA);
+      const __m512i hi = _mm512_ternarylogic_epi32(low_byte, _mm512_srli_epi16(wa, 8), wb, 0xCA);
       _mm512_store_si512(out + r4 * 64, lo);
       _mm512_store_si512(out + 16 * 64 + r4 * 64, hi);
     }
   }
 }
 
+// Super-block b's C tiles (lo, hi) by the parity of b: the epilogue reads them one super-block later, so its
+// vector loads never wait on the tile stores.
+alignas(64) thread_local int32_t t_q6c[2][2][kGroup * kGroup];
+
 void q6k_rows16_group(const uint8_t* grp, int64_t nb, const uint8_t* act, int n, int m, float* y, int64_t ldy,
                       const rows16_layout::Prefetch& pf) {
   using namespace rows16_layout;
   const float* xd = reinterpret_cast<const float*>(act + kact_d_offset(nb));
-  int32_t(*cbuf)[kGroup * kGroup] = t_cbuf;
   __m512 acc[kGroup];
 #pragma GCC unroll 16
   for (int t = 0; t < kGroup; ++t) acc[t] = _mm512_setzero_ps();
-  q6k_fold_tiles(grp, t_q6fold[0], pf, 0);
+  // acc += d·dx·(256·C_hi + C_lo) for super-block b, from its stored C tiles.
+  auto epilogue = [&](int64_t b) __attribute__((always_inline)) {
+    const int32_t* lo = t_q6c[b & 1][0];
+    const int32_t* hi = t_q6c[b & 1][1];
+    const __m512 d =
+        _mm512_cvtph_ps(_mm256_load_si256(reinterpret_cast<const __m256i*>(grp + size_t(b) * kQ6kBlock + kQ6kD)));
+#pragma GCC unroll 16
+    for (int t = 0; t < kGroup; ++t) {
+      if (t >= n) break;
+      const __m512i isum = _mm512_add_epi32(_mm512_slli_epi32(_mm512_load_si512(hi + t * kGroup), 8),
+                                            _mm512_load_si512(lo + t * kGroup));
+      acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_mul_ps(d, _mm512_set1_ps(xd[b * kTokens + t])),
+                               acc[t]);
+    }
+  };
+  q6k_fold_tiles(grp, t_q6fold[0], pf, 0, [](int) {});
   for (int64_t b = 0; b < nb; ++b) {
-    const uint8_t* blk = grp + size_t(b) * kQ6kBlock;
     const uint8_t* xb = act + size_t(b) * kTokens * kQK_K;  // [chunk][token][64]
     const uint8_t* tb = t_q6fold[b & 1];
     _tile_zero(0);
     _tile_zero(1);
-#pragma GCC unroll 4
-    for (int c = 0; c < 4; ++c) {
+    auto chunk = [&](int c) __attribute__((always_inline)) {
       _tile_loadd(2, xb + kTokens * 64 * c, 64);
       _tile_loadd(4, tb + c * kQ6FoldChunk, 64);
       _tile_loadd(5, tb + c * kQ6FoldChunk + 16 * 64, 64);
       _tile_dpbsud(0, 2, 4);
       _tile_dpbssd(1, 2, 5);
+    };
+    if (b + 1 < nb) {
+      q6k_fold_tiles(grp + size_t(b + 1) * kQ6kBlock, t_q6fold[(b + 1) & 1], pf, b + 1, chunk);
+    } else {
+#pragma GCC unroll 4
+      for (int c = 0; c < 4; ++c) chunk(c);
     }
-    // The next super-block's tiles while these products run.
-    if (b + 1 < nb) q6k_fold_tiles(blk + kQ6kBlock, t_q6fold[(b + 1) & 1], pf, b + 1);
-    _tile_stored(0, cbuf[0], 64);
-    _tile_stored(1, cbuf[1], 64);
-    const __m512 d = _mm512_cvtph_ps(_mm256_load_si256(reinterpret_cast<const __m256i*>(blk + kQ6kD)));
-#pragma GCC unroll 16
-    for (int t = 0; t < kGroup; ++t) {
-      if (t >= n) break;
-      const __m512i isum = _mm512_add_epi32(_mm512_slli_epi32(_mm512_load_si512(cbuf[1] + t * kGroup), 6),
-                                            _mm512_load_si512(cbuf[0] + t * kGroup));
-      acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_mul_ps(d, _mm512_set1_ps(xd[b * kTokens + t])),
-                               acc[t]);
-    }
+    _tile_stored(0, t_q6c[b & 1][0], 64);
+    _tile_stored(1, t_q6c[b & 1][1], 64);
+    if (b > 0) epilogue(b - 1);
   }
+  if (nb > 0) epilogue(nb - 1);
   const __mmask16 rows = __mmask16((1u << m) - 1);
   for (int t = 0; t < n; ++t) _mm512_mask_storeu_ps(y + t * ldy, rows, acc[t]);
 }
