@@ -205,29 +205,20 @@ bool rows16_takes(MatmulIsa isa, DType t, int64_t n_tokens, bool copy16) {
   return t != DType::kQ8_0 && n_tokens >= (t == DType::kQ6_K ? 16 : 8);
 }
 
-// Whether the AMX kernels on the 16-row copy take this batch (isa == kAmx): K-quant batches of 12 or more
-// tokens (Q6_K 10, Q4_K 17) that have the copy, verify blocks of 16 and prefill chunks alike (same bits as the VNNI 16-row
-// kernels). Their tile pipeline costs about the same from 2 to 8 tokens; since the VNNI 16-row kernels
-// prefetch the next row group (session 11) those are faster up to 8 tokens (671 MB Q4_K: 28.6 / 31.5 / 40.0
-// against 38–40 / 40.5 / 47–48 ms at 2 / 4 / 8 tokens) and slower at 16 (66.6 against 60–64).
-// Decoding stays on the VNNI kernels. DFLASH_AMX_ROWS16=0 turns them off for A/B runs.
-// Q4_K from 17 tokens only (session 13): since the VNNI kernel takes a call of up to 16 tokens in one pass
-// it is the faster one for Q4_K verify blocks (0.8B shape, 16 tokens: the Q4_K matrices 8–10 % faster,
-// forward 61.7–62.0 against 63.5–67.1 ms; 12 tokens 50–53 against 54–57 ms), while prefill chunks still
-// gain from the tiles (383–386 against 324–327 tok/s). Q5_K (cache-resident 6.5–6.9 against 7.3 ms) stays
-// on the tiles from 12. Q6_K from 10 (session 16, scales folded into the tiles; 1024 × 260928, 2 threads,
-// VNNI against tiles: 8 tokens 13.9–14.0 against 14.0–14.5 ms, 10 14.4–15.1 against 14.2, 12 16.2–16.3
-// against 14.7–15.0, 16 20.1–20.2 against 16.3–16.7).
+// Whether the AMX kernels on the 16-row copy take this batch (isa == kAmx): K-quant batches of 10 or more
+// tokens that have the copy, verify blocks and prefill chunks alike (same bits as the VNNI 16-row kernels).
+// Decoding stays on the VNNI kernels. DFLASH_AMX_ROWS16=0 turns them off for A/B runs. Since session 16
+// the scales are folded into the tiles (one C store per super-block instead of one per sub-block). VNNI
+// 16-row kernels against the tiles, 1024-wide, ~200 MB, 2 threads, alternated: Q4_K 8 tokens 11.7–11.8
+// against 12.2–12.6 ms, 10 13.3–13.4 against 13.4, 12 14.9–15.3 against 13.4–13.9, 16 17.3–17.6 against
+// 15.0–15.2; Q6_K 8 13.9–14.0 against 14.0–14.5, 10 14.4–15.1 against 14.2, 12 16.2–16.3 against 14.7–15.0;
+// Q5_K 16 16.3–16.9 against 13.9–14.2.
 std::atomic<int> g_amx_rows16{-1};
-constexpr int64_t kAmxRows16MinTokens = 12;
-constexpr int64_t kAmxRows16MinTokensQ4K = 17;
-constexpr int64_t kAmxRows16MinTokensQ6K = 10;
+constexpr int64_t kAmxRows16MinTokens = 10;
 bool rows16_amx_takes(DType t, int64_t n_tokens, bool copy16) {
   const bool kq = t == DType::kQ6_K || t == DType::kQ4_K || t == DType::kQ5_K;
-  const int64_t min_tokens = t == DType::kQ4_K   ? kAmxRows16MinTokensQ4K
-                             : t == DType::kQ6_K ? kAmxRows16MinTokensQ6K
-                                                 : kAmxRows16MinTokens;
-  return kq && copy16 && n_tokens >= min_tokens && use_rows16() && switch_on(g_amx_rows16, "DFLASH_AMX_ROWS16", true);
+  return kq && copy16 && n_tokens >= kAmxRows16MinTokens && use_rows16() &&
+         switch_on(g_amx_rows16, "DFLASH_AMX_ROWS16", true);
 }
 
 Kernel select_kernel(DType t, int64_t n_tokens, bool copy16) {

@@ -807,42 +807,14 @@ void rows_kq(const RowsArgs& a, int64_t r0, int64_t r1) {
 // to turn ql/qh bits into bytes per call). The integers and float steps are every other kernel's, so
 // are the bits.
 
-// Sub-block j of a super-block as one tile product C = A·B: A the tokens' K activation bytes of sub-block j
-// (kTokens rows of K, pack_tiles_act, at xb), B the 16 rows' K weight bytes as [k/4][row][4] (K/4 rows of
-// 64, at wb). A macro: GCC's tile intrinsics need the tile numbers as literals.
-#define DFLASH_SUBBLOCK_PRODUCT(C, A, B, kK, j)                         \
-  do {                                                                 \
-    _tile_loadd(A, xb + rows16_layout::kTokens * (kK) * (j), (kK));    \
-    _tile_loadd(B, wb + 16 * (kK) * (j), 64);                          \
-    _tile_zero(C);                                                     \
-    _tile_dpbsud(C, A, B);                                             \
-  } while (0)
-
-// The rest of a super-block's kSubs sub-block products once those of sub-blocks 0 and 1 are issued (into C
-// tiles 0 and 1): each C_j is stored to cbuf and handed to scale(C_j as int32 [token][row], j) while the
-// product two sub-blocks on runs.
-template <int kK, int kSubs, class Scale>
-__attribute__((always_inline)) inline void subblock_pipeline(const uint8_t* xb, const uint8_t* wb,
-                                                             int32_t (*cbuf)[kGroup * kGroup], Scale&& scale) {
-  for (int j = 0; j < kSubs; j += 2) {
-    _tile_stored(0, cbuf[0], 64);
-    if (j + 2 < kSubs) DFLASH_SUBBLOCK_PRODUCT(0, 2, 4, kK, j + 2);
-    scale(cbuf[0], j);
-    _tile_stored(1, cbuf[1], 64);
-    if (j + 3 < kSubs) DFLASH_SUBBLOCK_PRODUCT(1, 3, 5, kK, j + 3);
-    scale(cbuf[1], j + 1);
-  }
-}
-
 // The tiles' activations of a group of up to 16 tokens: rows16_layout's packed Q8_K group (dx and the
-// kPairs sums pairs at the same offsets) except that the quants are [super-block][sub-block][token][K],
-// K = 256 / (2·kPairs) (Q6_K: 64-element chunks, Q4_K/Q5_K: 32-element sub-blocks), so a sub-block's A tile is one contiguous run instead
+// kPairs sums pairs at the same offsets; Q4_K/Q5_K: 4 pairs of 32-element sums, Q6_K: none) except that the
+// quants are [super-block][64-element chunk][token][64], so a chunk's A tile is one contiguous run instead
 // of 16 rows 256 bytes apart.
 template <int kPairs>
 void pack_tiles_act(const uint8_t* act, size_t act_stride, int64_t n_tokens, int64_t nb, uint8_t* out) {
   using namespace rows16_layout;
-  constexpr int kK = kQK_K / (2 * kPairs), kSubs = 2 * kPairs;
-  constexpr int u = 8 / kPairs;  // bsums per sum: 2 (32-element sub-blocks) or 1 (Q6_K)
+  constexpr int kK = 64;
   for (int64_t g = 0; g * kTokens < n_tokens; ++g) {
     uint8_t* dst = out + size_t(g) * kact_bytes<kPairs>(nb);
     float* d = reinterpret_cast<float*>(dst + kact_d_offset(nb));
@@ -851,15 +823,12 @@ void pack_tiles_act(const uint8_t* act, size_t act_stride, int64_t n_tokens, int
     for (int t = 0; t < n; ++t) {
       const BlockQ8_K* src = reinterpret_cast<const BlockQ8_K*>(act + size_t(g * kTokens + t) * act_stride);
       for (int64_t b = 0; b < nb; ++b) {
-        for (int j = 0; j < kSubs; ++j)
-          std::memcpy(dst + size_t(b) * kTokens * kQK_K + size_t(j * kTokens + t) * kK, src[b].qs + kK * j, kK);
+        for (int c = 0; c < kQK_K / kK; ++c)
+          std::memcpy(dst + size_t(b) * kTokens * kQK_K + size_t(c * kTokens + t) * kK, src[b].qs + kK * c, kK);
         d[b * kTokens + t] = src[b].d;
         for (int p = 0; p < kPairs; ++p) {
-          int s0 = 0, s1 = 0;
-          for (int i = 0; i < u; ++i) {
-            s0 += src[b].bsums[2 * u * p + i];
-            s1 += src[b].bsums[2 * u * p + u + i];
-          }
+          const int s0 = src[b].bsums[4 * p] + src[b].bsums[4 * p + 1];
+          const int s1 = src[b].bsums[4 * p + 2] + src[b].bsums[4 * p + 3];
           sums[(b * kPairs + p) * kTokens + t] = uint32_t(uint16_t(int16_t(s0))) | uint32_t(uint16_t(int16_t(s1))) << 16;
         }
       }
@@ -867,117 +836,192 @@ void pack_tiles_act(const uint8_t* act, size_t act_stride, int64_t n_tokens, int
   }
 }
 
-// Q6_K with the scales folded into the weights. Per 16-element sub-block j the exact integers
-// w = sc_j·(q − 32) ∈ [−4064, 4096] are split into bytes, w = 256·hi + lo with lo = w mod 256 (unsigned) and
-// hi = ⌊w / 256⌋ ∈ [−16, 16] (signed). Then isum = 256·Σ hi·x + Σ lo·x over the whole super-block, which is
-// the integer every other Q6_K kernel forms, so the bits are theirs. Each of the 4 K = 64 chunks is two
-// products (TDPBSUD for lo, TDPBSSD for hi) instead of four K = 16 ones, accumulated in the C tiles over the
-// super-block, and the per-sub-block epilogue (store C, vpmulld by the scales, the offset term) is gone: one
-// C store and one fma per super-block and token.
+// K-quants with the scales folded into the weights. Per sub-block j the exact integers w = sc_j·q (Q4_K,
+// Q5_K: q ∈ [0, 31], 6-bit sc, w ∈ [0, 1953]) or w = sc_j·(q − 32) (Q6_K: int8 sc, w ∈ [−4064, 4096]) are
+// split into bytes, w = 256·hi + lo with lo = w mod 256 (unsigned) and hi = ⌊w / 256⌋ (Q4_K/Q5_K: [0, 7],
+// Q6_K: [−16, 16], signed). Then isum = 256·Σ hi·x + Σ lo·x over the whole super-block, which is the integer
+// Σ_j sc_j·C_j every other kernel forms, so the bits are theirs (Q4_K/Q5_K keep their min term imin). Each
+// of the 4 K = 64 chunks is two tile products (lo, hi) accumulated in the C tiles over the super-block;
+// the per-sub-block epilogue (store C, vpmulld by the scales and, for Q6_K, the offset term) is gone: one
+// C store and one fma per super-block and token. Against one product per sub-block this halves Q6_K's
+// products (16 of K = 16 → 8) and keeps Q4_K/Q5_K's 8.
 //
-// The lo/hi tiles are built from the copy's q bytes (q6k_fold_tiles, ~10 vector ops per 64 bytes), one
-// super-block ahead of their tile loads, and the build is the kernel's cost: 16 MB cache-resident, 16
-// tokens, 1 thread, per super-block and row group ~110 ns of build against ~45 of tile products. So the
-// products of super-block b are issued from inside the build of b + 1, one K = 64 chunk every 4 sub-blocks:
-// the TMUL then runs under the build. Issued as one run before it, a chunk's tile loads waited for the
-// previous chunk's products (the tile registers are reused), which held up the build behind them.
+// The lo/hi tiles are built from the copy's quants (fold_tiles, ~10 vector ops per 64 bytes), one
+// super-block ahead of their tile loads, and the build is the kernel's cost (16 MB cache-resident, 16
+// tokens, 1 thread: per super-block and row group ~110 ns of build against ~45 of tile products). So the
+// products of super-block b are issued from inside the build of b + 1, one K = 64 chunk at a time: the TMUL
+// then runs under the build. Issued as one run before it, a chunk's tile loads waited for the previous
+// chunk's products (the tile registers are reused), which held up the build behind them.
 
 // Tiles of one super-block: [chunk c][lo, hi][16 tile rows (k/4 within the chunk)][16 rows × 4 bytes].
-constexpr size_t kQ6FoldChunk = 2 * 16 * 64;
-alignas(64) thread_local uint8_t t_q6fold[2][4 * kQ6FoldChunk];
+constexpr size_t kFoldChunk = 2 * 16 * 64;
+alignas(64) thread_local uint8_t t_fold[2][4 * kFoldChunk];
 
 // vpshufb controls that spread a sub-block's 16 row scales (one 128-bit lane, broadcast) to the u8×s8
 // multipliers of the copy's tile rows [row][4 k]: row r's scale in bytes 4r and 4r + 2 (even) or 4r + 1 and
 // 4r + 3 (odd), zero (0x80) elsewhere.
-constexpr std::array<uint8_t, 64> q6_scale_spread(int odd) {
+constexpr std::array<uint8_t, 64> scale_spread(int odd) {
   std::array<uint8_t, 64> a{};
   for (int p = 0; p < 64; ++p) a[size_t(p)] = p % 2 == odd ? uint8_t(p / 4) : uint8_t(0x80);
   return a;
 }
-alignas(64) constexpr std::array<uint8_t, 64> kQ6SpreadEven = q6_scale_spread(0), kQ6SpreadOdd = q6_scale_spread(1);
+alignas(64) constexpr std::array<uint8_t, 64> kSpreadEven = scale_spread(0), kSpreadOdd = scale_spread(1);
 
-// Builds super-block blk's tiles into dst; before sub-blocks 0, 4, 8 and 12 it calls chunk(0..3).
-template <class Chunk>
-__attribute__((always_inline)) inline void q6k_fold_tiles(const uint8_t* blk, uint8_t* dst,
-                                                          const rows16_layout::Prefetch& pf, int64_t b, Chunk&& chunk) {
-  using namespace rows16_layout;
+// The multipliers of a sub-block's even and odd quant bytes (its 16 row scales at sc16).
+struct FoldScale {
+  __m512i even, odd;
+};
+__attribute__((always_inline)) inline FoldScale fold_scale(const uint8_t* sc16) {
+  const __m512i sc = _mm512_broadcast_i32x4(_mm_load_si128(reinterpret_cast<const __m128i*>(sc16)));
+  return {_mm512_shuffle_epi8(sc, _mm512_load_si512(kSpreadEven.data())),
+          _mm512_shuffle_epi8(sc, _mm512_load_si512(kSpreadOdd.data()))};
+}
+
+// One tile row: quant bytes q (u8) times the scales, minus off (int16 lanes; Q6_K's 32·sc, else zero), split
+// into the lo and hi tile rows. Byte 2i comes from the even product's int16 i, byte 2i + 1 from the odd one's.
+template <bool kOffset>
+__attribute__((always_inline)) inline void fold_row(__m512i q, const FoldScale& s, __m512i off, uint8_t* lo_row) {
+  __m512i wa = _mm512_maddubs_epi16(q, s.even), wb = _mm512_maddubs_epi16(q, s.odd);
+  if constexpr (kOffset) {
+    wa = _mm512_sub_epi16(wa, off);
+    wb = _mm512_sub_epi16(wb, off);
+  }
   const __m512i low_byte = _mm512_set1_epi16(0x00FF);
-  const __m512i spread_even = _mm512_load_si512(kQ6SpreadEven.data()), spread_odd = _mm512_load_si512(kQ6SpreadOdd.data());
+  _mm512_store_si512(lo_row, _mm512_ternarylogic_epi32(low_byte, wa, _mm512_slli_epi16(wb, 8), 0xCA));
+  _mm512_store_si512(lo_row + 16 * 64, _mm512_ternarylogic_epi32(low_byte, _mm512_srli_epi16(wa, 8), wb, 0xCA));
+}
+
+// Builds super-block blk's tiles into dst, calling chunk(c) before the build of chunk c's rows (the caller's
+// products of the previous super-block).
+template <DType kT, class Chunk>
+__attribute__((always_inline)) inline void fold_tiles(const uint8_t* blk, uint8_t* dst, const rows16_layout::Prefetch& pf,
+                                                      int64_t b, Chunk&& chunk) {
+  using namespace rows16_layout;
   const uint8_t* next = pf.lines ? pf.base + size_t(b) * pf.block : nullptr;
+  if constexpr (kT == DType::kQ6_K) {
+    // The copy: q bytes [k/4][row][4] (chunk c = tile rows 16c..16c + 15 = sub-blocks 4c..4c + 3).
 #pragma GCC unroll 16
-  for (int j = 0; j < 16; ++j) {
-    if (j % 4 == 0) chunk(j / 4);
-    if (next) {  // 77 lines per super-block: 5 per sub-block (the last 3 are the next block's first)
+    for (int j = 0; j < 16; ++j) {
+      if (j % 4 == 0) chunk(j / 4);
+      if (next) {  // 77 lines per super-block: 5 per sub-block (the last 3 are the next block's first)
 #pragma GCC unroll 5
-      for (int i = 0; i < 5; ++i) __builtin_prefetch(next + 64 * (5 * j + i), 0, 1);
-    }
-    // The multipliers of the even and odd bytes, and the offset 32·sc per int16 lane: the odd multiplier's
-    // int16 lanes are sc·256, so an arithmetic shift by 3 gives it with its sign.
-    const __m512i sc = _mm512_broadcast_i32x4(_mm_load_si128(reinterpret_cast<const __m128i*>(blk + kQ6kScales + 16 * j)));
-    const __m512i s_even = _mm512_shuffle_epi8(sc, spread_even), s_odd = _mm512_shuffle_epi8(sc, spread_odd);
-    const __m512i off = _mm512_srai_epi16(s_odd, 3);
-    uint8_t* out = dst + size_t(j / 4) * kQ6FoldChunk + size_t(j % 4) * 4 * 64;
+        for (int i = 0; i < 5; ++i) __builtin_prefetch(next + 64 * (5 * j + i), 0, 1);
+      }
+      const FoldScale s = fold_scale(blk + kQ6kScales + 16 * j);
+      const __m512i off = _mm512_srai_epi16(s.odd, 3);  // the odd multiplier's int16 lanes are sc·256
+      uint8_t* out = dst + size_t(j / 4) * kFoldChunk + size_t(j % 4) * 4 * 64;
 #pragma GCC unroll 4
-    for (int r4 = 0; r4 < 4; ++r4) {
-      const __m512i q = _mm512_load_si512(blk + (4 * j + r4) * 64);
-      const __m512i wa = _mm512_sub_epi16(_mm512_maddubs_epi16(q, s_even), off);  // w of bytes 2i, as int16 i
-      const __m512i wb = _mm512_sub_epi16(_mm512_maddubs_epi16(q, s_odd), off);   // w of bytes 2i + 1
-      // Byte 2i from wa's int16 i, byte 2i + 1 from wb's: their low bytes, then their high bytes.
-      const __m512i lo = _mm512_ternarylogic_epi32(low_byte, wa, _mm512_slli_epi16(wb, 8), 0xCA);
-      const __m512i hi = _mm512_ternarylogic_epi32(low_byte, _mm512_srli_epi16(wa, 8), wb, 0xCA);
-      _mm512_store_si512(out + r4 * 64, lo);
-      _mm512_store_si512(out + 16 * 64 + r4 * 64, hi);
+      for (int r4 = 0; r4 < 4; ++r4) fold_row<true>(_mm512_load_si512(blk + (4 * j + r4) * 64), s, off, out + r4 * 64);
+    }
+  } else {
+    // The copy: nibbles [32-byte chunk p][k/4][row][4], low nibbles sub-block 2p, high 2p + 1 (Q5_K: + 16 under
+    // the fifth-bit masks). Chunk c = p: tile rows 0..7 sub-block 2c, 8..15 sub-block 2c + 1.
+    constexpr bool kQ5 = kT == DType::kQ5_K;
+    using L = Q45Layout<kQ5>;
+    const __m512i m4 = _mm512_set1_epi8(0x0F), zero = _mm512_setzero_si512();
+    [[maybe_unused]] const __m512i c16 = _mm512_set1_epi8(16);
+#pragma GCC unroll 4
+    for (int c = 0; c < 4; ++c) {
+      chunk(c);
+      const FoldScale s0 = fold_scale(blk + L::kScales + 16 * (2 * c)), s1 = fold_scale(blk + L::kScales + 16 * (2 * c + 1));
+      uint8_t* out = dst + size_t(c) * kFoldChunk;
+#pragma GCC unroll 8
+      for (int k = 0; k < 8; ++k) {
+        if (next) {  // Q4_K 39, Q5_K 47 lines per super-block: 2 per step
+          __builtin_prefetch(next + 64 * (2 * (8 * c + k)), 0, 1);
+          if (2 * (8 * c + k) + 1 < pf.lines) __builtin_prefetch(next + 64 * (2 * (8 * c + k) + 1), 0, 1);
+        }
+        const __m512i v = _mm512_load_si512(blk + 512 * c + 64 * k);
+        __m512i lo = _mm512_and_si512(v, m4), hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
+        if constexpr (kQ5) {
+          uint64_t b0, b1;
+          std::memcpy(&b0, blk + L::kMasks + 8 * (8 * (2 * c) + k), 8);
+          std::memcpy(&b1, blk + L::kMasks + 8 * (8 * (2 * c + 1) + k), 8);
+          lo = _mm512_mask_add_epi8(lo, _cvtu64_mask64(b0), lo, c16);
+          hi = _mm512_mask_add_epi8(hi, _cvtu64_mask64(b1), hi, c16);
+        }
+        fold_row<false>(lo, s0, zero, out + k * 64);
+        fold_row<false>(hi, s1, zero, out + (8 + k) * 64);
+      }
     }
   }
 }
 
 // Super-block b's C tiles (lo, hi) by the parity of b: the epilogue reads them one super-block later, so its
 // vector loads never wait on the tile stores.
-alignas(64) thread_local int32_t t_q6c[2][2][kGroup * kGroup];
+alignas(64) thread_local int32_t t_fold_c[2][2][kGroup * kGroup];
 
-void q6k_rows16_group(const uint8_t* grp, int64_t nb, const uint8_t* act, int n, int m, float* y, int64_t ldy,
-                      const rows16_layout::Prefetch& pf) {
+template <DType kT>
+void kq_rows16_group(const uint8_t* grp, int64_t nb, const uint8_t* act, int n, int m, float* y, int64_t ldy,
+                     const rows16_layout::Prefetch& pf) {
   using namespace rows16_layout;
+  constexpr bool kQ6 = kT == DType::kQ6_K;
+  constexpr size_t kBlock = kQ6 ? kQ6kBlock : Q45Layout<kT == DType::kQ5_K>::kBlock;
   const float* xd = reinterpret_cast<const float*>(act + kact_d_offset(nb));
+  [[maybe_unused]] const int32_t* xs = reinterpret_cast<const int32_t*>(act + kact_sums_offset(nb));
   __m512 acc[kGroup];
 #pragma GCC unroll 16
   for (int t = 0; t < kGroup; ++t) acc[t] = _mm512_setzero_ps();
-  // acc += d·dx·(256·C_hi + C_lo) for super-block b, from its stored C tiles.
+  // acc += d·dx·(256·C_hi + C_lo) for super-block b, from its stored C tiles (Q4_K/Q5_K: then − dmin·dx·imin).
   auto epilogue = [&](int64_t b) __attribute__((always_inline)) {
-    const int32_t* lo = t_q6c[b & 1][0];
-    const int32_t* hi = t_q6c[b & 1][1];
-    const __m512 d =
-        _mm512_cvtph_ps(_mm256_load_si256(reinterpret_cast<const __m256i*>(grp + size_t(b) * kQ6kBlock + kQ6kD)));
+    const int32_t* lo = t_fold_c[b & 1][0];
+    const int32_t* hi = t_fold_c[b & 1][1];
+    const uint8_t* blk = grp + size_t(b) * kBlock;
+    if constexpr (kQ6) {
+      const __m512 d = _mm512_cvtph_ps(_mm256_load_si256(reinterpret_cast<const __m256i*>(blk + kQ6kD)));
 #pragma GCC unroll 16
-    for (int t = 0; t < kGroup; ++t) {
-      if (t >= n) break;
-      const __m512i isum = _mm512_add_epi32(_mm512_slli_epi32(_mm512_load_si512(hi + t * kGroup), 8),
-                                            _mm512_load_si512(lo + t * kGroup));
-      acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_mul_ps(d, _mm512_set1_ps(xd[b * kTokens + t])),
-                               acc[t]);
+      for (int t = 0; t < kGroup; ++t) {
+        if (t >= n) break;
+        const __m512i isum = _mm512_add_epi32(_mm512_slli_epi32(_mm512_load_si512(hi + t * kGroup), 8),
+                                              _mm512_load_si512(lo + t * kGroup));
+        acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_mul_ps(d, _mm512_set1_ps(xd[b * kTokens + t])),
+                                 acc[t]);
+      }
+    } else {
+      using L = Q45Layout<kT == DType::kQ5_K>;
+      const __m512 d = _mm512_cvtph_ps(_mm256_load_si256(reinterpret_cast<const __m256i*>(blk + L::kD)));
+      const __m512 dmin = _mm512_cvtph_ps(_mm256_load_si256(reinterpret_cast<const __m256i*>(blk + L::kDmin)));
+      const int32_t* mn2 = reinterpret_cast<const int32_t*>(blk + L::kMins);
+#pragma GCC unroll 16
+      for (int t = 0; t < kGroup; ++t) {
+        if (t >= n) break;
+        const __m512i isum = _mm512_add_epi32(_mm512_slli_epi32(_mm512_load_si512(hi + t * kGroup), 8),
+                                              _mm512_load_si512(lo + t * kGroup));
+        __m512i imin = _mm512_setzero_si512();
+#pragma GCC unroll 4
+        for (int p = 0; p < 4; ++p)
+          imin = _mm512_add_epi32(imin, _mm512_madd_epi16(_mm512_load_si512(mn2 + p * kRows16),
+                                                          _mm512_set1_epi32(xs[(b * 4 + p) * kTokens + t])));
+        const __m512 dx = _mm512_set1_ps(xd[b * kTokens + t]);
+        acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_mul_ps(d, dx), acc[t]);
+        acc[t] = _mm512_fnmadd_ps(_mm512_cvtepi32_ps(imin), _mm512_mul_ps(dmin, dx), acc[t]);
+      }
     }
   };
-  q6k_fold_tiles(grp, t_q6fold[0], pf, 0, [](int) {});
+  fold_tiles<kT>(grp, t_fold[0], pf, 0, [](int) {});
   for (int64_t b = 0; b < nb; ++b) {
     const uint8_t* xb = act + size_t(b) * kTokens * kQK_K;  // [chunk][token][64]
-    const uint8_t* tb = t_q6fold[b & 1];
+    const uint8_t* tb = t_fold[b & 1];
     _tile_zero(0);
     _tile_zero(1);
     auto chunk = [&](int c) __attribute__((always_inline)) {
       _tile_loadd(2, xb + kTokens * 64 * c, 64);
-      _tile_loadd(4, tb + c * kQ6FoldChunk, 64);
-      _tile_loadd(5, tb + c * kQ6FoldChunk + 16 * 64, 64);
+      _tile_loadd(4, tb + c * kFoldChunk, 64);
+      _tile_loadd(5, tb + c * kFoldChunk + 16 * 64, 64);
       _tile_dpbsud(0, 2, 4);
-      _tile_dpbssd(1, 2, 5);
+      if constexpr (kQ6)
+        _tile_dpbssd(1, 2, 5);  // Q6_K's hi bytes are signed
+      else
+        _tile_dpbsud(1, 2, 5);
     };
     if (b + 1 < nb) {
-      q6k_fold_tiles(grp + size_t(b + 1) * kQ6kBlock, t_q6fold[(b + 1) & 1], pf, b + 1, chunk);
+      fold_tiles<kT>(grp + size_t(b + 1) * kBlock, t_fold[(b + 1) & 1], pf, b + 1, chunk);
     } else {
 #pragma GCC unroll 4
       for (int c = 0; c < 4; ++c) chunk(c);
     }
-    _tile_stored(0, t_q6c[b & 1][0], 64);
-    _tile_stored(1, t_q6c[b & 1][1], 64);
+    _tile_stored(0, t_fold_c[b & 1][0], 64);
+    _tile_stored(1, t_fold_c[b & 1][1], 64);
     if (b > 0) epilogue(b - 1);
   }
   if (nb > 0) epilogue(nb - 1);
@@ -985,98 +1029,6 @@ void q6k_rows16_group(const uint8_t* grp, int64_t nb, const uint8_t* act, int n,
   for (int t = 0; t < n; ++t) _mm512_mask_storeu_ps(y + t * ldy, rows, acc[t]);
 }
 
-// ---------------- Q4_K / Q5_K on the 16-row copy ----------------
-// One product per 32-element sub-block (tile K = 32), each scaled by its own sc_j (subblock_pipeline).
-// The copy holds nibbles, so each
-// super-block's 8 sub-blocks are first decoded into whole bytes in the B-tile layout (Q5_K: + 16 under
-// the fifth-bit masks), one super-block ahead into the other half of a double buffer, so a tile load never
-// waits for the decode's stores. Epilogue per super-block as the VNNI ktile: isum = Σ_j sc_j·C_j,
-// imin = Σ_p (m_2p, m_2p+1)·(Σx_2p, Σx_2p+1); acc = fma(float(isum), d·dx, acc), then −float(imin)·dmin·dx.
-
-// Sub-block decode buffers: [2][8 sub-blocks][8 tile rows][64].
-alignas(64) thread_local uint8_t t_q45_bytes[2][8 * 512];
-
-template <bool kQ5>
-inline void decode_q45(const uint8_t* blk, uint8_t* out, const rows16_layout::Prefetch& pf, int64_t pb) {
-  using L = rows16_layout::Q45Layout<kQ5>;
-  const __m512i m4 = _mm512_set1_epi8(0x0F);
-  [[maybe_unused]] const __m512i c16 = _mm512_set1_epi8(16);
-#pragma GCC unroll 4
-  for (int p = 0; p < 4; ++p)
-#pragma GCC unroll 8
-    for (int k = 0; k < 8; ++k) {
-      rows16_layout::prefetch_slot<2>(pf, pb, 8 * p + k);  // Q4_K 39, Q5_K 47 lines per super-block over 32 steps
-      const __m512i v = _mm512_load_si512(blk + 512 * p + 64 * k);
-      __m512i lo = _mm512_and_si512(v, m4), hi = _mm512_and_si512(_mm512_srli_epi16(v, 4), m4);
-      if constexpr (kQ5) {
-        uint64_t b0, b1;
-        std::memcpy(&b0, blk + L::kMasks + 8 * (8 * (2 * p) + k), 8);
-        std::memcpy(&b1, blk + L::kMasks + 8 * (8 * (2 * p + 1) + k), 8);
-        lo = _mm512_mask_add_epi8(lo, _cvtu64_mask64(b0), lo, c16);
-        hi = _mm512_mask_add_epi8(hi, _cvtu64_mask64(b1), hi, c16);
-      }
-      _mm512_store_si512(out + 512 * (2 * p) + 64 * k, lo);
-      _mm512_store_si512(out + 512 * (2 * p + 1) + 64 * k, hi);
-    }
-}
-
-template <bool kQ5>
-void q45_rows16_group(const uint8_t* grp, int64_t nb, const uint8_t* act, int n, int m, float* y, int64_t ldy,
-                      const rows16_layout::Prefetch& pf) {
-  using namespace rows16_layout;
-  using L = Q45Layout<kQ5>;
-  const float* xd = reinterpret_cast<const float*>(act + kact_d_offset(nb));
-  const int32_t* xs = reinterpret_cast<const int32_t*>(act + kact_sums_offset(nb));
-  int32_t(*cbuf)[kGroup * kGroup] = t_cbuf;
-  __m512 acc[kGroup];
-  __m512i isum[kGroup];
-#pragma GCC unroll 16
-  for (int t = 0; t < kGroup; ++t) acc[t] = _mm512_setzero_ps();
-  if (nb > 0) decode_q45<kQ5>(grp, t_q45_bytes[0], pf, 0);
-  for (int64_t b = 0; b < nb; ++b) {
-    const uint8_t* blk = grp + size_t(b) * L::kBlock;
-    const uint8_t* wb = t_q45_bytes[b & 1];
-    const uint8_t* xb = act + size_t(b) * kTokens * kQK_K;
-    DFLASH_SUBBLOCK_PRODUCT(0, 2, 4, 32, 0);
-    DFLASH_SUBBLOCK_PRODUCT(1, 3, 5, 32, 1);
-    // The next super-block's bytes, while these products run.
-    if (b + 1 < nb) decode_q45<kQ5>(blk + L::kBlock, t_q45_bytes[(b + 1) & 1], pf, b + 1);
-#pragma GCC unroll 16
-    for (int t = 0; t < kGroup; ++t) {
-      if (t >= n) break;
-      isum[t] = _mm512_setzero_si512();
-    }
-    auto scale = [&](const int32_t* c, int j) __attribute__((always_inline)) {
-      const __m512i sc =
-          _mm512_cvtepu8_epi32(_mm_load_si128(reinterpret_cast<const __m128i*>(blk + L::kScales + 16 * j)));
-#pragma GCC unroll 16
-      for (int t = 0; t < kGroup; ++t) {
-        if (t >= n) break;
-        isum[t] = _mm512_add_epi32(isum[t], _mm512_mullo_epi32(_mm512_load_si512(c + t * kGroup), sc));
-      }
-    };
-    subblock_pipeline<32, 8>(xb, wb, cbuf, scale);
-    const __m512 d = _mm512_cvtph_ps(_mm256_load_si256(reinterpret_cast<const __m256i*>(blk + L::kD)));
-    const __m512 dmin = _mm512_cvtph_ps(_mm256_load_si256(reinterpret_cast<const __m256i*>(blk + L::kDmin)));
-    const int32_t* mn2 = reinterpret_cast<const int32_t*>(blk + L::kMins);
-#pragma GCC unroll 16
-    for (int t = 0; t < kGroup; ++t) {
-      if (t >= n) break;
-      __m512i imin = _mm512_setzero_si512();
-#pragma GCC unroll 4
-      for (int p = 0; p < 4; ++p)
-        imin = _mm512_add_epi32(imin, _mm512_madd_epi16(_mm512_load_si512(mn2 + p * kRows16),
-                                                        _mm512_set1_epi32(xs[(b * 4 + p) * kTokens + t])));
-      const __m512 dx = _mm512_set1_ps(xd[b * kTokens + t]);
-      acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[t]), _mm512_mul_ps(d, dx), acc[t]);
-      acc[t] = _mm512_fnmadd_ps(_mm512_cvtepi32_ps(imin), _mm512_mul_ps(dmin, dx), acc[t]);
-    }
-  }
-  const __mmask16 rows = __mmask16((1u << m) - 1);
-  for (int t = 0; t < n; ++t) _mm512_mask_storeu_ps(y + t * ldy, rows, acc[t]);
-}
-
-#undef DFLASH_SUBBLOCK_PRODUCT
 
 // A row group without the copy (a row slice off the 16-row boundaries) is packed per call.
 thread_local std::vector<uint8_t> t_kq_group;
@@ -1085,7 +1037,7 @@ template <DType kT>
 void rows16_amx_kq(const RowsArgs& a, int64_t r0, int64_t r1) {
   const int64_t nb = a.in / kQK_K;
   const size_t gbytes = prepack_rows16_group_bytes(kT, a.in), block = gbytes / size_t(nb);
-  constexpr int kK = kT == DType::kQ6_K ? 64 : 32;  // tile K: Q6_K's 64-element chunks, Q4_K/Q5_K's sub-blocks
+  constexpr int kK = 64;  // tile K: 64-element chunks
   for (int64_t rg = r0; rg < r1; rg += kGroup) {
     const int m = int(std::min<int64_t>(kGroup, r1 - rg));
     const uint8_t* grp;
@@ -1105,10 +1057,7 @@ void rows16_amx_kq(const RowsArgs& a, int64_t r0, int64_t r1) {
       configure(n, kGroup, kK);  // C: n tokens × 16 rows int32; A: n × K bytes; B: K/4 × 64 bytes
       const uint8_t* act = a.act + size_t(t0 / kGroup) * a.act_stride;
       float* y = a.y + t0 * a.ldy + rg;
-      if constexpr (kT == DType::kQ6_K)
-        q6k_rows16_group(grp, nb, act, n, m, y, a.ldy, pf);
-      else
-        q45_rows16_group<kT == DType::kQ5_K>(grp, nb, act, n, m, y, a.ldy, pf);
+      kq_rows16_group<kT>(grp, nb, act, n, m, y, a.ldy, pf);
     }
   }
 }
@@ -1141,8 +1090,8 @@ ActPack act_pack_rows16_amx(DType t) {
   p.group = rows16_layout::kTokens;
   p.min_tokens = 1;
   if (t == DType::kQ6_K) {
-    p.group_bytes = &rows16_layout::kact_bytes<2>;  // K = 64 chunks; the sums are not read
-    p.pack = &pack_tiles_act<2>;
+    p.group_bytes = &rows16_layout::kact_bytes<0>;  // no sums: Q6_K has no min term
+    p.pack = &pack_tiles_act<0>;
   } else if (t == DType::kQ4_K || t == DType::kQ5_K) {
     p.group_bytes = &rows16_layout::kact_bytes<4>;
     p.pack = &pack_tiles_act<4>;
