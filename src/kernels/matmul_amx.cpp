@@ -903,9 +903,10 @@ __attribute__((always_inline)) inline void fold_tiles(const uint8_t* blk, uint8_
 #pragma GCC unroll 16
     for (int j = 0; j < 16; ++j) {
       if (j % 4 == 0) chunk(j / 4);
-      if (next) {  // 77 lines per super-block: 5 per sub-block (the last 3 are the next block's first)
-#pragma GCC unroll 5
-        for (int i = 0; i < 5; ++i) __builtin_prefetch(next + 64 * (5 * j + i), 0, 1);
+      if (next) {  // 69 lines per super-block: the q bytes' 4 per sub-block, then scales and d (64..68)
+#pragma GCC unroll 4
+        for (int i = 0; i < 4; ++i) __builtin_prefetch(next + 64 * (4 * j + i), 0, 1);
+        if (j < 5) __builtin_prefetch(next + 64 * (64 + j), 0, 1);
       }
       const FoldScale s = fold_scale(blk + kQ6kScales + 16 * j);
       const __m512i off = _mm512_srai_epi16(s.odd, 3);  // the odd multiplier's int16 lanes are sc·256

@@ -40,7 +40,6 @@ namespace dflash::kernels::detail {
 // The packed layouts (Q45Layout, kQ6k*) and the packed Q8_K activations: kernels/rows16_layout.h.
 using rows16_layout::Q45Layout;
 using rows16_layout::kQ6kScales;
-using rows16_layout::kQ6kOffs;
 using rows16_layout::kQ6kD;
 using rows16_layout::kQ6kBlock;
 using rows16_layout::Prefetch;
@@ -73,7 +72,7 @@ constexpr int kBlk = kQK8_0;
 
 // One row's per-block metadata into the 16-row layouts, shared by the AVX2 and the AVX-512 packers (which
 // differ only in how they move the quants): Q4_K/Q5_K row r's 6-bit scales as bytes [sub-block][row], its
-// mins as int16 pairs [pair][row], d and dmin; Q6_K row r's scales, its (−32·sc) offset pairs and d.
+// mins as int16 pairs [pair][row], d and dmin; Q6_K row r's scales and d.
 template <bool kQ5, class B>
 inline void put_q45_row_meta(const B& x, int r, uint8_t* out) {
   using L = Q45Layout<kQ5>;
@@ -88,11 +87,7 @@ inline void put_q45_row_meta(const B& x, int r, uint8_t* out) {
 
 inline void put_q6k_row_meta(const BlockQ6_K& x, int r, uint8_t* out) {
   int8_t* sc = reinterpret_cast<int8_t*>(out + kQ6kScales);
-  int32_t* off2 = reinterpret_cast<int32_t*>(out + kQ6kOffs);
   for (int j = 0; j < 16; ++j) sc[j * kRows16 + r] = x.scales[j];
-  for (int p = 0; p < 8; ++p)
-    off2[p * kRows16 + r] = int32_t(uint16_t(int16_t(-32 * x.scales[2 * p]))) |
-                            int32_t(uint32_t(uint16_t(int16_t(-32 * x.scales[2 * p + 1]))) << 16);
   reinterpret_cast<uint16_t*>(out + kQ6kD)[r] = x.d;
 }
 
@@ -459,7 +454,7 @@ inline void ktile_avx2(const uint8_t* grp, int64_t nb, const uint8_t* act, int t
   for (int hh = 0; hh < NH; ++hh) store_half<NT>(acc[hh], h0 + hh, m, y, ldy);
 }
 
-// Q6_K: the same for NT tokens × NH halves; isum starts at the offset term Σ_p (−32·sc) pairs · bsums pairs.
+// Q6_K: the same for NT tokens × NH halves; isum starts at the offset term −32·Σ_p (sc pairs · bsums pairs).
 template <int NT, int NH>
 inline void q6tile_avx2(const uint8_t* grp, int64_t nb, const uint8_t* act, int t0, int h0, int m, float* y,
                         int64_t ldy, const Prefetch& pf) {
@@ -474,14 +469,23 @@ inline void q6tile_avx2(const uint8_t* grp, int64_t nb, const uint8_t* act, int 
     __m256i isum[NH][NT];
 #pragma GCC unroll 2
     for (int hh = 0; hh < NH; ++hh) {
-      const int32_t* off2 = reinterpret_cast<const int32_t*>(blk + kQ6kOffs) + 8 * (h0 + hh);
+      // The offset term −32·Σ_j sc_j·Σx_j: the scales as int16 pairs (sc_2p, sc_2p+1) per row against the
+      // bsums pairs, then × −32 (exact: the same integer as summing −32·sc pairs).
+      __m256i scp[8];
+#pragma GCC unroll 8
+      for (int p = 0; p < 8; ++p) {
+        const uint8_t* sc = blk + kQ6kScales + 8 * (h0 + hh);
+        const __m256i a = _mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(sc + 16 * (2 * p))));
+        const __m256i c = _mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(sc + 16 * (2 * p + 1))));
+        scp[p] = _mm256_blend_epi16(a, _mm256_slli_epi32(c, 16), 0xAA);
+      }
 #pragma GCC unroll 8
       for (int t = 0; t < NT; ++t) {
-        isum[hh][t] = _mm256_setzero_si256();
+        __m256i off = _mm256_setzero_si256();
 #pragma GCC unroll 8
         for (int p = 0; p < 8; ++p)
-          isum[hh][t] = _mm256_add_epi32(isum[hh][t], _mm256_madd_epi16(_mm256_load_si256(reinterpret_cast<const __m256i*>(off2 + p * kRows16)),
-                                                                        _mm256_set1_epi32(xs[(b * 8 + p) * kTokens + t0 + t])));
+          off = _mm256_add_epi32(off, _mm256_madd_epi16(scp[p], _mm256_set1_epi32(xs[(b * 8 + p) * kTokens + t0 + t])));
+        isum[hh][t] = _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(off, 5));
       }
     }
     for (int j = 0; j < 16; ++j) {
@@ -814,8 +818,8 @@ inline void ktile_n(int nt, const uint8_t* grp, int64_t nb, const uint8_t* act, 
 
 // ---------------- Q6_K × Q8_K ----------------
 // Same canonical sequence (no min term). C_j = Σ q·x over a 16-element sub-block with q unsigned
-// (|C_j| < 2^17, so vpmulld scales it), and the −32 offset enters as Σ_j (−32·sc_j)·Σx_j: 8 vpdpwssd
-// of the packed offset pairs against the activations' bsums pairs.
+// (|C_j| < 2^17, so vpmulld scales it), and the −32 offset enters as −32·Σ_j sc_j·Σx_j: 8 vpdpwssd
+// of the scale pairs against the activations' bsums pairs.
 template <int NT>
 inline void q6tile(const uint8_t* grp, int64_t nb, const uint8_t* act, int t0, int m, float* y, int64_t ldy,
                    const Prefetch& pf) {
@@ -826,20 +830,29 @@ inline void q6tile(const uint8_t* grp, int64_t nb, const uint8_t* act, int t0, i
     const uint8_t* blk = grp + size_t(b) * kQ6kBlock;
     const uint8_t* xb = act + size_t(b) * kTokens * kQK_K + size_t(t0) * kQK_K;
     __m512i isum[NT];
-    const int32_t* off2 = reinterpret_cast<const int32_t*>(blk + kQ6kOffs);
+    // The offset term −32·Σ_j sc_j·Σx_j: the scales as int16 pairs (sc_2p, sc_2p+1) per row against the
+    // bsums pairs, then × −32 (exact: the same integer as summing −32·sc pairs).
+    __m512i scp[8];
+#pragma GCC unroll 8
+    for (int p = 0; p < 8; ++p) {
+      const __m512i a = _mm512_cvtepi8_epi32(_mm_load_si128(reinterpret_cast<const __m128i*>(blk + kQ6kScales + 16 * (2 * p))));
+      const __m512i c =
+          _mm512_cvtepi8_epi32(_mm_load_si128(reinterpret_cast<const __m128i*>(blk + kQ6kScales + 16 * (2 * p + 1))));
+      scp[p] = _mm512_mask_blend_epi16(__mmask32(0xAAAAAAAAu), a, _mm512_slli_epi32(c, 16));
+    }
 #pragma GCC unroll 16
     for (int t = 0; t < NT; ++t) {
-      isum[t] = _mm512_setzero_si512();
+      __m512i off = _mm512_setzero_si512();
 #pragma GCC unroll 8
       for (int p = 0; p < 8; ++p)
-        isum[t] = _mm512_dpwssd_epi32(isum[t], _mm512_load_si512(off2 + p * kRows16),
-                                      _mm512_set1_epi32(xs[(b * 8 + p) * kTokens + t0 + t]));
+        off = _mm512_dpwssd_epi32(off, scp[p], _mm512_set1_epi32(xs[(b * 8 + p) * kTokens + t0 + t]));
+      isum[t] = _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_slli_epi32(off, 5));
     }
     for (int j = 0; j < 16; ++j) {
       __m512i wv[4];
 #pragma GCC unroll 4
       for (int k = 0; k < 4; ++k) {
-        prefetch_slot<2>(pf, b, 4 * j + k);  // 77 lines per super-block, 64 slots
+        prefetch_slot<2>(pf, b, 4 * j + k);  // 69 lines per super-block, 64 slots
         wv[k] = _mm512_load_si512(blk + 64 * (4 * j + k));
       }
       const __m512i sc = _mm512_cvtepi8_epi32(_mm_load_si128(reinterpret_cast<const __m128i*>(blk + kQ6kScales + 16 * j)));

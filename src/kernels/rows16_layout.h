@@ -31,10 +31,10 @@ struct Q45Layout {
 };
 
 // Q6_K per super-block of a 16-row group: the 6-bit q (0..63) as bytes [k/4][row][4], the int8 scales
-// [sub-block][row], the offset pairs (−32·sc_2p, −32·sc_2p+1) as int16 pairs [pair][row], d [row] fp16.
+// [sub-block][row], d [row] fp16. (Until session 16 the offset pairs −32·sc were stored too, 10 % of the
+// bytes; the kernels form them from the scales, and the AMX one does not need them.)
 constexpr size_t kQ6kScales = 256 * kRows16;
-constexpr size_t kQ6kOffs = kQ6kScales + 16 * kRows16;
-constexpr size_t kQ6kD = kQ6kOffs + 8 * kRows16 * sizeof(int32_t);
+constexpr size_t kQ6kD = kQ6kScales + 16 * kRows16;
 constexpr size_t kQ6kBlock = (kQ6kD + kRows16 * sizeof(uint16_t) + 63) / 64 * 64;
 
 // Packed Q8_K activations of a group of up to 16 tokens: per super-block the tokens' qs [token][256];
