@@ -948,35 +948,42 @@ __attribute__((always_inline)) inline void fold_tiles(const uint8_t* blk, uint8_
   }
 }
 
-// Super-block b's C tiles (lo, hi) by the parity of b: the epilogue reads them one super-block later, so its
-// vector loads never wait on the tile stores.
-alignas(64) thread_local int32_t t_fold_c[2][2][kGroup * kGroup];
+// Super-block b's C tiles (lo, hi) per token group by the parity of b: the epilogue reads them one
+// super-block later, so its vector loads never wait on the tile stores.
+alignas(64) thread_local int32_t t_fold_c[2][2][2][kGroup * kGroup];
 
-template <DType kT>
-void kq_rows16_group(const uint8_t* grp, int64_t nb, const uint8_t* act, int n, int m, float* y, int64_t ldy,
-                     const rows16_layout::Prefetch& pf) {
+// One 16-row group against kG token groups of 16 (kG = 2: two full groups, prefill chunks; their products
+// share each super-block's built tiles, so the build, the kernel's cost, is paid once for 32 tokens).
+// Token group g: activations act + g·act_stride, n[g] tokens, outputs y + 16·g·ldy.
+template <DType kT, int kG>
+void kq_rows16_group(const uint8_t* grp, int64_t nb, const uint8_t* act, size_t act_stride, const int* n, int m,
+                     float* y, int64_t ldy, const rows16_layout::Prefetch& pf) {
+  static_assert(kG == 1 || kG == 2);
   using namespace rows16_layout;
   constexpr bool kQ6 = kT == DType::kQ6_K;
   constexpr size_t kBlock = kQ6 ? kQ6kBlock : Q45Layout<kT == DType::kQ5_K>::kBlock;
-  const float* xd = reinterpret_cast<const float*>(act + kact_d_offset(nb));
-  [[maybe_unused]] const int32_t* xs = reinterpret_cast<const int32_t*>(act + kact_sums_offset(nb));
-  __m512 acc[kGroup];
+  __m512 acc[kG][kGroup];
+#pragma GCC unroll 2
+  for (int g = 0; g < kG; ++g)
 #pragma GCC unroll 16
-  for (int t = 0; t < kGroup; ++t) acc[t] = _mm512_setzero_ps();
+    for (int t = 0; t < kGroup; ++t) acc[g][t] = _mm512_setzero_ps();
   // acc += d·dx·(256·C_hi + C_lo) for super-block b, from its stored C tiles (Q4_K/Q5_K: then − dmin·dx·imin).
-  auto epilogue = [&](int64_t b) __attribute__((always_inline)) {
-    const int32_t* lo = t_fold_c[b & 1][0];
-    const int32_t* hi = t_fold_c[b & 1][1];
+  auto epilogue = [&](int64_t b, int g) __attribute__((always_inline)) {
+    const uint8_t* ag = act + size_t(g) * act_stride;
+    const float* xd = reinterpret_cast<const float*>(ag + kact_d_offset(nb));
+    [[maybe_unused]] const int32_t* xs = reinterpret_cast<const int32_t*>(ag + kact_sums_offset(nb));
+    const int32_t* lo = t_fold_c[b & 1][g][0];
+    const int32_t* hi = t_fold_c[b & 1][g][1];
     const uint8_t* blk = grp + size_t(b) * kBlock;
     if constexpr (kQ6) {
       const __m512 d = _mm512_cvtph_ps(_mm256_load_si256(reinterpret_cast<const __m256i*>(blk + kQ6kD)));
 #pragma GCC unroll 16
       for (int t = 0; t < kGroup; ++t) {
-        if (t >= n) break;
+        if (t >= n[g]) break;
         const __m512i isum = _mm512_add_epi32(_mm512_slli_epi32(_mm512_load_si512(hi + t * kGroup), 8),
                                               _mm512_load_si512(lo + t * kGroup));
-        acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_mul_ps(d, _mm512_set1_ps(xd[b * kTokens + t])),
-                                 acc[t]);
+        acc[g][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_mul_ps(d, _mm512_set1_ps(xd[b * kTokens + t])),
+                                    acc[g][t]);
       }
     } else {
       using L = Q45Layout<kT == DType::kQ5_K>;
@@ -985,7 +992,7 @@ void kq_rows16_group(const uint8_t* grp, int64_t nb, const uint8_t* act, int n, 
       const int32_t* mn2 = reinterpret_cast<const int32_t*>(blk + L::kMins);
 #pragma GCC unroll 16
       for (int t = 0; t < kGroup; ++t) {
-        if (t >= n) break;
+        if (t >= n[g]) break;
         const __m512i isum = _mm512_add_epi32(_mm512_slli_epi32(_mm512_load_si512(hi + t * kGroup), 8),
                                               _mm512_load_si512(lo + t * kGroup));
         __m512i imin = _mm512_setzero_si512();
@@ -994,8 +1001,8 @@ void kq_rows16_group(const uint8_t* grp, int64_t nb, const uint8_t* act, int n, 
           imin = _mm512_add_epi32(imin, _mm512_madd_epi16(_mm512_load_si512(mn2 + p * kRows16),
                                                           _mm512_set1_epi32(xs[(b * 4 + p) * kTokens + t])));
         const __m512 dx = _mm512_set1_ps(xd[b * kTokens + t]);
-        acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_mul_ps(d, dx), acc[t]);
-        acc[t] = _mm512_fnmadd_ps(_mm512_cvtepi32_ps(imin), _mm512_mul_ps(dmin, dx), acc[t]);
+        acc[g][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_mul_ps(d, dx), acc[g][t]);
+        acc[g][t] = _mm512_fnmadd_ps(_mm512_cvtepi32_ps(imin), _mm512_mul_ps(dmin, dx), acc[g][t]);
       }
     }
   };
@@ -1005,15 +1012,28 @@ void kq_rows16_group(const uint8_t* grp, int64_t nb, const uint8_t* act, int n, 
     const uint8_t* tb = t_fold[b & 1];
     _tile_zero(0);
     _tile_zero(1);
+    if constexpr (kG == 2) {
+      _tile_zero(6);
+      _tile_zero(7);
+    }
+    // Chunk c's products: C tiles 0/1 (token group 0) and 6/7 (group 1); A tiles 2 / 3; B tiles 4 (lo), 5 (hi).
     auto chunk = [&](int c) __attribute__((always_inline)) {
-      _tile_loadd(2, xb + kTokens * 64 * c, 64);
       _tile_loadd(4, tb + c * kFoldChunk, 64);
       _tile_loadd(5, tb + c * kFoldChunk + 16 * 64, 64);
+      _tile_loadd(2, xb + kTokens * 64 * c, 64);
       _tile_dpbsud(0, 2, 4);
       if constexpr (kQ6)
         _tile_dpbssd(1, 2, 5);  // Q6_K's hi bytes are signed
       else
         _tile_dpbsud(1, 2, 5);
+      if constexpr (kG == 2) {
+        _tile_loadd(3, xb + act_stride + kTokens * 64 * c, 64);
+        _tile_dpbsud(6, 3, 4);
+        if constexpr (kQ6)
+          _tile_dpbssd(7, 3, 5);
+        else
+          _tile_dpbsud(7, 3, 5);
+      }
     };
     if (b + 1 < nb) {
       fold_tiles<kT>(grp + size_t(b + 1) * kBlock, t_fold[(b + 1) & 1], pf, b + 1, chunk);
@@ -1021,15 +1041,21 @@ void kq_rows16_group(const uint8_t* grp, int64_t nb, const uint8_t* act, int n, 
 #pragma GCC unroll 4
       for (int c = 0; c < 4; ++c) chunk(c);
     }
-    _tile_stored(0, t_fold_c[b & 1][0], 64);
-    _tile_stored(1, t_fold_c[b & 1][1], 64);
-    if (b > 0) epilogue(b - 1);
+    _tile_stored(0, t_fold_c[b & 1][0][0], 64);
+    _tile_stored(1, t_fold_c[b & 1][0][1], 64);
+    if constexpr (kG == 2) {
+      _tile_stored(6, t_fold_c[b & 1][1][0], 64);
+      _tile_stored(7, t_fold_c[b & 1][1][1], 64);
+    }
+    if (b > 0)
+      for (int g = 0; g < kG; ++g) epilogue(b - 1, g);
   }
-  if (nb > 0) epilogue(nb - 1);
+  if (nb > 0)
+    for (int g = 0; g < kG; ++g) epilogue(nb - 1, g);
   const __mmask16 rows = __mmask16((1u << m) - 1);
-  for (int t = 0; t < n; ++t) _mm512_mask_storeu_ps(y + t * ldy, rows, acc[t]);
+  for (int g = 0; g < kG; ++g)
+    for (int t = 0; t < n[g]; ++t) _mm512_mask_storeu_ps(y + (kGroup * g + t) * ldy, rows, acc[g][t]);
 }
-
 
 // A row group without the copy (a row slice off the 16-row boundaries) is packed per call.
 thread_local std::vector<uint8_t> t_kq_group;
@@ -1052,13 +1078,19 @@ void rows16_amx_kq(const RowsArgs& a, int64_t r0, int64_t r1) {
     }
     // The first pass over a group of the copy fetches the next group into L2 (rows16_layout::Prefetch).
     const bool next = a.w_packed && rg + kGroup < r1;
-    for (int64_t t0 = 0; t0 < a.n_tokens; t0 += kGroup) {
-      const int n = int(std::min<int64_t>(kGroup, a.n_tokens - t0));
+    // Two full token groups per pass (one build of the tiles for both), a last partial group alone.
+    for (int64_t t0 = 0; t0 < a.n_tokens;) {
+      const int n[2] = {int(std::min<int64_t>(kGroup, a.n_tokens - t0)), kGroup};
+      const bool pair = a.n_tokens - t0 >= 2 * kGroup;
       const rows16_layout::Prefetch pf{grp + gbytes, block, next && t0 == 0 ? int((block + 63) / 64) : 0};
-      configure(n, kGroup, kK);  // C: n tokens × 16 rows int32; A: n × K bytes; B: K/4 × 64 bytes
+      configure(n[0], kGroup, kK);  // C: n tokens × 16 rows int32; A: n × K bytes; B: K/4 × 64 bytes
       const uint8_t* act = a.act + size_t(t0 / kGroup) * a.act_stride;
       float* y = a.y + t0 * a.ldy + rg;
-      kq_rows16_group<kT>(grp, nb, act, n, m, y, a.ldy, pf);
+      if (pair)
+        kq_rows16_group<kT, 2>(grp, nb, act, a.act_stride, n, m, y, a.ldy, pf);
+      else
+        kq_rows16_group<kT, 1>(grp, nb, act, a.act_stride, n, m, y, a.ldy, pf);
+      t0 += pair ? 2 * kGroup : kGroup;
     }
   }
 }
