@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <type_traits>
 #include <vector>
 
 #include "kernels/conv1d.h"
@@ -33,13 +34,63 @@ using namespace ops_simd;  // NOLINT
 // Σ_j w[c][j]·x̃[t+j][c] accumulated in tap order with FMAs, then SiLU in the same registers; every
 // token's result is independent of how many tokens the call holds (a verify and a one-token decode
 // give the same bits) and of which channel range computes it. Token blocks outer, channel blocks inner:
-// a prefill chunk's rows are read front to back instead of one 512-byte column strip per row.
+// a prefill chunk's rows are read front to back instead of one 512-byte column strip per row. Width 4
+// (Qwen3.5) de-interleaves each channel vector's taps from w in registers: the transposed copy of the taps
+// this function makes for other widths cost half of a one-token call (6144 channels: 15.8 → 7.8 µs).
 void CausalConvImpl(const float* x, int64_t x_stride, const float* w, const float* state, float* out,
                     int64_t out_stride, int64_t T, int64_t C, int64_t K, bool fuse_silu, int64_t cb0, int64_t cb1) {
   const DF d;
   const int64_t N = int64_t(hn::Lanes(d));
   const int64_t H = K - 1;
   constexpr int64_t kTB = 32;  // tokens per block
+  if (K == 4) {  // Qwen3.5's width: the taps of N channels de-interleaved in registers, no transposed copy
+    for (int64_t tb = 0; tb < T; tb += kTB) {
+      const int64_t te = std::min(T, tb + kTB);
+      // kV channel vectors at c0 for every token of the block (kV = 4: 16 tap registers; each token reads
+      // 4 rows × 4 vectors contiguously).
+      auto vectors = [&](auto nv, int64_t c0) HWY_ATTR {
+        constexpr int kV = decltype(nv)::value;
+        VF wv[kV][4];
+        for (int v = 0; v < kV; ++v) hn::LoadInterleaved4(d, w + (c0 + v * N) * 4, wv[v][0], wv[v][1], wv[v][2], wv[v][3]);
+        for (int64_t t = tb; t < te; ++t) {
+          const float* rows[4];
+          for (int64_t j = 0; j < 4; ++j) {  // src < 0: from the state
+            const int64_t src = t + j - H;
+            rows[j] = (src < 0 ? state + (H + src) * C : x + src * x_stride) + c0;
+          }
+          for (int v = 0; v < kV; ++v) {
+            VF acc = hn::Mul(wv[v][0], hn::LoadU(d, rows[0] + v * N));
+            acc = hn::MulAdd(wv[v][1], hn::LoadU(d, rows[1] + v * N), acc);
+            acc = hn::MulAdd(wv[v][2], hn::LoadU(d, rows[2] + v * N), acc);
+            acc = hn::MulAdd(wv[v][3], hn::LoadU(d, rows[3] + v * N), acc);
+            if (fuse_silu) acc = hn::Mul(acc, SigmoidV(d, acc));
+            hn::StoreU(acc, d, out + t * out_stride + c0 + v * N);
+          }
+        }
+      };
+      int64_t c = cb0;
+      for (; c + 4 * N <= cb1; c += 4 * N) vectors(std::integral_constant<int, 4>(), c);
+      for (; c + N <= cb1; c += N) vectors(std::integral_constant<int, 1>(), c);
+      if (c < cb1) {  // channel tail through one padded vector, so it rounds like the body
+        for (int64_t t = tb; t < te; ++t) {
+          HWY_ALIGN float buf[hn::MaxLanes(DF())] = {};
+          VF acc = hn::Zero(d);
+          for (int64_t j = 0; j < K; ++j) {
+            const int64_t src = t + j - H;
+            const float* r = (src < 0 ? state + (H + src) * C : x + src * x_stride);
+            for (int64_t i = c; i < cb1; ++i) buf[i - c] = r[i];
+            const VF xv = hn::Load(d, buf);
+            for (int64_t i = c; i < cb1; ++i) buf[i - c] = w[i * K + j];
+            acc = j == 0 ? hn::Mul(hn::Load(d, buf), xv) : hn::MulAdd(hn::Load(d, buf), xv, acc);
+          }
+          if (fuse_silu) acc = hn::Mul(acc, SigmoidV(d, acc));
+          hn::Store(acc, d, buf);
+          for (int64_t i = c; i < cb1; ++i) out[t * out_stride + i] = buf[i - c];
+        }
+      }
+    }
+    return;
+  }
   // The range's taps transposed to [channel block][K][kCB] so every load is contiguous.
   thread_local std::vector<float> wt_all;
   const int64_t nblk = (cb1 - cb0 + kCB - 1) / kCB;
