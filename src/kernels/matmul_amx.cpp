@@ -1,6 +1,7 @@
 // Intel AMX (Advanced Matrix Extensions) kernels: Q8_0 weights × Q8_0 activations, and Q4_K / Q5_K /
 // Q6_K weights × Q8_K activations (see the K-quant section below for their arithmetic), read in place;
-// and the K-quants on the 16-row kernels' packed copy (the last sections), for verify blocks.
+// and the K-quants on the 16-row kernels' packed copy with their scales folded into the tiles (the last
+// sections), for verify blocks and prefill chunks.
 //
 // Why: verifying a block of B tokens is a GEMM with B columns. With AVX-512 VNNI the integer
 // multiply-adds themselves are the bottleneck at B = 16 (c(16) ≈ 7 on the embedded target); one AMX
@@ -813,6 +814,7 @@ void rows_kq(const RowsArgs& a, int64_t r0, int64_t r1) {
 // of 16 rows 256 bytes apart.
 template <int kPairs>
 void pack_tiles_act(const uint8_t* act, size_t act_stride, int64_t n_tokens, int64_t nb, uint8_t* out) {
+  static_assert(kPairs == 0 || kPairs == 4);
   using namespace rows16_layout;
   constexpr int kK = 64;
   for (int64_t g = 0; g * kTokens < n_tokens; ++g) {
