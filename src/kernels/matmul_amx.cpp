@@ -902,6 +902,7 @@ __attribute__((always_inline)) inline void fold_tiles(const uint8_t* blk, uint8_
   const uint8_t* next = pf.lines ? pf.base + size_t(b) * pf.block : nullptr;
   if constexpr (kT == DType::kQ6_K) {
     // The copy: q bytes [k/4][row][4] (chunk c = tile rows 16c..16c + 15 = sub-blocks 4c..4c + 3).
+    static_assert(kQ6kBlock == 69 * 64 && kQ6kScales == 64 * 64, "the prefetch below walks this layout");
 #pragma GCC unroll 16
     for (int j = 0; j < 16; ++j) {
       if (j % 4 == 0) chunk(j / 4);
@@ -963,7 +964,8 @@ void kq_rows16_group(const uint8_t* grp, int64_t nb, const uint8_t* act, size_t 
   static_assert(kG == 1 || kG == 2);
   using namespace rows16_layout;
   constexpr bool kQ6 = kT == DType::kQ6_K;
-  constexpr size_t kBlock = kQ6 ? kQ6kBlock : Q45Layout<kT == DType::kQ5_K>::kBlock;
+  using L = Q45Layout<kT == DType::kQ5_K>;  // Q4_K/Q5_K
+  constexpr size_t kBlock = kQ6 ? kQ6kBlock : L::kBlock;
   __m512 acc[kG][kGroup];
 #pragma GCC unroll 2
   for (int g = 0; g < kG; ++g)
@@ -977,33 +979,22 @@ void kq_rows16_group(const uint8_t* grp, int64_t nb, const uint8_t* act, size_t 
     const int32_t* lo = t_fold_c[b & 1][g][0];
     const int32_t* hi = t_fold_c[b & 1][g][1];
     const uint8_t* blk = grp + size_t(b) * kBlock;
-    if constexpr (kQ6) {
-      const __m512 d = _mm512_cvtph_ps(_mm256_load_si256(reinterpret_cast<const __m256i*>(blk + kQ6kD)));
+    const __m512 d = _mm512_cvtph_ps(_mm256_load_si256(reinterpret_cast<const __m256i*>(blk + (kQ6 ? kQ6kD : L::kD))));
 #pragma GCC unroll 16
-      for (int t = 0; t < kGroup; ++t) {
-        if (t >= n[g]) break;
-        const __m512i isum = _mm512_add_epi32(_mm512_slli_epi32(_mm512_load_si512(hi + t * kGroup), 8),
-                                              _mm512_load_si512(lo + t * kGroup));
-        acc[g][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_mul_ps(d, _mm512_set1_ps(xd[b * kTokens + t])),
-                                    acc[g][t]);
-      }
-    } else {
-      using L = Q45Layout<kT == DType::kQ5_K>;
-      const __m512 d = _mm512_cvtph_ps(_mm256_load_si256(reinterpret_cast<const __m256i*>(blk + L::kD)));
-      const __m512 dmin = _mm512_cvtph_ps(_mm256_load_si256(reinterpret_cast<const __m256i*>(blk + L::kDmin)));
-      const int32_t* mn2 = reinterpret_cast<const int32_t*>(blk + L::kMins);
-#pragma GCC unroll 16
-      for (int t = 0; t < kGroup; ++t) {
-        if (t >= n[g]) break;
-        const __m512i isum = _mm512_add_epi32(_mm512_slli_epi32(_mm512_load_si512(hi + t * kGroup), 8),
-                                              _mm512_load_si512(lo + t * kGroup));
+    for (int t = 0; t < kGroup; ++t) {
+      if (t >= n[g]) break;
+      const __m512i isum = _mm512_add_epi32(_mm512_slli_epi32(_mm512_load_si512(hi + t * kGroup), 8),
+                                            _mm512_load_si512(lo + t * kGroup));
+      const __m512 dx = _mm512_set1_ps(xd[b * kTokens + t]);
+      acc[g][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_mul_ps(d, dx), acc[g][t]);
+      if constexpr (!kQ6) {
+        const int32_t* mn2 = reinterpret_cast<const int32_t*>(blk + L::kMins);
         __m512i imin = _mm512_setzero_si512();
 #pragma GCC unroll 4
         for (int p = 0; p < 4; ++p)
           imin = _mm512_add_epi32(imin, _mm512_madd_epi16(_mm512_load_si512(mn2 + p * kRows16),
                                                           _mm512_set1_epi32(xs[(b * 4 + p) * kTokens + t])));
-        const __m512 dx = _mm512_set1_ps(xd[b * kTokens + t]);
-        acc[g][t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_mul_ps(d, dx), acc[g][t]);
+        const __m512 dmin = _mm512_cvtph_ps(_mm256_load_si256(reinterpret_cast<const __m256i*>(blk + L::kDmin)));
         acc[g][t] = _mm512_fnmadd_ps(_mm512_cvtepi32_ps(imin), _mm512_mul_ps(dmin, dx), acc[g][t]);
       }
     }

@@ -472,9 +472,9 @@ inline void q6tile_avx2(const uint8_t* grp, int64_t nb, const uint8_t* act, int 
       // The offset term −32·Σ_j sc_j·Σx_j: the scales as int16 pairs (sc_2p, sc_2p+1) per row against the
       // bsums pairs, then × −32 (exact: the same integer as summing −32·sc pairs).
       __m256i scp[8];
+      const uint8_t* sc = blk + kQ6kScales + 8 * (h0 + hh);
 #pragma GCC unroll 8
       for (int p = 0; p < 8; ++p) {
-        const uint8_t* sc = blk + kQ6kScales + 8 * (h0 + hh);
         const __m256i a = _mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(sc + 16 * (2 * p))));
         const __m256i c = _mm256_cvtepi8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(sc + 16 * (2 * p + 1))));
         scp[p] = _mm256_blend_epi16(a, _mm256_slli_epi32(c, 16), 0xAA);

@@ -621,8 +621,8 @@ float canonical_kquant(DType t, const uint8_t* row, const tensor::BlockQ8_K* x, 
 // counts that are not multiples of 16 (partial groups and halves), random and extreme quants (the int16
 // partial sums at their bounds). Each must equal the canonical sequence bit for bit, hence the VNNI
 // 16-row kernels and the AMX ones on the same copy (compared directly where the CPU has them), and the
-// AVX2 packer's copy must equal the AVX-512 one byte for byte. The kernels are called directly, so Q6_K and n = 1 run on them too, then
-// through matmul() as the selection routes each batch.
+// AVX2 packer's copy must equal the AVX-512 one byte for byte. The kernels are called directly, so Q6_K
+// and n = 1 run on them too, then through matmul() as the selection routes each batch.
 TEST(Matmul, KQuantSixteenRowAvx2KernelsMatchVnniAndCanonicalBitwise) {
   if (matmul_best_isa() < MatmulIsa::kAvx2) GTEST_SKIP() << "no AVX2 on this CPU";
   const bool vnni = matmul_best_isa() >= MatmulIsa::kAvx512Vnni;
@@ -687,25 +687,21 @@ TEST(Matmul, KQuantSixteenRowAvx2KernelsMatchVnniAndCanonicalBitwise) {
           }
           reset_variants();
 
-          const detail::ActPack ap = detail::act_pack_rows16(t);
-          const size_t gbytes = ap.group_bytes(nb);
-          std::vector<uint8_t> act(gbytes * 2 + 64);
-          uint8_t* act_al = act.data() + (64 - reinterpret_cast<uintptr_t>(act.data()) % 64) % 64;
-          ap.pack(reinterpret_cast<const uint8_t*>(xq.data()), size_t(nb) * sizeof(tensor::BlockQ8_K), kMaxN, nb,
-                  act_al);
+          // The activations of all kMaxN tokens packed as ap lays them out, 64-byte aligned in buf; returns
+          // them and the bytes of one 16-token group.
+          auto packed_acts = [&](const detail::ActPack& ap, std::vector<uint8_t>& buf) {
+            const size_t bytes = ap.group_bytes(nb);
+            buf.resize(bytes * 2 + 64);
+            uint8_t* al = buf.data() + (64 - reinterpret_cast<uintptr_t>(buf.data()) % 64) % 64;
+            ap.pack(reinterpret_cast<const uint8_t*>(xq.data()), size_t(nb) * sizeof(tensor::BlockQ8_K), kMaxN, nb, al);
+            return std::pair<const uint8_t*, size_t>{al, bytes};
+          };
+          std::vector<uint8_t> act, amx_act;
+          const auto [act_al, gbytes] = packed_acts(detail::act_pack_rows16(t), act);
           // The AMX kernels on the same copy take their activations in another layout (tile rows).
-          std::vector<uint8_t> amx_act;
-          uint8_t* amx_act_al = nullptr;
-          size_t amx_gbytes = 0;
           const bool amx = matmul_best_isa() >= MatmulIsa::kAmx;
-          if (amx) {
-            const detail::ActPack apx = detail::act_pack_rows16_amx(t);
-            amx_gbytes = apx.group_bytes(nb);
-            amx_act.resize(amx_gbytes * 2 + 64);
-            amx_act_al = amx_act.data() + (64 - reinterpret_cast<uintptr_t>(amx_act.data()) % 64) % 64;
-            apx.pack(reinterpret_cast<const uint8_t*>(xq.data()), size_t(nb) * sizeof(tensor::BlockQ8_K), kMaxN, nb,
-                     amx_act_al);
-          }
+          const auto [amx_act_al, amx_gbytes] =
+              amx ? packed_acts(detail::act_pack_rows16_amx(t), amx_act) : std::pair<const uint8_t*, size_t>{};
           struct Run {
             const char* name;
             detail::RowsFn fn;
