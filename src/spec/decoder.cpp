@@ -140,9 +140,9 @@ util::Result<std::vector<int32_t>> Decoder::generate(std::span<const int32_t> pr
   emit(last);
 
   // Lookup with two policies: each round first looks up, then asks the policy of its kind.
-  BlockPolicy* const lookup_policy = lookup && opts.policy ? opts.lookup_policy : nullptr;
+  BlockPolicy* const lookup_policy = lookup && opts.policy && max_block > 1 ? opts.lookup_policy : nullptr;
   if (opts.policy && max_block > 1) opts.policy->start_sequence();
-  if (lookup_policy && max_block > 1) lookup_policy->start_sequence();
+  if (lookup_policy) lookup_policy->start_sequence();
   util::Timer decode_timer;
   int64_t start = n_prompt;  // position of `last`, which is not yet in the target state
   while (start + 1 < max_length && !stopped) {
@@ -163,7 +163,7 @@ util::Result<std::vector<int32_t>> Decoder::generate(std::span<const int32_t> pr
       t_lookup = t.seconds();
     };
     BlockPolicy* policy = max_block > 1 ? opts.policy : nullptr;
-    if (lookup_policy && max_block > 1) {
+    if (lookup_policy) {
       look_up();
       if (!proposal.empty() && matched >= opts.lookup_ngram) policy = lookup_policy;
     }
