@@ -19,136 +19,182 @@ namespace dflash::kernels::HWY_NAMESPACE {
 namespace {  // internal linkage: target functions of other kernels may use the same names
 using namespace ops_simd;  // NOLINT
 
-// row · k summed exactly as DeltaRows' fused pass sums the next token's row · k (one vector
-// accumulator over the chunks in order, then the lanes, then the tail with fma): a token's kv must be
-// the same bits whether the token starts a call (decode: every token) or follows another in it
-// (verify), or greedy speculative decoding stops being lossless. (Dot's four accumulators differ in
-// the last bits.)
-HWY_INLINE float DotAsFused(const float* HWY_RESTRICT a, const float* HWY_RESTRICT b, int64_t n) {
-  const DF d;
-  const int64_t N = int64_t(hn::Lanes(d));
-  VF acc = hn::Zero(d);
-  int64_t i = 0;
-  for (; i + N <= n; i += N) acc = hn::MulAdd(hn::LoadU(d, a + i), hn::LoadU(d, b + i), acc);
-  float r = hn::GetLane(hn::SumOfLanes(d, acc));
-  for (; i < n; ++i) r = std::fma(a[i], b[i], r);
-  return r;
-}
-
-// Rows [j0, j0+NR) of one head's value-major state over all tokens. Each row of Sᵀ evolves
-// independently of the others (kv[j], delta[j] and o[j] only involve row j), so a few rows are
-// carried through the whole token sequence while they sit in L1: the state is read and written once
-// per call instead of once per token, and every loaded k/q vector serves NR rows. One pass per
-// token computes new = decay·row + delta·k_t, o_t = new·q_t and the next token's new·k_{t+1}.
-// src (may be null) holds the rows before token t0 when they are not in st yet: the first token
-// reads them from src and writes st, so a checkpointed state is never copied.
-template <int NR>
-HWY_INLINE void DeltaRows(const DeltaShape& sh, int64_t h, int64_t j0, float* st, const float* src,
-                          const DeltaInputs& in, int64_t t0, int64_t t1, const float* decays, float* out,
-                          int64_t out_stride) {
-  const DF d;
-  const int64_t N = int64_t(hn::Lanes(d));
-  const int64_t dk = sh.dk, dv = sh.dv, a = sh.qk_head(h), Hv = sh.n_v_heads;
-  float* row[NR];
-  const float* rd[NR];  // where this token's old row is read from
-  float rk[NR];  // row · k_t for the coming token
-  for (int r = 0; r < NR; ++r) {
-    row[r] = st + (j0 + r) * dk;
-    rd[r] = src ? src + (j0 + r) * dk : row[r];
-    rk[r] = DotAsFused(rd[r], in.k + t0 * in.k_stride + a * dk, dk);
-  }
-  for (int64_t t = t0; t < t1; ++t) {
-    const float* k = in.k + t * in.k_stride + a * dk;
-    const float* kn = t + 1 < t1 ? k + in.k_stride : nullptr;
-    const float* q = out ? in.q + t * in.q_stride + a * dk : nullptr;
-    const float* v = in.v + t * in.v_stride + h * dv;
-    const float decay = decays[t - t0];
-    const float beta = in.beta[t * Hv + h];
-    float delta[NR];
-    for (int r = 0; r < NR; ++r) delta[r] = (v[j0 + r] - decay * rk[r]) * beta;
-    const VF vdec = hn::Set(d, decay);
-    VF aq[NR], ak[NR];
-    for (int r = 0; r < NR; ++r) {
-      aq[r] = hn::Zero(d);
-      ak[r] = hn::Zero(d);
-    }
-    int64_t i = 0;
-    for (; i + N <= dk; i += N) {
-      const VF kv = hn::LoadU(d, k + i);
-      const VF qv = q ? hn::LoadU(d, q + i) : hn::Zero(d);
-      const VF knv = kn ? hn::LoadU(d, kn + i) : hn::Zero(d);
-      for (int r = 0; r < NR; ++r) {
-        const VF nw = hn::MulAdd(hn::Set(d, delta[r]), kv, hn::Mul(vdec, hn::LoadU(d, rd[r] + i)));
-        hn::StoreU(nw, d, row[r] + i);
-        aq[r] = hn::MulAdd(nw, qv, aq[r]);
-        ak[r] = hn::MulAdd(nw, knv, ak[r]);
-      }
-    }
-    float oq[NR];
-    for (int r = 0; r < NR; ++r) {
-      oq[r] = hn::GetLane(hn::SumOfLanes(d, aq[r]));
-      rk[r] = hn::GetLane(hn::SumOfLanes(d, ak[r]));
-    }
-    for (; i < dk; ++i)
-      for (int r = 0; r < NR; ++r) {
-        const float nw = decay * rd[r][i] + delta[r] * k[i];
-        row[r][i] = nw;
-        if (q) oq[r] += nw * q[i];
-        if (kn) rk[r] = std::fma(nw, kn[i], rk[r]);
-      }
-    if (out)
-      for (int r = 0; r < NR; ++r) out[t * out_stride + h * dv + j0 + r] = oq[r];
-    for (int r = 0; r < NR; ++r) rd[r] = row[r];
-  }
-}
-
-// All tokens of one value head, recurrent form. st: Dv rows of Dk (value-major).
-void DeltaRecurrentHead(const DeltaShape& sh, int64_t h, float* st, const float* src, const DeltaInputs& in,
-                        float* out, int64_t out_stride) {
-  // Token blocks keep the block's k/q rows (kTokBlock · 2 · Dk floats) in L1 while all state rows
-  // pass through; the state goes through L1 once per block.
-  constexpr int64_t kTokBlock = 16;
-  for (int64_t t0 = 0; t0 < in.n_tokens; t0 += kTokBlock) {
-    const int64_t t1 = std::min(in.n_tokens, t0 + kTokBlock);
-    float decays[kTokBlock];
-    for (int64_t t = t0; t < t1; ++t) decays[t - t0] = std::exp(in.g[t * sh.n_v_heads + h]);
-    int64_t j = 0;
-    const float* from = t0 == 0 ? src : nullptr;
-    // Rows carried together: every token's kv and o reductions of a row wait on that row's previous
-    // token, so more rows in flight hide that latency. AVX-512 (32 registers) holds 8 rows' 16
-    // accumulators (16 heads of 128², 16 tokens in place, 1 thread: 504 → 419 µs; the 0.8B shape's
-    // decode 85 → 77–79 µs per layer); AVX2's 16 registers hold 4. A block that reads its rows from a
-    // checkpoint (src: a verify) keeps 4: 8 source plus 8 destination rows streaming at once made the
-    // 0.8B shape's 16-token verify slower (337 → 419–443 µs per layer). Each row's arithmetic is the
-    // same either way, so are the bits.
+// The state is Dk-major (S[i][j] at i·Dv + j), so the kernel works on panels of columns: column j of S
+// evolves on its own (kv[j], delta[j] and o[j] only involve column j), and within a panel every
+// reduction over i — Sᵀk and Sᵀq — is a sum of rows scaled by broadcast k_i / q_i, vertical adds with
+// no horizontal reduction and no latency chain through one: the value-major layout before (one row of Sᵀ
+// per value, a dot product per row and token) spent a third of its uops and most of its latency on lane
+// sums. A panel is copied into an L1 scratch once per call (Dv-strided rows would alias in a few L1
+// sets), carried through all the call's tokens, and written back.
+//
+// Panel: kPanelVecs vectors (columns); kAcc accumulators per reduction, interleaved over i (i mod kAcc),
+// combined in order. Every column's arithmetic depends on kAcc only, never on the panel or the token's
+// place in a call, so a verify of T tokens gives the bits of T one-token decodes.
 #if HWY_TARGET <= HWY_AVX3
-    constexpr int kRowsTogether = 8;
+constexpr int kPanelVecs = 4;
 #else
-    constexpr int kRowsTogether = 4;
+constexpr int kPanelVecs = 2;
 #endif
-    if (from) {
-      for (; j + 4 <= sh.dv; j += 4) DeltaRows<4>(sh, h, j, st, from, in, t0, t1, decays, out, out_stride);
-    } else {
-      for (; j + kRowsTogether <= sh.dv; j += kRowsTogether)
-        DeltaRows<kRowsTogether>(sh, h, j, st, from, in, t0, t1, decays, out, out_stride);
+constexpr int kAcc = 2;
+
+// One token on a panel: P ← decay·R + k ⊗ delta (rows ldr / ldp floats apart; R may be P), and, when
+// asked, o = Pᵀq and the next token's raw kv = Pᵀk_next.
+template <bool kOut, bool kNext>
+HWY_INLINE void PanelToken(const float* R, int64_t ldr, float* P, int64_t ldp, int64_t dk, const float* HWY_RESTRICT k,
+                           const float* HWY_RESTRICT q, const float* HWY_RESTRICT kn, VF vdec, const VF* delta,
+                           VF* o, VF* kv_next) {
+  const DF d;
+  const int64_t N = int64_t(hn::Lanes(d));
+  VF ao[kPanelVecs][kAcc], an[kPanelVecs][kAcc];
+  for (int p = 0; p < kPanelVecs; ++p)
+    for (int u = 0; u < kAcc; ++u) ao[p][u] = an[p][u] = hn::Zero(d);
+  auto step = [&](int64_t i, int u) HWY_ATTR {
+    const VF kb = hn::Set(d, k[i]);
+    [[maybe_unused]] const VF qb = kOut ? hn::Set(d, q[i]) : hn::Zero(d);
+    [[maybe_unused]] const VF nb = kNext ? hn::Set(d, kn[i]) : hn::Zero(d);
+    const float* rrow = R + i * ldr;
+    float* row = P + i * ldp;
+#pragma GCC unroll 4
+    for (int p = 0; p < kPanelVecs; ++p) {
+      const VF s = hn::MulAdd(kb, delta[p], hn::Mul(vdec, hn::LoadU(d, rrow + p * N)));
+      hn::StoreU(s, d, row + p * N);
+      if constexpr (kOut) ao[p][u] = hn::MulAdd(qb, s, ao[p][u]);
+      if constexpr (kNext) an[p][u] = hn::MulAdd(nb, s, an[p][u]);
     }
-    for (; j < sh.dv; ++j) DeltaRows<1>(sh, h, j, st, from, in, t0, t1, decays, out, out_stride);
+  };
+  int64_t i = 0;
+  for (; i + 2 <= dk; i += 2) {
+    step(i, 0);
+    step(i + 1, 1);
+  }
+  if (i < dk) step(i, 0);
+  for (int p = 0; p < kPanelVecs; ++p) {
+    if constexpr (kOut) o[p] = hn::Add(ao[p][0], ao[p][1]);
+    if constexpr (kNext) kv_next[p] = hn::Add(an[p][0], an[p][1]);
   }
 }
 
-// row = row·decay + Σ_i coef[i]·x_i (x_i = x + i*dk), row held in registers per 4-vector slice.
+// Columns [j0, j0 + w) of one head through all the call's tokens. S0: the state before the first
+// token (src or st); the result goes to st. P: dk × W floats of scratch, vector-aligned.
+void DeltaPanel(const DeltaShape& sh, int64_t h, int64_t j0, int64_t w, float* st, const float* S0,
+                const DeltaInputs& in, float* out, int64_t out_stride, float* HWY_RESTRICT P) {
+  static_assert(kAcc == 2, "PanelToken combines two accumulators");
+  const DF d;
+  const int64_t N = int64_t(hn::Lanes(d)), W = kPanelVecs * N;
+  const int64_t dk = sh.dk, dv = sh.dv, a = sh.qk_head(h), Hv = sh.n_v_heads;
+  const bool full = w == W;
+  // One token on a full panel (a decode step) reads S0 and writes st in place of the scratch: the copy
+  // would cost as much as the token. Same arithmetic, so the same bits.
+  const bool direct = full && in.n_tokens == 1;
+  // Copy in (zero-padded past w) and the first token's raw kv = Σ_i k_i S[i][j], summed as PanelToken sums.
+  VF kv[kPanelVecs];
+  {
+    const float* k0 = in.k + a * dk;
+    VF acc[kPanelVecs][kAcc];
+    for (int p = 0; p < kPanelVecs; ++p)
+      for (int u = 0; u < kAcc; ++u) acc[p][u] = hn::Zero(d);
+    auto step = [&](int64_t i, int u) HWY_ATTR {
+      const float* srow = S0 + i * dv + j0;
+      float* prow = P + i * W;
+      if (direct) {
+        const VF kb = hn::Set(d, k0[i]);
+#pragma GCC unroll 4
+        for (int p = 0; p < kPanelVecs; ++p) acc[p][u] = hn::MulAdd(kb, hn::LoadU(d, srow + p * N), acc[p][u]);
+        return;
+      }
+      if (full) {
+#pragma GCC unroll 4
+        for (int p = 0; p < kPanelVecs; ++p) hn::Store(hn::LoadU(d, srow + p * N), d, prow + p * N);
+      } else {
+        for (int64_t x = 0; x < W; ++x) prow[x] = x < w ? srow[x] : 0.0f;
+      }
+      const VF kb = hn::Set(d, k0[i]);
+#pragma GCC unroll 4
+      for (int p = 0; p < kPanelVecs; ++p) acc[p][u] = hn::MulAdd(kb, hn::Load(d, prow + p * N), acc[p][u]);
+    };
+    int64_t i = 0;
+    for (; i + 2 <= dk; i += 2) {
+      step(i, 0);
+      step(i + 1, 1);
+    }
+    if (i < dk) step(i, 0);
+    for (int p = 0; p < kPanelVecs; ++p) kv[p] = hn::Add(acc[p][0], acc[p][1]);
+  }
+  HWY_ALIGN float pad[kPanelVecs * 16];  // ≥ W  // v and o of a partial panel
+  for (int64_t t = 0; t < in.n_tokens; ++t) {
+    const float* k = in.k + t * in.k_stride + a * dk;
+    const float* kn = t + 1 < in.n_tokens ? k + in.k_stride : nullptr;
+    const float* q = out ? in.q + t * in.q_stride + a * dk : nullptr;
+    const float* v = in.v + t * in.v_stride + h * dv + j0;
+    if (!full) {
+      for (int64_t x = 0; x < W; ++x) pad[x] = x < w ? v[x] : 0.0f;
+      v = pad;
+    }
+    const VF vdec = hn::Set(d, std::exp(in.g[t * Hv + h]));
+    const VF vbeta = hn::Set(d, in.beta[t * Hv + h]);
+    VF delta[kPanelVecs], o[kPanelVecs];
+    for (int p = 0; p < kPanelVecs; ++p) {
+      o[p] = hn::Zero(d);
+      delta[p] = hn::Mul(hn::Sub(hn::LoadU(d, v + p * N), hn::Mul(vdec, kv[p])), vbeta);
+    }
+    const float* R = direct ? S0 + j0 : P;
+    float* Wr = direct ? st + j0 : P;
+    const int64_t ld = direct ? dv : W;
+    if (q && kn)
+      PanelToken<true, true>(R, ld, Wr, ld, dk, k, q, kn, vdec, delta, o, kv);
+    else if (q)
+      PanelToken<true, false>(R, ld, Wr, ld, dk, k, q, kn, vdec, delta, o, kv);
+    else if (kn)
+      PanelToken<false, true>(R, ld, Wr, ld, dk, k, q, kn, vdec, delta, o, kv);
+    else
+      PanelToken<false, false>(R, ld, Wr, ld, dk, k, q, kn, vdec, delta, o, kv);
+    if (out) {
+      float* orow = out + t * out_stride + h * dv + j0;
+      if (full) {
+        for (int p = 0; p < kPanelVecs; ++p) hn::StoreU(o[p], d, orow + p * N);
+      } else {
+        for (int p = 0; p < kPanelVecs; ++p) hn::Store(o[p], d, pad + p * N);
+        for (int64_t x = 0; x < w; ++x) orow[x] = pad[x];
+      }
+    }
+  }
+  if (direct) return;
+  for (int64_t i = 0; i < dk; ++i) {
+    float* drow = st + i * dv + j0;
+    const float* prow = P + i * W;
+    if (full) {
+#pragma GCC unroll 4
+      for (int p = 0; p < kPanelVecs; ++p) hn::StoreU(hn::Load(d, prow + p * N), d, drow + p * N);
+    } else {
+      for (int64_t x = 0; x < w; ++x) drow[x] = prow[x];
+    }
+  }
+}
+
+// All tokens of one value head, recurrent form. st: Dk rows of Dv; src (may be null): the state
+// before the first token when it is not st.
+void DeltaRecurrentHead(const DeltaShape& sh, int64_t h, float* st, const float* src, const DeltaInputs& in,
+                        float* out, int64_t out_stride, float* scratch) {
+  const DF d;
+  const int64_t W = kPanelVecs * int64_t(hn::Lanes(d));
+  for (int64_t j0 = 0; j0 < sh.dv; j0 += W)
+    DeltaPanel(sh, h, j0, std::min(W, sh.dv - j0), st, src ? src : st, in, out, out_stride, scratch);
+}
+
+// row = row·decay + Σ_i coef[i]·x_i (x_i = x + i·len, rows of len floats), row held in registers per
+// 4-vector slice.
 HWY_INLINE void RowAccumulate(float* HWY_RESTRICT row, float decay, const float* HWY_RESTRICT coef,
-                              const float* HWY_RESTRICT x, int64_t n_terms, int64_t dk) {
+                              const float* HWY_RESTRICT x, int64_t n_terms, int64_t len) {
   const DF d;
   const int64_t N = int64_t(hn::Lanes(d));
   const VF vdec = hn::Set(d, decay);
   int64_t c0 = 0;
-  for (; c0 + 4 * N <= dk; c0 += 4 * N) {
+  for (; c0 + 4 * N <= len; c0 += 4 * N) {
     VF a0 = hn::Mul(vdec, hn::LoadU(d, row + c0)), a1 = hn::Mul(vdec, hn::LoadU(d, row + c0 + N));
     VF a2 = hn::Mul(vdec, hn::LoadU(d, row + c0 + 2 * N)), a3 = hn::Mul(vdec, hn::LoadU(d, row + c0 + 3 * N));
     for (int64_t i = 0; i < n_terms; ++i) {
       const VF ci = hn::Set(d, coef[i]);
-      const float* xr = x + i * dk + c0;
+      const float* xr = x + i * len + c0;
       a0 = hn::MulAdd(ci, hn::LoadU(d, xr), a0);
       a1 = hn::MulAdd(ci, hn::LoadU(d, xr + N), a1);
       a2 = hn::MulAdd(ci, hn::LoadU(d, xr + 2 * N), a2);
@@ -159,72 +205,72 @@ HWY_INLINE void RowAccumulate(float* HWY_RESTRICT row, float decay, const float*
     hn::StoreU(a2, d, row + c0 + 2 * N);
     hn::StoreU(a3, d, row + c0 + 3 * N);
   }
-  for (; c0 + N <= dk; c0 += N) {
+  for (; c0 + N <= len; c0 += N) {
     VF a0 = hn::Mul(vdec, hn::LoadU(d, row + c0));
-    for (int64_t i = 0; i < n_terms; ++i) a0 = hn::MulAdd(hn::Set(d, coef[i]), hn::LoadU(d, x + i * dk + c0), a0);
+    for (int64_t i = 0; i < n_terms; ++i) a0 = hn::MulAdd(hn::Set(d, coef[i]), hn::LoadU(d, x + i * len + c0), a0);
     hn::StoreU(a0, d, row + c0);
   }
-  for (; c0 < dk; ++c0) {
+  for (; c0 < len; ++c0) {
     float acc = row[c0] * decay;
-    for (int64_t i = 0; i < n_terms; ++i) acc += coef[i] * x[i * dk + c0];
+    for (int64_t i = 0; i < n_terms; ++i) acc += coef[i] * x[i * len + c0];
     row[c0] = acc;
   }
 }
 
-// res[x·NJ + y] = a_x · b_y for NI rows a and NJ rows b (b_y = b + y·b_stride), length n.
-template <int NI, int NJ>
-HWY_INLINE void DotTile(const float* const* a, const float* b, int64_t b_stride, int64_t n, float* res) {
+// res[i·dv + j] = row(i) · S[:, j] for i < n (S Dk-major: rows of S scaled by row(i)'s entries and
+// summed), 2 token rows × 4 vectors of columns at a time so every loaded S vector feeds two FMAs.
+template <class RowFn>
+HWY_INLINE void StateProducts(int64_t n, RowFn row, const float* st, int64_t dk, int64_t dv, float* res) {
   const DF d;
   const int64_t N = int64_t(hn::Lanes(d));
-  VF acc[NI][NJ];
-  for (int x = 0; x < NI; ++x)
-    for (int y = 0; y < NJ; ++y) acc[x][y] = hn::Zero(d);
-  int64_t i = 0;
-  for (; i + N <= n; i += N) {
-    VF bv[NJ];
-    for (int y = 0; y < NJ; ++y) bv[y] = hn::LoadU(d, b + y * b_stride + i);
-    for (int x = 0; x < NI; ++x) {
-      const VF av = hn::LoadU(d, a[x] + i);
-      for (int y = 0; y < NJ; ++y) acc[x][y] = hn::MulAdd(av, bv[y], acc[x][y]);
+  for (int64_t i = 0; i < n; i += 2) {
+    const bool two = i + 1 < n;
+    const float* a0 = row(i);
+    const float* a1 = two ? row(i + 1) : a0;
+    float* r0 = res + i * dv;
+    float* r1 = two ? r0 + dv : nullptr;
+    int64_t j = 0;
+    for (; j + 4 * N <= dv; j += 4 * N) {
+      VF c0[4], c1[4];
+      for (int u = 0; u < 4; ++u) c0[u] = c1[u] = hn::Zero(d);
+      for (int64_t x = 0; x < dk; ++x) {
+        const float* sr = st + x * dv + j;
+        const VF b0 = hn::Set(d, a0[x]), b1 = hn::Set(d, a1[x]);
+        for (int u = 0; u < 4; ++u) {
+          const VF sv = hn::LoadU(d, sr + u * N);
+          c0[u] = hn::MulAdd(b0, sv, c0[u]);
+          c1[u] = hn::MulAdd(b1, sv, c1[u]);
+        }
+      }
+      for (int u = 0; u < 4; ++u) {
+        hn::StoreU(c0[u], d, r0 + j + u * N);
+        if (two) hn::StoreU(c1[u], d, r1 + j + u * N);
+      }
+    }
+    for (; j + N <= dv; j += N) {
+      VF c0 = hn::Zero(d), c1 = hn::Zero(d);
+      for (int64_t x = 0; x < dk; ++x) {
+        const VF sv = hn::LoadU(d, st + x * dv + j);
+        c0 = hn::MulAdd(hn::Set(d, a0[x]), sv, c0);
+        c1 = hn::MulAdd(hn::Set(d, a1[x]), sv, c1);
+      }
+      hn::StoreU(c0, d, r0 + j);
+      if (two) hn::StoreU(c1, d, r1 + j);
+    }
+    for (; j < dv; ++j) {
+      float s0 = 0, s1 = 0;
+      for (int64_t x = 0; x < dk; ++x) {
+        s0 += a0[x] * st[x * dv + j];
+        s1 += a1[x] * st[x * dv + j];
+      }
+      r0[j] = s0;
+      if (two) r1[j] = s1;
     }
   }
-  for (int x = 0; x < NI; ++x)
-    for (int y = 0; y < NJ; ++y) {
-      float v = hn::GetLane(hn::SumOfLanes(d, acc[x][y]));
-      for (int64_t t = i; t < n; ++t) v += a[x][t] * b[y * b_stride + t];
-      res[x * NJ + y] = v;
-    }
-}
-
-// emit(i, j, row_i · st_j) for i < n (rows from row(i)) and every state row j < dv.
-template <class RowFn, class Emit>
-HWY_INLINE void RowProducts(int64_t n, RowFn row, const float* st, int64_t dk, int64_t dv, Emit emit) {
-  float res[8];
-  int64_t j = 0;
-  for (; j + 4 <= dv; j += 4) {
-    int64_t i = 0;
-    for (; i + 2 <= n; i += 2) {
-      const float* a[2] = {row(i), row(i + 1)};
-      DotTile<2, 4>(a, st + j * dk, dk, dk, res);
-      for (int x = 0; x < 2; ++x)
-        for (int y = 0; y < 4; ++y) emit(i + x, j + y, res[x * 4 + y]);
-    }
-    if (i < n) {
-      const float* a[1] = {row(i)};
-      DotTile<1, 4>(a, st + j * dk, dk, dk, res);
-      for (int y = 0; y < 4; ++y) emit(i, j + y, res[y]);
-    }
-  }
-  for (; j < dv; ++j)
-    for (int64_t i = 0; i < n; ++i) {
-      const float* a[1] = {row(i)};
-      DotTile<1, 1>(a, st + j * dk, dk, dk, res);
-      emit(i, j, res[0]);
-    }
 }
 
 // All tokens of one value head, chunked (WY) form; see deltanet.h for the equations.
-// scratch: 3·C + C·dv + C·dk floats.
+// scratch: 3·C + 2·C·dv + C·dk floats.
 void DeltaChunkedHead(const DeltaShape& sh, int64_t h, float* st, const DeltaInputs& in, float* out,
                       int64_t out_stride, int64_t C, float* scratch) {
   const int64_t dk = sh.dk, dv = sh.dv, a = sh.qk_head(h), Hv = sh.n_v_heads;
@@ -233,6 +279,7 @@ void DeltaChunkedHead(const DeltaShape& sh, int64_t h, float* st, const DeltaInp
   float* coef = ec + C;         // C
   float* U = coef + C;          // C×dv: U, then V' = U − W S
   float* W = U + C * dv;        // C×dk: W, then kd_i = k_i exp(c_last − c_i)
+  float* T = W + C * dk;        // C×dv: products with the state
   for (int64_t t0 = 0; t0 < in.n_tokens; t0 += C) {
     const int64_t n = std::min(C, in.n_tokens - t0);
     auto krow = [&](int64_t i) { return in.k + (t0 + i) * in.k_stride + a * dk; };
@@ -260,14 +307,14 @@ void DeltaChunkedHead(const DeltaShape& sh, int64_t h, float* st, const DeltaInp
         Axpy(Wi, -aij, W + j * dk, dk);
       }
     }
-    // V' = U − W S and the inter-chunk output diag(exp(c)) Q S: dots of token rows with state rows,
-    // 2 × 4 at a time so every loaded vector feeds several FMAs.
-    RowProducts(n, [&](int64_t i) { return W + i * dk; }, st, dk, dv,
-                [&](int64_t i, int64_t j, float x) { U[i * dv + j] -= x; });
-    if (out)
-      RowProducts(n, qrow, st, dk, dv, [&](int64_t i, int64_t j, float x) {
-        out[(t0 + i) * out_stride + h * dv + j] = ec[i] * x;
-      });
+    // V' = U − W S and the inter-chunk output diag(exp(c)) Q S.
+    StateProducts(n, [&](int64_t i) { return W + i * dk; }, st, dk, dv, T);
+    for (int64_t x = 0; x < n * dv; ++x) U[x] -= T[x];
+    if (out) {
+      StateProducts(n, qrow, st, dk, dv, T);
+      for (int64_t i = 0; i < n; ++i)
+        for (int64_t j = 0; j < dv; ++j) out[(t0 + i) * out_stride + h * dv + j] = ec[i] * T[i * dv + j];
+    }
     // Intra-chunk output: o_i += Σ_{j ≤ i} (q_i·k_j) exp(c_i − c_j) V'_j.
     if (out) {
       for (int64_t i = 0; i < n; ++i) {
@@ -278,7 +325,7 @@ void DeltaChunkedHead(const DeltaShape& sh, int64_t h, float* st, const DeltaInp
         }
       }
     }
-    // S ← exp(c_last) S + Σ_i (k_i exp(c_last − c_i)) ⊗ V'_i, i.e. row j of Sᵀ gets Σ_i V'_i[j]·kd_i.
+    // S ← exp(c_last) S + Σ_i (k_i exp(c_last − c_i)) ⊗ V'_i, i.e. row x of S gets Σ_i kd_i[x]·V'_i.
     const float clast = c[n - 1];
     for (int64_t i = 0; i < n; ++i) {
       const float f = std::exp(clast - c[i]);
@@ -287,9 +334,9 @@ void DeltaChunkedHead(const DeltaShape& sh, int64_t h, float* st, const DeltaInp
       for (int64_t x = 0; x < dk; ++x) kd[x] = f * ki[x];
     }
     const float elast = ec[n - 1];
-    for (int64_t j = 0; j < dv; ++j) {
-      for (int64_t i = 0; i < n; ++i) coef[i] = U[i * dv + j];
-      RowAccumulate(st + j * dk, elast, coef, W, n, dk);
+    for (int64_t x = 0; x < dk; ++x) {
+      for (int64_t i = 0; i < n; ++i) coef[i] = W[i * dk + x];
+      RowAccumulate(st + x * dv, elast, coef, U, n, dv);
     }
   }
 }
@@ -304,7 +351,7 @@ HWY_EXPORT(DeltaRecurrentHead);
 HWY_EXPORT(DeltaChunkedHead);
 
 namespace {
-thread_local std::vector<float> tls_chunk_buf;
+thread_local std::vector<float> tls_chunk_buf, tls_panel_buf;
 
 template <class F>
 void for_heads(util::ThreadPool* pool, int64_t n_heads, F&& f) {
@@ -324,9 +371,14 @@ void delta_rule_recurrent(const DeltaShape& s, float* state, const DeltaInputs& 
   }
   if (state_in == state) state_in = nullptr;
   const int64_t head = s.dv * s.dk;
+  // A panel of the widest vectors: dk rows of kPanelVecs (≤ 4) vectors of ≤ 64 bytes, 64-byte aligned.
+  constexpr size_t kVecFloats = 16;
+  const size_t panel = size_t(s.dk) * 4 * kVecFloats + kVecFloats;
   for_heads(pool, s.n_v_heads, [&](int64_t h) {
+    if (tls_panel_buf.size() < panel) tls_panel_buf.resize(panel);
+    float* scratch = reinterpret_cast<float*>((reinterpret_cast<uintptr_t>(tls_panel_buf.data()) + 63) & ~uintptr_t(63));
     HWY_DYNAMIC_DISPATCH(DeltaRecurrentHead)(s, h, state + h * head, state_in ? state_in + h * head : nullptr, in,
-                                             out, out_stride);
+                                             out, out_stride, scratch);
   });
 }
 
@@ -334,7 +386,7 @@ void delta_rule_chunked(const DeltaShape& s, float* state, const DeltaInputs& in
                         int64_t out_stride, int64_t chunk, util::ThreadPool* pool) {
   if (in.n_tokens <= 0) return;
   const int64_t C = std::max<int64_t>(1, chunk);
-  const size_t need = size_t(3 * C + C * s.dv + C * s.dk);
+  const size_t need = size_t(3 * C + 2 * C * s.dv + C * s.dk);
   for_heads(pool, s.n_v_heads, [&](int64_t h) {
     if (tls_chunk_buf.size() < need) tls_chunk_buf.resize(need);
     HWY_DYNAMIC_DISPATCH(DeltaChunkedHead)(s, h, state + h * s.dv * s.dk, in, out, out_stride, C,

@@ -4,9 +4,9 @@
 // Dk^-0.5 — see l2norm_heads; g = log-decay ≤ 0; beta = post-sigmoid):
 //   S = S·exp(g);  kv = Sᵀk;  delta = (v − kv)·beta;  S = S + k⊗delta;  o = Sᵀq
 //
-// State layout: value-major, state[h][j][i] = S[i][j] (Hv × Dv × Dk, like vLLM/mlx). Row j of a head
-// is column j of S, so for each j the whole token update is one pass over a contiguous Dk row:
-// decay, dot with k, axpy of k, dot with q — the row stays in registers.
+// State layout: Dk-major, state[h][i][j] = S[i][j] (Hv × Dk × Dv, as transformers/FLA keep it). Every
+// column j of S evolves on its own, so the kernel carries panels of columns, in vectors, through a call's
+// tokens: Sᵀk and Sᵀq are sums of S's rows scaled by broadcast k_i / q_i, with no horizontal reductions.
 //
 // Token inputs: q and k of qk-head a at q + t*q_stride + a*Dk (same for k with k_stride); v of value
 // head h at v + t*v_stride + h*Dv; g and beta at g[t*Hv + h]; output o at out + t*out_stride + h*Dv.
@@ -47,11 +47,12 @@ struct DeltaInputs {
 };
 
 // Sequential recurrent form over n_tokens tokens. out may be null: state update only (replaying a
-// tape of recorded k, v, g, beta onto a restored state). Each row of Sᵀ evolves independently, so the
-// kernel carries 4 rows at a time through a block of 16 tokens while they stay in L1 (state memory
-// traffic once per block, each k/q load shared by 4 rows). On CPUs this is also the fastest prefill
-// path: for Dk = Dv = 128 and chunk 64 the chunked form below does more FLOPs than this one (its
-// win on GPUs comes from tensor-core matmuls), see bench/ops_bench.cpp.
+// tape of recorded k, v, g, beta onto a restored state). A panel of columns (64 on AVX-512, 16 on AVX2)
+// is copied into L1 scratch, carried through all the tokens and written back (state memory traffic
+// once per call; each broadcast k_i / q_i serves the panel). Feeding T tokens in one call gives the bits
+// of T one-token calls. On CPUs this is also the fastest prefill path: for Dk = Dv = 128 and chunk 64
+// the chunked form below does more FLOPs than this one (its win on GPUs comes from tensor-core
+// matmuls), see bench/ops_bench.cpp.
 // state_in (optional): the state before the first token is read from there and the result written
 // to state, leaving state_in untouched — a verify runs on top of a checkpoint without copying it.
 void delta_rule_recurrent(const DeltaShape& s, float* state, const DeltaInputs& in, float* out,

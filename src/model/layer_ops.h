@@ -35,7 +35,7 @@ void conv1d_silu(const float* x, int64_t m, int64_t c, const float* w, int64_t k
 void conv_window_after(const float* window, const float* x, int64_t n, int64_t c, int64_t k, float* out);
 // In rows of [q (Hk·Dk) | k (Hk·Dk) | v (…)]: l2-normalise q and k per head, then q *= 1/sqrt(Dk).
 void deltanet_qk_norm(float* qkv, int64_t m, int64_t row, int64_t hk, int64_t dk, float eps);
-// Recurrent gated delta rule over m tokens (rows of qkv as above), state S [Hv][Dv][Dk], value
+// Recurrent gated delta rule over m tokens (rows of qkv as above), state S [Hv][Dk][Dv], value
 // head j reading q/k head j mod Hk. o: [m][Hv][Dv]. If inter is set, the state after every token
 // is appended to it. S_in (optional): read the starting state from there and write S (a verify on
 // top of a checkpoint, which stays untouched and uncopied).

@@ -132,7 +132,7 @@ struct Qwen35::Impl {
   std::vector<Layer> layers;
   kernels::PackedWeights packed;  // the matrices re-laid out for this CPU's matmul kernel
 
-  // State. Conv window [(K-1)][conv_dim] and delta-rule state [Hv][Dv][Dk] (value-major, as
+  // State. Conv window [(K-1)][conv_dim] and delta-rule state [Hv][Dk][Dv] (Dk-major, as
   // kernels/deltanet.h) per recurrent layer; K and V caches [n_kv][n_ctx][head_dim] per attention layer.
   std::vector<std::vector<float>> conv, ssm;
   std::vector<std::vector<float>> kcache, vcache;

@@ -106,7 +106,7 @@ class Qwen35 final : public spec::TargetModel {
   util::Status forward_batch(std::span<const int32_t> tokens, std::span<const int> seqs);
 
   // Test access to the recurrent state of layer il: conv window [(K-1)][conv_dim] and
-  // delta-rule state [Hv][Dv][Dk] (value-major; value heads in GGUF/tiled order).
+  // delta-rule state [Hv][Dk][Dv] (Dk-major, as transformers; value heads in GGUF/tiled order).
   std::span<const float> conv_state(int il) const;
   std::span<const float> ssm_state(int il) const;
   // Hidden states after every layer of the last forward (only when capture_all_layers is set).

@@ -51,16 +51,6 @@ Inputs make_inputs(const DeltaShape& s, int64_t T, uint32_t seed) {
   return x;
 }
 
-// value-major (fast) ↔ Dk-major (reference) state layouts.
-std::vector<float> to_dk_major(const DeltaShape& s, const std::vector<float>& st) {
-  std::vector<float> out(st.size());
-  for (int64_t h = 0; h < s.n_v_heads; ++h)
-    for (int64_t j = 0; j < s.dv; ++j)
-      for (int64_t i = 0; i < s.dk; ++i)
-        out[size_t(h * s.dk * s.dv + i * s.dv + j)] = st[size_t(h * s.dv * s.dk + j * s.dk + i)];
-  return out;
-}
-
 TEST(DeltaRule, HeadMapping) {
   DeltaShape g{2, 6, 4, 4, HeadMap::kGrouped}, t{2, 6, 4, 4, HeadMap::kTiled};
   const int64_t grouped[] = {0, 0, 0, 1, 1, 1}, tiled[] = {0, 1, 0, 1, 0, 1};
@@ -79,14 +69,14 @@ TEST(DeltaRule, RecurrentMatchesReferenceBothHeadMaps) {
       auto x = make_inputs(s, T, uint32_t(dk * 3 + dv));
       auto st0 = testing::randn(size_t(s.n_v_heads * dk * dv), 5, 0.1f);
       auto st_fast = st0;
-      auto st_ref = to_dk_major(s, st0);
+      auto st_ref = st0;  // both Dk-major
       const int64_t out_stride = s.n_v_heads * dv + 1;
       std::vector<float> got(size_t(T * out_stride), 0.0f), want(got.size(), 0.0f);
       delta_rule_recurrent(s, st_fast.data(), x.view(s, T), got.data(), out_stride, &pool);
       ref::delta_rule_recurrent(s, st_ref.data(), x.view(s, T), want.data(), out_stride);
       SCOPED_TRACE(::testing::Message() << "map " << int(map) << " dk " << dk << " dv " << dv);
       EXPECT_TRUE(all_close(got, want, 1e-6, 1e-5));
-      EXPECT_TRUE(all_close(to_dk_major(s, st_fast), st_ref, 1e-6, 1e-5));
+      EXPECT_TRUE(all_close(st_fast, st_ref, 1e-6, 1e-5));
       // Tape replay (no outputs) reaches the same state.
       auto st_replay = st0;
       DeltaInputs in = x.view(s, T);

@@ -59,7 +59,7 @@ TEST_P(Qwen35Golden, PromptLogitsLayerOutputsAndStates) {
       std::copy(m->layer_output(il, t), m->layer_output(il, t) + H, ours.begin() + t * H);
     EXPECT_LT(rel_err(ours, ref), kTol) << "layer " << il;
   }
-  // DeltaNet states. Ours: conv window [K-1][conv_dim], S [Hv][Dv][Dk] in tiled head order.
+  // DeltaNet states. Ours: conv window [K-1][conv_dim], S [Hv][Dk][Dv] in tiled head order.
   // Reference: conv [conv_dim][W] (W = K or K-1 newest columns), S [Hv][Dk][Dv] in grouped order.
   const int64_t Hk = c.ssm_n_k_heads, Hv = c.ssm_n_v_heads, Dk = c.ssm_d_state, Dv = c.head_v_dim();
   const int64_t r = Hv / Hk, K = c.conv_kernel, CD = c.conv_dim();
@@ -86,8 +86,9 @@ TEST_P(Qwen35Golden, PromptLogitsLayerOutputsAndStates) {
     std::vector<float> ref_s(rs.size());
     for (int64_t j = 0; j < Hv; ++j) {
       const int64_t h = (j % Hk) * r + j / Hk;  // tiled (GGUF) head j is grouped (HF) head h
-      for (int64_t d = 0; d < Dv; ++d)
-        for (int64_t k = 0; k < Dk; ++k) ref_s[static_cast<size_t>((j * Dv + d) * Dk + k)] = rs[static_cast<size_t>((h * Dk + k) * Dv + d)];
+      for (int64_t k = 0; k < Dk; ++k)
+        for (int64_t d = 0; d < Dv; ++d)
+          ref_s[static_cast<size_t>((j * Dk + k) * Dv + d)] = rs[static_cast<size_t>((h * Dk + k) * Dv + d)];
     }
     std::vector<float> our_s(m->ssm_state(il).begin(), m->ssm_state(il).end());
     EXPECT_LT(rel_err(our_s, ref_s), kTol) << "recurrent state, layer " << il;
