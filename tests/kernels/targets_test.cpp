@@ -86,6 +86,34 @@ void check_all_ops() {
     EXPECT_TRUE(all_close(o, o_ref, 1e-6, 1e-5)) << "delta recurrent";
     EXPECT_LT(testing::rel_err(o_chk, o), 1e-5) << "delta chunked";
   }
+  {  // delta rule with full column panels on every ISA (Dv = 80: 16-wide panels and a partial 64-wide one),
+     // from a checkpoint; 5 tokens in one call must give the bits of 5 one-token calls
+    const int64_t dk = 32, dv = 80, T = 5, stride = 2 * dk + 2 * dv;
+    DeltaShape s{1, 2, dk, dv, HeadMap::kTiled};
+    auto row = testing::randn(size_t(T * stride), 12);
+    l2norm_heads(row.data(), T, 2, dk, stride, dk, 1e-6f);
+    auto g = testing::uniform(size_t(T * 2), 13, -1.0f, 0.0f), beta = testing::uniform(size_t(T * 2), 14, 0.0f, 1.0f);
+    DeltaInputs in{row.data(), row.data() + dk, row.data() + 2 * dk, g.data(), beta.data(), stride, stride, stride, T};
+    const auto st0 = testing::randn(size_t(2 * dk * dv), 15, 0.1f);
+    std::vector<float> st(st0.size()), st_ref = st0, steps = st0;
+    std::vector<float> o(size_t(T * 2 * dv)), o_ref(o.size()), o_steps(o.size());
+    delta_rule_recurrent(s, st.data(), in, o.data(), 2 * dv, &pool, st0.data());
+    ref::delta_rule_recurrent(s, st_ref.data(), in, o_ref.data(), 2 * dv);
+    EXPECT_TRUE(all_close(o, o_ref, 1e-6, 1e-5)) << "delta recurrent, full panels";
+    EXPECT_TRUE(all_close(st, st_ref, 1e-6, 1e-5)) << "delta state, full panels";
+    for (int64_t t = 0; t < T; ++t) {
+      DeltaInputs one = in;
+      one.q += t * stride;
+      one.k += t * stride;
+      one.v += t * stride;
+      one.g += t * 2;
+      one.beta += t * 2;
+      one.n_tokens = 1;
+      delta_rule_recurrent(s, steps.data(), one, o_steps.data() + t * 2 * dv, 2 * dv, &pool);
+    }
+    EXPECT_EQ(o, o_steps) << "delta: one call against token by token";
+    EXPECT_EQ(st, steps) << "delta state: one call against token by token";
+  }
   {  // argmax / top-k
     auto x = testing::randn(1001, 11);
     for (auto& f : x) f = std::round(f * 3.0f);
