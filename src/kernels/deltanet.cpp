@@ -83,10 +83,9 @@ void DeltaPanel(const DeltaShape& sh, int64_t h, int64_t j0, int64_t w, float* s
   const int64_t N = int64_t(hn::Lanes(d)), W = kPanelVecs * N;
   const int64_t dk = sh.dk, dv = sh.dv, a = sh.qk_head(h), Hv = sh.n_v_heads;
   const bool full = w == W;
-  // One token on a full panel (a decode step) reads S0 and writes st in place of the scratch: the copy
-  // would cost as much as the token. Same arithmetic, so the same bits.
-  const bool direct = full && in.n_tokens == 1;
-  // Copy in (zero-padded past w) and the first token's raw kv = Σ_i k_i S[i][j], summed as PanelToken sums.
+  // A full panel's first token reads S0 and its last writes st (a one-token call, decoding, never touches
+  // the scratch); a partial panel is copied in zero-padded and out again. Same arithmetic either way.
+  // The first token's raw kv = Σ_i k_i S[i][j], summed as PanelToken sums (a partial panel: copied in).
   VF kv[kPanelVecs];
   {
     const float* k0 = in.k + a * dk;
@@ -96,18 +95,13 @@ void DeltaPanel(const DeltaShape& sh, int64_t h, int64_t j0, int64_t w, float* s
     auto step = [&](int64_t i, int u) HWY_ATTR {
       const float* srow = S0 + i * dv + j0;
       float* prow = P + i * W;
-      if (direct) {
+      if (full) {
         const VF kb = hn::Set(d, k0[i]);
 #pragma GCC unroll 4
         for (int p = 0; p < kPanelVecs; ++p) acc[p][u] = hn::MulAdd(kb, hn::LoadU(d, srow + p * N), acc[p][u]);
         return;
       }
-      if (full) {
-#pragma GCC unroll 4
-        for (int p = 0; p < kPanelVecs; ++p) hn::Store(hn::LoadU(d, srow + p * N), d, prow + p * N);
-      } else {
-        for (int64_t x = 0; x < W; ++x) prow[x] = x < w ? srow[x] : 0.0f;
-      }
+      for (int64_t x = 0; x < W; ++x) prow[x] = x < w ? srow[x] : 0.0f;
       const VF kb = hn::Set(d, k0[i]);
 #pragma GCC unroll 4
       for (int p = 0; p < kPanelVecs; ++p) acc[p][u] = hn::MulAdd(kb, hn::Load(d, prow + p * N), acc[p][u]);
@@ -137,17 +131,18 @@ void DeltaPanel(const DeltaShape& sh, int64_t h, int64_t j0, int64_t w, float* s
       o[p] = hn::Zero(d);
       delta[p] = hn::Mul(hn::Sub(hn::LoadU(d, v + p * N), hn::Mul(vdec, kv[p])), vbeta);
     }
-    const float* R = direct ? S0 + j0 : P;
-    float* Wr = direct ? st + j0 : P;
-    const int64_t ld = direct ? dv : W;
+    const bool first = full && t == 0, last = full && !kn;
+    const float* R = first ? S0 + j0 : P;
+    float* Wr = last ? st + j0 : P;
+    const int64_t ldr = first ? dv : W, ldw = last ? dv : W;
     if (q && kn)
-      PanelToken<true, true>(R, ld, Wr, ld, dk, k, q, kn, vdec, delta, o, kv);
+      PanelToken<true, true>(R, ldr, Wr, ldw, dk, k, q, kn, vdec, delta, o, kv);
     else if (q)
-      PanelToken<true, false>(R, ld, Wr, ld, dk, k, q, kn, vdec, delta, o, kv);
+      PanelToken<true, false>(R, ldr, Wr, ldw, dk, k, q, kn, vdec, delta, o, kv);
     else if (kn)
-      PanelToken<false, true>(R, ld, Wr, ld, dk, k, q, kn, vdec, delta, o, kv);
+      PanelToken<false, true>(R, ldr, Wr, ldw, dk, k, q, kn, vdec, delta, o, kv);
     else
-      PanelToken<false, false>(R, ld, Wr, ld, dk, k, q, kn, vdec, delta, o, kv);
+      PanelToken<false, false>(R, ldr, Wr, ldw, dk, k, q, kn, vdec, delta, o, kv);
     if (out) {
       float* orow = out + t * out_stride + h * dv + j0;
       if (full) {
@@ -158,17 +153,9 @@ void DeltaPanel(const DeltaShape& sh, int64_t h, int64_t j0, int64_t w, float* s
       }
     }
   }
-  if (direct) return;
-  for (int64_t i = 0; i < dk; ++i) {
-    float* drow = st + i * dv + j0;
-    const float* prow = P + i * W;
-    if (full) {
-#pragma GCC unroll 4
-      for (int p = 0; p < kPanelVecs; ++p) hn::StoreU(hn::Load(d, prow + p * N), d, drow + p * N);
-    } else {
-      for (int64_t x = 0; x < w; ++x) drow[x] = prow[x];
-    }
-  }
+  if (full) return;
+  for (int64_t i = 0; i < dk; ++i)
+    for (int64_t x = 0; x < w; ++x) st[i * dv + j0 + x] = P[i * W + x];
 }
 
 // All tokens of one value head, recurrent form. st: Dk rows of Dv; src (may be null): the state
