@@ -17,6 +17,7 @@
 #include "kernels/norm.h"
 #include "kernels/rope.h"
 #include "kernels/select.h"
+#include "util/aligned.h"
 #include "util/thread_pool.h"
 
 namespace {
@@ -66,7 +67,8 @@ BENCHMARK(BM_Attention)
 
 struct DeltaBench {
   DeltaShape s{16, 16, 128, 128, HeadMap::kGrouped};
-  std::vector<float> row, g, beta, state, out;
+  std::vector<float> row, g, beta, out;
+  util::AlignedVector<float> state;  // as the model keeps it (cache-line aligned rows)
   int64_t stride;
   explicit DeltaBench(int64_t T) {
     stride = 2 * s.n_k_heads * s.dk + s.n_v_heads * s.dv;
@@ -108,7 +110,8 @@ void BM_DeltaVerify(benchmark::State& st) {
   const int64_t T = st.range(0), threads = st.range(1);
   DeltaBench b(T);
   util::ThreadPool* pool = pool_for(threads);
-  const std::vector<float> ckpt = rnd(b.state.size(), 9, -0.1f, 0.1f);
+  const std::vector<float> r = rnd(b.state.size(), 9, -0.1f, 0.1f);
+  const util::AlignedVector<float> ckpt(r.begin(), r.end());
   for (auto _ : st) {
     delta_rule_recurrent(b.s, b.state.data(), b.in(T), b.out.data(), b.s.n_v_heads * b.s.dv, pool, ckpt.data());
     benchmark::DoNotOptimize(b.out.data());

@@ -24,8 +24,8 @@ using namespace ops_simd;  // NOLINT
 // reduction over i — Sᵀk and Sᵀq — is a sum of rows scaled by broadcast k_i / q_i, vertical adds with
 // no horizontal reduction and no latency chain through one: the value-major layout before (one row of Sᵀ
 // per value, a dot product per row and token) spent a third of its uops and most of its latency on lane
-// sums. A panel is copied into an L1 scratch once per call (Dv-strided rows would alias in a few L1
-// sets), carried through all the call's tokens, and written back.
+// sums. A panel is carried through all the call's tokens: the first reads the state where it is, the last
+// writes it back, the tokens between work on an L1 scratch copy (Dv-strided rows would crowd a few L1 sets).
 //
 // Panel: kPanelVecs vectors (columns); kAcc accumulators per reduction, interleaved over i (i mod kAcc),
 // combined in order. Every column's arithmetic depends on kAcc only, never on the panel or the token's
@@ -93,18 +93,15 @@ void DeltaPanel(const DeltaShape& sh, int64_t h, int64_t j0, int64_t w, float* s
     for (int p = 0; p < kPanelVecs; ++p)
       for (int u = 0; u < kAcc; ++u) acc[p][u] = hn::Zero(d);
     auto step = [&](int64_t i, int u) HWY_ATTR {
-      const float* srow = S0 + i * dv + j0;
-      float* prow = P + i * W;
-      if (full) {
-        const VF kb = hn::Set(d, k0[i]);
-#pragma GCC unroll 4
-        for (int p = 0; p < kPanelVecs; ++p) acc[p][u] = hn::MulAdd(kb, hn::LoadU(d, srow + p * N), acc[p][u]);
-        return;
+      const float* row = S0 + i * dv + j0;
+      if (!full) {
+        float* prow = P + i * W;
+        for (int64_t x = 0; x < W; ++x) prow[x] = x < w ? row[x] : 0.0f;
+        row = prow;
       }
-      for (int64_t x = 0; x < W; ++x) prow[x] = x < w ? srow[x] : 0.0f;
       const VF kb = hn::Set(d, k0[i]);
 #pragma GCC unroll 4
-      for (int p = 0; p < kPanelVecs; ++p) acc[p][u] = hn::MulAdd(kb, hn::Load(d, prow + p * N), acc[p][u]);
+      for (int p = 0; p < kPanelVecs; ++p) acc[p][u] = hn::MulAdd(kb, hn::LoadU(d, row + p * N), acc[p][u]);
     };
     int64_t i = 0;
     for (; i + 2 <= dk; i += 2) {
@@ -114,7 +111,7 @@ void DeltaPanel(const DeltaShape& sh, int64_t h, int64_t j0, int64_t w, float* s
     if (i < dk) step(i, 0);
     for (int p = 0; p < kPanelVecs; ++p) kv[p] = hn::Add(acc[p][0], acc[p][1]);
   }
-  HWY_ALIGN float pad[kPanelVecs * 16];  // ≥ W  // v and o of a partial panel
+  HWY_ALIGN float pad[kPanelVecs * 16];  // v and o of a partial panel (≥ W floats)
   for (int64_t t = 0; t < in.n_tokens; ++t) {
     const float* k = in.k + t * in.k_stride + a * dk;
     const float* kn = t + 1 < in.n_tokens ? k + in.k_stride : nullptr;

@@ -48,8 +48,8 @@ struct DeltaInputs {
 
 // Sequential recurrent form over n_tokens tokens. out may be null: state update only (replaying a
 // tape of recorded k, v, g, beta onto a restored state). A panel of columns (64 on AVX-512, 16 on AVX2)
-// is copied into L1 scratch, carried through all the tokens and written back (state memory traffic
-// once per call; each broadcast k_i / q_i serves the panel). Feeding T tokens in one call gives the bits
+// is carried through all the tokens, in an L1 scratch between the first and the last (state memory
+// traffic once per call; each broadcast k_i / q_i serves the panel). Feeding T tokens in one call gives the bits
 // of T one-token calls. On CPUs this is also the fastest prefill path: for Dk = Dv = 128 and chunk 64
 // the chunked form below does more FLOPs than this one (its win on GPUs comes from tensor-core
 // matmuls), see bench/ops_bench.cpp.
