@@ -120,10 +120,10 @@ struct TapeLayer {
 // that sequence's state.
 struct Qwen35::RowGroup {
   int64_t row0, rows, pos0;
-  std::vector<std::vector<float>>& conv;
+  std::vector<util::AlignedVector<float>>& conv;
   std::vector<util::AlignedVector<float>>& ssm;
-  std::vector<std::vector<float>>& kcache;
-  std::vector<std::vector<float>>& vcache;
+  std::vector<util::AlignedVector<float>>& kcache;
+  std::vector<util::AlignedVector<float>>& vcache;
 };
 
 struct Qwen35::Impl {
@@ -135,16 +135,15 @@ struct Qwen35::Impl {
 
   // State. Conv window [(K-1)][conv_dim] and delta-rule state [Hv][Dk][Dv] (Dk-major, as
   // kernels/deltanet.h) per recurrent layer; K and V caches [n_kv][n_ctx][head_dim] per attention layer.
-  std::vector<std::vector<float>> conv;
+  std::vector<util::AlignedVector<float>> conv;
   // Cache-line aligned: the delta-rule kernel reads and writes whole vectors of a state's rows in place
   // (a decode step at malloc's 16-byte alignment: 47 against 34 µs per 16 heads of 128², 1 thread).
   std::vector<util::AlignedVector<float>> ssm;
-  std::vector<std::vector<float>> kcache, vcache;
+  std::vector<util::AlignedVector<float>> kcache, vcache;
   // Multi-sequence batching (Qwen35Options::n_seq): the current sequence's state is the four
   // vectors above; every other sequence s keeps its own in parked[s] (set_sequence swaps them).
   struct SeqState {
-    std::vector<std::vector<float>> conv, kcache, vcache;
-    std::vector<util::AlignedVector<float>> ssm;
+    std::vector<util::AlignedVector<float>> conv, ssm, kcache, vcache;
     int64_t n_past = 0;
   };
   std::vector<SeqState> parked;
@@ -163,7 +162,7 @@ struct Qwen35::Impl {
   // The delta-rule states are not copied at a checkpoint: the verify reads ssm and writes ssm_work,
   // and keep() swaps the two (all accepted) or replays the accepted tokens onto ssm (which still
   // holds the checkpoint). Conv windows are small and copied.
-  std::vector<std::vector<float>> ckpt_conv;
+  std::vector<util::AlignedVector<float>> ckpt_conv;
   std::vector<util::AlignedVector<float>> ssm_work;
   std::vector<TapeLayer> tape;
   // Oracle mode: state after every verify token, [T][state] per layer.
@@ -171,14 +170,15 @@ struct Qwen35::Impl {
 
   // Activations (sized once for max tokens per forward chunk).
   int64_t cap_tokens = 0;
-  std::vector<float> x, h, tmp, ffn_a, ffn_b, qkv, qkv_conv, zbuf, bbuf, abuf, gbuf, core;
-  std::vector<float> q, k, v, qg, attn;
+  // Cache-line aligned, as every buffer the kernels stream with full vectors.
+  util::AlignedVector<float> x, h, tmp, ffn_a, ffn_b, qkv, qkv_conv, zbuf, bbuf, abuf, gbuf, core;
+  util::AlignedVector<float> q, k, v, qg, attn;
   std::vector<float> router;
   // Outputs of the last forward.
-  std::vector<float> logits;  // [rows][n_vocab]
+  util::AlignedVector<float> logits;  // [rows][n_vocab]
   // A verify's LM head is lazy (spec::TargetModel::set_logits_hint): the final-normed rows wait in
   // head_in and logits(i) computes them on first request, head_first of them together, then the rest.
-  std::vector<float> head_in;  // [rows][n_embd]
+  util::AlignedVector<float> head_in;  // [rows][n_embd]
   int64_t head_rows = 0;       // rows whose head input is in head_in
   int64_t head_done = 0;       // rows of logits computed so far (lazy verify); n_logit_rows otherwise
   int64_t head_first = 0;      // rows the first request computes (0: all)
@@ -556,7 +556,7 @@ void Qwen35::run_layers(const int32_t* tok, int64_t m, const RowGroup* groups, i
           std::vector<float>& ic = I.inter_conv[li];
           const int64_t W = (C.conv_kernel - 1) * CD;
           ic.resize(static_cast<size_t>(m * W));
-          const std::vector<float>& base = I.ckpt_conv[li];
+          const util::AlignedVector<float>& base = I.ckpt_conv[li];
           for (int64_t t = 0; t < m; ++t)
             ops::conv_window_after(base.data(), tp.qkv_raw.data(), t + 1, CD, C.conv_kernel, ic.data() + t * W);
         }
