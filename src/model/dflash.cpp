@@ -8,6 +8,7 @@
 #include "formats/quant.h"
 #include "kernels/matmul.h"
 #include "model/layer_ops.h"
+#include "util/aligned.h"
 #include "util/profile.h"
 #include "model/qwen35.h"
 #include "model/weights.h"
@@ -107,10 +108,10 @@ struct DFlashDrafter::Impl {
   std::vector<DraftLayer> layers;
   kernels::PackedWeights packed;  // see Qwen35 (a borrowed, already packed LM head is not copied)
   // Context K/V per layer, head-major [n_kv][cap][head_dim]; rows past n_ctx are draft scratch.
-  std::vector<std::vector<float>> k, v;
-  // Activations.
-  std::vector<float> ctx, kbuf, vbuf, h, x, q, attn, tmp, ffa, ffb;
-  std::vector<float> hidden_rows, logit_rows;
+  std::vector<util::AlignedVector<float>> k, v;
+  // Activations (cache-line aligned, as every buffer the kernels stream with full vectors).
+  util::AlignedVector<float> ctx, kbuf, vbuf, h, x, q, attn, tmp, ffa, ffb;
+  util::AlignedVector<float> hidden_rows, logit_rows;
   int last_rows = 0;
 };
 
@@ -225,8 +226,8 @@ Status DFlashDrafter::ensure_capacity(int64_t tokens) {
   Impl& I = *impl_;
   const int64_t nkv = cfg_.n_head_kv, hd = cfg_.head_dim;
   for (size_t il = 0; il < I.k.size(); ++il) {
-    for (std::vector<float>* buf : {&I.k[il], &I.v[il]}) {
-      std::vector<float> grown(static_cast<size_t>(nkv * cap * hd), 0.0f);
+    for (util::AlignedVector<float>* buf : {&I.k[il], &I.v[il]}) {
+      util::AlignedVector<float> grown(static_cast<size_t>(nkv * cap * hd), 0.0f);
       for (int64_t g = 0; g < nkv && cap_ > 0; ++g)
         std::memcpy(grown.data() + g * cap * hd, buf->data() + g * cap_ * hd,
                     static_cast<size_t>(n_ctx_ * hd) * sizeof(float));
