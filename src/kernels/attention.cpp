@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "kernels/attention.h"
+#include "util/aligned.h"
 #include "util/thread_pool.h"
 
 HWY_BEFORE_NAMESPACE();
@@ -186,12 +187,12 @@ HWY_EXPORT(AttnPartial);
 
 namespace {
 // Grows on first use, then reused: no allocation in steady state.
-float* scratch(std::vector<float>& buf, size_t n) {
+float* scratch(util::AlignedVector<float>& buf, size_t n) {
   if (buf.size() < n) buf.resize(n);
   return buf.data();
 }
-thread_local std::vector<float> tls_task_buf;
-thread_local std::vector<float> tls_split_buf;
+thread_local util::AlignedVector<float> tls_task_buf;  // cache-line aligned rows
+thread_local util::AlignedVector<float> tls_split_buf;
 
 // Query rows (queries × heads of a group) per task: each K/V tile read serves them all.
 constexpr int64_t kRowsPerTask = 32;

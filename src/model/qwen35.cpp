@@ -107,9 +107,9 @@ struct Layer {
 // Per-token inputs of a DeltaNet layer's state updates, recorded during a verify so that a partial
 // accept can be replayed onto the checkpoint (DESIGN.md, "State and rollback").
 struct TapeLayer {
-  std::vector<float> qkv_raw;  // [T][conv_dim] pre-conv inputs (rebuild the conv window)
-  std::vector<float> k;        // [T][Hk][Dk] after l2norm
-  std::vector<float> v;        // [T][Hv][Dv]
+  util::AlignedVector<float> qkv_raw;  // [T][conv_dim] pre-conv inputs (rebuild the conv window)
+  util::AlignedVector<float> k;        // [T][Hk][Dk] after l2norm
+  util::AlignedVector<float> v;        // [T][Hv][Dv]
   std::vector<float> g;        // [T][Hv] log-decay
   std::vector<float> beta;     // [T][Hv] post-sigmoid
 };
