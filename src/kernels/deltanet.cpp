@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "kernels/deltanet.h"
+#include "util/aligned.h"
 #include "util/thread_pool.h"
 
 HWY_BEFORE_NAMESPACE();
@@ -293,7 +294,7 @@ void DeltaChunkedHead(const DeltaShape& sh, int64_t h, float* st, const DeltaInp
     }
     // V' = U − W S and the inter-chunk output diag(exp(c)) Q S.
     StateProducts(n, [&](int64_t i) { return W + i * dk; }, st, dk, dv, T);
-    for (int64_t x = 0; x < n * dv; ++x) U[x] -= T[x];
+    Axpy(U, -1.0f, T, n * dv);
     if (out) {
       StateProducts(n, qrow, st, dk, dv, T);
       for (int64_t i = 0; i < n; ++i)
@@ -335,7 +336,8 @@ HWY_EXPORT(DeltaRecurrentHead);
 HWY_EXPORT(DeltaChunkedHead);
 
 namespace {
-thread_local std::vector<float> tls_chunk_buf, tls_panel_buf;
+thread_local std::vector<float> tls_chunk_buf;
+thread_local util::AlignedVector<float> tls_panel_buf;  // one panel: dk rows of up to 4 vectors of 16 floats
 
 template <class F>
 void for_heads(util::ThreadPool* pool, int64_t n_heads, F&& f) {
@@ -355,14 +357,11 @@ void delta_rule_recurrent(const DeltaShape& s, float* state, const DeltaInputs& 
   }
   if (state_in == state) state_in = nullptr;
   const int64_t head = s.dv * s.dk;
-  // A panel of the widest vectors: dk rows of kPanelVecs (≤ 4) vectors of ≤ 64 bytes, 64-byte aligned.
-  constexpr size_t kVecFloats = 16;
-  const size_t panel = size_t(s.dk) * 4 * kVecFloats + kVecFloats;
+  const size_t panel = size_t(s.dk) * 4 * 16;
   for_heads(pool, s.n_v_heads, [&](int64_t h) {
     if (tls_panel_buf.size() < panel) tls_panel_buf.resize(panel);
-    float* scratch = reinterpret_cast<float*>((reinterpret_cast<uintptr_t>(tls_panel_buf.data()) + 63) & ~uintptr_t(63));
     HWY_DYNAMIC_DISPATCH(DeltaRecurrentHead)(s, h, state + h * head, state_in ? state_in + h * head : nullptr, in,
-                                             out, out_stride, scratch);
+                                             out, out_stride, tls_panel_buf.data());
   });
 }
 
