@@ -404,7 +404,9 @@ inline void ktile_avx2(const uint8_t* grp, int64_t nb, const uint8_t* act, int t
     __m256i isum[NH][NT];
     for (int hh = 0; hh < NH; ++hh)
       for (int t = 0; t < NT; ++t) isum[hh][t] = _mm256_setzero_si256();
-    for (int j = 0; j < 8; ++j) {
+    // Sub-blocks in pairs, so that which nibble a sub-block takes is known at compile time (a run-time
+    // parity test put a branch into every weight vector's step).
+    auto sub_block = [&]<int kOdd>(std::integral_constant<int, kOdd>, int j) __attribute__((always_inline)) {
       const uint8_t* nib = blk + 512 * (j / 2) + 32 * h0;
       __m256i sc[NH], c16s[NH][NT];
       for (int hh = 0; hh < NH; ++hh) sc[hh] = scale_pairs<false>(blk + L::kScales + 16 * j + 8 * (h0 + hh));
@@ -414,7 +416,7 @@ inline void ktile_avx2(const uint8_t* grp, int64_t nb, const uint8_t* act, int t
 #pragma GCC unroll 2
         for (int hh = 0; hh < NH; ++hh) {
           const __m256i v = _mm256_load_si256(reinterpret_cast<const __m256i*>(nib + 64 * k + 32 * hh));
-          __m256i w = _mm256_and_si256(j % 2 ? _mm256_srli_epi16(v, 4) : v, m4);
+          __m256i w = _mm256_and_si256(kOdd ? _mm256_srli_epi16(v, 4) : v, m4);
           if constexpr (kQ5) {
             uint32_t bits;
             std::memcpy(&bits, blk + L::kMasks + 8 * (8 * j + k) + 4 * (h0 + hh), 4);
@@ -430,6 +432,10 @@ inline void ktile_avx2(const uint8_t* grp, int64_t nb, const uint8_t* act, int t
           }
         }
       }
+    };
+    for (int j = 0; j < 8; j += 2) {
+      sub_block(std::integral_constant<int, 0>(), j);
+      sub_block(std::integral_constant<int, 1>(), j + 1);
     }
 #pragma GCC unroll 2
     for (int hh = 0; hh < NH; ++hh) {
