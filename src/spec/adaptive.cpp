@@ -38,7 +38,8 @@ AdaptiveBlockPolicy::AdaptiveBlockPolicy(int max_block)
       c_ema_(static_cast<size_t>(max_block_) + 1, 0.0),
       c_n_(static_cast<size_t>(max_block_) + 1, 0),
       aft_ema_(static_cast<size_t>(max_block_) + 1, 0.0),
-      aft_n_(static_cast<size_t>(max_block_) + 1, 0) {}
+      aft_n_(static_cast<size_t>(max_block_) + 1, 0),
+      c_round_(static_cast<size_t>(max_block_) + 1, 0) {}
 
 int AdaptiveBlockPolicy::state_after(int b, int n) {
   if (b <= 1) return 0;
@@ -234,6 +235,7 @@ double AdaptiveBlockPolicy::round_seconds(int b) const {
 int AdaptiveBlockPolicy::next_block_size(int max_block) {
   const int cap = std::clamp(max_block, 1, max_block_);
   decided_state_ = state_;
+  if (contradicted_ > 0.0) return 1;  // re-measuring the yardstick
   // Probe schedule: doubling sizes up to the trained block, each once. Every run pays its probes and
   // a short one (64 tokens) cannot afford expensive ones that have no chance: a size whose predicted
   // rate (current acceptance profile, cost line through the sizes measured so far) is under half the
@@ -306,9 +308,15 @@ void AdaptiveBlockPolicy::observe(int block, int n_accepted, double seconds) {
       aft_excess_ += seconds / aft_base_ - 1.0;
       if (++aft_rounds_ == kAftermathRounds) close_aftermath();
     }
-    if (!aftermath_round || t_n_[1] < kPlainWindow || rounds_ - last_clean_plain_ >= kStaleYardstick) {
+    bool joins = !aftermath_round || t_n_[1] < kPlainWindow || rounds_ - last_clean_plain_ >= kStaleYardstick;
+    if (!joins && seconds < kContradiction * plain_seconds_) {
+      drop_yardstick();  // even a slow plain round came in under it
+      joins = true;
+    }
+    if (joins) {
       add_plain_round(seconds);
       if (!aftermath_round) last_clean_plain_ = rounds_;
+      if (contradicted_ > 0.0 && t_n_[1] >= kResettle) rescale_against_new_yardstick();
     } else {
       last_plain_round_ = rounds_;  // the refresh was run; its time went to the aftermath
     }
@@ -319,7 +327,31 @@ void AdaptiveBlockPolicy::observe(int block, int n_accepted, double seconds) {
     aft_base_ = plain_seconds_;  // the yardstick before the slow rounds join its median
     ema_add(t_ema_[i], t_n_[i], seconds);
     if (plain_seconds_ > 0.0) ema_add(c_ema_[i], c_n_[i], seconds / plain_seconds_);
+    c_round_[i] = rounds_;
+    if (plain_seconds_ > 0.0 && seconds < kContradiction * plain_seconds_) drop_yardstick();
   }
+}
+
+void AdaptiveBlockPolicy::drop_yardstick() {
+  // The yardstick, not the round that contradicted it, is wrong: its window restarts, and the aftermath
+  // being measured against it is dropped too.
+  contradicted_ = plain_seconds_;
+  contradicted_since_ = last_clean_plain_;
+  plain_seconds_ = 0.0;
+  t_n_[1] = 0;
+  aft_block_ = 0;
+  aft_rounds_ = 0;
+  aft_excess_ = 0.0;
+  aft_base_ = 0.0;
+}
+
+void AdaptiveBlockPolicy::rescale_against_new_yardstick() {
+  // Ratios taken against the dropped yardstick (since the last clean plain round: older ones were taken
+  // against a yardstick that clean rounds confirmed) are rescaled; the rounds' own times were right.
+  const double f = contradicted_ / plain_seconds_;
+  for (size_t b = 2; b < c_ema_.size(); ++b)
+    if (c_n_[b] > 0 && c_round_[b] > contradicted_since_) c_ema_[b] *= f;
+  contradicted_ = 0.0;
 }
 
 void AdaptiveBlockPolicy::close_aftermath() {

@@ -24,7 +24,11 @@
 // plain rounds right after a drafting round run slow (the draft and the verify pushed the target's decode
 // working set out of the caches; measured per block as the excess over the median one-token round, the
 // aftermath), so going back to plain decoding pays that once, and those rounds do not set the one-token
-// round's cost. Counts decay so the profiles follow the text (code vs prose);
+// round's cost. The yardstick is also checked against the rounds that cannot be cheaper than it: a drafting
+// round, or a plain one in a draft's aftermath, measured under 0.9 of it shows it is wrong (a slow first
+// round, a slow phase of a shared machine that has passed); it is then re-measured from three plain rounds
+// in a row and the ratios taken against it are rescaled (a slow first round had locked the policy into
+// drafting for ~130 rounds on the shipped pair at Q4_K_M). Counts decay so the profiles follow the text (code vs prose);
 // a state with little evidence borrows the whole text's profile. The one-token round's cost is the median
 // of the last five, re-measured every 48 rounds even while drafting pays (it is every other size's
 // yardstick). Blocks not yet measured are probed a few times on a fixed schedule: the policy is deterministic.
@@ -94,6 +98,19 @@ class AdaptiveBlockPolicy final : public BlockPolicy {
   int last_drafted_ = 0;                   // the last drafting round's block (0: none yet)
   int last_clean_plain_ = 0;               // the last plain round outside an aftermath
   static constexpr int kStaleYardstick = 192;
+  // A drafting round contains a one-token round's work, and a plain round in a draft's aftermath is one
+  // run slow; so either measured under the yardstick (below kContradiction of it) shows the yardstick is
+  // wrong (a slow outlier, a slow phase of the machine that has passed): it is dropped and re-measured
+  // from kResettle plain rounds in a row, and the ratios taken against it (the sizes observed since the
+  // last clean plain round) are rescaled by old / new. contradicted_ holds the dropped yardstick until
+  // then (0: none).
+  static constexpr double kContradiction = 0.9;
+  static constexpr int kResettle = 3;
+  double contradicted_ = 0.0;
+  int contradicted_since_ = 0;             // the last clean plain round before the drop
+  std::vector<int> c_round_;               // per block size: the round of its last observation
+  void drop_yardstick();
+  void rescale_against_new_yardstick();
   void close_aftermath();
   // Neighbour probes after the initial schedule: the round of the next one, the gap to it, and the
   // choice at the last one.

@@ -5,6 +5,7 @@
 #include <optional>
 
 #include "spec/lookup.h"
+#include "util/log.h"
 #include "util/profile.h"
 #include "util/timer.h"
 
@@ -276,7 +277,12 @@ util::Result<std::vector<int32_t>> Decoder::generate(std::span<const int32_t> pr
     st.n_accepted += acc.n_accepted;
     st.accept_lengths.push_back(produced);
     st.verify_sizes.push_back(verify_size);
-    if (policy) policy->observe(verify_size, acc.n_accepted, round_timer.seconds());
+    if (policy) {
+      const double secs = round_timer.seconds();
+      policy->observe(verify_size, acc.n_accepted, secs);
+      LOG_DEBUG("policy round %lld: block %d, %d accepted, %.3f ms", static_cast<long long>(st.n_rounds),
+                verify_size, acc.n_accepted, 1e3 * secs);
+    }
 
     for (int i = 0; i < produced && !stopped; ++i) emit(fresh[static_cast<size_t>(i)]);
     last = fresh[static_cast<size_t>(produced - 1)];
