@@ -304,14 +304,13 @@ void AdaptiveBlockPolicy::observe(int block, int n_accepted, double seconds) {
     // Otherwise a policy that drafts, refreshing the yardstick with single plain rounds that are all
     // slow, would see plain decoding as slower than it is and keep drafting where it does not pay.
     const bool aftermath_round = aft_block_ > 0 && aft_base_ > 0.0;
-    if (aftermath_round) {
-      aft_excess_ += seconds / aft_base_ - 1.0;
-      if (++aft_rounds_ == kAftermathRounds) close_aftermath();
-    }
     bool joins = !aftermath_round || t_n_[1] < kPlainWindow || rounds_ - last_clean_plain_ >= kStaleYardstick;
     if (!joins && seconds < kContradiction * plain_seconds_) {
-      drop_yardstick();  // even a slow plain round came in under it
+      drop_yardstick();  // even a slow plain round came in under it (the aftermath is dropped with it)
       joins = true;
+    } else if (aftermath_round) {
+      aft_excess_ += seconds / aft_base_ - 1.0;
+      if (++aft_rounds_ == kAftermathRounds) close_aftermath();
     }
     if (joins) {
       add_plain_round(seconds);
