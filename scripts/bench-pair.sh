@@ -3,7 +3,9 @@
 # (`dflash bench` pair mode, T = 0, held-out prompts of bench/prompts/): the drafter's block (16), fixed
 # blocks 2/4/8 and the adaptive policy, n-gram lookup drafting (no drafter; block 16 and adaptive), DFlash +
 # lookup (full 3-gram matches draft by lookup, the other rounds by the drafter; block B and adaptive), with τ
-# for each, and whether every output equals plain decoding.
+# for each, and whether every output equals plain decoding. The adaptive columns also give what their
+# drafting rounds cost against plain decoding in the same rounds, as a share of their decode time
+# (`adaptive_drafting_loss`; negative: what drafting saved).
 #
 #   scripts/bench-pair.sh [N_PREDICT]        (needs jq: apt-get install jq)
 #
@@ -44,6 +46,6 @@ echo "| prompts ($( [ "$limit" -gt 0 ] && echo "first $limit, " )$n new tokens e
 echo "|---|---|---|---|---|---|---|---|---|---|---|---|"
 jq -r '"| \(.row) | \(.ar_tok_s*10|round/10) | B=\(.block_size): \(.dflash_tok_s*10|round/10) (\(.speedup*100|round/100)×, τ \(.tau*100|round/100)) | " +
   ([("8","4","2") as $b | "\(.fixed_block_tok_s[$b]*10|round/10) (τ \(.fixed_block_tau[$b]*100|round/100))"] | join(" | ")) +
-  " | \(.adaptive_tok_s*10|round/10) (τ \(.adaptive_tau*100|round/100))" +
+  " | \(.adaptive_tok_s*10|round/10) (τ \(.adaptive_tau*100|round/100), drafting \(.adaptive_drafting_loss*1000|round/10) %)" +
   " | \(.lookup_tok_s*10|round/10) (τ \(.lookup_tau*100|round/100)) | \(.lookup_adaptive_tok_s*10|round/10) (τ \(.lookup_adaptive_tau*100|round/100))" +
-  " | \(.hybrid_tok_s*10|round/10) (τ \(.hybrid_tau*100|round/100)) | \(.hybrid_adaptive_tok_s*10|round/10) (τ \(.hybrid_adaptive_tau*100|round/100)) | \(.identical) |"' "$out"
+  " | \(.hybrid_tok_s*10|round/10) (τ \(.hybrid_tau*100|round/100)) | \(.hybrid_adaptive_tok_s*10|round/10) (τ \(.hybrid_adaptive_tau*100|round/100), drafting \(.hybrid_adaptive_drafting_loss*1000|round/10) %) | \(.identical) |"' "$out"

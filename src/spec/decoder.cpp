@@ -30,6 +30,28 @@ double DecodeStats::tau() const {
   return s / static_cast<double>(accept_lengths.size());
 }
 
+double drafting_loss(std::span<const int> verify_sizes, std::span<const int> committed,
+                     std::span<const double> round_seconds) {
+  const size_t n = std::min({verify_sizes.size(), committed.size(), round_seconds.size()});
+  std::vector<double> plain;
+  double total = 0, draft_time = 0, draft_tokens = 0;
+  for (size_t i = 0; i < n; ++i) {
+    total += round_seconds[i];
+    if (verify_sizes[i] <= 1) {
+      plain.push_back(round_seconds[i]);
+    } else {
+      draft_time += round_seconds[i];
+      draft_tokens += committed[i];
+    }
+  }
+  if (plain.empty() || total <= 0) return 0.0;
+  const auto mid = plain.begin() + static_cast<std::ptrdiff_t>(plain.size() / 2);
+  std::nth_element(plain.begin(), mid, plain.end());
+  double median = *mid;
+  if (plain.size() % 2 == 0) median = 0.5 * (median + *std::max_element(plain.begin(), mid));
+  return (draft_time - draft_tokens * median) / total;
+}
+
 double DecodeStats::acceptance() const {
   return n_drafted ? static_cast<double>(n_accepted) / static_cast<double>(n_drafted) : 0.0;
 }
@@ -277,8 +299,9 @@ util::Result<std::vector<int32_t>> Decoder::generate(std::span<const int32_t> pr
     st.n_accepted += acc.n_accepted;
     st.accept_lengths.push_back(produced);
     st.verify_sizes.push_back(verify_size);
+    const double secs = round_timer.seconds();
+    st.round_seconds.push_back(secs);
     if (policy) {
-      const double secs = round_timer.seconds();
       policy->observe(verify_size, acc.n_accepted, secs);
       LOG_DEBUG("policy round %lld: block %d, %d accepted, %.3f ms", static_cast<long long>(st.n_rounds),
                 verify_size, acc.n_accepted, 1e3 * secs);

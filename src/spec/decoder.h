@@ -70,6 +70,7 @@ struct DecodeStats {
   int64_t n_accepted = 0;     // draft tokens accepted
   std::vector<int> accept_lengths;  // tokens committed per round (the paper's acceptance length)
   std::vector<int> verify_sizes;    // tokens verified per round (1 + drafts): the block an adaptive policy chose
+  std::vector<double> round_seconds;  // wall time of each round, as the block policy saw it
   int64_t n_lookup_rounds = 0;      // rounds that verified an n-gram lookup proposal
   double t_prefill_s = 0, t_draft_s = 0, t_verify_s = 0, t_rollback_s = 0, t_decode_s = 0;
   FinishReason finish = FinishReason::kLength;
@@ -78,6 +79,14 @@ struct DecodeStats {
   double acceptance() const;  // n_accepted / n_drafted
   double decode_tok_s() const { return t_decode_s > 0 ? (n_generated - 1) / t_decode_s : 0; }
 };
+
+// What drafting cost in a run (negative: what it saved), measured so that the machine's speed drifting
+// between runs cancels out: the time of the rounds that verified a draft minus what plain decoding would
+// have taken for the tokens they committed, at the median plain round of the same rounds, over all rounds'
+// time. Per round: tokens verified, tokens committed, seconds. 0 without a plain round to measure against.
+// (The slow plain rounds right after a draft are left out: plain rounds all count as plain.)
+double drafting_loss(std::span<const int> verify_sizes, std::span<const int> committed,
+                     std::span<const double> round_seconds);
 
 // Receives each committed token in order; returning false stops generation after it.
 using TokenCallback = std::function<bool(int32_t token)>;

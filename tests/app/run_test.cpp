@@ -5,6 +5,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -146,6 +147,12 @@ TEST(BenchCommand, PairBlocksAndAdaptiveReportSpeedAndTauPerConfiguration) {
     adaptive_rounds += n.get<int64_t>();
   }
   EXPECT_GT(adaptive_rounds, 0);
+  // Its drafting rounds' cost against plain decoding: a share of its decode time (negative where drafting
+  // paid; a drafting round cannot take less than no time, so never below −(tokens it committed) shares).
+  for (const char* k : {"adaptive_drafting_loss", "hybrid_adaptive_drafting_loss"}) {
+    ASSERT_TRUE(j[k].is_number()) << k << ": " << r.out;
+    EXPECT_LT(std::fabs(j[k].get<double>()), 16.0) << k;
+  }
   // The best fixed block is one of those timed (plain decoding = 1, the drafter's own block, --pair-blocks),
   // and the ratios are the adaptive rate over theirs.
   const int best = j["best_fixed_block"].get<int>(), own = j["block_size"].get<int>();
