@@ -71,11 +71,9 @@ int fail(const util::Status& st) {
 struct DecodeTotals {
   double t_decode = 0, t_draft = 0, t_verify = 0, t_rollback = 0;
   int64_t tokens = 0, rounds = 0, committed = 0, drafted = 0, accepted = 0;
-  std::map<int, int64_t> verify_sizes;  // rounds per verified block size
-  std::vector<int> sizes, committed_per_round;  // every round of the counted runs, in order
+  std::vector<int> sizes, committed_per_round;  // every round of the counted runs, in order: verified, committed
   std::vector<double> round_seconds;
   void add(const spec::DecodeStats& s) {
-    for (int v : s.verify_sizes) ++verify_sizes[v];
     sizes.insert(sizes.end(), s.verify_sizes.begin(), s.verify_sizes.end());
     committed_per_round.insert(committed_per_round.end(), s.accept_lengths.begin(), s.accept_lengths.end());
     round_seconds.insert(round_seconds.end(), s.round_seconds.begin(), s.round_seconds.end());
@@ -244,13 +242,16 @@ int run_pair_bench(const BenchArgs& a) {
     out["adaptive_tok_s"] = t.tok_s();
     out["adaptive_tau"] = t.tau();
     // Which blocks the policy verified, rounds per size (a lookup proposal may be shorter than asked).
+    std::map<int, int64_t> rounds_per_size;
+    for (int v : t.sizes) ++rounds_per_size[v];
     nlohmann::json hist = nlohmann::json::object();
-    for (const auto& [b, n] : t.verify_sizes) hist[std::to_string(b)] = n;
+    for (const auto& [b, n] : rounds_per_size) hist[std::to_string(b)] = n;
     out["adaptive_verify_sizes"] = hist;
     // What its drafting rounds cost against plain decoding in the same rounds (spec::drafting_loss): the
     // policy's price where plain decoding is best, free of the ±5 % that two identical configurations of
     // one run differ by on a shared machine; negative where drafting paid.
-    out["adaptive_drafting_loss"] = t.drafting_loss();
+    const double drafting_loss = t.drafting_loss();
+    out["adaptive_drafting_loss"] = drafting_loss;
     // The drafter configurations with a fixed block (plain decoding is B = 1): the fastest of them, and
     // the adaptive policy against it and against the drafter's own block.
     size_t best = 0;
@@ -266,7 +267,7 @@ int run_pair_bench(const BenchArgs& a) {
                    "adaptive: %.2f tok/s, tau %.2f (%.2fx the best fixed block, B = %d; %.2fx B = %d; drafting "
                    "rounds cost %+.1f %% of its time against plain decoding)\n",
                    t.tok_s(), t.tau(), out["adaptive_vs_best_fixed"].get<double>(), out["best_fixed_block"].get<int>(),
-                   out["adaptive_vs_main_block"].get<double>(), main_block, 100.0 * t.drafting_loss());
+                   out["adaptive_vs_main_block"].get<double>(), main_block, 100.0 * drafting_loss);
   }
   out["pair_reps"] = reps;
   // Where the DFlash decode time of the main configuration went.

@@ -305,7 +305,7 @@ void AdaptiveBlockPolicy::observe(int block, int n_accepted, double seconds) {
     // slow, would see plain decoding as slower than it is and keep drafting where it does not pay.
     const bool aftermath_round = aft_block_ > 0 && aft_base_ > 0.0;
     bool joins = !aftermath_round || t_n_[1] < kPlainWindow || rounds_ - last_clean_plain_ >= kStaleYardstick;
-    if (!joins && seconds < kContradiction * plain_seconds_) {
+    if (!joins && contradicts_yardstick(seconds)) {
       drop_yardstick();  // even a slow plain round came in under it (the aftermath is dropped with it)
       joins = true;
     } else if (aftermath_round) {
@@ -327,7 +327,7 @@ void AdaptiveBlockPolicy::observe(int block, int n_accepted, double seconds) {
     ema_add(t_ema_[i], t_n_[i], seconds);
     if (plain_seconds_ > 0.0) ema_add(c_ema_[i], c_n_[i], seconds / plain_seconds_);
     c_round_[i] = rounds_;
-    if (plain_seconds_ > 0.0 && seconds < kContradiction * plain_seconds_) drop_yardstick();
+    if (contradicts_yardstick(seconds)) drop_yardstick();
   }
 }
 

@@ -28,8 +28,8 @@
 // round, or a plain one in a draft's aftermath, measured under 0.9 of it shows it is wrong (a slow first
 // round, a slow phase of a shared machine that has passed); it is then re-measured from three plain rounds
 // in a row and the ratios taken against it are rescaled (a slow first round had locked the policy into
-// drafting for ~130 rounds on the shipped pair at Q4_K_M). Counts decay so the profiles follow the text (code vs prose);
-// a state with little evidence borrows the whole text's profile. The one-token round's cost is the median
+// drafting for ~130 rounds on the shipped pair at Q4_K_M). Counts decay so the profiles follow the text
+// (code vs prose); a state with little evidence borrows the whole text's profile. The one-token round's cost is the median
 // of the last five, re-measured every 48 rounds even while drafting pays (it is every other size's
 // yardstick). Blocks not yet measured are probed a few times on a fixed schedule: the policy is deterministic.
 #pragma once
@@ -109,6 +109,9 @@ class AdaptiveBlockPolicy final : public BlockPolicy {
   double contradicted_ = 0.0;
   int contradicted_since_ = 0;             // the last clean plain round before the drop
   std::vector<int> c_round_;               // per block size: the round of its last observation
+  bool contradicts_yardstick(double seconds) const {
+    return plain_seconds_ > 0.0 && seconds < kContradiction * plain_seconds_;
+  }
   void drop_yardstick();
   void rescale_against_new_yardstick();
   void close_aftermath();
