@@ -164,9 +164,9 @@ bool switch_on(const std::atomic<int>& forced, const char* env, bool dflt) {
 // On AVX2 / AVX-512 VNNI the 16-row kernels (default) or the per-row ones (DFLASH_ROWS16=0).
 std::atomic<int> g_rows16{-1};
 bool use_rows16() { return switch_on(g_rows16, "DFLASH_ROWS16", true); }
-// On AMX machines Q8_0 batches below kAmxQ8MinTokens run the 16-row VNNI kernel (same bits; measured
-// faster for decoding and as fast for a 16-token verify, docs/DESIGN.md "the 16-row kernels"), prefill
-// chunks the tiles; DFLASH_AMX_Q8=1 gives the tiles every batch.
+// On AMX machines Q8_0 batches with the 16-row copy run the 16-row VNNI kernel below 4 tokens and the AMX
+// kernel on the same copy from 4 (rows16_amx_takes; same bits); without the copy, or with the rows16 AMX
+// kernels off, batches from kAmxQ8MinTokens run the tiles in place. DFLASH_AMX_Q8=1 gives the tiles every batch.
 std::atomic<int> g_amx_q8{-1};
 bool use_amx_q8() { return switch_on(g_amx_q8, "DFLASH_AMX_Q8", false); }
 constexpr int64_t kAmxQ8MinTokens = 32;
@@ -207,7 +207,10 @@ bool rows16_takes(MatmulIsa isa, DType t, int64_t n_tokens, bool copy16) {
 }
 
 // Whether the AMX kernels on the 16-row copy take this batch (isa == kAmx): K-quant batches of 10 or more
-// tokens that have the copy, verify blocks and prefill chunks alike (same bits as the VNNI 16-row kernels).
+// tokens and Q8_0 batches of 4 or more that have the copy, verify blocks and prefill chunks alike (same bits
+// as the VNNI 16-row kernels). Q8_0 on the copy against the VNNI 16-row kernel, 2 threads, ~100 MB
+// (L3-resident here, as the shipped target), 768-wide: 4 tokens 2.17 against 2.44 ms, 8 2.71 / 3.13, 16
+// 3.76 / 5.56, 32 9.42 against 15.4 (the tiles in place); 1536-wide 16 tokens 3.92 / 5.21.
 // Decoding stays on the VNNI kernels. DFLASH_AMX_ROWS16=0 turns them off for A/B runs. Since session 16
 // the scales are folded into the tiles (one C store per super-block instead of one per sub-block). VNNI
 // 16-row kernels against the tiles, 1024-wide, ~200 MB, 2 threads, alternated: Q4_K 8 tokens 11.7–11.8
@@ -216,9 +219,17 @@ bool rows16_takes(MatmulIsa isa, DType t, int64_t n_tokens, bool copy16) {
 // Q5_K 16 16.3–16.9 against 13.9–14.2.
 std::atomic<int> g_amx_rows16{-1};
 constexpr int64_t kAmxRows16MinTokens = 10;
+int64_t amx_rows16_q8_min_tokens() {
+  static const int64_t n = [] {
+    const char* e = std::getenv("DFLASH_AMX_Q8_ROWS16_MIN");  // A/B benchmarks
+    return e && std::atoi(e) > 0 ? int64_t(std::atoi(e)) : int64_t(4);
+  }();
+  return n;
+}
 bool rows16_amx_takes(DType t, int64_t n_tokens, bool copy16) {
   const bool kq = t == DType::kQ6_K || t == DType::kQ4_K || t == DType::kQ5_K;
-  return kq && copy16 && n_tokens >= kAmxRows16MinTokens && use_rows16() &&
+  const int64_t min_tokens = t == DType::kQ8_0 ? amx_rows16_q8_min_tokens() : kAmxRows16MinTokens;
+  return (kq || t == DType::kQ8_0) && copy16 && n_tokens >= min_tokens && use_rows16() &&
          switch_on(g_amx_rows16, "DFLASH_AMX_ROWS16", true);
 }
 
@@ -399,6 +410,7 @@ void matmul_expert(const tensor::Tensor& w, int64_t expert, const float* x, int6
 namespace detail {
 void set_rows16(int mode) { g_rows16.store(mode < 0 ? -1 : (mode ? 1 : 0)); }
 void set_amx_q8(int mode) { g_amx_q8.store(mode < 0 ? -1 : (mode ? 1 : 0)); }
+void set_amx_rows16(int mode) { g_amx_rows16.store(mode < 0 ? -1 : (mode ? 1 : 0)); }
 }  // namespace detail
 
 PackedWeights::~PackedWeights() {

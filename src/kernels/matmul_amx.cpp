@@ -28,6 +28,7 @@
 #include <cstdint>
 #include <cstring>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "kernels/matmul_impl.h"
@@ -1088,6 +1089,118 @@ void rows16_amx_kq(const RowsArgs& a, int64_t r0, int64_t r1) {
   }
 }
 
+// ---------------- Q8_0 on the 16-row copy ----------------
+// Verify blocks and prefill chunks on Q8_0 weights that have the 16-row copy: the VNNI 16-row kernel's
+// layouts and per-(row, token) arithmetic (matmul_rows16.cpp), with the products on the TMUL. There a
+// 16-token block costs 8 vpdpbusd per token and block, ~200 cycles per block of 16 rows; here one TDPBSUD
+// and a float epilogue per token. Per block b of 32: A = the tokens' activations (n × 32 signed bytes, a
+// block of the packed Q8_0 activations), B = the copy's tile (8 × 64 bytes: [k/4][row][4], weights + 128,
+// unsigned), C[token][row] = Σ x·(w + 128) exactly; then, per token, acc = fma(float(C − 128·Σx), dw·dx,
+// acc) in block order: the VNNI kernel's sequence, so the same bits (and the AMX in-place kernel's).
+// Blocks go in pairs with two C sets, (0, 1) and (6, 7): one pair's products run while the other's are
+// stored and scaled.
+alignas(64) thread_local int32_t t_q8c[2][kGroup * kGroup];
+
+template <int NT>
+void q8_rows16_group(const uint8_t* grp, int64_t nb, const uint8_t* act, int m, float* y, int64_t ldy) {
+  using namespace rows16_layout;
+  const uint16_t* wscales = reinterpret_cast<const uint16_t*>(grp + size_t(nb) * kRows16TileBytes);
+  const float* xd = reinterpret_cast<const float*>(act + q8act_d_offset(nb));
+  const int32_t* xc = reinterpret_cast<const int32_t*>(act + q8act_corr_offset(nb));
+  __m512 acc[NT];
+#pragma GCC unroll 16
+  for (int t = 0; t < NT; ++t) acc[t] = _mm512_setzero_ps();
+  auto epilogue = [&](const int32_t* c, int64_t b) __attribute__((always_inline)) {
+    const __m512 dw = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(wscales + b * kRows16)));
+#pragma GCC unroll 16
+    for (int t = 0; t < NT; ++t) {
+      const __m512i ci = _mm512_add_epi32(_mm512_load_si512(c + t * kGroup), _mm512_set1_epi32(xc[b * kTokens + t]));
+      acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(ci), _mm512_mul_ps(dw, _mm512_set1_ps(xd[b * kTokens + t])), acc[t]);
+    }
+  };
+  // The copy is one sequential stream per group: its tiles 8 blocks ahead are fetched (as the VNNI kernel does).
+  constexpr int64_t kAhead = 8;
+#define DFLASH_Q8R16_PRODUCT(C, A, B, blk)                                                      \
+  do {                                                                                         \
+    const uint8_t* tb_ = grp + size_t(blk) * kRows16TileBytes;                                 \
+    for (int l_ = 0; l_ < 8; ++l_) __builtin_prefetch(tb_ + kAhead * kRows16TileBytes + 64 * l_, 0, 3); \
+    _tile_loadd(A, act + size_t(blk) * kTokens * kQK8_0, kQK8_0);                            \
+    _tile_loadd(B, tb_, 64);                                                                   \
+    _tile_zero(C);                                                                             \
+    _tile_dpbsud(C, A, B);                                                                     \
+  } while (0)
+#define DFLASH_Q8R16_ISSUE(C0, C1, pair)               \
+  do {                                                 \
+    DFLASH_Q8R16_PRODUCT(C0, 2, 4, 2 * (pair));        \
+    DFLASH_Q8R16_PRODUCT(C1, 3, 5, 2 * (pair) + 1);    \
+  } while (0)
+#define DFLASH_Q8R16_DRAIN(C0, C1, pair)               \
+  do {                                                 \
+    _tile_stored(C0, t_q8c[0], 64);                    \
+    epilogue(t_q8c[0], 2 * (pair));                    \
+    _tile_stored(C1, t_q8c[1], 64);                    \
+    epilogue(t_q8c[1], 2 * (pair) + 1);                \
+  } while (0)
+  // (Storing a pair's C tiles and scaling them one pair later measured no faster.)
+  const int64_t pairs = nb / 2;
+  if (pairs > 0) {
+    DFLASH_Q8R16_ISSUE(0, 1, 0);
+    for (int64_t p = 1; p < pairs; ++p) {
+      if (p & 1) {
+        DFLASH_Q8R16_ISSUE(6, 7, p);
+        DFLASH_Q8R16_DRAIN(0, 1, p - 1);
+      } else {
+        DFLASH_Q8R16_ISSUE(0, 1, p);
+        DFLASH_Q8R16_DRAIN(6, 7, p - 1);
+      }
+    }
+    if ((pairs - 1) & 1)
+      DFLASH_Q8R16_DRAIN(6, 7, pairs - 1);
+    else
+      DFLASH_Q8R16_DRAIN(0, 1, pairs - 1);
+  }
+  if (nb % 2) {
+    DFLASH_Q8R16_PRODUCT(0, 2, 4, nb - 1);
+    _tile_stored(0, t_q8c[0], 64);
+    epilogue(t_q8c[0], nb - 1);
+  }
+#undef DFLASH_Q8R16_PRODUCT
+#undef DFLASH_Q8R16_ISSUE
+#undef DFLASH_Q8R16_DRAIN
+  const __mmask16 rows = __mmask16((1u << m) - 1);
+#pragma GCC unroll 16
+  for (int t = 0; t < NT; ++t) _mm512_mask_storeu_ps(y + t * ldy, rows, acc[t]);
+}
+
+template <int... I>
+inline void q8_rows16_group_n(int nt, const uint8_t* grp, int64_t nb, const uint8_t* act, int m, float* y,
+                              int64_t ldy, std::integer_sequence<int, I...>) {
+  ((nt == I + 1 ? q8_rows16_group<I + 1>(grp, nb, act, m, y, ldy) : void()), ...);
+}
+
+void rows16_amx_q8(const RowsArgs& a, int64_t r0, int64_t r1) {
+  const int64_t nb = a.in / kQK8_0;
+  const size_t gbytes = prepack_rows16_group_bytes(DType::kQ8_0, a.in);
+  for (int64_t rg = r0; rg < r1; rg += kGroup) {
+    const int m = int(std::min<int64_t>(kGroup, r1 - rg));
+    const uint8_t* grp;
+    if (a.w_packed) {
+      grp = a.w_packed + size_t(rg / kGroup) * gbytes;
+    } else {
+      t_kq_group.resize(gbytes + 64);
+      uint8_t* buf = reinterpret_cast<uint8_t*>((reinterpret_cast<uintptr_t>(t_kq_group.data()) + 63) & ~uintptr_t(63));
+      prepack_rows16(DType::kQ8_0, a.w + size_t(rg) * a.w_stride, a.w_stride, m, a.in, buf);
+      grp = buf;
+    }
+    for (int64_t t0 = 0; t0 < a.n_tokens; t0 += kGroup) {
+      const int nt = int(std::min<int64_t>(kGroup, a.n_tokens - t0));
+      configure(nt, kGroup, kQK8_0);  // C: nt tokens × 16 rows int32; A: nt × 32 bytes; B: 8 × 64 bytes
+      q8_rows16_group_n(nt, grp, nb, a.act + size_t(t0 / kGroup) * a.act_stride, m, a.y + t0 * a.ldy + rg, a.ldy,
+                        std::make_integer_sequence<int, kGroup>());
+    }
+  }
+}
+
 #if defined(__clang__)
 #pragma clang attribute pop
 #else
@@ -1107,11 +1220,13 @@ RowsFn rows_fn_rows16_amx(DType t) {
     case DType::kQ4_K: return &rows16_amx_kq<DType::kQ4_K>;
     case DType::kQ5_K: return &rows16_amx_kq<DType::kQ5_K>;
     case DType::kQ6_K: return &rows16_amx_kq<DType::kQ6_K>;
+    case DType::kQ8_0: return &rows16_amx_q8;
     default: return nullptr;
   }
 }
 
 ActPack act_pack_rows16_amx(DType t) {
+  if (t == DType::kQ8_0) return act_pack_rows16(t);  // the VNNI kernel's packed activations
   ActPack p;
   p.group = rows16_layout::kTokens;
   p.min_tokens = 1;

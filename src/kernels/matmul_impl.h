@@ -101,6 +101,9 @@ RowsFn rows_fn_rows16_avx2(tensor::DType t);
 void set_rows16(int mode);
 // Q8_0 on AMX machines: 1 = the AMX tiles, 0 = the 16-row VNNI kernel, -1 = default (DFLASH_AMX_Q8 or 0).
 void set_amx_q8(int mode);
+// AMX machines: 1 = the AMX kernels on the 16-row copy take verify blocks and prefill chunks (Q8_0 from 4 tokens,
+// K-quants from 10), 0 = they do not, -1 = default (DFLASH_AMX_ROWS16 or 1).
+void set_amx_rows16(int mode);
 
 // VNNI kernels' activation layouts (same sizes as the natural ones): Q8_0 as [qs + 128 as uint8,
 // all blocks][d, all blocks]; Q4_K/Q5_K with each block's bsums replaced by the 8 int32

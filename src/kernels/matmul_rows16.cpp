@@ -100,13 +100,12 @@ inline void put_q6k_row_meta(const BlockQ6_K& x, int r, uint8_t* out) {
 
 // ---------------- shared by the AVX2 and AVX-512 kernels (AVX2 instructions only) ----------------
 
-// Packed activations of a group of up to 16 tokens: per block the tokens' qs [token][32], then
-// the tokens' d [block][token] and −128·Σqs [block][token]. A block's broadcasts are then fixed
-// offsets from one pointer.
+// Packed Q8_0 activations of a group of up to 16 tokens (layout in kernels/rows16_layout.h): a block's
+// broadcasts are fixed offsets from one pointer.
 using rows16_layout::kTokens;
-size_t act_bytes(int64_t nb) { return size_t(nb) * kTokens * (kBlk + sizeof(float) + sizeof(int32_t)); }
-inline size_t act_d_offset(int64_t nb) { return size_t(nb) * kTokens * kBlk; }
-inline size_t act_corr_offset(int64_t nb) { return size_t(nb) * kTokens * (kBlk + sizeof(float)); }
+size_t act_bytes(int64_t nb) { return rows16_layout::q8act_bytes(nb); }
+inline size_t act_d_offset(int64_t nb) { return rows16_layout::q8act_d_offset(nb); }
+inline size_t act_corr_offset(int64_t nb) { return rows16_layout::q8act_corr_offset(nb); }
 
 void pack_act(const uint8_t* act, size_t act_stride, int64_t n_tokens, int64_t nb, uint8_t* out) {
   const __m256i ones = _mm256_set1_epi8(1);

@@ -1,5 +1,5 @@
 // Byte layouts of the 16-row kernels' packed data that more than one kernel reads (the K-quant weight copy,
-// prepack_rows16, and the packed Q8_K activations of a 16-token group, act_pack_rows16), and how the kernels
+// prepack_rows16, and the packed Q8_0 / Q8_K activations of a 16-token group, act_pack_rows16), and how the kernels
 // prefetch the copy. Read by the VNNI / AVX2 16-row kernels (matmul_rows16.cpp) and by the AMX kernels on
 // the same copy (matmul_amx.cpp).
 #pragma once
@@ -36,6 +36,15 @@ struct Q45Layout {
 constexpr size_t kQ6kScales = 256 * kRows16;
 constexpr size_t kQ6kD = kQ6kScales + 16 * kRows16;
 constexpr size_t kQ6kBlock = (kQ6kD + kRows16 * sizeof(uint16_t) + 63) / 64 * 64;
+
+// Packed Q8_0 activations of a group of up to 16 tokens: per 32-element block the tokens' qs [token][32]
+// (a block's A tile for the AMX kernel, 32 bytes a row), then dx [block][token], then −128·Σqs
+// [block][token] (the correction for weights stored as w + 128).
+inline size_t q8act_bytes(int64_t nb) {
+  return size_t(nb) * kTokens * (tensor::kQK8_0 + sizeof(float) + sizeof(int32_t));
+}
+inline size_t q8act_d_offset(int64_t nb) { return size_t(nb) * kTokens * tensor::kQK8_0; }
+inline size_t q8act_corr_offset(int64_t nb) { return size_t(nb) * kTokens * (tensor::kQK8_0 + sizeof(float)); }
 
 // Packed Q8_K activations of a group of up to 16 tokens: per super-block the tokens' qs [token][256];
 // then dx [super-block][token]; then kPairs sub-block sums per super-block as int16 pairs

@@ -235,6 +235,7 @@ void reset_variants() {
   set_matmul_isa(matmul_best_isa());
   detail::set_rows16(-1);
   detail::set_amx_q8(-1);
+  detail::set_amx_rows16(-1);
   detail::set_avx2_pair_madd(-1);
   detail::set_vnni_width(0);
   detail::set_amx_k_min_tokens(0);
@@ -547,9 +548,10 @@ TEST(Matmul, Q8_0SixteenRowKernelsAndAmxAgreeBitwise) {
     const auto w = make_tensor(DType::kQ8_0, in, out, data);
     const auto x = random_acts(in, 19, rng);
     for (int64_t n : {1, 2, 4, 5, 16, 19}) {
-      auto run = [&](MatmulIsa isa, int amx_q8) {
+      auto run = [&](MatmulIsa isa, int amx_q8, int amx_rows16 = -1) {
         set_matmul_isa(isa);
         detail::set_amx_q8(amx_q8);
+        detail::set_amx_rows16(amx_rows16);
         tensor::Tensor packed = w;  // as a model load leaves it: the 16-row kernels need their copy
         PackedWeights pw;
         pw.add(&packed);
@@ -557,11 +559,16 @@ TEST(Matmul, Q8_0SixteenRowKernelsAndAmxAgreeBitwise) {
         std::vector<float> y(size_t(n * out));
         matmul(packed, x.data(), n, y.data(), pool);
         detail::set_amx_q8(-1);
+        detail::set_amx_rows16(-1);
         return y;
       };
       const std::vector<float> vnni = run(MatmulIsa::kAvx512Vnni, -1);
       std::vector<std::pair<const char*, std::vector<float>>> others = {{"avx2", run(MatmulIsa::kAvx2, -1)}};
-      if (matmul_best_isa() >= MatmulIsa::kAmx) others.push_back({"amx tiles", run(MatmulIsa::kAmx, 1)});
+      if (matmul_best_isa() >= MatmulIsa::kAmx) {
+        // The tiles in place (rows16 kernels off), and the default: from 4 tokens the tiles on the copy.
+        others.push_back({"amx tiles in place", run(MatmulIsa::kAmx, 1, 0)});
+        others.push_back({"amx default", run(MatmulIsa::kAmx, -1)});
+      }
       for (const auto& [name, y] : others)
         for (int64_t i = 0; i < n * out; ++i)
           ASSERT_EQ(y[size_t(i)], vnni[size_t(i)])
