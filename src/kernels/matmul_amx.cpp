@@ -230,15 +230,20 @@ inline void for_each_tile(const RowsArgs& a, int64_t r0, int64_t r1, int k, Cols
 // The block loop shared by both epilogues: the int32 products of blocks 2p and 2p+1 go to C tiles
 // (0, 1) for even pairs and (6, 7) for odd ones, so one pair's products run on the TMUL while the
 // previous pair is stored and scaled (tiles are not renamed: a single set would serialise them).
-// scale(c, b) consumes block b's C as stored with row stride c_stride.
+// scale(c, b) consumes block b's C as stored with row stride c_stride. kUnsignedB: B holds unsigned bytes
+// (TDPBSUD; the 16-row copy's w + 128), else signed (TDPBSSD).
 // Tile numbers are instruction immediates, hence the macros.
 #define DFLASH_AMX_PRODUCT(C, A, B, blk)                                              \
   do {                                                                               \
     aq.prefetch(blk);                                                                \
+    bq.prefetch(blk);                                                                \
     _tile_loadd(A, aq.at(blk), aq.row_stride);                                       \
     _tile_loadd(B, bq.base + size_t(blk) * bq.block_stride, bq.row_stride);          \
     _tile_zero(C);                                                                   \
-    _tile_dpbssd(C, A, B);                                                           \
+    if constexpr (kUnsignedB)                                                        \
+      _tile_dpbsud(C, A, B);                                                         \
+    else                                                                             \
+      _tile_dpbssd(C, A, B);                                                         \
   } while (0)
 #define DFLASH_AMX_ISSUE(C0, C1, pair)              \
   do {                                             \
@@ -270,6 +275,16 @@ struct BSource {
   }
   const float* scales(int64_t b) const {
     return reinterpret_cast<const float*>(scale_base + size_t(b) * scale_stride);
+  }
+  // Weights as B (the 16-row copy): the tile kAhead blocks on is prefetched, past the group's end too (its
+  // scales, then the next group's first tiles; a prefetch never faults).
+  bool stream = false;
+  inline void prefetch(int64_t blk) const {
+    constexpr int64_t kAhead = 8;
+    if (!stream) return;
+    const uint8_t* p = base + size_t(blk + kAhead) * block_stride;
+#pragma GCC unroll 8
+    for (size_t off = 0; off < block_stride; off += 64) __builtin_prefetch(p + off, 0, 3);
   }
 };
 
@@ -303,8 +318,8 @@ struct ASource {
   }
 };
 
-template <class Scale>
-inline void block_loop(const ASource& aq, const BSource& bq, int64_t nb, long c_stride, Scale&& scale) {
+template <bool kUnsignedB = false, class Scale>
+__attribute__((always_inline)) inline void block_loop(const ASource& aq, const BSource& bq, int64_t nb, long c_stride, Scale&& scale) {
   int32_t(*cbuf)[kGroup * kGroup] = t_cbuf;  // rows ≥ m / lanes ≥ n of a partial tile: stale, never stored
   const int64_t pairs = nb / 2;
   if (pairs > 0) {
@@ -1051,8 +1066,16 @@ void kq_rows16_group(const uint8_t* grp, int64_t nb, const uint8_t* act, size_t 
     for (int t = 0; t < n[g]; ++t) _mm512_mask_storeu_ps(y + (kGroup * g + t) * ldy, rows, acc[g][t]);
 }
 
-// A row group without the copy (a row slice off the 16-row boundaries) is packed per call.
+// Row group rg's bytes in the 16-row copy; a row group without the copy (a row slice off the 16-row
+// boundaries) is packed per call into a thread's scratch.
 thread_local std::vector<uint8_t> t_kq_group;
+const uint8_t* rows16_group(DType t, const RowsArgs& a, int64_t rg, int m, size_t gbytes) {
+  if (a.w_packed) return a.w_packed + size_t(rg / kGroup) * gbytes;
+  t_kq_group.resize(gbytes + 64);
+  uint8_t* buf = reinterpret_cast<uint8_t*>((reinterpret_cast<uintptr_t>(t_kq_group.data()) + 63) & ~uintptr_t(63));
+  prepack_rows16(t, a.w + size_t(rg) * a.w_stride, a.w_stride, m, a.in, buf);
+  return buf;
+}
 
 template <DType kT>
 void rows16_amx_kq(const RowsArgs& a, int64_t r0, int64_t r1) {
@@ -1061,15 +1084,7 @@ void rows16_amx_kq(const RowsArgs& a, int64_t r0, int64_t r1) {
   constexpr int kK = 64;  // tile K: 64-element chunks
   for (int64_t rg = r0; rg < r1; rg += kGroup) {
     const int m = int(std::min<int64_t>(kGroup, r1 - rg));
-    const uint8_t* grp;
-    if (a.w_packed) {
-      grp = a.w_packed + size_t(rg / kGroup) * gbytes;
-    } else {
-      t_kq_group.resize(gbytes + 64);
-      uint8_t* buf = reinterpret_cast<uint8_t*>((reinterpret_cast<uintptr_t>(t_kq_group.data()) + 63) & ~uintptr_t(63));
-      prepack_rows16(kT, a.w + size_t(rg) * a.w_stride, a.w_stride, m, a.in, buf);
-      grp = buf;
-    }
+    const uint8_t* grp = rows16_group(kT, a, rg, m, gbytes);
     // The first pass over a group of the copy fetches the next group into L2 (rows16_layout::Prefetch).
     const bool next = a.w_packed && rg + kGroup < r1;
     // Two full token groups per pass (one build of the tiles for both), a last partial group alone.
@@ -1097,9 +1112,7 @@ void rows16_amx_kq(const RowsArgs& a, int64_t r0, int64_t r1) {
 // block of the packed Q8_0 activations), B = the copy's tile (8 × 64 bytes: [k/4][row][4], weights + 128,
 // unsigned), C[token][row] = Σ x·(w + 128) exactly; then, per token, acc = fma(float(C − 128·Σx), dw·dx,
 // acc) in block order: the VNNI kernel's sequence, so the same bits (and the AMX in-place kernel's).
-// Blocks go in pairs with two C sets, (0, 1) and (6, 7): one pair's products run while the other's are
-// stored and scaled.
-alignas(64) thread_local int32_t t_q8c[2][kGroup * kGroup];
+// The blocks go through block_loop (pairs, two C sets).
 
 template <int NT>
 void q8_rows16_group(const uint8_t* grp, int64_t nb, const uint8_t* act, int m, float* y, int64_t ldy) {
@@ -1118,55 +1131,12 @@ void q8_rows16_group(const uint8_t* grp, int64_t nb, const uint8_t* act, int m, 
       acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(ci), _mm512_mul_ps(dw, _mm512_set1_ps(xd[b * kTokens + t])), acc[t]);
     }
   };
-  // The copy is one sequential stream per group: its tiles 8 blocks ahead are fetched (as the VNNI kernel does).
-  constexpr int64_t kAhead = 8;
-#define DFLASH_Q8R16_PRODUCT(C, A, B, blk)                                                      \
-  do {                                                                                         \
-    const uint8_t* tb_ = grp + size_t(blk) * kRows16TileBytes;                                 \
-    for (int l_ = 0; l_ < 8; ++l_) __builtin_prefetch(tb_ + kAhead * kRows16TileBytes + 64 * l_, 0, 3); \
-    _tile_loadd(A, act + size_t(blk) * kTokens * kQK8_0, kQK8_0);                            \
-    _tile_loadd(B, tb_, 64);                                                                   \
-    _tile_zero(C);                                                                             \
-    _tile_dpbsud(C, A, B);                                                                     \
-  } while (0)
-#define DFLASH_Q8R16_ISSUE(C0, C1, pair)               \
-  do {                                                 \
-    DFLASH_Q8R16_PRODUCT(C0, 2, 4, 2 * (pair));        \
-    DFLASH_Q8R16_PRODUCT(C1, 3, 5, 2 * (pair) + 1);    \
-  } while (0)
-#define DFLASH_Q8R16_DRAIN(C0, C1, pair)               \
-  do {                                                 \
-    _tile_stored(C0, t_q8c[0], 64);                    \
-    epilogue(t_q8c[0], 2 * (pair));                    \
-    _tile_stored(C1, t_q8c[1], 64);                    \
-    epilogue(t_q8c[1], 2 * (pair) + 1);                \
-  } while (0)
-  // (Storing a pair's C tiles and scaling them one pair later measured no faster.)
-  const int64_t pairs = nb / 2;
-  if (pairs > 0) {
-    DFLASH_Q8R16_ISSUE(0, 1, 0);
-    for (int64_t p = 1; p < pairs; ++p) {
-      if (p & 1) {
-        DFLASH_Q8R16_ISSUE(6, 7, p);
-        DFLASH_Q8R16_DRAIN(0, 1, p - 1);
-      } else {
-        DFLASH_Q8R16_ISSUE(0, 1, p);
-        DFLASH_Q8R16_DRAIN(6, 7, p - 1);
-      }
-    }
-    if ((pairs - 1) & 1)
-      DFLASH_Q8R16_DRAIN(6, 7, pairs - 1);
-    else
-      DFLASH_Q8R16_DRAIN(0, 1, pairs - 1);
-  }
-  if (nb % 2) {
-    DFLASH_Q8R16_PRODUCT(0, 2, 4, nb - 1);
-    _tile_stored(0, t_q8c[0], 64);
-    epilogue(t_q8c[0], nb - 1);
-  }
-#undef DFLASH_Q8R16_PRODUCT
-#undef DFLASH_Q8R16_ISSUE
-#undef DFLASH_Q8R16_DRAIN
+  // A: the block's activations (nt × 32 at stride 32); B: the copy's tile, one sequential stream per group
+  // (prefetched ahead, as the VNNI kernel does).
+  const ASource aq{act, kTokens * kQK8_0, kQK8_0};
+  BSource bq{grp, kRows16TileBytes, 64, nullptr, 0};
+  bq.stream = true;
+  block_loop</*kUnsignedB=*/true>(aq, bq, nb, 64, epilogue);
   const __mmask16 rows = __mmask16((1u << m) - 1);
 #pragma GCC unroll 16
   for (int t = 0; t < NT; ++t) _mm512_mask_storeu_ps(y + t * ldy, rows, acc[t]);
@@ -1183,15 +1153,7 @@ void rows16_amx_q8(const RowsArgs& a, int64_t r0, int64_t r1) {
   const size_t gbytes = prepack_rows16_group_bytes(DType::kQ8_0, a.in);
   for (int64_t rg = r0; rg < r1; rg += kGroup) {
     const int m = int(std::min<int64_t>(kGroup, r1 - rg));
-    const uint8_t* grp;
-    if (a.w_packed) {
-      grp = a.w_packed + size_t(rg / kGroup) * gbytes;
-    } else {
-      t_kq_group.resize(gbytes + 64);
-      uint8_t* buf = reinterpret_cast<uint8_t*>((reinterpret_cast<uintptr_t>(t_kq_group.data()) + 63) & ~uintptr_t(63));
-      prepack_rows16(DType::kQ8_0, a.w + size_t(rg) * a.w_stride, a.w_stride, m, a.in, buf);
-      grp = buf;
-    }
+    const uint8_t* grp = rows16_group(DType::kQ8_0, a, rg, m, gbytes);
     for (int64_t t0 = 0; t0 < a.n_tokens; t0 += kGroup) {
       const int nt = int(std::min<int64_t>(kGroup, a.n_tokens - t0));
       configure(nt, kGroup, kQK8_0);  // C: nt tokens × 16 rows int32; A: nt × 32 bytes; B: 8 × 64 bytes
