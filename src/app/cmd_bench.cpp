@@ -45,6 +45,7 @@ struct BenchArgs {
   bool no_mmap = false;
   bool profile = false;
   int lookup = 0;
+  double draft_min_conf = spec::kDefaultDraftMinConfidence;
 };
 
 std::vector<int> parse_list(const std::string& s) {
@@ -171,6 +172,7 @@ int run_pair_bench(const BenchArgs& a) {
         req.prompt = *ids;
         req.decode.max_new_tokens = a.n_gen;
         req.decode.block_size = configs[c].block;
+        req.decode.draft_min_confidence = a.draft_min_conf;
         req.decode.policy = configs[c].policy;
         req.decode.lookup_ngram = configs[c].lookup;
         req.decode.lookup_hybrid = configs[c].hybrid;
@@ -283,6 +285,7 @@ int run_pair_bench(const BenchArgs& a) {
   out["n_predict"] = a.n_gen;
   out["chat"] = a.chat;
   out["block_size"] = main_block;
+  out["draft_min_confidence"] = a.draft_min_conf;
   out["ar_tok_s"] = ar_total.tok_s();
   out["dflash_tok_s"] = df_total.tok_s();
   out["speedup"] = out["ar_tok_s"].get<double>() > 0 ? out["dflash_tok_s"].get<double>() / out["ar_tok_s"].get<double>() : 0.0;
@@ -454,6 +457,11 @@ DFLASH_COMMAND(Command{"bench", "Measure decode/prefill speed, the DRAM bound an
                          sub->add_option("--pair-blocks", a->pair_blocks,
                                          "Pair mode: also time these fixed block sizes (e.g. 2,4,8,16)");
                          sub->add_flag("--adaptive", a->adaptive, "Pair mode: also time the adaptive block-size policy");
+                         sub->add_option("--draft-min-conf", a->draft_min_conf,
+                                         "Pair mode: verify only the drafts whose joint probability under the drafter is "
+                                         "at least this, in every configuration (0 = verify all)")
+                             ->check(CLI::Range(0.0, 1.0))
+                             ->capture_default_str();
                          sub->add_option("--lookup", a->lookup,
                                          "Pair mode: also time n-gram lookup drafting (n-grams of up to N tokens) alone and as DFlash + lookup, "
                                          "with --adaptive also under the adaptive policy")

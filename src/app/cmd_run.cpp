@@ -22,10 +22,12 @@ void print_stats(const char* label, const engine::GenerateResult& r, FILE* out) 
   std::fprintf(out, "\n[%s] prompt %lld tok, generated %lld tok in %.2f s: %.2f tok/s (prefill %.2f s)\n", label,
                (long long)s.n_prompt, (long long)s.n_generated, s.t_decode_s + s.t_prefill_s, s.decode_tok_s(),
                s.t_prefill_s);
-  if (s.n_drafted > 0)
+  if (s.n_drafted > 0 || s.n_truncated > 0)
     std::fprintf(out, "[%s] drafted %lld, accepted %lld (%.1f%%), mean accepted length tau %.2f over %lld rounds\n",
                  label, (long long)s.n_drafted, (long long)s.n_accepted, 100.0 * s.acceptance(), s.tau(),
                  (long long)s.n_rounds);
+  if (s.n_truncated > 0)
+    std::fprintf(out, "[%s] %lld drafts below --draft-min-conf not verified\n", label, (long long)s.n_truncated);
   std::fprintf(out, "[%s] finish: %s\n", label, r.finish_reason.c_str());
 }
 

@@ -46,6 +46,7 @@ int serve(const ServeArgs& a) {
   so.defaults.adaptive = a.run.adaptive;
   so.defaults.lookup = a.run.lookup;
   so.defaults.lookup_hybrid = a.run.lookup_hybrid;
+  so.defaults.draft_min_confidence = a.run.draft_min_conf;
   so.defaults.speculative = !a.ar;
   server::Server srv(**eng, so);
   if (auto st = srv.bind(); !st.is_ok()) {
@@ -95,6 +96,11 @@ DFLASH_COMMAND(Command{
           ->check(CLI::Range(1, 8));
       sub->add_flag("--lookup-hybrid", a->run.lookup_hybrid,
                     "Default to DFlash + lookup with --lookup and -md (requests may set \"lookup_hybrid\")");
+      sub->add_option("--draft-min-conf", a->run.draft_min_conf,
+                      "Default joint drafter probability a draft needs to be verified (0 = verify all; requests may set "
+                      "\"draft_min_confidence\")")
+          ->check(CLI::Range(0.0, 1.0))
+          ->capture_default_str();
       sub->add_flag("--ar", a->ar, "Default to plain decoding (requests may still ask for \"speculative\": true)");
       sub->add_option("--temp", a->run.temperature, "Default temperature (0 = greedy)")->capture_default_str();
       sub->add_option("--top-k", a->run.top_k, "Default top-k (0 = off)");

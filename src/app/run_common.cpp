@@ -25,6 +25,7 @@ engine::GenerateRequest RunArgs::request(std::vector<int32_t> prompt_ids) const 
   r.decode.block_size = block_size;
   r.decode.lookup_ngram = lookup;
   r.decode.lookup_hybrid = lookup_hybrid;
+  r.decode.draft_min_confidence = draft_min_conf;
   r.decode.sampling.temperature = temperature;
   r.decode.sampling.top_k = top_k;
   r.decode.sampling.top_p = top_p;
@@ -61,6 +62,11 @@ void add_run_options(CLI::App* sub, RunArgs& a) {
   sub->add_flag("--lookup-hybrid", a.lookup_hybrid,
                 "With --lookup and -md: DFlash + lookup (rounds with a full N-gram match verify the lookup "
                 "proposal, the others the drafter's)");
+  sub->add_option("--draft-min-conf", a.draft_min_conf,
+                  "Verify only the drafts whose joint probability under the drafter is at least this (0 = verify "
+                  "all; lossless either way)")
+      ->check(CLI::Range(0.0, 1.0))
+      ->capture_default_str();
   sub->add_option("--temp", a.temperature, "Temperature (0 = greedy)")->capture_default_str();
   sub->add_option("--top-k", a.top_k, "Top-k (0 = off)");
   sub->add_option("--top-p", a.top_p, "Top-p (1 = off)");

@@ -26,6 +26,7 @@ struct RunArgs {
   bool profile = false;
   int lookup = 0;  // > 0: n-gram lookup drafting (no drafter model)
   bool lookup_hybrid = false;  // with --lookup and a drafter: DFlash + lookup
+  double draft_min_conf = spec::kDefaultDraftMinConfidence;  // DecodeOptions::draft_min_confidence
 
   engine::EngineOptions engine_options() const;
   engine::GenerateRequest request(std::vector<int32_t> prompt) const;

@@ -253,6 +253,8 @@ bool parse_request(Endpoint ep, const json& body, const engine::Engine& eng, con
   r.gen.decode.lookup_ngram = static_cast<int>(lookup);
   r.gen.decode.lookup_hybrid = d.lookup_hybrid;
   if (!get_bool(body, "lookup_hybrid", &r.gen.decode.lookup_hybrid, err)) return false;
+  r.gen.decode.draft_min_confidence = d.draft_min_confidence;
+  if (!get_number(body, "draft_min_confidence", 0.0, 1.0, &r.gen.decode.draft_min_confidence, err)) return false;
   if (!parse_stop(body, &r.gen.stop_strings, err)) return false;
   bool ignore_eos = false;
   if (!get_bool(body, "ignore_eos", &ignore_eos, err)) return false;

@@ -25,6 +25,7 @@ struct RequestDefaults {
   bool adaptive = false;
   int lookup = 0;                 // > 0: n-gram lookup drafting (spec/lookup.h) instead of the drafter
   bool lookup_hybrid = false;     // with lookup and a drafter: DFlash + lookup (DecodeOptions::lookup_hybrid)
+  double draft_min_confidence = spec::kDefaultDraftMinConfidence;  // DecodeOptions::draft_min_confidence
 };
 
 struct ParsedRequest {

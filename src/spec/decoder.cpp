@@ -4,6 +4,7 @@
 #include <array>
 #include <optional>
 
+#include "kernels/activation.h"
 #include "spec/lookup.h"
 #include "util/log.h"
 #include "util/profile.h"
@@ -84,6 +85,29 @@ int64_t expected_rows(const DecodeStats& st, int verify_size) {
 
 constexpr int64_t kMaxPendingTokens = 512;  // committed tokens' features held back from the drafter, at most
 }  // namespace
+
+int Decoder::confident_prefix(const Drafter& drafter, int n_draft, bool greedy, double min_confidence) {
+  const int64_t n_vocab = target_.n_vocab();
+  double joint = 1.0;
+  for (int i = 0; i < n_draft; ++i) {
+    double p;
+    if (greedy) {  // the probability of the argmax (the draft): a softmax of the row
+      conf_row_.assign(drafter.logits(i), drafter.logits(i) + n_vocab);
+      kernels::softmax(conf_row_.data(), 1, n_vocab);
+      p = conf_row_[static_cast<size_t>(block_[static_cast<size_t>(i) + 1])];
+    } else {
+      // The largest probability of the distribution the draft was sampled from, not the sampled draft's own:
+      // a cut that depended on which token was drawn would bias the verified prefix (the residual rule
+      // assumes every draft from q reaches the verify). DFlash drafts all positions in one pass, so q_i does
+      // not depend on the drafts before it and the cut is fixed before any draft is drawn.
+      const auto& probs = q_[static_cast<size_t>(i)].probs;
+      p = probs.empty() ? 0.0 : *std::max_element(probs.begin(), probs.end());
+    }
+    joint *= p;
+    if (joint < min_confidence) return i;
+  }
+  return n_draft;
+}
 
 Status Decoder::flush_drafter_context() {
   if (pending_features_.empty() || !drafter_) return Status::ok();
@@ -235,6 +259,13 @@ util::Result<std::vector<int32_t>> Decoder::generate(std::span<const int32_t> pr
           sampler.distribution(drafter->logits(i), &q_[static_cast<size_t>(i)]);
           block_.push_back(sampler.sample(q_[static_cast<size_t>(i)]));
         }
+      }
+      if (opts.draft_min_confidence > 0.0) {
+        const int keep = confident_prefix(*drafter, n_draft, sampler.params().greedy(), opts.draft_min_confidence);
+        st.n_truncated += n_draft - keep;
+        n_draft = keep;
+        verify_size = n_draft + 1;
+        block_.resize(static_cast<size_t>(verify_size));
       }
       st.t_draft_s += td.seconds();
     }

@@ -21,16 +21,22 @@ const std::string kData = DFLASH_TEST_DATA_DIR;
 const std::string kPair = "-m " + kData + "/gguf/qwen35-dense-a.gguf -md " + kData + "/gguf/dflash-b8-l3.gguf";
 
 TEST(RunCommand, CompareReportsIdenticalOutputsAndStatistics) {
-  CmdResult r = sh("run " + kPair + " -p 'def f(x):' -n 24 --compare");
+  CmdResult r = sh("run " + kPair + " -p 'def f(x):' -n 24 --compare --draft-min-conf 0");
   ASSERT_EQ(r.code, 0) << r.out;
   for (const char* want : {"[ar]", "[dflash]", "drafted", "accepted", "tau", "tok/s", "outputs identical"})
     EXPECT_NE(r.out.find(want), std::string::npos) << want << "\n" << r.out;
+  // By default drafts the (random-weight) drafter doubts are not verified: said, and still identical.
+  CmdResult d = sh("run " + kPair + " -p 'def f(x):' -n 24 --compare");
+  ASSERT_EQ(d.code, 0) << d.out;
+  for (const char* want : {"below --draft-min-conf not verified", "outputs identical"})
+    EXPECT_NE(d.out.find(want), std::string::npos) << want << "\n" << d.out;
+  EXPECT_NE(sh("run " + kPair + " -p x -n 4 --draft-min-conf 1.5").code, 0);
 }
 
 // --profile: per-op table grouped by tokens per forward: decode (1), the verify block (8, the
 // drafter's), the draft ops apart from the target's, the round envelopes.
 TEST(RunCommand, ProfileTablesPerTokenCount) {
-  CmdResult r = sh("run " + kPair + " -p 'def f(x):' -n 24 --profile --compare -q");
+  CmdResult r = sh("run " + kPair + " -p 'def f(x):' -n 24 --profile --compare -q --draft-min-conf 0");
   ASSERT_EQ(r.code, 0) << r.out;
   for (const char* want : {"profile: calls with 1 token", "profile: calls with 8 tokens", "[forward]", "[round]",
                            "[prefill]", "[draft]", "draft/attn_q.weight", "attn_qkv.weight", "deltanet_recurrent", "checkpoint",

@@ -66,6 +66,65 @@ TEST(Decoder, GreedyDflashIsTokenIdenticalToArForEveryBlockSize) {
   }
 }
 
+// Dropping the drafts the drafter doubts (draft_min_confidence) keeps greedy output identical for every block
+// size and cut, verifies a prefix of each draft (never more than the block), and does drop drafts.
+TEST(Decoder, ConfidenceCutKeepsGreedyOutputIdentical) {
+  constexpr int64_t kVocab = 50;
+  std::mt19937 rng(11);
+  for (int trial = 0; trial < 6; ++trial) {
+    auto prompt = random_prompt(rng, kVocab, 1 + static_cast<int>(rng() % 20));
+    MockTarget target(kVocab, 4096);
+    const std::vector<int32_t> ref = plain_greedy(target, prompt, 40);
+    for (double cut : {0.2, 0.6, 0.95}) {
+      int64_t dropped = 0;
+      for (int b = 2; b <= 16; ++b) {
+        MockDrafter drafter(16, kVocab, 3.0f, /*error_rate=*/0.25, /*seed=*/trial * 100 + b);
+        Decoder dec(target, &drafter);
+        DecodeOptions opts;
+        opts.max_new_tokens = 40;
+        opts.block_size = b;
+        opts.draft_min_confidence = cut;
+        DecodeStats st;
+        auto got = dec.generate(prompt, opts, nullptr, &st);
+        ASSERT_TRUE(got.is_ok()) << got.status().to_string();
+        ASSERT_EQ(*got, ref) << "trial " << trial << " block " << b << " cut " << cut;
+        for (int v : st.verify_sizes) EXPECT_LE(v, b);
+        int64_t verified = 0;
+        for (int v : st.verify_sizes) verified += v - 1;
+        EXPECT_EQ(verified, st.n_drafted);
+        dropped += st.n_truncated;
+      }
+      EXPECT_GT(dropped, 0) << "cut " << cut;
+    }
+  }
+}
+
+// The cut is where the product of the drafts' probabilities under the drafter falls below the bound: with
+// per-position confidences 0.95, 0.9, 0.85, … (joint 0.95, 0.855, 0.727, 0.545, 0.354, …) a bound of 0.5 keeps
+// 4 drafts, 0.8 keeps 2, 0.96 none; every kept draft is right here, so all are accepted.
+TEST(Decoder, ConfidenceCutIsWhereTheJointProbabilityFallsBelowTheBound) {
+  constexpr int64_t kVocab = 40;
+  MockTarget target(kVocab, 4096);
+  std::vector<double> conf;
+  for (int i = 0; i < 15; ++i) conf.push_back(0.95 - 0.05 * i);
+  for (auto [cut, keep] : {std::pair{0.5, 4}, std::pair{0.8, 2}, std::pair{0.96, 0}}) {
+    MockDrafter drafter(16, kVocab, 6.0f, 0.0, 1);
+    drafter.set_confidence(conf);
+    Decoder dec(target, &drafter);
+    DecodeOptions opts;
+    opts.max_new_tokens = 1 + (keep + 1) * 4;  // 4 rounds; the last ones near the limit draft fewer
+    opts.draft_min_confidence = cut;
+    DecodeStats st;
+    ASSERT_TRUE(dec.generate(std::vector<int32_t>{1, 2, 3}, opts, nullptr, &st).is_ok());
+    EXPECT_EQ(st.verify_sizes, std::vector<int>(4, keep + 1)) << "cut " << cut;
+    // Drafts asked per round: 15, or one less than the tokens left; all but `keep` of them dropped.
+    int64_t asked = 0;
+    for (int r = 0, left = opts.max_new_tokens; r < 4; ++r, left -= keep + 1) asked += std::min(15, left - 1);
+    EXPECT_EQ(st.n_truncated, asked - 4 * keep) << "cut " << cut;
+    EXPECT_EQ(st.n_accepted, 4 * keep) << "cut " << cut;
+  }
+}
+
 // Lookup drafting: same tokens as plain decoding for every block size, with or without a drafter
 // present (it is ignored), and on a target that repeats itself the lookup does get accepted.
 // DFlash + lookup (hybrid): same tokens; rounds with a full n-gram match verify the lookup proposal,
@@ -394,7 +453,8 @@ void exact_sequences(const std::vector<int32_t>& prefix, int n, double prob, con
   }
 }
 
-ChiSquare sampled_vs_exact(const SamplingParams& sp, AcceptRule rule, int runs, int lookup = 0, bool hybrid = false) {
+ChiSquare sampled_vs_exact(const SamplingParams& sp, AcceptRule rule, int runs, int lookup = 0, bool hybrid = false,
+                           double min_confidence = 0.0) {
   constexpr int64_t kVocab = 5;
   constexpr int kTokens = 4;
   const std::vector<int32_t> prompt{1, 4, 2};
@@ -416,6 +476,7 @@ ChiSquare sampled_vs_exact(const SamplingParams& sp, AcceptRule rule, int runs, 
     opts.sampling = sp;
     opts.sampling.seed = static_cast<uint64_t>(r) + 1;
     opts.accept_rule = rule;
+    opts.draft_min_confidence = min_confidence;
     auto out = dec.generate(prompt, opts, nullptr, nullptr);
     EXPECT_TRUE(out.is_ok());
     counts[*out]++;
@@ -453,6 +514,19 @@ TEST(Decoder, SampledDflashMatchesTheTargetDistribution) {
         << "T=" << sp.temperature << " df=" << good.df;
     // The same test must reject a biased rule, or it proves nothing.
     ChiSquare bad = sampled_vs_exact(sp, AcceptRule::kResampleTarget, runs);
+    EXPECT_GT(bad.stat, chi2_critical(bad.df, 4.75))
+        << "the chi-square test cannot tell a biased acceptance rule apart (T=" << sp.temperature << ")";
+  }
+}
+
+// Cutting the draft where the drafter's joint probability falls below a bound depends on the draft alone, so
+// the output distribution stays the target's (and the biased rule is still caught).
+TEST(Decoder, SampledDflashWithAConfidenceCutMatchesTheTargetDistribution) {
+  const int runs = 20000;
+  for (SamplingParams sp : {SamplingParams{1.0f, 0, 1.0f, 0.0f, 0}, SamplingParams{0.8f, 3, 0.9f, 0.0f, 0}}) {
+    ChiSquare good = sampled_vs_exact(sp, AcceptRule::kResidual, runs, 0, false, /*min_confidence=*/0.15);
+    EXPECT_LT(good.stat, chi2_critical(good.df, 4.75)) << "T=" << sp.temperature << " df=" << good.df;
+    ChiSquare bad = sampled_vs_exact(sp, AcceptRule::kResampleTarget, runs, 0, false, 0.15);
     EXPECT_GT(bad.stat, chi2_critical(bad.df, 4.75))
         << "the chi-square test cannot tell a biased acceptance rule apart (T=" << sp.temperature << ")";
   }

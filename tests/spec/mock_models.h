@@ -111,6 +111,12 @@ class MockDrafter final : public Drafter {
       }
       int32_t best = 0;
       for (int64_t v = 1; v < n_vocab_; ++v) if (row[v] > row[best]) best = static_cast<int32_t>(v);
+      if (static_cast<size_t>(i) < confidence_.size()) {
+        // The same argmax with softmax probability exactly confidence_[i]: e^L / (e^L + n − 1) = p.
+        const double p = confidence_[static_cast<size_t>(i)];
+        std::fill(row, row + n_vocab_, 0.0f);
+        row[best] = static_cast<float>(std::log(p * static_cast<double>(n_vocab_ - 1) / (1.0 - p)));
+      }
       h.push_back(best);
     }
     ++calls_;
@@ -119,8 +125,11 @@ class MockDrafter final : public Drafter {
   const float* logits(int i) const override { return logits_.data() + static_cast<size_t>(i) * n_vocab_; }
   void reset() override { ctx_.clear(); }
   const std::vector<int32_t>& context() const { return ctx_; }
+  // Draft position i's row gets its argmax probability set to p[i] (0 < p < 1), the argmax kept.
+  void set_confidence(std::vector<double> p) { confidence_ = std::move(p); }
 
  private:
+  std::vector<double> confidence_;
   int block_size_;
   int64_t n_vocab_;
   float sharpness_;
