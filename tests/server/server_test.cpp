@@ -55,10 +55,11 @@ TEST(ServerApi, ParsesCompletionFieldsAndDefaults) {
   EXPECT_TRUE(r.gen.speculative);
   EXPECT_FALSE(r.stream);
   EXPECT_EQ(r.gen.prompt, *shared_engine().tokenize("def f(x):"));
+  EXPECT_DOUBLE_EQ(r.gen.decode.draft_min_confidence, d.draft_min_confidence);
   ASSERT_TRUE(parse_request(Endpoint::kCompletions,
                             json::parse(R"({"prompt": [1, 2, 3], "max_tokens": 5, "temperature": 0.7, "top_p": 0.9,
                                 "top_k": 20, "min_p": 0.05, "seed": 9, "stop": ["\n\n", "END"], "stream": true,
-                                "stream_options": {"include_usage": true}, "speculative": false, "block_size": 4,
+                                "stream_options": {"include_usage": true}, "speculative": false, "block_size": 4, "draft_min_confidence": 0.3,
                                 "n": 1, "presence_penalty": 0, "logprobs": null, "user": "ignored"})"),
                             shared_engine(), d, &r, &err))
       << err.message;
@@ -72,6 +73,7 @@ TEST(ServerApi, ParsesCompletionFieldsAndDefaults) {
   EXPECT_TRUE(r.stream && r.include_usage);
   EXPECT_FALSE(r.gen.speculative);
   EXPECT_EQ(r.gen.decode.block_size, 4);
+  EXPECT_DOUBLE_EQ(r.gen.decode.draft_min_confidence, 0.3);
 }
 
 TEST(ServerApi, MaxTokensNeverRunPastTheContext) {
@@ -106,6 +108,7 @@ TEST(ServerApi, BadFieldsAreNamed) {
       {C, R"({"prompt": "x", "stop": ["a","b","c","d","e","f","g","h","i","j","k","l","m","n","o","p","q"]})", "stop",
        "at most"},
       {C, R"({"prompt": "x", "stream": "yes"})", "stream", "true or false"},
+      {C, R"({"prompt": "x", "draft_min_confidence": 2})", "draft_min_confidence", "between"},
       {C, R"({"prompt": "x", "response_format": {"type": "json_object"}})", "response_format", "text"},
       {H, R"({})", "messages", "required"},
       {H, R"({"messages": []})", "messages", "non-empty"},
