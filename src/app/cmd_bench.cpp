@@ -72,10 +72,11 @@ int fail(const util::Status& st) {
 struct DecodeTotals {
   double t_decode = 0, t_draft = 0, t_verify = 0, t_rollback = 0;
   int64_t tokens = 0, rounds = 0, committed = 0, drafted = 0, accepted = 0;
-  std::vector<int> sizes, committed_per_round;  // every round of the counted runs, in order: verified, committed
+  std::vector<int> sizes, blocks, committed_per_round;  // every round of the counted runs, in order: verified, asked, committed
   std::vector<double> round_seconds;
   void add(const spec::DecodeStats& s) {
     sizes.insert(sizes.end(), s.verify_sizes.begin(), s.verify_sizes.end());
+    blocks.insert(blocks.end(), s.block_sizes.begin(), s.block_sizes.end());
     committed_per_round.insert(committed_per_round.end(), s.accept_lengths.begin(), s.accept_lengths.end());
     round_seconds.insert(round_seconds.end(), s.round_seconds.begin(), s.round_seconds.end());
     t_decode += s.t_decode_s;
@@ -91,7 +92,7 @@ struct DecodeTotals {
   double tok_s() const { return t_decode > 0 ? tokens / t_decode : 0.0; }
   double tau() const { return rounds ? static_cast<double>(committed) / static_cast<double>(rounds) : 0.0; }
   double acceptance() const { return drafted ? static_cast<double>(accepted) / static_cast<double>(drafted) : 0.0; }
-  double drafting_loss() const { return spec::drafting_loss(sizes, committed_per_round, round_seconds); }
+  double drafting_loss() const { return spec::drafting_loss(blocks, committed_per_round, round_seconds); }
 };
 
 // AR vs DFlash on the same prompts in one process (T = 0): tokens/s of each, speed-up, τ,

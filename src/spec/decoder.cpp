@@ -31,14 +31,14 @@ double DecodeStats::tau() const {
   return s / static_cast<double>(accept_lengths.size());
 }
 
-double drafting_loss(std::span<const int> verify_sizes, std::span<const int> committed,
+double drafting_loss(std::span<const int> block_sizes, std::span<const int> committed,
                      std::span<const double> round_seconds) {
-  const size_t n = std::min({verify_sizes.size(), committed.size(), round_seconds.size()});
+  const size_t n = std::min({block_sizes.size(), committed.size(), round_seconds.size()});
   std::vector<double> plain;
   double total = 0, draft_time = 0, draft_tokens = 0;
   for (size_t i = 0; i < n; ++i) {
     total += round_seconds[i];
-    if (verify_sizes[i] <= 1) {
+    if (block_sizes[i] <= 1) {
       plain.push_back(round_seconds[i]);
     } else {
       draft_time += round_seconds[i];
@@ -245,6 +245,7 @@ util::Result<std::vector<int32_t>> Decoder::generate(std::span<const int32_t> pr
       }
       st.t_draft_s += t_lookup;
     }
+    const int asked = verify_size;  // before draft_min_confidence drops drafts (a lookup round: its proposal)
     // Profiled under the block actually verified (a lookup proposal may be shorter than asked).
     util::profile::Envelope prof_round("[round]", verify_size);
     if (n_draft > 0 && drafter && !drafted_by_lookup) {
@@ -330,12 +331,15 @@ util::Result<std::vector<int32_t>> Decoder::generate(std::span<const int32_t> pr
     st.n_accepted += acc.n_accepted;
     st.accept_lengths.push_back(produced);
     st.verify_sizes.push_back(verify_size);
+    st.block_sizes.push_back(asked);
     const double secs = round_timer.seconds();
     st.round_seconds.push_back(secs);
     if (policy) {
-      policy->observe(verify_size, acc.n_accepted, secs);
-      LOG_DEBUG("policy round %lld: block %d, %d accepted, %.3f ms", static_cast<long long>(st.n_rounds),
-                verify_size, acc.n_accepted, 1e3 * secs);
+      // The policy sees the block it chose: its cost with the confidence cut is what choosing it costs, and a
+      // draft cut short counts as rejected where it was cut (the committed tokens are what matter).
+      policy->observe(asked, acc.n_accepted, secs);
+      LOG_DEBUG("policy round %lld: block %d, %d accepted, %.3f ms", static_cast<long long>(st.n_rounds), asked,
+                acc.n_accepted, 1e3 * secs);
     }
 
     for (int i = 0; i < produced && !stopped; ++i) emit(fresh[static_cast<size_t>(i)]);

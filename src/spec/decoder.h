@@ -81,7 +81,10 @@ struct DecodeStats {
   int64_t n_accepted = 0;     // draft tokens accepted
   int64_t n_truncated = 0;    // draft tokens dropped before the verify (DecodeOptions::draft_min_confidence)
   std::vector<int> accept_lengths;  // tokens committed per round (the paper's acceptance length)
-  std::vector<int> verify_sizes;    // tokens verified per round (1 + drafts): the block an adaptive policy chose
+  std::vector<int> verify_sizes;    // tokens verified per round (1 + drafts)
+  // The block each round asked for: what an adaptive policy chose, before draft_min_confidence dropped drafts
+  // (a round whose drafts were all dropped verifies 1 token but paid for a draft: it is not a plain round).
+  std::vector<int> block_sizes;
   std::vector<double> round_seconds;  // wall time of each round, as the block policy saw it
   int64_t n_lookup_rounds = 0;      // rounds that verified an n-gram lookup proposal
   double t_prefill_s = 0, t_draft_s = 0, t_verify_s = 0, t_rollback_s = 0, t_decode_s = 0;
@@ -93,11 +96,12 @@ struct DecodeStats {
 };
 
 // What drafting cost in a run (negative: what it saved), measured so that the machine's speed drifting
-// between runs cancels out: the time of the rounds that verified a draft minus what plain decoding would
-// have taken for the tokens they committed, at the median plain round of the same rounds, over all rounds'
-// time. Per round: tokens verified, tokens committed, seconds. 0 without a plain round to measure against.
+// between runs cancels out: the time of the rounds that drafted minus what plain decoding would have taken
+// for the tokens they committed, at the median plain round of the same rounds, over all rounds' time. Per
+// round: the block asked (DecodeStats::block_sizes; > 1: it drafted), tokens committed, seconds. 0 without a
+// plain round to measure against.
 // (The slow plain rounds right after a draft are left out: plain rounds all count as plain.)
-double drafting_loss(std::span<const int> verify_sizes, std::span<const int> committed,
+double drafting_loss(std::span<const int> block_sizes, std::span<const int> committed,
                      std::span<const double> round_seconds);
 
 // Receives each committed token in order; returning false stops generation after it.

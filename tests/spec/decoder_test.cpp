@@ -107,11 +107,19 @@ TEST(Decoder, ConfidenceCutIsWhereTheJointProbabilityFallsBelowTheBound) {
   MockTarget target(kVocab, 4096);
   std::vector<double> conf;
   for (int i = 0; i < 15; ++i) conf.push_back(0.95 - 0.05 * i);
+  struct Recorder final : BlockPolicy {  // asks for the whole block, records what it is told
+    std::vector<int> sizes;
+    int next_block_size(int max_block) override { return max_block; }
+    void observe(int b, int, double) override { sizes.push_back(b); }
+    void start_sequence() override {}
+  };
   for (auto [cut, keep] : {std::pair{0.5, 4}, std::pair{0.8, 2}, std::pair{0.96, 0}}) {
     MockDrafter drafter(16, kVocab, 6.0f, 0.0, 1);
     drafter.set_confidence(conf);
     Decoder dec(target, &drafter);
+    Recorder observed;
     DecodeOptions opts;
+    opts.policy = &observed;
     opts.max_new_tokens = 1 + (keep + 1) * 4;  // 4 rounds; the last ones near the limit draft fewer
     opts.draft_min_confidence = cut;
     DecodeStats st;
@@ -122,6 +130,12 @@ TEST(Decoder, ConfidenceCutIsWhereTheJointProbabilityFallsBelowTheBound) {
     for (int r = 0, left = opts.max_new_tokens; r < 4; ++r, left -= keep + 1) asked += std::min(15, left - 1);
     EXPECT_EQ(st.n_truncated, asked - 4 * keep) << "cut " << cut;
     EXPECT_EQ(st.n_accepted, 4 * keep) << "cut " << cut;
+    // The rounds asked for the whole block (what a policy chose and is told about): even with every draft
+    // dropped (cut 0.96) they drafted, so they are not plain rounds.
+    ASSERT_EQ(st.block_sizes.size(), 4u);
+    EXPECT_EQ(st.block_sizes, observed.sizes) << "cut " << cut;
+    for (int r = 0, left = opts.max_new_tokens; r < 4; ++r, left -= keep + 1)
+      EXPECT_EQ(st.block_sizes[static_cast<size_t>(r)], std::min(16, left)) << "cut " << cut << " round " << r;
   }
 }
 
