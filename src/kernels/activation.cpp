@@ -89,6 +89,25 @@ void SoftmaxImpl(float* x, int64_t n_rows, int64_t n) {
   }
 }
 
+// The softmax's two passes without the stores: the row's max, then Σ exp(x − max).
+float SoftmaxMaxImpl(const float* p, int64_t n) {
+  const DF d;
+  const int64_t N = int64_t(hn::Lanes(d));
+  VF vm = hn::Set(d, -std::numeric_limits<float>::infinity());
+  int64_t i = 0;
+  for (; i + N <= n; i += N) vm = hn::Max(vm, hn::LoadU(d, p + i));
+  float m = hn::GetLane(hn::MaxOfLanes(d, vm));
+  for (; i < n; ++i) m = p[i] > m ? p[i] : m;
+  if (m == -std::numeric_limits<float>::infinity()) return 0.0f;
+  const VF vmax = hn::Set(d, m);
+  VF vs = hn::Zero(d);
+  i = 0;
+  for (; i + N <= n; i += N) vs = hn::Add(vs, hn::Exp(d, hn::Sub(hn::LoadU(d, p + i), vmax)));
+  float s = hn::GetLane(hn::SumOfLanes(d, vs));
+  for (; i < n; ++i) s += std::exp(p[i] - m);
+  return 1.0f / s;
+}
+
 }  // namespace
 }  // namespace dflash::kernels::HWY_NAMESPACE
 HWY_AFTER_NAMESPACE();
@@ -100,6 +119,7 @@ HWY_EXPORT(SigmoidImpl);
 HWY_EXPORT(SoftplusImpl);
 HWY_EXPORT(SwigluImpl);
 HWY_EXPORT(SoftmaxImpl);
+HWY_EXPORT(SoftmaxMaxImpl);
 HWY_EXPORT(MulSigmoidImpl);
 
 void silu(const float* x, float* y, int64_t n) { HWY_DYNAMIC_DISPATCH(SiluImpl)(x, y, n); }
@@ -112,5 +132,6 @@ void mul_sigmoid(const float* x, const float* gate, float* y, int64_t n) {
   HWY_DYNAMIC_DISPATCH(MulSigmoidImpl)(x, gate, y, n);
 }
 void softmax(float* x, int64_t n_rows, int64_t n) { HWY_DYNAMIC_DISPATCH(SoftmaxImpl)(x, n_rows, n); }
+float softmax_max(const float* x, int64_t n) { return HWY_DYNAMIC_DISPATCH(SoftmaxMaxImpl)(x, n); }
 }  // namespace dflash::kernels
 #endif

@@ -14,5 +14,8 @@ void mul_sigmoid(const float* x, const float* gate, float* y, int64_t n);  // x�
 // Numerically stable softmax of n_rows contiguous rows of n floats, in place. -inf entries get 0;
 // a row that is entirely -inf becomes all zeros (instead of NaN).
 void softmax(float* x, int64_t n_rows, int64_t n);
+// The largest entry of a row's softmax, 1 / Σ exp(x_i − max x), without writing the row (a drafter's confidence
+// in its argmax); 0 for a row that is entirely -inf.
+float softmax_max(const float* x, int64_t n);
 
 }  // namespace dflash::kernels

@@ -91,10 +91,8 @@ int Decoder::confident_prefix(const Drafter& drafter, int n_draft, bool greedy, 
   double joint = 1.0;
   for (int i = 0; i < n_draft; ++i) {
     double p;
-    if (greedy) {  // the probability of the argmax (the draft): a softmax of the row
-      conf_row_.assign(drafter.logits(i), drafter.logits(i) + n_vocab);
-      kernels::softmax(conf_row_.data(), 1, n_vocab);
-      p = conf_row_[static_cast<size_t>(block_[static_cast<size_t>(i) + 1])];
+    if (greedy) {  // the probability of the argmax (the draft)
+      p = kernels::softmax_max(drafter.logits(i), n_vocab);
     } else {
       // The largest probability of the distribution the draft was sampled from, not the sampled draft's own:
       // a cut that depended on which token was drawn would bias the verified prefix (the residual rule

@@ -100,7 +100,15 @@ TEST(Softmax, MatchesReferenceAndSumsToOneOnExtremes) {
       EXPECT_NEAR(got[size_t(2 * n + 1)], want[size_t(2 * n + 1)], 1e-6);
     }
     for (int64_t i = 0; i < n; ++i) EXPECT_NEAR(got[size_t(3 * n + i)], 1.0 / n, 1e-6);
+    // softmax_max: the row's largest probability without writing it, against the reference and the softmax.
+    for (int64_t r = 0; r < rows; ++r) {
+      const float* row = x.data() + r * n;
+      const float m = softmax_max(row, n);
+      EXPECT_NEAR(m, ref::softmax_max(row, n), 1e-6) << "row " << r << " n " << n;
+      EXPECT_NEAR(m, *std::max_element(got.begin() + r * n, got.begin() + (r + 1) * n), 1e-6) << "row " << r;
+    }
   }
+  EXPECT_EQ(softmax_max(std::vector<float>(5, -std::numeric_limits<float>::infinity()).data(), 5), 0.0f);
   std::vector<float> all_masked(5, -std::numeric_limits<float>::infinity());
   softmax(all_masked.data(), 1, 5);
   for (float v : all_masked) EXPECT_EQ(v, 0.0f);

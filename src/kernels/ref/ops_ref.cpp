@@ -79,6 +79,15 @@ void softmax(float* x, int64_t n_rows, int64_t n) {
   }
 }
 
+float softmax_max(const float* x, int64_t n) {
+  float m = -std::numeric_limits<float>::infinity();
+  for (int64_t i = 0; i < n; ++i) m = std::max(m, x[i]);
+  if (m == -std::numeric_limits<float>::infinity()) return 0.0f;
+  double s = 0;
+  for (int64_t i = 0; i < n; ++i) s += std::exp(double(x[i]) - m);
+  return float(1.0 / s);
+}
+
 void rope(float* x, int64_t n_tokens, int64_t n_heads, int64_t token_stride, int64_t head_stride,
           int64_t n_rot, const int64_t* positions, float theta) {
   const int64_t half = n_rot / 2;

@@ -23,6 +23,7 @@ float silu(float x);
 float sigmoid(float x);
 float softplus(float x);
 void softmax(float* x, int64_t n_rows, int64_t n);
+float softmax_max(const float* x, int64_t n);
 
 void rope(float* x, int64_t n_tokens, int64_t n_heads, int64_t token_stride, int64_t head_stride,
           int64_t n_rot, const int64_t* positions, float theta);
