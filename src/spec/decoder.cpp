@@ -86,27 +86,6 @@ int64_t expected_rows(const DecodeStats& st, int verify_size) {
 constexpr int64_t kMaxPendingTokens = 512;  // committed tokens' features held back from the drafter, at most
 }  // namespace
 
-int Decoder::confident_prefix(const Drafter& drafter, int n_draft, bool greedy, double min_confidence) {
-  const int64_t n_vocab = target_.n_vocab();
-  double joint = 1.0;
-  for (int i = 0; i < n_draft; ++i) {
-    double p;
-    if (greedy) {  // the probability of the argmax (the draft)
-      p = kernels::softmax_max(drafter.logits(i), n_vocab);
-    } else {
-      // The largest probability of the distribution the draft was sampled from, not the sampled draft's own:
-      // a cut that depended on which token was drawn would bias the verified prefix (the residual rule
-      // assumes every draft from q reaches the verify). DFlash drafts all positions in one pass, so q_i does
-      // not depend on the drafts before it and the cut is fixed before any draft is drawn.
-      const auto& probs = q_[static_cast<size_t>(i)].probs;
-      p = probs.empty() ? 0.0 : *std::max_element(probs.begin(), probs.end());
-    }
-    joint *= p;
-    if (joint < min_confidence) return i;
-  }
-  return n_draft;
-}
-
 Status Decoder::flush_drafter_context() {
   if (pending_features_.empty() || !drafter_) return Status::ok();
   const auto n = static_cast<int64_t>(pending_features_.size()) / target_.feature_dim();
@@ -244,28 +223,37 @@ util::Result<std::vector<int32_t>> Decoder::generate(std::span<const int32_t> pr
       st.t_draft_s += t_lookup;
     }
     const int asked = verify_size;  // before draft_min_confidence drops drafts (a lookup round: its proposal)
-    // Profiled under the block actually verified (a lookup proposal may be shorter than asked).
+    // Profiled under that block (a lookup proposal may be shorter than the policy's; the confidence cut below
+    // may verify fewer).
     util::profile::Envelope prof_round("[round]", verify_size);
     if (n_draft > 0 && drafter && !drafted_by_lookup) {
       util::Timer td;
       DFLASH_RETURN_IF_ERROR(flush_drafter_context());
       DFLASH_RETURN_IF_ERROR(drafter->draft(last, n_draft));
-      if (sampler.params().greedy()) {
-        for (int i = 0; i < n_draft; ++i) block_.push_back(argmax(drafter->logits(i), n_vocab));
-      } else {
-        q_.resize(static_cast<size_t>(n_draft));
-        for (int i = 0; i < n_draft; ++i) {
-          sampler.distribution(drafter->logits(i), &q_[static_cast<size_t>(i)]);
-          block_.push_back(sampler.sample(q_[static_cast<size_t>(i)]));
+      // The confidence cut (draft_min_confidence): the draft ends where the product of the positions'
+      // confidences falls below the bound. A position's confidence is the largest probability of its
+      // distribution (greedy: the draft's own), read before its draft is drawn: a cut that depended on which
+      // token a sampled draft drew would bias the verified prefix (the residual rule assumes every draft from
+      // q reaches the verify). DFlash drafts all positions in one pass, so q_i does not depend on the drafts
+      // before it. Positions past the cut are neither turned into distributions nor drawn.
+      const bool greedy = sampler.params().greedy();
+      if (!greedy) q_.resize(static_cast<size_t>(n_draft));
+      double joint = 1.0;
+      int kept = 0;
+      for (; kept < n_draft; ++kept) {
+        const float* row = drafter->logits(kept);
+        Distribution* q = greedy ? nullptr : &q_[static_cast<size_t>(kept)];
+        if (q) sampler.distribution(row, q);
+        if (opts.draft_min_confidence > 0.0) {
+          joint *= greedy ? kernels::softmax_max(row, n_vocab)
+                          : (q->probs.empty() ? 0.0f : *std::max_element(q->probs.begin(), q->probs.end()));
+          if (joint < opts.draft_min_confidence) break;
         }
+        block_.push_back(greedy ? argmax(row, n_vocab) : sampler.sample(*q));
       }
-      if (opts.draft_min_confidence > 0.0) {
-        const int keep = confident_prefix(*drafter, n_draft, sampler.params().greedy(), opts.draft_min_confidence);
-        st.n_truncated += n_draft - keep;
-        n_draft = keep;
-        verify_size = n_draft + 1;
-        block_.resize(static_cast<size_t>(verify_size));
-      }
+      st.n_truncated += n_draft - kept;
+      n_draft = kept;
+      verify_size = n_draft + 1;
       st.t_draft_s += td.seconds();
     }
 

@@ -134,8 +134,6 @@ class Decoder {
   std::vector<int32_t> history_;  // prompt + output, for lookup drafting
   std::vector<Distribution> q_;
   std::vector<Distribution> p_;
-  // How many of the round's n_draft drafts (block_[1..]) keep a joint drafter probability ≥ min_confidence.
-  int confident_prefix(const Drafter& drafter, int n_draft, bool greedy, double min_confidence);
 };
 
 }  // namespace dflash::spec
