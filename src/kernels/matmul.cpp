@@ -218,17 +218,10 @@ bool rows16_takes(MatmulIsa isa, DType t, int64_t n_tokens, bool copy16) {
 // 15.0–15.2; Q6_K 8 13.9–14.0 against 14.0–14.5, 10 14.4–15.1 against 14.2, 12 16.2–16.3 against 14.7–15.0;
 // Q5_K 16 16.3–16.9 against 13.9–14.2.
 std::atomic<int> g_amx_rows16{-1};
-constexpr int64_t kAmxRows16MinTokens = 10;
-int64_t amx_rows16_q8_min_tokens() {
-  static const int64_t n = [] {
-    const char* e = std::getenv("DFLASH_AMX_Q8_ROWS16_MIN");  // A/B benchmarks
-    return e && std::atoi(e) > 0 ? int64_t(std::atoi(e)) : int64_t(4);
-  }();
-  return n;
-}
+constexpr int64_t kAmxRows16MinTokens = 10, kAmxRows16Q8MinTokens = 4;
 bool rows16_amx_takes(DType t, int64_t n_tokens, bool copy16) {
   const bool kq = t == DType::kQ6_K || t == DType::kQ4_K || t == DType::kQ5_K;
-  const int64_t min_tokens = t == DType::kQ8_0 ? amx_rows16_q8_min_tokens() : kAmxRows16MinTokens;
+  const int64_t min_tokens = t == DType::kQ8_0 ? kAmxRows16Q8MinTokens : kAmxRows16MinTokens;
   return (kq || t == DType::kQ8_0) && copy16 && n_tokens >= min_tokens && use_rows16() &&
          switch_on(g_amx_rows16, "DFLASH_AMX_ROWS16", true);
 }
