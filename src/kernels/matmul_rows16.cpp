@@ -103,16 +103,16 @@ inline void put_q6k_row_meta(const BlockQ6_K& x, int r, uint8_t* out) {
 // Packed Q8_0 activations of a group of up to 16 tokens (layout in kernels/rows16_layout.h): a block's
 // broadcasts are fixed offsets from one pointer.
 using rows16_layout::kTokens;
-size_t act_bytes(int64_t nb) { return rows16_layout::q8act_bytes(nb); }
-inline size_t act_d_offset(int64_t nb) { return rows16_layout::q8act_d_offset(nb); }
-inline size_t act_corr_offset(int64_t nb) { return rows16_layout::q8act_corr_offset(nb); }
+using rows16_layout::q8act_bytes;
+using rows16_layout::q8act_corr_offset;
+using rows16_layout::q8act_d_offset;
 
 void pack_act(const uint8_t* act, size_t act_stride, int64_t n_tokens, int64_t nb, uint8_t* out) {
   const __m256i ones = _mm256_set1_epi8(1);
   for (int64_t g = 0; g * kTokens < n_tokens; ++g) {
-    uint8_t* dst = out + size_t(g) * act_bytes(nb);
-    float* d = reinterpret_cast<float*>(dst + act_d_offset(nb));
-    int32_t* corr = reinterpret_cast<int32_t*>(dst + act_corr_offset(nb));
+    uint8_t* dst = out + size_t(g) * q8act_bytes(nb);
+    float* d = reinterpret_cast<float*>(dst + q8act_d_offset(nb));
+    int32_t* corr = reinterpret_cast<int32_t*>(dst + q8act_corr_offset(nb));
     const int n = int(std::min<int64_t>(kTokens, n_tokens - g * kTokens));
     for (int t = 0; t < n; ++t) {
       const ActQ8_0* src = reinterpret_cast<const ActQ8_0*>(act + size_t(g * kTokens + t) * act_stride);
@@ -179,7 +179,7 @@ constexpr int kAvx2Tokens = 4;
 template <int NT>
 inline void tile_avx2(const uint8_t* grp, int64_t nb, const uint8_t* act, int t0, int h, int m, float* y, int64_t ldy) {
   const uint16_t* wscales = reinterpret_cast<const uint16_t*>(grp + size_t(nb) * kRows16TileBytes);
-  const float* xd = reinterpret_cast<const float*>(act + act_d_offset(nb));
+  const float* xd = reinterpret_cast<const float*>(act + q8act_d_offset(nb));
   const __m256i ones = _mm256_set1_epi16(1), k80 = _mm256_set1_epi8(int8_t(0x80));
   __m256 acc[NT];
   for (int t = 0; t < NT; ++t) acc[t] = _mm256_setzero_ps();
@@ -674,8 +674,8 @@ __attribute__((always_inline)) inline void dot_chains(const __m512i* wv, const u
 template <int NT>
 inline void tile(const uint8_t* grp, int64_t nb, const uint8_t* act, int m, float* y, int64_t ldy) {
   const uint16_t* wscales = reinterpret_cast<const uint16_t*>(grp + size_t(nb) * kRows16TileBytes);
-  const float* xd = reinterpret_cast<const float*>(act + act_d_offset(nb));
-  const int32_t* xc = reinterpret_cast<const int32_t*>(act + act_corr_offset(nb));
+  const float* xd = reinterpret_cast<const float*>(act + q8act_d_offset(nb));
+  const int32_t* xc = reinterpret_cast<const int32_t*>(act + q8act_corr_offset(nb));
   __m512 acc[NT];
 #pragma GCC unroll 16
   for (int t = 0; t < NT; ++t) acc[t] = _mm512_setzero_ps();
@@ -960,7 +960,7 @@ ActPack act_pack_rows16(DType t) {
   p.group = kTokens;
   p.min_tokens = 1;
   if (t == DType::kQ8_0) {
-    p.group_bytes = &act_bytes;
+    p.group_bytes = &q8act_bytes;
     p.pack = &pack_act;
   } else if (t == DType::kQ4_K || t == DType::kQ5_K) {
     p.group_bytes = &kact_bytes<4>;
