@@ -1117,9 +1117,9 @@ void rows16_amx_kq(const RowsArgs& a, int64_t r0, int64_t r1) {
 template <int NT>
 void q8_rows16_group(const uint8_t* grp, int64_t nb, const uint8_t* act, int m, float* y, int64_t ldy) {
   using namespace rows16_layout;
-  const uint16_t* wscales = reinterpret_cast<const uint16_t*>(grp + size_t(nb) * kRows16TileBytes);
-  const float* xd = reinterpret_cast<const float*>(act + q8act_d_offset(nb));
-  const int32_t* xc = reinterpret_cast<const int32_t*>(act + q8act_corr_offset(nb));
+  const uint16_t* wscales = rows16_layout::q8_row_scales(grp, nb);
+  const float* xd = rows16_layout::q8act_d(act, nb);
+  const int32_t* xc = rows16_layout::q8act_corr(act, nb);
   __m512 acc[NT];
 #pragma GCC unroll 16
   for (int t = 0; t < NT; ++t) acc[t] = _mm512_setzero_ps();

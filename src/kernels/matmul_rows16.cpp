@@ -178,8 +178,8 @@ constexpr int kAvx2Tokens = 4;
 
 template <int NT>
 inline void tile_avx2(const uint8_t* grp, int64_t nb, const uint8_t* act, int t0, int h, int m, float* y, int64_t ldy) {
-  const uint16_t* wscales = reinterpret_cast<const uint16_t*>(grp + size_t(nb) * kRows16TileBytes);
-  const float* xd = reinterpret_cast<const float*>(act + q8act_d_offset(nb));
+  const uint16_t* wscales = rows16_layout::q8_row_scales(grp, nb);
+  const float* xd = rows16_layout::q8act_d(act, nb);
   const __m256i ones = _mm256_set1_epi16(1), k80 = _mm256_set1_epi8(int8_t(0x80));
   __m256 acc[NT];
   for (int t = 0; t < NT; ++t) acc[t] = _mm256_setzero_ps();
@@ -673,9 +673,9 @@ __attribute__((always_inline)) inline void dot_chains(const __m512i* wv, const u
 // from memory into vpdpbusd.
 template <int NT>
 inline void tile(const uint8_t* grp, int64_t nb, const uint8_t* act, int m, float* y, int64_t ldy) {
-  const uint16_t* wscales = reinterpret_cast<const uint16_t*>(grp + size_t(nb) * kRows16TileBytes);
-  const float* xd = reinterpret_cast<const float*>(act + q8act_d_offset(nb));
-  const int32_t* xc = reinterpret_cast<const int32_t*>(act + q8act_corr_offset(nb));
+  const uint16_t* wscales = rows16_layout::q8_row_scales(grp, nb);
+  const float* xd = rows16_layout::q8act_d(act, nb);
+  const int32_t* xc = rows16_layout::q8act_corr(act, nb);
   __m512 acc[NT];
 #pragma GCC unroll 16
   for (int t = 0; t < NT; ++t) acc[t] = _mm512_setzero_ps();

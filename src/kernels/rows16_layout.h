@@ -45,6 +45,17 @@ inline size_t q8act_bytes(int64_t nb) {
 }
 inline size_t q8act_d_offset(int64_t nb) { return size_t(nb) * kTokens * tensor::kQK8_0; }
 inline size_t q8act_corr_offset(int64_t nb) { return size_t(nb) * kTokens * (tensor::kQK8_0 + sizeof(float)); }
+// What the Q8_0 kernels read: a group of the copy's fp16 row scales [block][row] (after its nb tiles of
+// kRows16TileBytes), and a packed activation group's dx and −128·Σx [block][token].
+inline const uint16_t* q8_row_scales(const uint8_t* grp, int64_t nb) {
+  return reinterpret_cast<const uint16_t*>(grp + size_t(nb) * kRows16TileBytes);
+}
+inline const float* q8act_d(const uint8_t* act, int64_t nb) {
+  return reinterpret_cast<const float*>(act + q8act_d_offset(nb));
+}
+inline const int32_t* q8act_corr(const uint8_t* act, int64_t nb) {
+  return reinterpret_cast<const int32_t*>(act + q8act_corr_offset(nb));
+}
 
 // Packed Q8_K activations of a group of up to 16 tokens: per super-block the tokens' qs [token][256];
 // then dx [super-block][token]; then kPairs sub-block sums per super-block as int16 pairs
